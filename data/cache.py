@@ -1,0 +1,529 @@
+"""The HDF5 feature cache: the contract between extraction (stage 1) and the heads (stage 2).
+
+Layout (see DESIGN.md)::
+
+    /  attrs: format="aqa-cache", format_version, aqa_version, created_utc, config_json,
+              weights (json: name -> sha256), untrained (bool)
+    /videos/<id>/   attrs: source_relpath, source_sha256, fps, n_frames, height, width,
+                           config_sha256, status="complete" (written last)
+        frames/index, pose/{keypoints,boxes,box_scores,roles},
+        features/<backbone>_<stream>/{whole,joints,clip_start,clip_end}, motion/camera
+    /labels/        column table: video_id, score, action, difficulty, split, sub/<name>
+    /_incomplete/<id>   a video being written; never read as data
+
+Crash safety: a video's arrays are written under ``/_incomplete/<id>`` and the group is moved to
+``/videos/<id>`` only when every array is in; the file is opened only for the duration of one
+commit and flushed before it is closed, so a writer killed while it computes leaves the file as it
+was after the last complete video. A leftover ``/_incomplete`` group is reported by :func:`verify`
+and removed by the next writer. One writer per file (an ``fcntl`` lock on ``<file>.lock``).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from .labels import BASE_COLUMNS, LabelRow
+
+FORMAT = "aqa-cache"
+FORMAT_VERSION = 1
+REQUIRED_VIDEO_ATTRS = ("fps", "n_frames", "height", "width", "config_sha256", "status")
+REQUIRED_VIDEO_ARRAYS = ("frames/index", "pose/keypoints", "pose/boxes", "pose/box_scores",
+                         "pose/roles")
+_STR = h5py.string_dtype("utf-8")
+
+
+class CacheError(RuntimeError):
+    """A cache that cannot be used as asked (wrong format, locked, inconsistent shapes)."""
+
+
+def aqa_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("aqa-pipeline")
+    except Exception:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"
+
+
+def config_hash(config: Mapping) -> str:
+    """sha256 of the canonical JSON of an extraction config: the key of the resume rule."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _dataset_kwargs(arr: np.ndarray) -> dict:
+    if arr.ndim == 0 or arr.size == 0:
+        return {}
+    return dict(chunks=True, compression="gzip", compression_opts=4, shuffle=True,
+                fletcher32=True)
+
+
+@contextlib.contextmanager
+def _writer_lock(path: Path):
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CacheError(f"{path} is being written by another process (lock {lock_path}); "
+                             "use one writer per file, or --shard K/N with one file per shard") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _open_checked(path: Path, mode: str) -> h5py.File:
+    try:
+        f = h5py.File(path, mode)
+    except OSError as e:
+        raise CacheError(f"{path}: not a readable HDF5 file ({e})") from None
+    fmt = f.attrs.get("format")
+    if fmt is not None and fmt != FORMAT:
+        f.close()
+        raise CacheError(f"{path}: format attribute is {fmt!r}, expected {FORMAT!r}")
+    return f
+
+
+class CacheWriter:
+    """Writes videos into a cache, one atomic commit each, and the labels table.
+
+    ``config`` is the resolved extraction config (stored as JSON; its hash is stored per video and
+    drives the resume rule), ``weights`` maps checkpoint names to sha256, ``untrained`` marks
+    features from random weights (sticky: once a cache holds untrained features it stays marked).
+    """
+
+    def __init__(self, path: str | os.PathLike, config: Mapping | None = None,
+                 weights: Mapping[str, str] | None = None, untrained: bool = False):
+        self.path = Path(path)
+        self.config = dict(config or {})
+        self.config_sha256 = config_hash(self.config)
+        self.weights = dict(weights or {})
+        self.untrained = bool(untrained)
+        self._lock = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "CacheWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _writer_lock(self.path)
+        self._lock.__enter__()
+        try:
+            with self._file() as f:
+                self._init_root(f)
+                if "_incomplete" in f:  # leftovers of an interrupted writer: redone by the caller
+                    del f["_incomplete"]
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(*exc)
+            self._lock = None
+
+    @contextlib.contextmanager
+    def _file(self):
+        f = _open_checked(self.path, "a")
+        try:
+            yield f
+            f.flush()
+        finally:
+            f.close()
+
+    def _init_root(self, f: h5py.File) -> None:
+        a = f.attrs
+        if "format" not in a:
+            a["format"] = FORMAT
+            a["format_version"] = FORMAT_VERSION
+            a["created_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            a["weights"] = "{}"
+            a["untrained"] = False
+        elif int(a["format_version"]) > FORMAT_VERSION:
+            raise CacheError(f"{self.path}: format_version {a['format_version']} is newer than this "
+                             f"aqa-pipeline ({FORMAT_VERSION}); upgrade aqa-pipeline")
+        a["aqa_version"] = aqa_version()
+        a["config_json"] = json.dumps(self.config, sort_keys=True, default=str)
+        weights = json.loads(a.get("weights", "{}"))
+        weights.update(self.weights)
+        a["weights"] = json.dumps(weights, sort_keys=True)
+        a["untrained"] = bool(a.get("untrained", False)) or self.untrained
+        f.require_group("videos")
+
+    # -- videos ----------------------------------------------------------------------------
+    def complete_ids(self) -> set[str]:
+        """Ids of complete videos whose config hash matches this writer's config."""
+        with h5py.File(self.path, "r") as f:
+            vids = f.get("videos", {})
+            return {k for k, g in vids.items()
+                    if g.attrs.get("status") == "complete"
+                    and g.attrs.get("config_sha256") == self.config_sha256}
+
+    def is_complete(self, video_id: str) -> bool:
+        return video_id in self.complete_ids()
+
+    def write_video(self, video_id: str, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> None:
+        """Commit one video: write under /_incomplete/<id>, then move to /videos/<id>.
+
+        ``arrays`` maps relative paths (``"features/kin_pose/whole"``) to numpy arrays. An
+        existing /videos/<id> (e.g. from another config) is replaced only once the new one is
+        fully written.
+        """
+        _check_id(video_id)
+        missing = [k for k in REQUIRED_VIDEO_ARRAYS if k not in arrays]
+        if missing:
+            raise CacheError(f"video {video_id!r}: missing required arrays {missing}")
+        with self._file() as f:
+            tmp = f"_incomplete/{video_id}"
+            if tmp in f:
+                del f[tmp]
+            g = f.create_group(tmp)
+            for key, value in attrs.items():
+                g.attrs[key] = value
+            g.attrs["config_sha256"] = self.config_sha256
+            for rel, arr in arrays.items():
+                arr = np.asarray(arr)
+                g.create_dataset(rel, data=arr, **_dataset_kwargs(arr))
+            f.flush()
+            final = f"videos/{video_id}"
+            if final in f:
+                del f[final]
+            f.move(tmp, final)
+            f[final].attrs["status"] = "complete"
+
+    # -- labels ----------------------------------------------------------------------------
+    def write_labels(self, rows: Sequence[LabelRow]) -> None:
+        """Replace the /labels table with ``rows`` (see :mod:`aqa.data.labels`)."""
+        with self._file() as f:
+            _write_labels(f, rows)
+
+
+def _check_id(video_id: str) -> None:
+    if not video_id or "/" in video_id or video_id.startswith("."):
+        raise CacheError(f"invalid video id {video_id!r} (no '/' and not empty)")
+
+
+def _write_labels(f: h5py.File, rows: Sequence[LabelRow]) -> None:
+    if "labels" in f:
+        del f["labels"]
+    g = f.create_group("labels")
+    g.create_dataset("video_id", data=np.array([r.video_id for r in rows], dtype=object), dtype=_STR)
+    g.create_dataset("score", data=np.array([r.score for r in rows], dtype=np.float64))
+    g.create_dataset("action", data=np.array([r.action for r in rows], dtype=object), dtype=_STR)
+    g.create_dataset("difficulty", data=np.array([r.difficulty for r in rows], dtype=np.float64))
+    g.create_dataset("split", data=np.array([r.split for r in rows], dtype=object), dtype=_STR)
+    subs: list[str] = []
+    for r in rows:
+        subs += [k for k in r.sub_scores if k not in subs]
+    sg = g.create_group("sub")
+    for k in subs:
+        sg.create_dataset(k, data=np.array([r.sub_scores.get(k, math.nan) for r in rows],
+                                           dtype=np.float64))
+
+
+def _read_labels(f: h5py.File) -> list[LabelRow]:
+    if "labels" not in f:
+        return []
+    g = f["labels"]
+    ids = [s.decode() if isinstance(s, bytes) else s for s in g["video_id"][()]]
+    dec = lambda ds: [s.decode() if isinstance(s, bytes) else str(s) for s in ds[()]]  # noqa: E731
+    actions, splits = dec(g["action"]), dec(g["split"])
+    score, diff = g["score"][()], g["difficulty"][()]
+    subs = {k: g["sub"][k][()] for k in g.get("sub", {})}
+    return [LabelRow(video_id=v, score=float(score[i]), action=actions[i],
+                     difficulty=float(diff[i]), split=splits[i],
+                     sub_scores={k: float(a[i]) for k, a in subs.items()})
+            for i, v in enumerate(ids)]
+
+
+class CacheReader:
+    """Read-only access to a cache: ids, feature families, stacked arrays, labels, provenance."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise CacheError(f"{self.path}: no such cache file")
+        self._f = _open_checked(self.path, "r")
+        if self._f.attrs.get("format") != FORMAT:
+            self._f.close()
+            raise CacheError(f"{self.path}: not an aqa cache (no format={FORMAT!r} attribute)")
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "CacheReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def video_ids(self) -> list[str]:
+        vids = self._f.get("videos", {})
+        return sorted(k for k, g in vids.items() if g.attrs.get("status") == "complete")
+
+    def group(self, video_id: str) -> h5py.Group:
+        g = self._f.get(f"videos/{video_id}")
+        if g is None or g.attrs.get("status") != "complete":
+            raise KeyError(f"{self.path}: no complete video {video_id!r}")
+        return g
+
+    def families(self) -> list[str]:
+        """Feature families present in every complete video (sorted)."""
+        common = None
+        for vid in self.video_ids():
+            fams = set(self._f[f"videos/{vid}"].get("features", {}).keys())
+            common = fams if common is None else common & fams
+        return sorted(common or ())
+
+    def _ids(self, ids: Iterable[str] | None) -> list[str]:
+        return self.video_ids() if ids is None else list(ids)
+
+    def _stack(self, rel: str, ids: list[str]) -> np.ndarray:
+        arrays, shapes = [], {}
+        for vid in ids:
+            g = self.group(vid)
+            if rel not in g:
+                raise KeyError(f"{self.path}: video {vid!r} has no {rel!r}")
+            a = g[rel][()]
+            arrays.append(a)
+            shapes.setdefault(a.shape, []).append(vid)
+        if len(shapes) > 1:
+            desc = "; ".join(f"{s}: {v[:3]}{'...' if len(v) > 3 else ''}" for s, v in shapes.items())
+            raise ValueError(f"{rel}: videos have different shapes ({desc}); re-extract with one "
+                             "sampling protocol or select videos of one shape")
+        if not arrays:
+            raise ValueError("no videos selected")
+        return np.stack(arrays).astype(np.float32, copy=False)
+
+    def load(self, family: str, ids: Iterable[str] | None = None, part: str = "whole") -> np.ndarray:
+        """Stack ``features/<family>/<part>`` over ``ids``: (n,S,D) for whole, (n,S,J,D) for joints."""
+        if part not in ("whole", "joints", "clip_start", "clip_end"):
+            raise ValueError(f"part must be whole|joints|clip_start|clip_end, not {part!r}")
+        ids = self._ids(ids)
+        if ids and family not in self.group(ids[0]).get("features", {}):
+            raise KeyError(f"{self.path}: no feature family {family!r}; has {self.families()}")
+        return self._stack(f"features/{family}/{part}", ids)
+
+    def load_camera(self, ids: Iterable[str] | None = None) -> np.ndarray:
+        return self._stack("motion/camera", self._ids(ids))
+
+    def pose(self, video_id: str) -> dict[str, np.ndarray]:
+        g = self.group(video_id)["pose"]
+        return {k: g[k][()] for k in g}
+
+    def video_attrs(self, video_id: str) -> dict:
+        return dict(self.group(video_id).attrs)
+
+    def labels(self) -> list[LabelRow]:
+        return _read_labels(self._f)
+
+    def provenance(self) -> dict:
+        a = self._f.attrs
+        return {"format": a.get("format"), "format_version": int(a.get("format_version", 0)),
+                "aqa_version": a.get("aqa_version"), "created_utc": a.get("created_utc"),
+                "config": json.loads(a.get("config_json", "{}")),
+                "weights": json.loads(a.get("weights", "{}")),
+                "untrained": bool(a.get("untrained", False))}
+
+
+# --------------------------------------------------------------------------------------------
+# verify
+@dataclass
+class VerifyReport:
+    path: str
+    format_version: int | None = None
+    n_videos: int = 0
+    families: dict[str, dict[str, list]] = field(default_factory=dict)  # fam -> part -> shape
+    n_labels: int = 0
+    untrained: bool = False
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "ok": self.ok, "format_version": self.format_version,
+                "n_videos": self.n_videos, "families": self.families, "n_labels": self.n_labels,
+                "untrained": self.untrained, "problems": self.problems, "warnings": self.warnings}
+
+
+def _read_all(ds: h5py.Dataset) -> np.ndarray:
+    """Read a dataset fully; fletcher32 makes a corrupted chunk raise OSError here."""
+    return ds[()]
+
+
+def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
+    """Check a cache completely: format, attributes, every array (checksums), shapes, labels."""
+    path = Path(path)
+    rep = VerifyReport(str(path))
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        rep.problems.append(f"cannot open as HDF5: {e}")
+        return rep
+    with f:
+        a = f.attrs
+        if a.get("format") != FORMAT:
+            rep.problems.append(f"format attribute is {a.get('format')!r}, expected {FORMAT!r}")
+            return rep
+        rep.format_version = int(a.get("format_version", -1))
+        if rep.format_version != FORMAT_VERSION:
+            rep.problems.append(f"format_version {rep.format_version} not supported ({FORMAT_VERSION})")
+        for k in ("aqa_version", "created_utc", "config_json", "weights", "untrained"):
+            if k not in a:
+                rep.problems.append(f"root attribute {k!r} missing")
+        rep.untrained = bool(a.get("untrained", False))
+        for k in ("config_json", "weights"):
+            try:
+                json.loads(a.get(k, "{}"))
+            except ValueError:
+                rep.problems.append(f"root attribute {k!r} is not valid JSON")
+        if "_incomplete" in f and len(f["_incomplete"]):
+            rep.warnings.append(f"{len(f['_incomplete'])} interrupted video write(s) under "
+                                f"/_incomplete ({', '.join(list(f['_incomplete'])[:5])}); "
+                                "re-run the extraction to redo them")
+        vids = f.get("videos", {})
+        items = list(vids.items())
+        if progress:
+            from tqdm import tqdm
+            items = tqdm(items, desc="verify", unit="video")
+        for vid, g in items:
+            _verify_video(vid, g, rep)
+        rep.n_videos = sum(1 for _, g in vids.items() if g.attrs.get("status") == "complete")
+        if "labels" in f:
+            try:
+                rows = _read_labels(f)
+                rep.n_labels = len(rows)
+                ids = {r.video_id for r in rows}
+                unl = [v for v in vids if v not in ids]
+                if unl and rows:
+                    rep.warnings.append(f"{len(unl)} video(s) without a label row, e.g. {unl[:3]}")
+            except Exception as e:  # noqa: BLE001 - report, don't crash
+                rep.problems.append(f"labels table unreadable: {e}")
+    return rep
+
+
+def _verify_video(vid: str, g: h5py.Group, rep: VerifyReport) -> None:
+    where = f"videos/{vid}"
+    for k in REQUIRED_VIDEO_ATTRS:
+        if k not in g.attrs:
+            rep.problems.append(f"{where}: attribute {k!r} missing")
+    if g.attrs.get("status") != "complete":
+        rep.problems.append(f"{where}: status is {g.attrs.get('status')!r}, not 'complete'")
+    for k in REQUIRED_VIDEO_ARRAYS:
+        if k not in g:
+            rep.problems.append(f"{where}: array {k!r} missing")
+    arrays: dict[str, np.ndarray] = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            try:
+                arrays[name] = _read_all(obj)
+            except (OSError, RuntimeError) as e:
+                rep.problems.append(f"{where}/{name}: unreadable (checksum/corruption): {e}")
+    g.visititems(visit)
+    kp = arrays.get("pose/keypoints")
+    if kp is not None and (kp.ndim != 4 or kp.shape[2:] != (17, 3)):
+        rep.problems.append(f"{where}: pose/keypoints shape {kp.shape}, expected (F,P,17,3)")
+    fi = arrays.get("frames/index")
+    if kp is not None and fi is not None and kp.shape[0] != fi.shape[0]:
+        rep.problems.append(f"{where}: pose has {kp.shape[0]} frames, frames/index {fi.shape[0]}")
+    for fam in g.get("features", {}):
+        base = f"features/{fam}"
+        whole, joints = arrays.get(f"{base}/whole"), arrays.get(f"{base}/joints")
+        start = arrays.get(f"{base}/clip_start")
+        shapes = rep.families.setdefault(fam, {})
+        if whole is None and joints is None:
+            rep.problems.append(f"{where}/{base}: neither whole nor joints")
+            continue
+        for part, arr, nd in (("whole", whole, 2), ("joints", joints, 3)):
+            if arr is None:
+                continue
+            if arr.ndim != nd:
+                rep.problems.append(f"{where}/{base}/{part}: {arr.ndim}-d, expected {nd}-d")
+            elif not np.isfinite(arr).all():
+                rep.problems.append(f"{where}/{base}/{part}: contains NaN/inf")
+            shape = ["S", *arr.shape[1:]]
+            if shapes.setdefault(part, shape) != shape:
+                rep.problems.append(f"{where}/{base}/{part}: shape {arr.shape} differs from other "
+                                    f"videos ({shapes[part]})")
+        steps = {a.shape[0] for a in (whole, joints, start) if a is not None}
+        if len(steps) > 1:
+            rep.problems.append(f"{where}/{base}: whole/joints/clip_start disagree on S: {steps}")
+
+
+# --------------------------------------------------------------------------------------------
+# merge
+def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress: bool = True) -> dict:
+    """Join shard caches into one: every complete video, the union of labels and weights.
+
+    A video id present in two inputs is an error unless both copies have the same
+    ``source_sha256`` and ``config_sha256`` (then the first is kept). Returns a summary dict.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise CacheError("merge: no input caches given")
+    if out.exists():
+        raise CacheError(f"merge: output {out} already exists; choose a new file")
+    for p in inputs:
+        rep = verify(p)
+        if not rep.ok:
+            raise CacheError(f"merge: {p} is not a valid cache: {rep.problems[:3]}")
+    configs, weights, untrained, labels = set(), {}, False, {}
+    with h5py.File(inputs[0], "r") as f0:
+        config = json.loads(f0.attrs["config_json"])
+    n_copied, n_dupes = 0, 0
+    with CacheWriter(out, config=config) as w, w._file() as fo:
+        seen: dict[str, tuple] = {}
+        for p in inputs:
+            with h5py.File(p, "r") as fi:
+                configs.add(fi.attrs["config_json"])
+                weights.update(json.loads(fi.attrs["weights"]))
+                untrained |= bool(fi.attrs["untrained"])
+                for r in _read_labels(fi):
+                    prev = labels.get(r.video_id)
+                    if prev is not None and prev.as_dict() != r.as_dict() and not (
+                            math.isnan(prev.score) and math.isnan(r.score)):
+                        raise CacheError(f"merge: conflicting labels for {r.video_id!r} in {p}")
+                    labels[r.video_id] = r
+                for vid in tqdm(sorted(fi.get("videos", {})), desc=f"merge {p.name}",
+                                unit="video", disable=not progress):
+                    g = fi[f"videos/{vid}"]
+                    key = (g.attrs.get("source_sha256"), g.attrs.get("config_sha256"))
+                    if vid in seen or vid in fo["videos"]:
+                        if seen.get(vid) == key:
+                            n_dupes += 1
+                            continue
+                        raise CacheError(f"merge: video {vid!r} appears in two inputs with "
+                                         f"different content/config (second: {p})")
+                    seen[vid] = key
+                    fi.copy(g, fo["videos"], name=vid)
+                    n_copied += 1
+        fo.attrs["weights"] = json.dumps(weights, sort_keys=True)
+        fo.attrs["untrained"] = untrained
+        if len(configs) > 1:
+            fo.attrs["config_json"] = json.dumps(
+                {"merged_configs": [json.loads(c) for c in sorted(configs)]}, sort_keys=True)
+        if labels:
+            _write_labels(fo, list(labels.values()))
+    return {"out": str(out), "inputs": len(inputs), "videos": n_copied, "duplicates_skipped": n_dupes,
+            "labels": len(labels), "configs": len(configs), "untrained": untrained}
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CacheError", "CacheWriter", "CacheReader", "VerifyReport",
+           "verify", "merge", "config_hash", "BASE_COLUMNS"]

@@ -1,0 +1,99 @@
+"""`aqa-data`: cache verification and merging, dataset label tables, synthetic demo videos."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def _fail(msg: str, code: int = 1):
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Data tools for aqa-pipeline: the HDF5 feature cache, dataset labels, synthetic videos."""
+
+
+@main.command()
+@click.argument("cache", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(cache, as_json):
+    """Check CACHE fully (format, attributes, every array's checksum, shapes); exit 1 if broken."""
+    from .cache import verify as _verify
+
+    rep = _verify(cache, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(rep.as_dict(), indent=2))
+    else:
+        click.echo(f"{rep.path}: format_version={rep.format_version} videos={rep.n_videos} "
+                   f"labels={rep.n_labels}{'  [UNTRAINED features]' if rep.untrained else ''}")
+        for fam, parts in sorted(rep.families.items()):
+            shapes = "  ".join(f"{p}={tuple(s)}" for p, s in parts.items())
+            click.echo(f"  features/{fam}: {shapes}")
+        for w in rep.warnings:
+            click.echo(f"  warning: {w}")
+        for p in rep.problems:
+            click.echo(f"  PROBLEM: {p}")
+        click.echo("OK" if rep.ok else f"BROKEN: {len(rep.problems)} problem(s)")
+    sys.exit(0 if rep.ok else 1)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged cache to create.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def merge(inputs, out, as_json):
+    """Join shard caches INPUTS (from --shard K/N runs) into one cache OUT."""
+    from .cache import CacheError, merge as _merge
+
+    try:
+        summary = _merge(inputs, out, progress=not as_json)
+    except CacheError as e:
+        _fail(str(e))
+    click.echo(json.dumps(summary) if as_json else
+               f"merged {summary['videos']} videos from {summary['inputs']} file(s) into {out}"
+               f" ({summary['duplicates_skipped']} duplicate(s) skipped, {summary['labels']} labels)")
+
+
+@main.command()
+@click.argument("dataset")
+@click.argument("annotation_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="labels CSV to write.")
+def labels(dataset, annotation_dir, out):
+    """Write the common labels table of DATASET (aqa7, mtl_aqa, unlv_dive, jigsaws, finediving)."""
+    from .datasets import DATASETS, read_dataset
+    from .labels import write_labels_csv
+
+    if dataset not in DATASETS:
+        _fail(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}", 2)
+    try:
+        rows = read_dataset(dataset, annotation_dir)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    write_labels_csv(rows, out)
+    splits = {}
+    for r in rows:
+        splits[r.split] = splits.get(r.split, 0) + 1
+    click.echo(f"{dataset}: {len(rows)} rows -> {out}  splits: "
+               + ", ".join(f"{k or '(none)'}={v}" for k, v in sorted(splits.items())))
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--n", default=48, show_default=True, help="Number of videos.")
+@click.option("--kind", type=click.Choice(["single", "sync"]), default="single", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--jobs", default=1, show_default=True, help="Worker processes.")
+def synth(out_dir, n, kind, seed, jobs):
+    """Render N synthetic AQA videos with pose sidecars and labels.csv into OUT_DIR."""
+    from .synthetic import render_dataset
+
+    rows = render_dataset(out_dir, n=n, kind=kind, seed=seed, jobs=jobs)
+    click.echo(f"rendered {len(rows)} {kind} videos into {out_dir} (labels: {out_dir}/labels.csv)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
