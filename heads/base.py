@@ -1,0 +1,595 @@
+"""The base class of every neural head: a scikit-learn regressor around a small PyTorch module.
+
+:class:`TorchRegressor` owns everything that is the same for all neural heads -- input validation,
+seeding, target normalisation, the Adam training loop with the papers' learning-rate schedules,
+early stopping on a validation fraction carved from the *training* data, the MSE (+ optional ranking)
+loss, batched prediction, device-independent pickling and ``save``/``load`` -- so a head only
+describes its network.
+
+How a subclass plugs in (see :mod:`aqa.heads.jrg` for a full example)
+-------------------------------------------------------------------------
+1. ``__init__`` is keyword-only and only stores its arguments (scikit-learn rule). List the head's
+   own parameters *and* every base parameter you keep (``max_iter``, ``batch_size``,
+   ``learning_rate``, ...; see :data:`BASE_PARAMS`), store your own ones as attributes and pass the
+   base ones to ``super().__init__(...)``. Change defaults freely (e.g. the paper's learning rate).
+2. ``_module_config(self, X, y, extras) -> dict``: called once in ``fit`` after validation and
+   target normalisation; returns a JSON-able dict with everything needed to build the module
+   (input sizes, hidden sizes). It is stored as ``self.module_config_`` and is what ``load`` and
+   unpickling use to rebuild the network, so it must be plain JSON (ints, floats, str, lists, dicts).
+   Also the place to remember training-set facts the head needs at predict time (store them as
+   fitted attributes ending in ``_``; numpy arrays and plain values survive ``save``/``load``).
+3. ``_make_module(self, config) -> torch.nn.Module``: builds the network from that dict.
+4. ``_forward(self, module, X, extras, training) -> dict``: runs the module on a batch. ``X`` is a
+   float32 tensor (the validated X rows of the batch, on the module's device); ``extras`` maps each
+   per-sample fit/predict keyword (see ``fit_extras``) to the batch's rows (numpy arrays).
+   The dict must hold ``"pred"``: shape (batch,), in *normalised* target units; it may hold
+   ``"reg"``: a scalar tensor added to the loss (regularisers such as JRG's orthogonality term),
+   and anything else a head wants to expose.
+5. Optional hooks:
+   - ``_batch_loss(pred, target, outputs)`` -- the loss of one batch. The base returns
+     ``regression loss (self.loss) + ranking_weight * _ranking_loss(pred, target) + outputs["reg"]``.
+     Override (calling ``super()._batch_loss``) to add terms, or override ``_ranking_loss`` to swap
+     the pairwise ranking loss (e.g. Li et al.'s gradient-balanced variant in ``aqa.heads.losses``).
+   - ``_train(self, X, y, extras, rng)`` -- the whole training procedure. The base calls
+     :meth:`_fit_loop` once over all parameters; multi-stage heads (JRG's staged training) call
+     :meth:`_fit_loop` several times with different ``forward`` functions / parameter groups.
+   - ``fit_extras = ("groups", "difficulty")`` -- class attribute naming the per-sample keyword
+     arguments ``fit``/``predict`` accept (arrays of length n, sliced per batch). Unknown keywords are
+     a TypeError. The CLI passes labels columns for exactly these names.
+   - ``_check_X(self, X, reset)`` -- reshape/validate structured input (N-d arrays or a ``layout``
+     over 2-D columns); must return a float32 numpy array whose first axis is samples.
+
+Fitted attributes set by the base: ``module_``, ``module_config_``, ``n_features_in_``,
+``y_mean_``, ``y_std_``, ``loss_curve_`` (mean training loss per epoch), ``validation_scores_``
+(validation MSE per epoch, normalised units; empty without early stopping), ``best_loss_``,
+``n_iter_`` (optimizer steps taken), ``device_``.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["TorchRegressor", "BASE_PARAMS", "save_head", "load_head", "HeadFormatError"]
+
+FORMAT = "aqa-head"
+FORMAT_VERSION = 1
+
+#: The base parameters and their defaults; subclasses repeat the ones they keep in their __init__.
+BASE_PARAMS: dict[str, Any] = dict(
+    max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant", lr_step=500,
+    lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True, early_stopping=False,
+    validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
+    ranking_margin=0.0, device="cpu", random_state=None, verbose=False,
+)
+
+_LOSSES = ("mse", "l1", "huber")
+_SCHEDULES = ("constant", "cyclic", "step")
+
+
+class HeadFormatError(ValueError):
+    """A model file is not an aqa head file, or names a class outside ``aqa.heads``."""
+
+
+class TorchRegressor(RegressorMixin, BaseEstimator):
+    """Scikit-learn regressor whose model is a PyTorch module built by the subclass.
+
+    Parameters (all keyword-only)
+    ----------
+    max_iter : int
+        Optimizer steps (iterations, as the papers count them), not epochs.
+    batch_size : int
+        Mini-batch size (the papers use 64; smaller training sets give one batch per epoch).
+    learning_rate : float
+        Initial Adam learning rate.
+    lr_schedule : {"constant", "cyclic", "step"}
+        ``cyclic``: ``learning_rate * lr_decay ** ((step // lr_step) % lr_cycles)`` -- JRG's cyclic
+        {1e-4, 1e-5, 1e-6} changing every 500 iterations is ``learning_rate=1e-4, lr_decay=0.1,
+        lr_cycles=3, lr_step=500``. ``step``: ``learning_rate * lr_decay ** (step // lr_step)``.
+    lr_step, lr_decay, lr_cycles : see ``lr_schedule``.
+    weight_decay : float
+        Adam's L2 penalty.
+    normalize_y : bool
+        Train on standardised targets (mean 0, std 1 of the training targets); predictions are
+        mapped back.
+    early_stopping : bool
+        Hold out ``validation_fraction`` of the training samples (never any test data), evaluate the
+        validation MSE after every epoch, stop after ``n_iter_no_change`` epochs without improvement
+        and restore the best weights. Ignored (with all data used for training) when fewer than 2
+        validation or 2 training samples would remain.
+    loss : {"mse", "l1", "huber"}
+        The regression loss on (normalised) targets.
+    ranking_weight, ranking_margin : float
+        When ``ranking_weight > 0`` the pairwise ranking hinge of :meth:`_ranking_loss` is added.
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
+    random_state : int, RandomState or None
+        Seeds weight initialisation, batch order and the validation split; on the CPU a given seed
+        gives bit-identical results.
+    verbose : bool
+        Show a tqdm progress bar over training steps.
+    """
+
+    #: names of per-sample keyword arguments ``fit``/``predict`` accept (see module docstring).
+    fit_extras: tuple[str, ...] = ()
+
+    def __init__(self, *, max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
+                 lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
+                 ranking_weight=0.0, ranking_margin=0.0, device="cpu", random_state=None,
+                 verbose=False):
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.lr_step = lr_step
+        self.lr_decay = lr_decay
+        self.lr_cycles = lr_cycles
+        self.weight_decay = weight_decay
+        self.normalize_y = normalize_y
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.loss = loss
+        self.ranking_weight = ranking_weight
+        self.ranking_margin = ranking_margin
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def _module_config(self, X: np.ndarray, y: np.ndarray, extras: dict) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} must implement _module_config")
+
+    def _make_module(self, config: dict):
+        raise NotImplementedError(f"{type(self).__name__} must implement _make_module")
+
+    def _forward(self, module, X, extras: dict, training: bool) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} must implement _forward")
+
+    def _check_X(self, X, reset: bool) -> np.ndarray:
+        """Validate X (2-D or N-d, finite, numeric) and set/check ``n_features_in_``."""
+        return validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32)
+
+    def _regression_loss(self, pred, target):
+        import torch.nn.functional as F
+        if self.loss == "mse":
+            return F.mse_loss(pred, target)
+        if self.loss == "l1":
+            return F.l1_loss(pred, target)
+        return F.huber_loss(pred, target)
+
+    def _ranking_loss(self, pred, target):
+        """Pairwise ranking hinge over the batch: mean over pairs with ``target_i > target_j`` of
+        ``max(0, ranking_margin - (pred_i - pred_j))`` (Li et al. 2018's ranking term; margin in
+        normalised target units). Zero when the batch has no ordered pair."""
+        import torch
+        dt = target[:, None] - target[None, :]
+        dp = pred[:, None] - pred[None, :]
+        ordered = dt > 0
+        if not bool(ordered.any()):
+            return pred.sum() * 0.0
+        return torch.relu(self.ranking_margin - dp[ordered]).mean()
+
+    def _batch_loss(self, pred, target, outputs: dict):
+        """Loss of one batch: regression loss + ``ranking_weight`` x ranking loss + ``outputs["reg"]``."""
+        loss = self._regression_loss(pred, target)
+        if self.ranking_weight:
+            loss = loss + self.ranking_weight * self._ranking_loss(pred, target)
+        reg = outputs.get("reg")
+        if reg is not None:
+            loss = loss + reg
+        return loss
+
+    def _train(self, X, y, extras, rng):
+        """The training procedure; the base runs one :meth:`_fit_loop` over all parameters."""
+        self._fit_loop(X, y, extras, rng, n_steps=self.max_iter)
+
+    # ------------------------------------------------------------------ sklearn API
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def _check_params(self):
+        def positive_int(name):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("max_iter", "batch_size", "lr_step", "lr_cycles", "n_iter_no_change"):
+            positive_int(name)
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.lr_schedule not in _SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+        if not 0.0 < float(self.validation_fraction) < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        if self.ranking_weight < 0:
+            raise ValueError(f"ranking_weight must be >= 0, got {self.ranking_weight!r}")
+
+    def _check_extras(self, params: dict, n: int) -> dict[str, np.ndarray]:
+        extras = {}
+        for k, v in params.items():
+            if k not in self.fit_extras:
+                raise TypeError(f"{type(self).__name__} got an unexpected keyword argument {k!r}; "
+                                f"it accepts per-sample keywords {list(self.fit_extras)}")
+            if v is None:
+                continue
+            a = np.asarray(v)
+            if a.shape[:1] != (n,):
+                raise ValueError(f"{k} must have one entry per sample ({n}), got shape {a.shape}")
+            extras[k] = a
+        return extras
+
+    def _resolve_device(self):
+        import torch
+        dev = self.device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if str(dev).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available")
+        return torch.device(dev)
+
+    def fit(self, X, y, **fit_params):
+        """Validate, seed, build the module, train; returns self.
+
+        ``fit_params`` are the per-sample keywords named in ``fit_extras`` (e.g. ``groups=``).
+        """
+        import torch
+        self._check_params()
+        Xc = self._check_X(X, reset=True)
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one score per sample), got shape {y.shape}")
+        if len(y) != len(Xc):
+            raise ValueError(f"X has {len(Xc)} samples but y has {len(y)}")
+        y = self._check_y(y)
+        if len(y) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples to fit, got n_samples={len(y)}")
+        extras = self._check_extras(fit_params, len(y))
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(0, 2**31 - 1))
+        self.device_ = str(self._resolve_device())
+        self.y_mean_ = float(y.mean()) if self.normalize_y else 0.0
+        std = float(y.std()) if self.normalize_y else 1.0
+        self.y_std_ = std if std > 1e-12 else 1.0
+        yn = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.module_config_ = self._module_config(Xc, yn, extras)
+            self.module_ = self._make_module(self.module_config_).to(self.device_)
+            self.loss_curve_, self.validation_scores_ = [], []
+            self.n_iter_ = 0
+            self.best_loss_ = math.inf
+            self._train(Xc, yn, extras, rng)
+        self.module_.eval()
+        return self
+
+    @staticmethod
+    def _check_y(y):
+        from sklearn.utils import check_array
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        return y
+
+    def _predict_normalised(self, X, extras, key="pred"):
+        """Run the module in eval mode over batches; returns outputs[key] as a numpy array."""
+        import torch
+        Xt = torch.as_tensor(X, device=self._module_device())
+        outs = []
+        self.module_.eval()
+        with torch.no_grad():
+            for s in range(0, len(X), max(self.batch_size, 256)):
+                sl = slice(s, s + max(self.batch_size, 256))
+                out = self._forward(self.module_, Xt[sl], {k: v[sl] for k, v in extras.items()}, False)
+                outs.append(out[key].detach().cpu().numpy())
+        return np.concatenate(outs, axis=0).astype(np.float64)
+
+    def _module_device(self):
+        try:
+            return next(self.module_.parameters()).device
+        except StopIteration:
+            return "cpu"
+
+    def predict(self, X, **predict_params):
+        """Scores of shape (n,) in the units of the training targets."""
+        check_is_fitted(self, "module_")
+        Xc = self._check_X(X, reset=False)
+        extras = self._check_extras(predict_params, len(Xc))
+        pred = self._predict_normalised(Xc, extras)
+        return pred * self.y_std_ + self.y_mean_
+
+    # ------------------------------------------------------------------ training loop
+    def _lr_at(self, step: int) -> float:
+        if self.lr_schedule == "cyclic":
+            return self.learning_rate * self.lr_decay ** ((step // self.lr_step) % self.lr_cycles)
+        if self.lr_schedule == "step":
+            return self.learning_rate * self.lr_decay ** (step // self.lr_step)
+        return self.learning_rate
+
+    def _split_validation(self, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Training/validation index arrays; validation is carved from the training data only."""
+        idx = np.arange(n)
+        if not self.early_stopping:
+            return idx, idx[:0]
+        n_val = int(round(self.validation_fraction * n))
+        if n_val < 2 or n - n_val < 2:
+            return idx, idx[:0]
+        perm = rng.permutation(n)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+    def _fit_loop(self, X, y, extras, rng, *, n_steps: int, forward: Callable | None = None,
+                  parameters: Iterable | None = None, frozen: Iterable = (), freeze_steps: int = 0,
+                  desc: str = "train"):
+        """One Adam optimisation run of ``n_steps`` iterations.
+
+        ``forward(module, X, extras, training) -> dict`` defaults to :meth:`_forward`;
+        ``parameters`` default to all module parameters; parameters in ``frozen`` get no update during
+        the first ``freeze_steps`` iterations (JRG's second stage). Appends to ``loss_curve_`` and
+        ``validation_scores_``, adds to ``n_iter_``; with early stopping restores the best weights.
+        """
+        import torch
+        from tqdm.auto import tqdm
+        forward = forward or self._forward
+        module = self.module_
+        dev = self._module_device()
+        params = [p for p in (module.parameters() if parameters is None else parameters) if p.requires_grad]
+        frozen = {id(p) for p in frozen}
+        opt = torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+        tr, va = self._split_validation(len(y), rng)
+        Xt = torch.as_tensor(X, device=dev)
+        yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
+        best, best_state, bad = math.inf, None, 0
+        step = 0
+        bar = tqdm(total=n_steps, desc=f"{type(self).__name__} {desc}", disable=not self.verbose,
+                   leave=False)
+        while step < n_steps:
+            module.train()
+            perm = tr[rng.permutation(len(tr))]
+            losses = []
+            for s in range(0, len(perm), self.batch_size):
+                b = perm[s:s + self.batch_size]
+                if len(b) < 2 and len(perm) >= 2:      # avoid degenerate 1-sample tail batches
+                    continue
+                for g in opt.param_groups:
+                    g["lr"] = self._lr_at(step)
+                bt = torch.as_tensor(b, device=dev)
+                out = forward(module, Xt[bt], {k: v[b] for k, v in extras.items()}, True)
+                loss = self._batch_loss(out["pred"], yt[bt], out)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{type(self).__name__}: training loss became {loss.item()} "
+                                             f"at step {self.n_iter_}; lower learning_rate")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if step < freeze_steps and frozen:
+                    for p in params:
+                        if id(p) in frozen:
+                            p.grad = None
+                opt.step()
+                losses.append(float(loss.detach()))
+                step += 1
+                self.n_iter_ += 1
+                bar.update(1)
+                if step >= n_steps:
+                    break
+            if losses:
+                self.loss_curve_.append(float(np.mean(losses)))
+            if len(va):
+                module.eval()
+                with torch.no_grad():
+                    vt = torch.as_tensor(va, device=dev)
+                    vp = forward(module, Xt[vt], {k: v[va] for k, v in extras.items()}, False)["pred"]
+                    vloss = float(torch.mean((vp - yt[vt]) ** 2))
+                self.validation_scores_.append(vloss)
+                if vloss < best - 1e-7:
+                    best, bad = vloss, 0
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    bad += 1
+                    if bad >= self.n_iter_no_change:
+                        break
+        bar.close()
+        if best_state is not None:
+            module.load_state_dict(best_state)
+            self.best_loss_ = best
+        elif self.loss_curve_:
+            self.best_loss_ = min(self.loss_curve_)
+        module.eval()
+
+    # ------------------------------------------------------------------ pickling and files
+    def __getstate__(self):
+        """Pickle the module as CPU tensors (a GPU-trained head unpickles on a CPU-only machine)."""
+        state = self.__dict__.copy()
+        module = state.pop("module_", None)
+        if module is not None:
+            state["_module_state"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        return state
+
+    def __setstate__(self, state):
+        module_state = state.pop("_module_state", None)
+        self.__dict__.update(state)
+        if module_state is not None:
+            self._restore_module(module_state)
+
+    def _restore_module(self, module_state):
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            module = self._make_module(self.module_config_)
+        module.load_state_dict(module_state)
+        module.eval()
+        self.module_ = module
+        self.device_ = "cpu"
+
+    def _fitted_attributes(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()
+                if k.endswith("_") and not k.startswith("_") and k != "module_"}
+
+    def save(self, path, *, provenance: dict | None = None, config: dict | None = None) -> Path:
+        """Write the trained head: class, parameters, fitted attributes, weights (CPU), the cache
+        provenance and the training config (e.g. feature family, split, labels file).
+
+        The file is a ``torch.save`` dict of tensors and JSON strings, so :meth:`load` reads it with
+        ``torch.load(weights_only=True)`` (no arbitrary code runs on load).
+        """
+        import torch
+        check_is_fitted(self, "module_")
+        payload = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "torch",
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "params_json": _to_json(self.get_params(deep=False)),
+            "fitted_json": _to_json(self._fitted_attributes()),
+            "provenance_json": _to_json(provenance or {}),
+            "config_json": _to_json(config or {}),
+            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, path)
+        return path
+
+    @classmethod
+    def load(cls, path, *, device: str = "cpu") -> "TorchRegressor":
+        """Read a head written by :meth:`save`; sets ``provenance_`` and ``train_config_`` too."""
+        est = load_head(path, device=device)
+        if not isinstance(est, cls):
+            raise HeadFormatError(f"{path} holds a {type(est).__name__}, not a {cls.__name__}")
+        return est
+
+
+# ---------------------------------------------------------------------- JSON helpers and files
+def _enc(v):
+    if isinstance(v, np.ndarray):
+        return {"__ndarray__": v.tolist(), "dtype": str(v.dtype), "shape": list(v.shape)}
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, tuple):
+        return {"__tuple__": [_enc(x) for x in v]}
+    if isinstance(v, list):
+        return [_enc(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _enc(x) for k, x in v.items()}
+    if isinstance(v, float) and not math.isfinite(v):
+        return {"__float__": repr(v)}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise TypeError(f"cannot store {type(v).__name__} in a head file")
+
+
+def _dec(v):
+    if isinstance(v, dict):
+        if "__ndarray__" in v:
+            return np.asarray(v["__ndarray__"], dtype=v["dtype"]).reshape(v["shape"])
+        if "__tuple__" in v:
+            return tuple(_dec(x) for x in v["__tuple__"])
+        if "__float__" in v:
+            return float(v["__float__"])
+        return {k: _dec(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_dec(x) for x in v]
+    return v
+
+
+def _to_json(d) -> str:
+    return json.dumps(_enc(d))
+
+
+def _from_json(s: str):
+    return _dec(json.loads(s))
+
+
+def _import_head_class(spec: str):
+    mod, _, name = spec.partition(":")
+    if not (mod == "aqa.heads" or mod.startswith("aqa.heads.")):
+        raise HeadFormatError(f"head file names class {spec!r} outside aqa.heads; refusing to import it")
+    obj = importlib.import_module(mod)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def save_head(estimator, path, *, provenance: dict | None = None, config: dict | None = None) -> Path:
+    """Save any trained head. Neural heads use :meth:`TorchRegressor.save` (safe to load); other
+    scikit-learn estimators (the SVR Pipelines) are pickled inside the same container, and
+    :func:`load_head` reads those only with ``allow_pickle=True`` (trusted files only)."""
+    import pickle
+    import torch
+    if isinstance(estimator, TorchRegressor):
+        return estimator.save(path, provenance=provenance, config=config)
+    check_is_fitted(estimator)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "sklearn-pickle",
+               "class": f"{type(estimator).__module__}:{type(estimator).__qualname__}",
+               "provenance_json": _to_json(provenance or {}), "config_json": _to_json(config or {}),
+               "pickle": torch.frombuffer(bytearray(pickle.dumps(estimator)), dtype=torch.uint8)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    return path
+
+
+def load_head(path, *, device: str = "cpu", allow_pickle: bool = False):
+    """Load a head file written by :func:`save_head`; the estimator gets ``provenance_`` and
+    ``train_config_`` attributes. Pickled (non-neural) heads need ``allow_pickle=True``."""
+    import pickle
+    import torch
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no head file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our format"
+        raise HeadFormatError(f"{path} is not an aqa head file: {e}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise HeadFormatError(f"{path} is not an aqa head file (format tag missing)")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise HeadFormatError(f"{path} has format_version {payload['format_version']}; this aqa "
+                              f"reads up to {FORMAT_VERSION}")
+    if payload["kind"] == "sklearn-pickle":
+        if not allow_pickle:
+            raise HeadFormatError(f"{path} holds a pickled {payload['class']} (a non-neural head); "
+                                  f"loading runs pickle, so pass allow_pickle=True (CLI: --trust-model) "
+                                  f"only for files you made yourself")
+        est = pickle.loads(payload["pickle"].numpy().tobytes())
+    else:
+        cls = _import_head_class(payload["class"])
+        est = cls(**_from_json(payload["params_json"]))
+        for k, v in _from_json(payload["fitted_json"]).items():
+            setattr(est, k, v)
+        est._restore_module(payload["state_dict"])
+        if device != "cpu":
+            est.module_.to(device)
+            est.device_ = str(device)
+    est.provenance_ = _from_json(payload["provenance_json"])
+    est.train_config_ = _from_json(payload["config_json"])
+    return est
+
+
+def apply_layout(X: np.ndarray, layout, *, name: str = "X") -> np.ndarray:
+    """Reshape validated X (n, ...) to ``(n, *layout)``; one ``-1`` in ``layout`` is inferred.
+
+    With ``layout=None`` X is returned unchanged. A 2-D X of shape (n, F) is read row-major, i.e.
+    ``X.reshape(n, *layout)`` (for JRG's ``(S, 1+J, D)``: step-major, then node, then dimension).
+    An N-d X must already have the layout's shape (or be reshapeable to it).
+    """
+    if layout is None:
+        return X
+    layout = tuple(int(v) for v in layout)
+    if sum(v == -1 for v in layout) > 1 or any(v == 0 or v < -1 for v in layout):
+        raise ValueError(f"layout {layout} must be positive sizes with at most one -1")
+    n = X.shape[0]
+    per = int(np.prod(X.shape[1:]))
+    known = int(np.prod([v for v in layout if v != -1]))
+    if per % known or (-1 not in layout and per != known):
+        raise ValueError(f"{name} has {per} feature(s) per sample, which does not fit layout {layout} "
+                         f"(needs {'a multiple of ' if -1 in layout else ''}{known})")
+    return X.reshape(n, *layout)

@@ -1,0 +1,79 @@
+"""Whole-scene MLP baseline (the "Whole Scene" / I3D+MLP row of Pan et al., ICCV 2019, Table 1).
+
+Per time step t the whole-scene feature q^t goes through a feature encoder C (FC + ReLU, eq. (5)) and
+the Scoring Module S (FC 512->128 + ReLU, FC 128->1); the video score is ``sum_t S(C(q^t))``
+(eq. (8)). This is JRG's baseline branch alone, with the paper's training defaults.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import TorchRegressor, apply_layout
+
+__all__ = ["SceneMLPRegressor"]
+
+
+class SceneMLPRegressor(TorchRegressor):
+    """Per-step whole-scene encoder + scoring MLP, summed over steps.
+
+    Input: X of shape (n, S, D) (S time steps of D-dim whole-scene features), or 2-D X with
+    ``layout=(S, D)`` (one of them may be -1); a 2-D X without layout is one step (S=1).
+
+    Parameters: ``layout``; ``encoder_dim`` (512, the paper's C_i width), ``hidden_dim`` (128, the
+    Scoring Module's hidden FC), ``dropout`` (0); and the :class:`~aqa.heads.base.TorchRegressor`
+    training parameters with JRG's defaults (Adam, batch 64, cyclic lr {1e-4,1e-5,1e-6} every 500
+    iterations, 4500 iterations).
+    """
+
+    def __init__(self, *, layout=None, encoder_dim=512, hidden_dim=128, dropout=0.0,
+                 max_iter=4500, batch_size=64, learning_rate=1e-4, lr_schedule="cyclic", lr_step=500,
+                 lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
+                 ranking_margin=0.0, device="cpu", random_state=None, verbose=False):
+        self.layout = layout
+        self.encoder_dim = encoder_dim
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
+                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
+                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
+                         early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
+                         ranking_margin=ranking_margin, device=device, random_state=random_state,
+                         verbose=verbose)
+
+    def _check_X(self, X, reset):
+        X = super()._check_X(X, reset)
+        if self.layout is not None:
+            X = apply_layout(X, self.layout)
+        elif X.ndim == 2:
+            X = X[:, None, :]
+        if X.ndim != 3:
+            raise ValueError(f"SceneMLPRegressor expects X of shape (n, S, D) or 2-D X with layout=(S, D); "
+                             f"got shape {X.shape}")
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _module_config(self, X, y, extras):
+        return {"in_dim": int(X.shape[2]), "encoder_dim": int(self.encoder_dim),
+                "hidden_dim": int(self.hidden_dim), "dropout": float(self.dropout)}
+
+    def _make_module(self, config):
+        import torch.nn as nn
+        return nn.ModuleDict({
+            "encoder": nn.Sequential(nn.Linear(config["in_dim"], config["encoder_dim"]), nn.ReLU()),
+            "score": nn.Sequential(nn.Dropout(config["dropout"]),
+                                   nn.Linear(config["encoder_dim"], config["hidden_dim"]), nn.ReLU(),
+                                   nn.Linear(config["hidden_dim"], 1)),
+        })
+
+    def _forward(self, module, X, extras, training):
+        steps = module["score"](module["encoder"](X)).squeeze(-1)      # (b, S)
+        return {"pred": steps.sum(dim=1), "steps": steps}
+
+    def predict_steps(self, X) -> np.ndarray:
+        """Per-step scores (n, S) in target units; they sum to :meth:`predict`."""
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(self, "module_")
+        Xc = self._check_X(X, reset=False)
+        steps = self._predict_normalised(Xc, {}, key="steps")
+        return steps * self.y_std_ + self.y_mean_ / steps.shape[1]

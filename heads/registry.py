@@ -1,0 +1,137 @@
+"""The head registry: one line per head, so a new head is one module plus one line here.
+
+Each entry is a :class:`HeadSpec`:
+
+``name``
+    what the CLI and pipelines call the head (``aqa-heads train jrg ...``).
+``factory``
+    ``"module:attr"`` of the estimator class (or of a function returning a configured estimator,
+    e.g. an sklearn Pipeline); imported lazily so ``aqa-heads --help`` stays fast. Called with
+    keyword arguments (the CLI's ``--param key=value`` and ``random_state``).
+``inputs``
+    the input builder turning a cache into X: a name registered in :mod:`aqa.heads.inputs`
+    (``"jrg"``, ``"steps"``, ``"clip_mean"``, ``"pose_dct"``, ...) or ``"module:function"`` with the
+    signature ``build(reader, ids, feature) -> np.ndarray``.
+``description``, ``reference``
+    one line each, shown by ``aqa-heads list``.
+``check_params``
+    tiny keyword arguments for scikit-learn's ``parametrize_with_checks`` (small hidden sizes,
+    few iterations) so the whole check suite runs in seconds.
+``expected_failed_checks``
+    ``{check_name: reason}`` for checks a head cannot pass by design (reason required).
+
+Adding a head (e.g. in Heads II)::
+
+    HeadSpec("aim", "aqa.heads.aim:AIMRegressor", "aim", "Asymmetric interaction ...", "Gao et al., ECCV 2020",
+             check_params={"hidden_dim": 4, "max_iter": 20}),
+
+appended to :data:`HEADS` below. The per-sample keywords a head's ``fit``/``predict`` accept
+(``groups``, ``difficulty``) are declared on the estimator (``fit_extras``, see
+:mod:`aqa.heads.base`); the CLI fills them from the labels table.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["HeadSpec", "HEADS", "get", "names", "make", "estimator_class", "head_parameters",
+           "input_builder", "fit_extras"]
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    name: str
+    factory: str
+    inputs: str
+    description: str
+    reference: str
+    check_params: dict = field(default_factory=dict)
+    expected_failed_checks: dict = field(default_factory=dict)
+
+    def load_factory(self) -> Callable[..., Any]:
+        return _import(self.factory)
+
+
+HEADS: list[HeadSpec] = [
+    HeadSpec("jrg", "aqa.heads.jrg:JRGRegressor", "jrg",
+             "Joint Relation Graphs: spatial/temporal graphs, commonality + difference modules",
+             "Pan, Gao, Zheng: Action Assessment by Joint Relation Graphs, ICCV 2019",
+             check_params={"layout": (1, -1, 1), "skeleton": "chain", "encoder_dim": 8, "hidden_dim": 4,
+                           "max_iter": 60, "learning_rate": 1e-2, "lr_schedule": "constant"}),
+    HeadSpec("mlp", "aqa.heads.mlp:SceneMLPRegressor", "steps",
+             "Whole-scene baseline: per-step encoder + scoring MLP summed over steps (I3D+MLP)",
+             "Pan et al. ICCV 2019, 'Whole Scene' baseline",
+             check_params={"layout": (1, -1), "encoder_dim": 8, "hidden_dim": 4, "max_iter": 60,
+                           "learning_rate": 1e-2, "lr_schedule": "constant"}),
+    HeadSpec("c3d-svr", "aqa.heads.svr:c3d_svr", "clip_mean",
+             "C3D-SVR: mean of clip features -> StandardScaler -> SVR",
+             "Parmar & Morris: Learning to Score Olympic Events, CVPRW 2017"),
+    HeadSpec("pose-dct-svr", "aqa.heads.svr:pose_dct_svr", "pose_traj",
+             "Pose+DCT-SVR: low-frequency DCT of each joint trajectory -> SVR",
+             "Pirsiavash, Vondrick, Torralba: Assessing the Quality of Actions, ECCV 2014",
+             check_params={"n_joints": 1, "n_coeffs": 2}),
+    HeadSpec("i3d-svr", "aqa.heads.svr:i3d_svr", "clip_mean",
+             "I3D-SVR: mean whole-scene I3D features -> scaler -> SVR (kernel=linear|poly|rbf)",
+             "Pan et al. ICCV 2019 / Parmar & Morris 2017 baselines"),
+]
+
+
+def _import(spec: str):
+    mod, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"expected 'module:attr', got {spec!r}")
+    obj = importlib.import_module(mod)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def names() -> list[str]:
+    return [h.name for h in HEADS]
+
+
+def get(name: str) -> HeadSpec:
+    for h in HEADS:
+        if h.name == name:
+            return h
+    raise KeyError(f"unknown head {name!r}; known heads: {', '.join(names())}")
+
+
+def make(name: str, **params):
+    """A fresh, unfitted estimator for head ``name`` with ``params`` (keyword arguments)."""
+    spec = get(name)
+    factory = spec.load_factory()
+    try:
+        return factory(**params)
+    except TypeError as e:
+        raise ValueError(f"head {name!r}: bad parameter(s) {sorted(params)}: {e}") from None
+
+
+def estimator_class(name: str):
+    """The estimator's class (for Pipelines built by a function: the Pipeline it returns)."""
+    f = get(name).load_factory()
+    return f if inspect.isclass(f) else type(f())
+
+
+def head_parameters(name: str) -> dict[str, Any]:
+    """Parameter names and defaults of a head (the top-level ones for Pipelines)."""
+    f = get(name).load_factory()
+    if inspect.isclass(f):
+        return f().get_params(deep=False)
+    sig = inspect.signature(f)
+    return {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def input_builder(name: str) -> Callable:
+    """The function ``build(reader, ids, feature) -> X`` of head ``name``."""
+    from . import inputs
+    return inputs.get_builder(get(name).inputs)
+
+
+def fit_extras(estimator) -> tuple[str, ...]:
+    """The per-sample keywords an estimator's fit/predict accept (``()`` for plain sklearn ones)."""
+    if hasattr(estimator, "steps"):
+        return ()  # Pipelines route keywords by step name; none of the Pipeline heads needs them
+    return tuple(getattr(estimator, "fit_extras", ()))
