@@ -1,0 +1,326 @@
+"""``tvl1-torch``: batched dual TV-L1 optical flow in PyTorch (CUDA or CPU).
+
+The algorithm is Zach, Pock & Bischof (2007) with Wedel et al.'s (2009) median filtering, in the form of
+Sanchez Perez, Meinhardt-Llopis & Facciolo (IPOL 2013) as implemented by OpenCV's ``DualTVL1`` (contrib
+``optflow``). To agree with OpenCV to a fraction of a pixel it mirrors OpenCV's numerical conventions:
+
+- intensities in [0, 255]; pyramid by bilinear ``resize`` with factor ``scale_step`` (no pre-smoothing,
+  output size rounded, half-pixel centres, edge clamping), levels smaller than 16 px dropped;
+- the coarsest level starts from zero flow; each finer level starts from the bilinearly resized flow / step;
+- the image gradient of I1 is the centred difference with replicated borders, warped together with I1
+  by bicubic interpolation (a = -0.75) at coordinates rounded to 1/32 px, with zero outside the frame
+  (``cv2.remap(..., INTER_CUBIC)``, ``BORDER_CONSTANT``);
+- per warp: thresholding step with ``rho``, divergence by backward differences (zero outside), forward
+  differences (zero at the last row/column) for the flow gradient, the projected dual update, and a 5x5
+  median of the flow (replicated borders) at the start of every outer iteration;
+- stopping: per pair, the sum over pixels of the squared flow update must exceed
+  ``epsilon^2 * area`` to go on (checked after each inner iteration, reset at every warp).
+
+Each pair in a batch keeps its own stopping state (a mask), so batched and one-by-one results agree.
+The inner iteration is a pure function of tensors, compiled with ``torch.compile`` on CUDA to fuse its
+element-wise work; every pyramid level stays on the device.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .base import FlowBackend, TVL1Params
+
+_FLT_EPS = float(np.finfo(np.float32).eps)
+_CUBIC_A = -0.75
+_TAB = 32  # OpenCV's INTER_TAB_SIZE: remap coordinates are rounded to 1/32 px
+
+
+def pyramid_sizes(height: int, width: int, params: TVL1Params) -> list[tuple[int, int]]:
+    """(H, W) of each pyramid level as OpenCV computes them (rounded sizes, stop below 16 px)."""
+    sizes = [(height, width)]
+    for _ in range(1, params.nscales):
+        h, w = sizes[-1]
+        nh, nw = int(round(h * params.scale_step)), int(round(w * params.scale_step))
+        if nh < 16 or nw < 16:
+            break
+        sizes.append((nh, nw))
+    return sizes
+
+
+def _linear_axis(n_in: int, n_out: int, scale: float, device):
+    """Source indices and weights of OpenCV's bilinear resize along one axis (half-pixel centres, clamp)."""
+    import torch
+
+    pos = (torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * scale - 0.5
+    i0 = torch.floor(pos)
+    frac = (pos - i0).to(torch.float32)
+    i0 = i0.long()
+    below = i0 < 0
+    frac = torch.where(below, torch.zeros_like(frac), frac)
+    i0 = torch.where(below, torch.zeros_like(i0), i0)
+    above = i0 >= n_in - 1
+    frac = torch.where(above, torch.zeros_like(frac), frac)
+    i0 = torch.where(above, torch.full_like(i0, n_in - 1), i0)
+    i1 = torch.clamp(i0 + 1, max=n_in - 1)
+    return i0, i1, frac
+
+
+def resize_linear(x, out_hw: tuple[int, int], scale_yx: tuple[float, float] | None = None):
+    """Bilinear resize of (..., H, W) like ``cv2.resize(INTER_LINEAR)`` on float data.
+
+    ``scale_yx`` is the source step per output pixel; OpenCV uses ``1 / fx`` when called with a factor and
+    ``H_in / H_out`` when called with a size (the default here).
+    """
+    h, w = x.shape[-2:]
+    oh, ow = out_hw
+    sy, sx = scale_yx if scale_yx is not None else (h / oh, w / ow)
+    y0, y1, fy = _linear_axis(h, oh, sy, x.device)
+    x0, x1, fx = _linear_axis(w, ow, sx, x.device)
+    rows = x.index_select(-1, x0) * (1 - fx) + x.index_select(-1, x1) * fx
+    fy = fy[:, None]
+    return rows.index_select(-2, y0) * (1 - fy) + rows.index_select(-2, y1) * fy
+
+
+def _cubic_weights(t):
+    """OpenCV's bicubic kernel (a = -0.75) for fractional offsets ``t`` in [0, 1): 4 weights."""
+    a = _CUBIC_A
+    t1 = t + 1
+    w0 = ((a * t1 - 5 * a) * t1 + 8 * a) * t1 - 4 * a
+    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
+    u = 1 - t
+    w2 = ((a + 2) * u - (a + 3)) * u * u + 1
+    w3 = 1 - w0 - w1 - w2
+    return (w0, w1, w2, w3)
+
+
+def remap_cubic(img, map_x, map_y):
+    """Sample ``img`` (B,C,H,W) at ``(map_x, map_y)`` (B,H,W) like ``cv2.remap(INTER_CUBIC)``.
+
+    Coordinates are rounded to 1/32 px and taps outside the image read 0 (``BORDER_CONSTANT``).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, c, h, w = img.shape
+    pad = 2
+    padded = F.pad(img, (pad, pad, pad, pad)).reshape(b, c, -1)
+    wp = w + 2 * pad
+    qx = torch.round(map_x * _TAB).to(torch.int64)
+    qy = torch.round(map_y * _TAB).to(torch.int64)
+    ix = torch.div(qx, _TAB, rounding_mode="floor")
+    iy = torch.div(qy, _TAB, rounding_mode="floor")
+    wx = _cubic_weights((qx - ix * _TAB).to(img.dtype) / _TAB)
+    wy = _cubic_weights((qy - iy * _TAB).to(img.dtype) / _TAB)
+    out = None
+    for j in range(4):
+        # clamp into the zero frame: any tap outside the image reads a padded zero
+        ry = torch.clamp(iy + (j - 1), -pad, h + pad - 1) + pad
+        row = None
+        for i in range(4):
+            cx = torch.clamp(ix + (i - 1), -pad, w + pad - 1) + pad
+            idx = (ry * wp + cx).reshape(b, 1, -1).expand(b, c, -1)
+            v = torch.gather(padded, 2, idx).reshape(b, c, h, w) * wx[i][:, None]
+            row = v if row is None else row + v
+        v = row * wy[j][:, None]
+        out = v if out is None else out + v
+    return out
+
+
+def centered_gradient(x):
+    """Centred differences (x[i+1] - x[i-1]) / 2 with replicated borders, of (B,H,W): (dx, dy)."""
+    import torch.nn.functional as F
+
+    p = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    dx = 0.5 * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2])
+    dy = 0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1])
+    return dx, dy
+
+
+def median_filter(x, k: int):
+    """k x k median of (B,C,H,W) with replicated borders (``cv2.medianBlur`` on float data)."""
+    import torch.nn.functional as F
+
+    r = k // 2
+    p = F.pad(x, (r, r, r, r), mode="replicate")
+    win = p.unfold(2, k, 1).unfold(3, k, 1)
+    return win.reshape(*x.shape, k * k).median(dim=-1).values
+
+
+def _forward_diff(u):
+    """Forward differences of (..., H, W), zero at the last column / row (OpenCV's forwardGradient)."""
+    import torch.nn.functional as F
+
+    ux = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1))
+    uy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+    return ux, uy
+
+
+def _divergence(px, py):
+    """Backward-difference divergence with zero outside (OpenCV's divergence), (..., H, W)."""
+    import torch.nn.functional as F
+
+    dx = px - F.pad(px[..., :, :-1], (1, 0))
+    dy = py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
+    return dx + dy
+
+
+def inner_step(u, px, py, gx, gy, grad, rho_c, active, l_t: float, theta: float, taut: float,
+               gamma: float, eps: float):
+    """One TV-L1 inner iteration for a batch; pairs with ``active`` False keep their state.
+
+    ``u`` (B,K,H,W) is the flow (K = 2, or 3 with the illumination term when gamma > 0), ``px, py``
+    (B,K,H,W) the dual variables, ``gx, gy`` the warped gradient of I1, ``grad`` = gx^2 + gy^2, ``rho_c``
+    the constant part of the linearised residual. Returns (u, px, py, active).
+    """
+    import torch
+
+    u1, u2 = u[:, 0], u[:, 1]
+    rho = rho_c + gx * u1 + gy * u2
+    if gamma != 0:
+        rho = rho + gamma * u[:, 2]
+    thr = l_t * grad
+    safe = torch.where(grad > _FLT_EPS, grad, torch.ones_like(grad))
+    fi = torch.where(grad > _FLT_EPS, -rho / safe, torch.zeros_like(rho))
+    coef = torch.where(rho < -thr, torch.full_like(rho, l_t),
+                       torch.where(rho > thr, torch.full_like(rho, -l_t), fi))
+    comps = [coef * gx, coef * gy]
+    if gamma != 0:
+        comps.append(coef * gamma)
+    v = u + torch.stack(comps, dim=1)
+    new_u = v + theta * _divergence(px, py)
+    err = (new_u - u).square().sum(dim=(1, 2, 3))
+    ux, uy = _forward_diff(new_u)
+    ng = 1.0 + taut * torch.sqrt(ux * ux + uy * uy)
+    new_px = (px + taut * ux) / ng
+    new_py = (py + taut * uy) / ng
+    a = active[:, None, None, None]
+    u = torch.where(a, new_u, u)
+    px = torch.where(a, new_px, px)
+    py = torch.where(a, new_py, py)
+    active = active & (err > eps)
+    return u, px, py, active
+
+
+class TorchTVL1(FlowBackend):
+    """Batched dual TV-L1 in PyTorch; see the module docstring for the conventions it shares with OpenCV.
+
+    Options: ``device`` (default CUDA when available, else CPU); ``compile`` (``"auto"``: compile the inner
+    iteration with ``torch.compile`` on CUDA only; True/False to force); ``check_every``: how many inner
+    iterations run between host-side checks that some pair is still iterating (default 1 on the CPU, 10 on
+    CUDA; results do not depend on it, finished pairs are masked).
+    """
+
+    name = "tvl1-torch"
+    default_batch_size = 8
+
+    def __init__(self, params: TVL1Params | None = None, device: str | None = None,
+                 batch_size: int | None = None, compile: bool | str = "auto",
+                 check_every: int | None = None) -> None:
+        import torch
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"tvl1-torch: device {device!r} requested but CUDA is not available")
+        super().__init__(params, str(dev), batch_size)
+        self.torch_device = dev
+        if compile not in ("auto", True, False):
+            raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
+        self.compile = (dev.type == "cuda") if compile == "auto" else bool(compile)
+        if check_every is None:
+            check_every = 10 if dev.type == "cuda" else 1
+        if int(check_every) != check_every or check_every < 1:
+            raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
+        self.check_every = int(check_every)
+        self._step: Callable | None = None
+
+    def _auto_batch_size(self, height: int, width: int) -> int:
+        import torch
+
+        if self.torch_device.type != "cuda":
+            return self.default_batch_size
+        free, _ = torch.cuda.mem_get_info(self.torch_device)
+        per_pair = height * width * 4 * 160  # ~160 float32 per full-res pixel: pyramid, state, temporaries
+        return int(max(1, min(1024, 0.6 * free // per_pair)))
+
+    def _get_step(self) -> Callable:
+        if self._step is None:
+            if self.compile:
+                import torch
+
+                self._step = torch.compile(inner_step, dynamic=False, fullgraph=True)
+            else:
+                self._step = inner_step
+        return self._step
+
+    def _compute_gray(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        import torch
+
+        scale = 1.0 if a.dtype == np.uint8 else 255.0
+        with torch.no_grad():
+            i0 = torch.from_numpy(a).to(self.torch_device).float() * scale
+            i1 = torch.from_numpy(b).to(self.torch_device).float() * scale
+            flow = self.flow_tensor(i0, i1)
+        return flow.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def flow_tensor(self, i0, i1):
+        """Flow for gray tensors (B,H,W) float32 in [0, 255] on the device: (B,2,H,W), channels (dx, dy)."""
+        import torch
+
+        p = self.params
+        if i0.shape != i1.shape or i0.ndim != 3:
+            raise ValueError(f"expected two (B,H,W) tensors of one shape, got {tuple(i0.shape)}, {tuple(i1.shape)}")
+        b, h, w = i0.shape
+        sizes = pyramid_sizes(h, w, p)
+        inv = 1.0 / p.scale_step
+        i0s, i1s = [i0], [i1]
+        for s in range(1, len(sizes)):
+            i0s.append(resize_linear(i0s[-1], sizes[s], (inv, inv)))
+            i1s.append(resize_linear(i1s[-1], sizes[s], (inv, inv)))
+        k = 3 if p.gamma != 0 else 2
+        u = torch.zeros(b, k, *sizes[-1], device=i0.device, dtype=torch.float32)
+        for s in range(len(sizes) - 1, -1, -1):
+            u = self._one_scale(i0s[s], i1s[s], u)
+            if s == 0:
+                break
+            u = resize_linear(u, sizes[s - 1])
+            u[:, :2] *= inv  # the illumination term (u3) is not scaled
+        return u[:, :2]
+
+    def _one_scale(self, i0, i1, u):
+        import torch
+
+        p = self.params
+        b, h, w = i0.shape
+        step = self._get_step()
+        eps = float(np.float32(p.epsilon * p.epsilon * h * w))
+        l_t = float(np.float32(p.lambda_ * p.theta))
+        taut = float(np.float32(p.tau / p.theta))
+        theta = float(np.float32(p.theta))
+        gamma = float(np.float32(p.gamma))
+        ix, iy = centered_gradient(i1)
+        stack = torch.stack([i1, ix, iy], dim=1)
+        gy_, gx_ = torch.meshgrid(torch.arange(h, device=i0.device, dtype=torch.float32),
+                                  torch.arange(w, device=i0.device, dtype=torch.float32), indexing="ij")
+        px = torch.zeros_like(u)
+        py = torch.zeros_like(u)
+        for _ in range(p.warps):
+            warped = remap_cubic(stack, gx_ + u[:, 0], gy_ + u[:, 1])
+            i1w, gx, gy = warped[:, 0], warped[:, 1], warped[:, 2]
+            grad = gx * gx + gy * gy
+            rho_c = i1w - gx * u[:, 0] - gy * u[:, 1] - i0
+            active = torch.ones(b, dtype=torch.bool, device=i0.device)
+            for _outer in range(p.outer_iterations):
+                if not bool(active.any()):
+                    break
+                if p.median_filtering > 1:
+                    med = median_filter(u[:, :2], p.median_filtering)
+                    u = torch.cat([torch.where(active[:, None, None, None], med, u[:, :2]), u[:, 2:]], 1)
+                n = 0
+                while n < p.inner_iterations:
+                    for _ in range(min(self.check_every, p.inner_iterations - n)):
+                        u, px, py, active = step(u, px, py, gx, gy, grad, rho_c, active,
+                                                 l_t, theta, taut, gamma, eps)
+                        n += 1
+                    if not bool(active.any()):
+                        break
+        return u
