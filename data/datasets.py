@@ -45,7 +45,6 @@ import math
 import operator
 import re
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
@@ -172,10 +171,6 @@ def _load_split(path: Path, normalise: Callable[[Any, Path], Any]) -> list:
 def _assign_splits(dataset: str, splits: dict[str, tuple[list, Path]], annotated: Iterable,
                    ann_path: Path, include_unsplit: bool) -> dict[Any, str]:
     """key -> split name; checks that splits are disjoint and name only annotated keys."""
-    annotated = list(annotated)
-    dups = {k for k, n in Counter(annotated).items() if n > 1}
-    if dups:
-        raise ValueError(f"{ann_path}: key(s) annotated more than once: {_show(dups)}")
     annotated = set(annotated)
     out: dict[Any, str] = {}
     for name, (keys, path) in splits.items():

@@ -402,12 +402,3 @@ def test_real_roundtrip_through_labels_csv(tmp_path, name):
         else:
             assert list(a[k]) == list(b[k])
 
-
-def test_annotation_keys_duplicated_after_normalising(tmp_path):
-    # (1, 1) written once with Python ints and once with numpy uint8: the same dive twice.
-    ann = {(1, 1): _dive(50.0, 2.0), (np.uint8(1), np.uint8(1)): _dive(60.0, 2.0)}
-    _dump(tmp_path / "final_annotations_dict.pkl", ann)
-    _dump(tmp_path / "train_split_370_4.pkl", [(1, 1)])
-    _dump(tmp_path / "test_split_370_4.pkl", [])
-    with pytest.raises(ValueError, match=r"annotated more than once: \(1, 1\)"):
-        read_unlv_dive(tmp_path)
