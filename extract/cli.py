@@ -1,0 +1,133 @@
+"""`aqa-extract`: videos -> HDF5 feature cache (stage 1), plus `merge` and `weights`."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+class _DefaultRun(click.Group):
+    """`aqa-extract VIDEOS... --out F` runs extraction; `merge` and `weights` are subcommands."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def _kv(items, what):
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise click.BadParameter(f"expected KEY=VALUE, got {it!r}", param_hint=what)
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Extract pose, TV-L1 flow and I3D/C3D features from videos into an HDF5 cache.
+
+    \b
+      aqa-extract VIDEOS_OR_DIRS... --out feats.h5 [options]   (see `aqa-extract run --help`)
+      aqa-extract merge parts/*.h5 --out feats.h5
+      aqa-extract weights list | fetch NAME
+    """
+
+
+@main.command("run")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Cache file (HDF5).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False),
+              help="labels CSV (video_id, score, ...) stored in the cache's /labels table.")
+@click.option("--sampling", type=click.Choice(["jrg", "core", "c3d", "fragments"]), default="jrg",
+              show_default=True, help="Temporal sampling protocol.")
+@click.option("--sampling-opt", multiple=True, metavar="KEY=VALUE",
+              help="Sampling option, e.g. n_steps=10, clip_len=16, stride=16 (repeatable).")
+@click.option("--pose", type=click.Choice(["file", "keypoint-rcnn", "detectron2", "blazepose"]),
+              default="file", show_default=True, help="Pose backend ('file' reads sidecars).")
+@click.option("--pose-opt", multiple=True, metavar="KEY=VALUE", help="Pose backend option.")
+@click.option("--persons", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="1, or 2 for two-person events (synchronised diving).")
+@click.option("--flow", type=click.Choice(["auto", "tvl1-cpu", "tvl1-torch", "none"]), default="auto",
+              show_default=True, help="Optical flow (auto: tvl1-torch on CUDA, else OpenCV).")
+@click.option("--flow-opt", multiple=True, metavar="KEY=VALUE",
+              help="TV-L1 parameter with OpenCV's name, e.g. warps=3 (repeatable).")
+@click.option("--backbone", "backbones", multiple=True, type=click.Choice(["i3d", "i3d-r50", "c3d"]),
+              help="Backbone(s) for whole-frame and joint-patch features (repeatable).")
+@click.option("--streams", default="rgb,flow", show_default=True, help="Backbone streams.")
+@click.option("--no-joints", is_flag=True, help="Backbones on whole frames only.")
+@click.option("--no-weightfree", is_flag=True, help="Skip the weight-free feature families.")
+@click.option("--frame-height", type=int, default=None, help="Resize frames to this height first.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@click.option("--batch-size", default=8, show_default=True, help="Clips per backbone batch.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Process every N-th video starting at K (0-based) into its own file; "
+                   "'auto' reads torchrun/Slurm variables.")
+@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
+              help="Checkpoint file for a registry name (see `aqa-extract weights list`).")
+@click.option("--untrained", is_flag=True,
+              help="Allow random backbone weights when a checkpoint is missing (marked in the cache).")
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+              help="Failure manifest (default: OUT.failures.json).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, flow, flow_opt,
+        backbones, streams, no_joints, no_weightfree, frame_height, device, batch_size, shard, weights,
+        untrained, manifest, quiet):
+    """Extract features of the videos in INPUTS (files or folders) into the cache OUT."""
+    from .runner import ExtractConfig, run_extraction
+    from .weights import WeightsError, parse_weight_overrides
+
+    try:
+        cfg = ExtractConfig(sampling=sampling, sampling_options=_kv(sampling_opt, "--sampling-opt"),
+                            pose=pose, pose_options=_kv(pose_opt, "--pose-opt"), persons=persons,
+                            flow=flow, flow_options=_kv(flow_opt, "--flow-opt"),
+                            weightfree=not no_weightfree, backbones=backbones,
+                            streams=tuple(s.strip() for s in streams.split(",") if s.strip()),
+                            joints=not no_joints, frame_height=frame_height)
+        overrides = parse_weight_overrides(weights)
+        summary = run_extraction(inputs, out, cfg, labels=labels, device=device,
+                                 batch_size=batch_size, weight_overrides=overrides,
+                                 untrained=untrained, shard=shard, manifest=manifest,
+                                 progress=not quiet)
+    except (ValueError, FileNotFoundError, WeightsError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    n_done, n_skip, failed = summary.count("done"), summary.count("skipped"), summary.failed
+    click.echo(f"{summary.out}: {n_done} extracted, {n_skip} already complete, {len(failed)} failed")
+    if n_done:
+        click.echo("mean seconds per video: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in summary.stage_seconds().items()))
+    if failed:
+        for r in failed[:10]:
+            click.echo(f"  FAILED {r.path} [{r.stage}] {r.error}", err=True)
+        click.echo(f"error: {len(failed)} video(s) failed; see the manifest "
+                   f"{manifest or summary.out + '.failures.json'}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.pass_context
+def merge(ctx, inputs, out):
+    """Join shard caches into one (same as `aqa-data merge`)."""
+    from aqa.data.cli import merge as data_merge
+
+    ctx.invoke(data_merge, inputs=inputs, out=out, as_json=False)
+
+
+def _mount_weights():
+    from .weights import weights_cli
+    main.add_command(weights_cli, "weights")
+
+
+_mount_weights()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,407 @@
+"""The extraction runner: videos -> pose, flow, features -> one atomic cache commit per video.
+
+Per video: decode -> temporal sampling -> pose -> person selection -> optical flow -> weight-free
+features (joint kinematics, flow histograms, camera motion) -> backbone features on whole frames
+and joint patches, rgb and flow -> :meth:`aqa.data.cache.CacheWriter.write_video`.
+
+A video that fails (unreadable, no frames, a backend error) is recorded in the failure manifest
+with its stage and error; the batch goes on. Complete videos whose config hash matches are
+skipped, so an interrupted run is resumed by running the same command again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+BACKBONES = ("i3d", "i3d-r50", "c3d")
+#: feature-family prefix of each backbone in the cache (``<prefix>_<stream>``)
+FAMILY_PREFIX = {"i3d": "i3d", "i3d-r50": "i3dr50", "c3d": "c3d"}
+
+
+@dataclass
+class ExtractConfig:
+    """Everything that changes the cached values; its hash drives the resume rule.
+
+    ``device`` and ``batch_size`` are run options, not config: they do not change what is cached
+    beyond floating-point noise.
+    """
+
+    sampling: str = "jrg"
+    sampling_options: dict = field(default_factory=dict)
+    pose: str = "file"
+    pose_options: dict = field(default_factory=dict)
+    persons: int = 1
+    flow: str = "auto"                       # tvl1-cpu | tvl1-torch | auto | none
+    flow_options: dict = field(default_factory=dict)
+    weightfree: bool = True
+    backbones: tuple = ()                    # subset of BACKBONES
+    streams: tuple = ("rgb", "flow")
+    joints: bool = True                      # backbone features on joint patches too
+    patch_scale: float = 0.25
+    frame_height: int | None = None          # resize decoded frames to this height (None: keep)
+    camera_band: float = 0.1
+
+    def __post_init__(self):
+        self.backbones = tuple(self.backbones)
+        self.streams = tuple(self.streams)
+        bad = [b for b in self.backbones if b not in BACKBONES]
+        if bad:
+            raise ValueError(f"unknown backbone(s) {bad}; choose from {list(BACKBONES)}")
+        bad = [s for s in self.streams if s not in ("rgb", "flow")]
+        if bad:
+            raise ValueError(f"unknown stream(s) {bad}; choose rgb and/or flow")
+        if self.persons not in (1, 2):
+            raise ValueError(f"persons must be 1 or 2, got {self.persons}")
+        if not self.weightfree and not self.backbones:
+            raise ValueError("nothing to extract: no backbone and weight-free features disabled")
+        if self.flow == "none" and (self.weightfree or "flow" in self.streams and self.backbones):
+            raise ValueError("flow 'none' is only possible with --no-weightfree and rgb backbones")
+
+    @property
+    def needs_flow(self) -> bool:
+        return self.flow != "none"
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["backbones"], d["streams"] = list(self.backbones), list(self.streams)
+        if d["flow"] == "auto":  # auto resolves to one TV-L1; both give the same flow up to noise
+            d["flow"] = "tvl1"
+        return d
+
+
+@dataclass
+class VideoResult:
+    video_id: str
+    path: str
+    status: str                  # done | skipped | failed
+    seconds: dict = field(default_factory=dict)
+    error: str = ""
+    stage: str = ""
+
+
+class StageError(RuntimeError):
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"{stage}: {type(error).__name__}: {error}")
+        self.stage, self.error = stage, error
+
+
+# ------------------------------------------------------------------------------------------
+# discovery, ids, shards
+def discover_videos(inputs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
+    """(video_id, path) for every video file named or found (recursively) under the inputs.
+
+    The id is the path relative to its input folder without extension, '/' replaced by '__'; a
+    plain file's id is its stem. Duplicate ids are an error (rename, or pass folders apart).
+    """
+    found: list[tuple[str, Path]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS
+                           and f.is_file())
+            found += [("__".join(f.relative_to(p).with_suffix("").parts), f) for f in files]
+        elif p.is_file():
+            found.append((p.stem, p))
+        else:
+            raise FileNotFoundError(f"no such video or folder: {p}")
+    ids: dict[str, Path] = {}
+    for vid, path in found:
+        if vid in ids and ids[vid] != path:
+            raise ValueError(f"two videos map to the id {vid!r}: {ids[vid]} and {path}")
+        ids[vid] = path
+    return sorted(ids.items())
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` (K in 0..N-1) -> (K, N); ``"auto"`` reads torchrun's RANK/WORLD_SIZE or a Slurm
+    array's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT."""
+    if spec is None:
+        return None
+    if spec == "auto":
+        env = os.environ
+        if "RANK" in env and "WORLD_SIZE" in env:
+            k, n = int(env["RANK"]), int(env["WORLD_SIZE"])
+        elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            k = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+            n = int(env["SLURM_ARRAY_TASK_COUNT"])
+        else:
+            raise ValueError("--shard auto: neither RANK/WORLD_SIZE nor SLURM_ARRAY_TASK_* is set")
+    else:
+        try:
+            k, n = (int(x) for x in spec.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {spec!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard {k}/{n}: need N >= 1 and 0 <= K < N")
+    return k, n
+
+
+def shard_out_path(out: Path, shard: tuple[int, int] | None) -> Path:
+    """feats.h5 -> feats.shard0-of-4.h5 for a sharded run (one writer per file)."""
+    if shard is None or shard[1] == 1:
+        return out
+    return out.with_name(f"{out.stem}.shard{shard[0]}-of-{shard[1]}{out.suffix}")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------
+class Extractor:
+    """Holds the backends (built once) and turns one video into the cache's arrays."""
+
+    def __init__(self, config: ExtractConfig, device: str = "cpu", batch_size: int = 8,
+                 weight_overrides: dict | None = None, untrained: bool = False,
+                 progress: bool = True):
+        self.config, self.device, self.batch_size = config, device, batch_size
+        self.progress = progress
+        self.untrained = False           # set when a backbone actually runs without weights
+        self.weights: dict[str, str] = {}
+        from .pose import get_pose_backend
+
+        self.pose = get_pose_backend(config.pose, device=device, weights=weight_overrides,
+                                     untrained=untrained, **config.pose_options)
+        self.flow = None
+        if config.needs_flow:
+            from .flow import get_flow_backend
+            self.flow = get_flow_backend(config.flow, device=device, **config.flow_options)
+        self.backbones = {}
+        for name in config.backbones:
+            for stream in config.streams:
+                self.backbones[(name, stream)] = self._build_backbone(
+                    name, stream, weight_overrides, untrained)
+
+    def _build_backbone(self, name, stream, overrides, untrained):
+        from . import weights as W
+        from .backbones import build_backbone, weights_name
+
+        wname = weights_name(name, stream)
+        path = W.resolve(wname, overrides=overrides, untrained=untrained)
+        if path is None:
+            self.untrained = True
+        else:
+            self.weights[wname] = W.sha256_file(path)
+        return build_backbone(name, stream, weights_path=path, device=self.device,
+                              untrained=path is None)
+
+    # -- one video -----------------------------------------------------------------------
+    def process(self, path: Path, seconds: dict) -> tuple[dict, dict]:
+        """Return (attrs, arrays) for one video; ``seconds`` receives per-stage wall times."""
+        cfg = self.config
+
+        def stage(name):
+            return _Stage(name, seconds)
+
+        with stage("decode"):
+            from .video import probe, read_frames
+            info = probe(path)
+            frames, index = read_frames(path)
+            frames = _resize_height(frames, cfg.frame_height)
+        n_frames = len(frames)
+        with stage("sampling"):
+            from .sampling import sample
+            samp = sample(cfg.sampling, n_frames, **cfg.sampling_options)
+        with stage("pose"):
+            from .pose import select_persons
+            per_frame = self.pose.estimate(frames, video_path=path)
+            track = select_persons(per_frame, n_persons=cfg.persons, n_frames=n_frames)
+            if cfg.frame_height and frames.shape[1] != info.height:
+                pass  # pose was estimated on the resized frames: coordinates are in their grid
+        arrays = {"frames/index": index.astype(np.int32),
+                  "pose/keypoints": track.keypoints.astype(np.float32),
+                  "pose/boxes": track.boxes.astype(np.float32),
+                  "pose/box_scores": track.box_scores.astype(np.float32),
+                  "pose/roles": np.asarray(track.roles, dtype=np.int8)}
+        flow = None
+        if self.flow is not None:
+            with stage("flow"):
+                import cv2
+                gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+                flow = self.flow.compute_video(gray, progress=False)
+            with stage("camera"):
+                from .flow import camera_motion
+                from .weightfree import camera_motion_steps
+                cam_pairs = np.stack([camera_motion(f, band=cfg.camera_band) for f in flow])
+                arrays["motion/camera"] = camera_motion_steps(cam_pairs, samp.clips).astype(np.float32)
+        primary_kp = track.keypoints[:, 0]
+        primary_box = track.boxes[:, 0]
+        from .patches import joint_boxes
+        jboxes = joint_boxes(primary_kp, primary_box, scale=cfg.patch_scale,
+                             frame_size=frames.shape[1:3])
+        steps = {"clip_start": samp.clip_start.astype(np.int32),
+                 "clip_end": samp.clip_end.astype(np.int32)}
+        if cfg.weightfree:
+            with stage("weightfree"):
+                from .weightfree import flow_histograms, kinematics
+                kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0)
+                arrays.update(_family("kin_pose", kw, kj, steps))
+                fw, fj = flow_histograms(flow, samp.clips, jboxes)
+                arrays.update(_family("hof_flow", fw, fj, steps))
+        for (name, stream), net in self.backbones.items():
+            with stage(f"{name}_{stream}"):
+                images = frames if stream == "rgb" else _flow_input(flow)
+                whole, joints = self._backbone_features(net, images, samp.clips, jboxes, n_frames)
+                arrays.update(_family(f"{FAMILY_PREFIX[name]}_{stream}", whole, joints, steps))
+        attrs = {"source_relpath": str(path), "fps": float(info.fps or 0.0),
+                 "n_frames": int(n_frames), "height": int(frames.shape[1]),
+                 "width": int(frames.shape[2]), "sampling": samp.name,
+                 "source_height": int(info.height), "source_width": int(info.width)}
+        return attrs, arrays
+
+    def _backbone_features(self, net, images, clips, jboxes, n_frames):
+        from .patches import iter_joint_clips, iter_whole_clips
+
+        size = net.input_size
+        whole = [net.features(c[None]) for c in iter_whole_clips(images, clips, size,
+                                                                  mode="resize", n_frames=n_frames)]
+        whole = np.concatenate(whole).astype(np.float32)
+        joints = None
+        if self.config.joints:
+            joints = np.stack([net.features(step, batch_size=self.batch_size)
+                               for step in iter_joint_clips(images, clips, jboxes, size)])
+        return whole, joints
+
+
+class _Stage:
+    """Times a stage and tags exceptions with its name."""
+
+    def __init__(self, name, seconds):
+        self.name, self.seconds = name, seconds
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, typ, exc, tb):
+        self.seconds[self.name] = self.seconds.get(self.name, 0.0) + time.perf_counter() - self.t0
+        if exc is not None and not isinstance(exc, (StageError, KeyboardInterrupt)):
+            raise StageError(self.name, exc) from exc
+        return False
+
+
+def _resize_height(frames: np.ndarray, height: int | None) -> np.ndarray:
+    if not height or frames.shape[1] == height:
+        return frames
+    import cv2
+    width = max(1, round(frames.shape[2] * height / frames.shape[1]))
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _flow_input(flow):
+    from .flow import flow_to_i3d
+    return flow_to_i3d(flow)
+
+
+def _family(name: str, whole, joints, steps) -> dict:
+    out = {f"features/{name}/whole": np.asarray(whole, np.float32)}
+    if joints is not None:
+        out[f"features/{name}/joints"] = np.asarray(joints, np.float32)
+    out.update({f"features/{name}/{k}": v for k, v in steps.items()})
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+@dataclass
+class RunSummary:
+    out: str
+    results: list = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.results if r.status == "failed"]
+
+    def stage_seconds(self) -> dict:
+        """Mean seconds per processed video for each stage."""
+        done = [r for r in self.results if r.status == "done"]
+        keys = sorted({k for r in done for k in r.seconds})
+        return {k: float(np.mean([r.seconds.get(k, 0.0) for r in done])) for k in keys}
+
+
+def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   config: ExtractConfig, *, labels: str | os.PathLike | None = None,
+                   device: str = "auto", batch_size: int = 8, weight_overrides: dict | None = None,
+                   untrained: bool = False, shard: str | None = None,
+                   manifest: str | os.PathLike | None = None, progress: bool = True) -> RunSummary:
+    """Extract every video under ``inputs`` into the cache ``out``; see the module docstring."""
+    from tqdm.auto import tqdm
+
+    from aqa.data.cache import CacheWriter
+    from aqa.data.labels import read_labels_csv
+
+    device = _resolve_device(device)
+    videos = discover_videos(inputs)
+    if not videos:
+        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {list(inputs)}")
+    sh = parse_shard(shard)
+    if sh is not None:
+        videos = videos[sh[0]::sh[1]]
+    out = shard_out_path(Path(out), sh)
+    label_rows = read_labels_csv(labels) if labels else None
+    manifest = Path(manifest) if manifest else out.with_name(out.name + ".failures.json")
+    extractor = Extractor(config, device=device, batch_size=batch_size,
+                          weight_overrides=weight_overrides, untrained=untrained, progress=progress)
+    summary = RunSummary(str(out))
+    with CacheWriter(out, config=config.as_dict(), weights=extractor.weights,
+                     untrained=extractor.untrained) as writer:
+        done = writer.complete_ids()
+        bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
+        for vid, path in bar:
+            if vid in done:
+                summary.results.append(VideoResult(vid, str(path), "skipped"))
+                continue
+            bar.set_postfix_str(vid)
+            seconds: dict = {}
+            try:
+                attrs, arrays = extractor.process(path, seconds)
+                attrs["source_sha256"] = file_sha256(path)
+                t0 = time.perf_counter()
+                writer.write_video(vid, attrs, arrays)
+                seconds["write"] = time.perf_counter() - t0
+                summary.results.append(VideoResult(vid, str(path), "done", seconds))
+            except StageError as e:
+                summary.results.append(VideoResult(vid, str(path), "failed", seconds,
+                                                   f"{type(e.error).__name__}: {e.error}", e.stage))
+            except Exception as e:  # noqa: BLE001 - recorded in the manifest, the batch goes on
+                summary.results.append(VideoResult(vid, str(path), "failed", seconds,
+                                                   f"{type(e).__name__}: {e}", "write"))
+                if os.environ.get("AQA_DEBUG"):
+                    traceback.print_exc()
+        if label_rows is not None:
+            writer.write_labels(label_rows)
+    _write_manifest(manifest, summary)
+    return summary
+
+
+def _write_manifest(path: Path, summary: RunSummary) -> None:
+    failed = [dataclasses.asdict(r) for r in summary.failed]
+    if failed:
+        path.write_text(json.dumps({"cache": summary.out, "failed": failed}, indent=2))
+    elif path.exists():  # a clean re-run clears an old manifest
+        path.unlink()
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"

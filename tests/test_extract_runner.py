@@ -1,0 +1,183 @@
+"""aqa-extract end to end on synthetic videos and real footage: cache validity, resume, failures."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from aqa.data.cache import CacheReader, verify
+from aqa.extract.cli import main as extract_cli
+from aqa.extract.runner import (ExtractConfig, discover_videos, parse_shard, run_extraction,
+                                shard_out_path)
+
+FAST_FLOW = {"nscales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 5}
+FAST = dict(sampling="c3d", sampling_options={"clip_len": 8, "stride": 8}, flow="tvl1-cpu",
+            flow_options=FAST_FLOW)
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    from aqa.data.synthetic import render_dataset
+
+    d = tmp_path_factory.mktemp("synth")
+    render_dataset(d, n=4, kind="single", seed=3, n_frames=32, size=(96, 72), progress=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def sync_dir(tmp_path_factory):
+    from aqa.data.synthetic import render_dataset
+
+    d = tmp_path_factory.mktemp("sync")
+    render_dataset(d, n=2, kind="sync", seed=4, n_frames=32, size=(96, 72), progress=False)
+    return d
+
+
+def test_synthetic_extraction_is_valid_and_complete(synth_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    s = run_extraction([synth_dir], out, ExtractConfig(**FAST), labels=synth_dir / "labels.csv",
+                       device="cpu", progress=False)
+    assert s.count("done") == 4 and not s.failed
+    rep = verify(out)
+    assert rep.ok, rep.problems
+    assert set(rep.families) == {"kin_pose", "hof_flow"}
+    with CacheReader(out) as r:
+        ids = r.video_ids()
+        assert len(ids) == 4 and len(r.labels()) == 4
+        kin = r.load("kin_pose", part="joints")
+        hof = r.load("hof_flow", part="whole")
+        assert kin.shape[:3] == (4, 4, 17) and hof.shape[:2] == (4, 4)  # 32 frames / 8 = 4 steps
+        assert np.isfinite(kin).all() and np.isfinite(hof).all()
+        cam = r.load_camera()
+        assert cam.shape[:2] == (4, 4) and np.abs(cam).sum() > 0  # synthetic camera pans
+        pose = r.pose(ids[0])
+        assert pose["keypoints"].shape == (32, 1, 17, 3)
+        prov = r.provenance()
+        assert prov["config"]["sampling"] == "c3d" and prov["untrained"] is False
+        start = r.load("kin_pose", part="clip_start")[0]
+        np.testing.assert_array_equal(start, [0, 8, 16, 24])
+
+
+def test_two_person_extraction(sync_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    s = run_extraction([sync_dir], out, ExtractConfig(persons=2, **FAST), device="cpu",
+                       progress=False)
+    assert not s.failed, s.failed
+    with CacheReader(out) as r:
+        p = r.pose(r.video_ids()[0])
+        assert p["keypoints"].shape[1] == 2 and list(p["roles"]) == [0, 1]
+        assert np.isfinite(p["keypoints"][:, 1]).mean() > 0.9  # the secondary diver is tracked
+
+
+def test_resume_skips_finished_and_corrupt_video_goes_to_manifest(synth_dir, tmp_path):
+    vids = tmp_path / "v"
+    shutil.copytree(synth_dir, vids)
+    out = tmp_path / "f.h5"
+    first = sorted(vids.glob("*.mp4"))[:2]
+    run_extraction(first, out, ExtractConfig(**FAST), device="cpu", progress=False)
+    (vids / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    res = CliRunner().invoke(extract_cli, [str(vids), "--out", str(out), "--sampling", "c3d",
+                                           "--sampling-opt", "clip_len=8", "--sampling-opt",
+                                           "stride=8", "--flow", "tvl1-cpu", "--quiet",
+                                           *sum((["--flow-opt", f"{k}={v}"]
+                                                 for k, v in FAST_FLOW.items()), [])])
+    assert res.exit_code == 1, res.output
+    assert "2 extracted, 2 already complete, 1 failed" in res.output
+    manifest = json.loads((tmp_path / "f.h5.failures.json").read_text())
+    (entry,) = manifest["failed"]
+    assert entry["video_id"] == "broken" and entry["stage"] == "decode" and entry["error"]
+    rep = verify(out)
+    assert rep.ok and rep.n_videos == 4
+
+
+def test_missing_pose_sidecar_is_a_recorded_failure(synth_dir, tmp_path):
+    vids = tmp_path / "v"
+    vids.mkdir()
+    src = sorted(synth_dir.glob("*.mp4"))[0]
+    shutil.copy(src, vids / "nopose.mp4")
+    s = run_extraction([vids], tmp_path / "f.h5", ExtractConfig(**FAST), device="cpu",
+                       progress=False)
+    assert s.failed and s.failed[0].stage == "pose"
+
+
+def test_real_footage_vtest(tmp_path):
+    """vtest.avi (people walking): decode, TV-L1, camera motion on real video; poses from a file."""
+    from media import opencv_sample
+
+    try:
+        src = opencv_sample("vtest.avi")
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"opencv-doc sample media unavailable: {e}")
+    from aqa.extract.video import read_frames
+
+    frames, _ = read_frames(src, indices=np.arange(24))
+    import cv2
+    vdir = tmp_path / "v"
+    vdir.mkdir()
+    w = cv2.VideoWriter(str(vdir / "vtest24.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                        (frames.shape[2], frames.shape[1]))
+    for f in frames:
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    # a COCO-style result file with one walking person box per frame (no keypoint model here)
+    h, wd = frames.shape[1:3]
+    dets = [{"image_id": i, "category_id": 1, "score": 0.9, "bbox": [100 + i, 150, 40, 120],
+             "keypoints": sum(([110 + i + (j % 3) * 5, 160 + j * 6, 0.9] for j in range(17)), [])}
+            for i in range(24)]
+    (vdir / "vtest24.pose.json").write_text(json.dumps(dets))
+    out = tmp_path / "f.h5"
+    s = run_extraction([vdir], out, ExtractConfig(sampling="c3d", sampling_options={"clip_len": 8, "stride": 8},
+                                                  flow="tvl1-cpu", flow_options=FAST_FLOW),
+                       device="cpu", progress=False)
+    assert not s.failed, s.failed
+    rep = verify(out)
+    assert rep.ok and set(rep.families) == {"kin_pose", "hof_flow"}
+    with CacheReader(out) as r:
+        hof = r.load("hof_flow", part="joints")
+        assert hof.shape[:3] == (1, 3, 17) and np.isfinite(hof).all()
+
+
+def test_backbone_without_weights_is_refused_or_marked(synth_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AQA_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = ExtractConfig(backbones=("c3d",), streams=("rgb",), **FAST)
+    from aqa.extract.weights import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="c3d.pickle"):
+        run_extraction([synth_dir], tmp_path / "f.h5", cfg, device="cpu", progress=False)
+    one = sorted(synth_dir.glob("*.mp4"))[:1]
+    s = run_extraction(one, tmp_path / "u.h5", cfg, device="cpu", untrained=True, progress=False)
+    assert not s.failed, s.failed
+    rep = verify(tmp_path / "u.h5")
+    assert rep.ok and rep.untrained and "c3d_rgb" in rep.families
+    assert rep.families["c3d_rgb"]["joints"][1:] == [17, 4096]
+
+
+def test_discovery_shards_and_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    for n in ("x.mp4", "y.avi", "notes.txt"):
+        (tmp_path / "a" / n).write_bytes(b"")
+    (tmp_path / "a" / "sub").mkdir()
+    (tmp_path / "a" / "sub" / "z.mp4").write_bytes(b"")
+    ids = [v for v, _ in discover_videos([tmp_path / "a"])]
+    assert ids == ["sub__z", "x", "y"]
+    with pytest.raises(FileNotFoundError):
+        discover_videos([tmp_path / "nope"])
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1-4"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+    assert shard_out_path(tmp_path / "f.h5", (1, 4)).name == "f.shard1-of-4.h5"
+    res = CliRunner().invoke(extract_cli, [str(tmp_path / "a"), "--out", str(tmp_path / "o.h5"),
+                                           "--backbone", "i3d", "--no-weightfree", "--flow", "none"])
+    assert res.exit_code == 2 and "flow 'none'" in res.output
+
+
+def test_cli_help_lists_everything():
+    res = CliRunner().invoke(extract_cli, ["run", "--help"])
+    for opt in ("--pose", "--flow", "--backbone", "--sampling", "--device", "--batch-size",
+                "--shard", "--weights", "--untrained", "--labels"):
+        assert opt in res.output
+    res = CliRunner().invoke(extract_cli, ["--help"])
+    assert "merge" in res.output and "weights" in res.output
