@@ -451,8 +451,9 @@ def flow_histograms(
         on a still limb of a panned athlete reads "no motion". ``subtract_camera_whole`` does the same for
         the whole-frame histogram (off by default: the whole scene keeps the camera's motion, which also
         goes to ``motion/camera``).
-    camera : (F-1, >=2) per-pair camera vectors whose first two columns are the translation (dx, dy), e.g.
-        from ``aqa.extract.flow.camera_motion``; default: :func:`border_median_flow` with ``band``.
+    camera : (F-1, 2) per-pair camera translation (dx, dy) to subtract, e.g. the ``median_dx, median_dy``
+        columns of ``aqa.extract.flow.camera_motion`` (``cam[:, 2:4]``), which saves recomputing them;
+        default: :func:`border_median_flow` with ``band`` (the same border band and statistic).
 
     Returns
     -------
@@ -481,8 +482,8 @@ def flow_histograms(
     rows = clip_positions(clips, n_pairs, n_pairs + 1)
     if camera is not None:
         camera = np.asarray(camera, dtype=np.float64)
-        if camera.ndim != 2 or camera.shape[0] != n_pairs or camera.shape[1] < 2:
-            raise ValueError(f"camera must be (F-1, >=2) = ({n_pairs}, 2+), got {camera.shape}")
+        if camera.shape != (n_pairs, 2):
+            raise ValueError(f"camera must be (F-1, 2) = ({n_pairs}, 2) translations, got {camera.shape}")
     n_joints = jboxes.shape[1]
     d = n_bins + 4
 
@@ -506,7 +507,7 @@ def flow_histograms(
         fp = flow[p]
         cam = None
         if subtract_camera or subtract_camera_whole:
-            cam = camera[p, :2] if camera is not None else border_median_flow(fp, band)
+            cam = camera[p] if camera is not None else border_median_flow(fp, band)
             cam = cam.astype(fp.dtype if fp.dtype.kind == "f" else np.float64)
         whole_bins = _pixel_bins(fp - cam if subtract_camera_whole else fp, n_bins, min_magnitude)
         pair_whole[p] = _raw_hof(*whole_bins, n_bins, float(h * w))

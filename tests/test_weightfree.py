@@ -258,9 +258,22 @@ def test_hof_errors():
 def test_given_camera_vectors_are_used():
     flow = np.zeros((2, 12, 12, 2), np.float32)
     flow[..., 0] = 5.0
-    cam = np.array([[5.0, 0.0, 9.9], [0.0, 0.0, 9.9]])        # extra columns ignored
+    cam = np.array([[5.0, 0.0], [0.0, 0.0]])
     _, joints = W.flow_histograms(flow, np.array([[0], [1]]), _boxes(3, [2, 2, 8, 8]), camera=cam)
     assert joints[0, 0, 8] == 1.0 and joints[1, 0, 0] == 1.0
+    with pytest.raises(ValueError, match="translations"):
+        W.flow_histograms(flow, np.array([[0]]), _boxes(3, [2, 2, 8, 8]), camera=np.zeros((2, 8)))
+
+
+def test_border_median_matches_flow_helper():
+    flow_mod = pytest.importorskip("aqa.extract.flow")
+    if not hasattr(flow_mod, "camera_motion") or not hasattr(flow_mod, "CAMERA_MOTION_FIELDS"):
+        pytest.skip("aqa.extract.flow.camera_motion not available")
+    f = np.random.default_rng(2).normal(size=(3, 30, 50, 2))
+    cols = [flow_mod.CAMERA_MOTION_FIELDS.index(c) for c in ("median_dx", "median_dy")]
+    helper = flow_mod.camera_motion(f, band=0.1)[:, cols]
+    ours = np.stack([W.border_median_flow(x, band=0.1) for x in f])
+    np.testing.assert_allclose(ours, helper, rtol=1e-6, atol=1e-7)   # the helper returns float32
 
 
 # ------------------------------------------------------------------------------------- camera motion
