@@ -98,7 +98,7 @@ def test_inner_step_freezes_finished_pairs():
     t = [torch.from_numpy(rng.normal(size=(2, 2, 8, 9)).astype(np.float32)) for _ in range(3)]
     g = [torch.from_numpy(rng.normal(size=(2, 8, 9)).astype(np.float32)) for _ in range(3)]
     active = torch.tensor([True, False])
-    u, px, py, act = inner_step(t[0], t[1], t[2], g[0], g[1], g[0] ** 2 + g[1] ** 2, g[2], active,
+    u, px, py, act = inner_step(t[0], t[1], t[2], g[0], g[1], 1 / (g[0] ** 2 + g[1] ** 2), g[2], active,
                                 0.045, 0.3, 0.25 / 0.3, 0.0, 1e9)
     assert torch.equal(u[1], t[0][1]) and torch.equal(px[1], t[1][1]) and torch.equal(py[1], t[2][1])
     assert not torch.equal(u[0], t[0][0])

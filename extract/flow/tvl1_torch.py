@@ -138,10 +138,17 @@ def median_filter(x, k: int):
     """k x k median of (B,C,H,W) with replicated borders (``cv2.medianBlur`` on float data)."""
     import torch.nn.functional as F
 
+    import torch
+
     r = k // 2
-    p = F.pad(x, (r, r, r, r), mode="replicate")
-    win = p.unfold(2, k, 1).unfold(3, k, 1)
-    return win.reshape(*x.shape, k * k).median(dim=-1).values
+    # chunks over the batch bound the k*k-fold window copy to ~2^26 elements
+    per = max(1, (1 << 26) // max(1, x[0].numel() * k * k))
+    out = []
+    for chunk in torch.split(x, per):
+        p = F.pad(chunk, (r, r, r, r), mode="replicate")
+        win = p.unfold(2, k, 1).unfold(3, k, 1)
+        out.append(win.reshape(*chunk.shape, k * k).median(dim=-1).values)
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def _forward_diff(u):
@@ -162,30 +169,29 @@ def _divergence(px, py):
     return dx + dy
 
 
-def inner_step(u, px, py, gx, gy, grad, rho_c, active, l_t: float, theta: float, taut: float,
+def inner_step(u, px, py, gx, gy, inv_grad, rho_c, active, l_t: float, theta: float, taut: float,
                gamma: float, eps: float):
     """One TV-L1 inner iteration for a batch; pairs with ``active`` False keep their state.
 
     ``u`` (B,K,H,W) is the flow (K = 2, or 3 with the illumination term when gamma > 0), ``px, py``
-    (B,K,H,W) the dual variables, ``gx, gy`` the warped gradient of I1, ``grad`` = gx^2 + gy^2, ``rho_c``
-    the constant part of the linearised residual. Returns (u, px, py, active).
+    (B,K,H,W) the dual variables, ``gx, gy`` (B,H,W) the warped gradient of I1, ``inv_grad`` =
+    1 / (gx^2 + gy^2) (0 where that is below float32 epsilon), ``rho_c`` the constant part of the
+    linearised residual. Returns (u, px, py, active).
+
+    The thresholding step is OpenCV's three-case rule written as one clamp: the step along the gradient is
+    ``clamp(-rho / |grad|^2, -lambda*theta, lambda*theta)``. (Where |grad|^2 < float32 epsilon OpenCV may
+    still take a +-lambda*theta step, but that moves the flow by < 2e-5 px, so it is dropped here.)
     """
     import torch
 
-    u1, u2 = u[:, 0], u[:, 1]
-    rho = rho_c + gx * u1 + gy * u2
+    rho = rho_c + gx * u[:, 0] + gy * u[:, 1]
     if gamma != 0:
         rho = rho + gamma * u[:, 2]
-    thr = l_t * grad
-    safe = torch.where(grad > _FLT_EPS, grad, torch.ones_like(grad))
-    fi = torch.where(grad > _FLT_EPS, -rho / safe, torch.zeros_like(rho))
-    coef = torch.where(rho < -thr, torch.full_like(rho, l_t),
-                       torch.where(rho > thr, torch.full_like(rho, -l_t), fi))
+    coef = torch.clamp(-rho * inv_grad, -l_t, l_t)
     comps = [coef * gx, coef * gy]
     if gamma != 0:
         comps.append(coef * gamma)
-    v = u + torch.stack(comps, dim=1)
-    new_u = v + theta * _divergence(px, py)
+    new_u = u + torch.stack(comps, dim=1) + theta * _divergence(px, py)
     err = (new_u - u).square().sum(dim=(1, 2, 3))
     ux, uy = _forward_diff(new_u)
     ng = 1.0 + taut * torch.sqrt(ux * ux + uy * uy)
@@ -307,6 +313,7 @@ class TorchTVL1(FlowBackend):
             warped = remap_cubic(stack, gx_ + u[:, 0], gy_ + u[:, 1])
             i1w, gx, gy = warped[:, 0], warped[:, 1], warped[:, 2]
             grad = gx * gx + gy * gy
+            inv_grad = torch.where(grad > _FLT_EPS, 1.0 / grad.clamp_min(_FLT_EPS), torch.zeros_like(grad))
             rho_c = i1w - gx * u[:, 0] - gy * u[:, 1] - i0
             active = torch.ones(b, dtype=torch.bool, device=i0.device)
             for _outer in range(p.outer_iterations):
@@ -318,7 +325,7 @@ class TorchTVL1(FlowBackend):
                 n = 0
                 while n < p.inner_iterations:
                     for _ in range(min(self.check_every, p.inner_iterations - n)):
-                        u, px, py, active = step(u, px, py, gx, gy, grad, rho_c, active,
+                        u, px, py, active = step(u, px, py, gx, gy, inv_grad, rho_c, active,
                                                  l_t, theta, taut, gamma, eps)
                         n += 1
                     if not bool(active.any()):
