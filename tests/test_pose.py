@@ -212,6 +212,43 @@ def test_file_backend_synthetic_sidecar(tmp_path):
     assert np.isnan(tr.keypoints[2]).all() and np.isfinite(tr.keypoints[[0, 1, 3]]).all()
 
 
+def test_selection_uses_declared_roles_and_tracker_ids():
+    # declared roles (sidecar): the smaller person is the primary because the source says so
+    small, big = person(100, 150, 60), person(300, 150, 120)
+    per = [FramePoses(np.stack([big[0], small[0]]), [0.9, 0.9], np.stack([big[2], small[2]]), ids=[1, 0],
+                      roles=[1, 0]) for _ in range(4)]
+    tr = select_persons(per, 2)
+    assert np.allclose(centers(tr, 0), 100) and np.allclose(centers(tr, 1), 300)
+    assert np.allclose(centers(select_persons(per, 2, use_source_identity=False), 0), 300)
+    # tracker ids: identities survive a jump no geometric tracker could follow; a weak id is dropped
+    per = []
+    for f in range(6):
+        xa, xb = (100, 300) if f < 3 else (300, 100)  # the two swap places between frames 2 and 3
+        a, b, c = person(xa, 150, 120, 0.9), person(xb, 150, 110, 0.9), person(200, 40, 30, 0.3)
+        per.append(FramePoses(np.stack([c[0], b[0], a[0]]), [c[1], b[1], a[1]], np.stack([c[2], b[2], a[2]]),
+                              ids=[9, 5, 7]))
+    tr = select_persons(per, 2)
+    assert np.allclose(centers(tr, 0), [100] * 3 + [300] * 3)  # id 7 (larger): primary
+    assert np.allclose(centers(tr, 1), [300] * 3 + [100] * 3)
+
+
+def test_file_backend_on_the_synthetic_generator_output(tmp_path):
+    synthetic = pytest.importorskip("aqa.data.synthetic")
+    from aqa.extract.video import read_frames
+
+    sim = synthetic.simulate(0, kind="sync", n_frames=32)
+    video, side = synthetic.render_video(sim, tmp_path)
+    assert find_pose_file(video) == side
+    frames, _ = read_frames(video)
+    out = get_pose_backend("file").estimate(frames, video_path=video)
+    tr = select_persons(out, 2)
+    truth = synthetic.read_pose_sidecar(side)
+    for r in (0, 1):
+        j = int(np.flatnonzero(truth["roles"] == r)[0])
+        assert np.allclose(tr.keypoints[:, r], truth["keypoints"][j])
+        assert np.allclose(tr.boxes[:, r], truth["boxes"][j])
+
+
 @pytest.mark.parametrize("content, match", [
     ("{not json", "not valid JSON"),
     ('{"format": "aqa-synth-pose", "version": 2}', "version 2"),
@@ -223,6 +260,8 @@ def test_file_backend_synthetic_sidecar(tmp_path):
     ('[{"image_id": 0, "keypoints": ' + json.dumps([0] * 51) + ', "bbox": [1, 2]}]', "4 numbers"),
     ('{"people": []}', "single OpenPose frame"),
     ('"hello"', "neither a list"),
+    ('{"format": "aqa-synth-pose", "version": 1, "n_frames": 1, "width": 4, "height": 4, '
+     '"persons": [{"role": 3, "keypoints": [[[0, 0, 1]]]}]}', "role 3"),
 ])
 def test_file_backend_malformed_files(tmp_path, content, match):
     p = tmp_path / "bad.pose.json"

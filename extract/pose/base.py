@@ -40,11 +40,18 @@ class FramePoses:
     ``boxes`` (P, 4) float32 ``x1, y1, x2, y2`` pixels; ``box_scores`` (P,) float32 in [0, 1];
     ``keypoints`` (P, 17, 3) float32 ``(x, y, score)`` in COCO-17 order (:data:`COCO_KEYPOINTS`),
     pixel coordinates of the frame the backend saw, score in [0, 1]. P may be 0.
+
+    Optional, from stored poses only: ``ids`` (P,) int64 identities that are consistent across the
+    frames of one video (an AlphaPose track ``idx``, a sidecar person index) and ``roles`` (P,) int8
+    roles declared by the source (0 primary, 1 secondary; the synthetic sidecar). Models leave them
+    None; :func:`~aqa.extract.pose.select_persons` uses them when every frame has them.
     """
 
     boxes: np.ndarray
     box_scores: np.ndarray
     keypoints: np.ndarray
+    ids: np.ndarray | None = None
+    roles: np.ndarray | None = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -54,6 +61,13 @@ class FramePoses:
         if len(self.box_scores) != p or len(self.keypoints) != p:
             raise ValueError(f"FramePoses: {p} boxes, {len(self.box_scores)} scores and "
                              f"{len(self.keypoints)} keypoint sets must agree")
+        for name, dtype in (("ids", np.int64), ("roles", np.int8)):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.asarray(v, dtype=dtype).reshape(-1)
+                if len(v) != p:
+                    raise ValueError(f"FramePoses: {len(v)} {name} for {p} persons")
+                setattr(self, name, v)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -68,7 +82,7 @@ class FramePoses:
         k = self.keypoints.copy()
         k[..., 0] *= sx
         k[..., 1] *= sy
-        return FramePoses(b, self.box_scores.copy(), k)
+        return FramePoses(b, self.box_scores.copy(), k, self.ids, self.roles)
 
 
 def sigmoid(x) -> np.ndarray:

@@ -17,7 +17,8 @@ the content, see :func:`load_pose_file`):
   :mod:`aqa.data.synthetic`).
 
 Boxes missing from a file are the keypoints' bounding box; missing person scores are the mean
-keypoint score. Where a file lies: an explicit ``path`` (file, or a directory holding
+keypoint score. Identities a file carries (AlphaPose ``idx``, ``track_id``, the sidecar's person
+index and ``role``) are kept in :attr:`FramePoses.ids`/``roles`` for person selection. Where a file lies: an explicit ``path`` (file, or a directory holding
 ``<stem>.pose.json``, ``<stem>.json`` or an OpenPose folder ``<stem>/``), else ``<stem>.pose.json``
 next to the video. Coordinates are rescaled when the frames given to :meth:`FilePoseBackend.estimate`
 are not the size the poses were computed at (known from the sidecar, from ``source_size``, or by
@@ -129,10 +130,24 @@ def _load_records(records: list, path: Path, fmt: str) -> PoseTable:
             score = float(score)
         except (TypeError, ValueError):
             raise _err(path, f"record {i}: score {rec.get('score')!r} is not a number") from None
-        per.setdefault(f, []).append((box, score, kp))
-    frames = {f: FramePoses(np.stack([r[0] for r in v]), np.array([r[1] for r in v]), np.stack([r[2] for r in v]))
+        per.setdefault(f, []).append((box, score, kp, _track_id(rec)))
+    with_ids = all(r[3] is not None for v in per.values() for r in v)
+    frames = {f: FramePoses(np.stack([r[0] for r in v]), np.array([r[1] for r in v]), np.stack([r[2] for r in v]),
+                            ids=np.array([r[3] for r in v]) if with_ids else None)
               for f, v in per.items()}
     return PoseTable(frames, None, fmt, path)
+
+
+def _track_id(rec: dict):
+    """A tracker's person identity (AlphaPose ``idx``, COCO-style ``track_id``), or None."""
+    v = rec.get("idx", rec.get("track_id"))
+    if isinstance(v, list) and v:
+        v = v[0]
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
 
 
 def _load_sidecar(doc: dict, path: Path) -> PoseTable:
@@ -146,8 +161,12 @@ def _load_sidecar(doc: dict, path: Path) -> PoseTable:
         raise _err(path, f"aqa-synth-pose sidecar lacks n_frames/height/width/persons ({exc})") from None
     if not isinstance(persons, list):
         raise _err(path, "'persons' must be a list")
-    kps, boxes, scores = [], [], []
+    kps, boxes, scores, roles = [], [], [], []
     for j, person in enumerate(persons):
+        role = person.get("role", j) if isinstance(person, dict) else j
+        if role not in (0, 1):
+            raise _err(path, f"person {j}: role {role!r} must be 0 (primary) or 1 (secondary)")
+        roles.append(role)
         try:
             k = np.asarray(person["keypoints"], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as exc:
@@ -175,7 +194,8 @@ def _load_sidecar(doc: dict, path: Path) -> PoseTable:
         if present:
             frames[f] = FramePoses(np.stack([boxes[j][f] for j in present]),
                                    np.array([scores[j][f] for j in present]),
-                                   np.stack([kps[j][f] for j in present]))
+                                   np.stack([kps[j][f] for j in present]),
+                                   ids=np.array(present), roles=np.array([roles[j] for j in present]))
     table = PoseTable(frames, size, "aqa-synth-pose", path)
     table.n_frames_declared = n
     return table

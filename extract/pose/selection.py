@@ -16,6 +16,10 @@ Algorithm (:func:`select_persons`):
    far-away or much smaller distractor is never taken when the performer is missed: that frame stays
    NaN for the track (not zeros). Detection list order is irrelevant (people swapping places in the
    list keep their identity).
+Stored poses that carry identities skip steps 2-3 (``use_source_identity=True``): declared roles
+(the synthetic sidecar) are used as they are; tracker ids (AlphaPose ``idx``) pick the ``n_persons``
+ids of largest total salience, then step 4 orders them.
+
 4. Roles: with two persons, role 0 (primary) is the track with the larger mean box area
    (``roles="area"``, default) or the leftmost mean box centre (``roles="left-right"``); columns are
    ordered by role, so ``roles`` is ``[0]`` or ``[0, 1]``.
@@ -104,7 +108,7 @@ def _kp_distance(kp_a: np.ndarray, kp_b: np.ndarray, min_kp_score: float) -> flo
 def select_persons(per_frame: list[FramePoses], n_persons: int = 1, n_frames: int | None = None,
                    min_score: float = 0.0, iou_gate: float = 0.1, max_center_shift: float = 0.75,
                    kp_weight: float = 0.5, min_kp_score: float = 0.2, max_scale_change: float = 3.0,
-                   roles: str = "area") -> PoseTrack:
+                   roles: str = "area", use_source_identity: bool = True) -> PoseTrack:
     """Pick ``n_persons`` (1 or 2) consistent persons over the frames (see module docstring).
 
     ``per_frame`` has one :class:`FramePoses` per frame; ``n_frames`` (default ``len(per_frame)``)
@@ -133,6 +137,12 @@ def select_persons(per_frame: list[FramePoses], n_persons: int = 1, n_frames: in
     max_area = max((float(_area(b).max()) for b, _, _ in dets if len(b)), default=0.0)
     if max_area <= 0:
         return PoseTrack(kps, boxes, scores, np.arange(P, dtype=np.int8))
+    nonempty = [fp for fp in per_frame if len(fp)]
+    if use_source_identity and all(fp.roles is not None for fp in nonempty):
+        return _by_declared_roles(per_frame, min_score, F, P, kps, boxes, scores)
+    if use_source_identity and all(fp.ids is not None for fp in nonempty):
+        _by_ids(per_frame, min_score, max_area, P, kps, boxes, scores)
+        return _order_roles(kps, boxes, scores, P, roles)
 
     sal = [s * np.sqrt(_area(b) / max_area) for b, s, _ in dets]
     best_f, best_val = -1, -1.0
@@ -202,6 +212,39 @@ def select_persons(per_frame: list[FramePoses], n_persons: int = 1, n_frames: in
             tracks[p] = None if not len(seen) else _Track(boxes[seen[0], p], kps[seen[0], p], int(seen[0]))
     run(range(best_f - 1, -1, -1))
 
+    return _order_roles(kps, boxes, scores, P, roles)
+
+
+def _by_declared_roles(per_frame, min_score, F, P, kps, boxes, scores) -> PoseTrack:
+    """The source declares roles (the synthetic sidecar): column r is the person with role r."""
+    for f, fp in enumerate(per_frame):
+        for r in range(P):
+            cand = np.flatnonzero((fp.roles == r) & (fp.box_scores >= min_score))
+            if len(cand):
+                j = cand[np.argmax(fp.box_scores[cand])]
+                boxes[f, r], scores[f, r], kps[f, r] = fp.boxes[j], fp.box_scores[j], fp.keypoints[j]
+    return PoseTrack(kps, boxes, scores, np.arange(P, dtype=np.int8))
+
+
+def _by_ids(per_frame, min_score, max_area, P, kps, boxes, scores) -> None:
+    """The source carries consistent identities (a tracker's ids): keep the P most salient ids."""
+    total: dict[int, float] = {}
+    for fp in per_frame:
+        sal = fp.box_scores * np.sqrt(_area(fp.boxes) / max_area)
+        for i, v, s in zip(fp.ids.tolist(), sal.tolist(), fp.box_scores.tolist()):
+            if s >= min_score:
+                total[i] = total.get(i, 0.0) + v
+    chosen = sorted(total, key=lambda i: -total[i])[:P]
+    for f, fp in enumerate(per_frame):
+        for p, i in enumerate(chosen):
+            cand = np.flatnonzero((fp.ids == i) & (fp.box_scores >= min_score))
+            if len(cand):
+                j = cand[np.argmax(fp.box_scores[cand])]
+                boxes[f, p], scores[f, p], kps[f, p] = fp.boxes[j], fp.box_scores[j], fp.keypoints[j]
+
+
+def _order_roles(kps, boxes, scores, P, roles) -> PoseTrack:
+    """Order the columns by role (see module docstring)."""
     if P == 2:
         found = np.isfinite(boxes[..., 0])
         if found[:, 0].any() and found[:, 1].any():
