@@ -13,6 +13,8 @@ Input conventions (``preprocess``):
 * ``flow``: float clips ``(N, T, H, W, 2)`` (x, y) already clipped to [-20, 20] pixels and
   divided by 20, i.e. in [-1, 1] (the Kinetics I3D convention; see :func:`scale_flow`). Values
   outside [-1, 1] are rejected so unscaled flow is never silently fed to the network.
+  Resizing does not rescale flow vectors: compute flow at (about) the resolution that is fed to
+  the network, as the Kinetics I3D recipe does (flow on frames whose short side is 256).
 * spatial: ``mode="frame"`` resizes whole frames (I3D / I3D-R50: short side to 256 keeping the
   aspect ratio, then a centre crop of 224x224; C3D: to exactly 128x171, then a centre crop of
   112x112, as in Tran et al.); ``mode="patch"`` resizes joint patches directly to the crop size
