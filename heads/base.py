@@ -247,15 +247,12 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         """
         import torch
         self._check_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         Xc = self._check_X(X, reset=True)
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (one score per sample), got shape {y.shape}")
+        y = self._check_y(y)
         if len(y) != len(Xc):
             raise ValueError(f"X has {len(Xc)} samples but y has {len(y)}")
-        y = self._check_y(y)
         if len(y) < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples to fit, got n_samples={len(y)}")
         extras = self._check_extras(fit_params, len(y))
@@ -279,20 +276,33 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _check_y(y):
-        from sklearn.utils import check_array
+        """1-D float targets (a column vector is raveled with a DataConversionWarning)."""
+        from sklearn.utils import check_array, column_or_1d
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        return y
+        return column_or_1d(y, warn=True)
 
-    def _predict_normalised(self, X, extras, key="pred"):
-        """Run the module in eval mode over batches; returns outputs[key] as a numpy array."""
+    def _inference_module(self):
+        """A float64 copy of the trained module in eval mode: float32 matrix products depend on the
+        batch's size and order at the 1e-7 level, float64 makes predictions per-sample stable."""
+        m = copy.deepcopy(self.module_).double()
+        m.eval()
+        return m
+
+    def _predict_normalised(self, X, extras, key="pred", call: Callable | None = None):
+        """Run the module (float64, eval mode) over batches; returns outputs[key] as numpy.
+
+        ``call(module, X, extras)`` defaults to ``self._forward(module, X, extras, False)``.
+        """
         import torch
-        Xt = torch.as_tensor(X, device=self._module_device())
+        module = self._inference_module()
+        call = call or (lambda m, x, e: self._forward(m, x, e, False))
+        Xt = torch.as_tensor(np.asarray(X, dtype=np.float64), device=self._module_device())
         outs = []
-        self.module_.eval()
+        bs = max(self.batch_size, 256)
         with torch.no_grad():
-            for s in range(0, len(X), max(self.batch_size, 256)):
-                sl = slice(s, s + max(self.batch_size, 256))
-                out = self._forward(self.module_, Xt[sl], {k: v[sl] for k, v in extras.items()}, False)
+            for s in range(0, len(X), bs):
+                sl = slice(s, s + bs)
+                out = call(module, Xt[sl], {k: v[sl] for k, v in extras.items()})
                 outs.append(out[key].detach().cpu().numpy())
         return np.concatenate(outs, axis=0).astype(np.float64)
 

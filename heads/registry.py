@@ -10,7 +10,7 @@ Each entry is a :class:`HeadSpec`:
     keyword arguments (the CLI's ``--param key=value`` and ``random_state``).
 ``inputs``
     the input builder turning a cache into X: a name registered in :mod:`aqa.heads.inputs`
-    (``"jrg"``, ``"steps"``, ``"clip_mean"``, ``"pose_dct"``, ...) or ``"module:function"`` with the
+    (``"jrg"``, ``"steps"``, ``"clip_mean"``, ``"pose_traj"``, ...) or ``"module:function"`` with the
     signature ``build(reader, ids, feature) -> np.ndarray``.
 ``description``, ``reference``
     one line each, shown by ``aqa-heads list``.
@@ -54,27 +54,37 @@ class HeadSpec:
         return _import(self.factory)
 
 
+#: sklearn's Pipeline fits the estimator objects held in its ``steps`` parameter in place, which
+#: these two checks flag; scikit-learn's own common tests exempt Pipeline for the same reason.
+PIPELINE_XFAIL = {
+    "check_estimators_overwrite_params": "Pipeline fits its step objects (a constructor parameter) in place",
+    "check_dont_overwrite_parameters": "Pipeline fits its step objects (a constructor parameter) in place",
+}
+
 HEADS: list[HeadSpec] = [
     HeadSpec("jrg", "aqa.heads.jrg:JRGRegressor", "jrg",
              "Joint Relation Graphs: spatial/temporal graphs, commonality + difference modules",
              "Pan, Gao, Zheng: Action Assessment by Joint Relation Graphs, ICCV 2019",
              check_params={"layout": (1, -1, 1), "skeleton": "chain", "encoder_dim": 8, "hidden_dim": 4,
-                           "max_iter": 60, "learning_rate": 1e-2, "lr_schedule": "constant"}),
+                           "max_iter": 200, "learning_rate": 1e-2, "lr_schedule": "constant"}),
     HeadSpec("mlp", "aqa.heads.mlp:SceneMLPRegressor", "steps",
              "Whole-scene baseline: per-step encoder + scoring MLP summed over steps (I3D+MLP)",
              "Pan et al. ICCV 2019, 'Whole Scene' baseline",
              check_params={"layout": (1, -1), "encoder_dim": 8, "hidden_dim": 4, "max_iter": 60,
                            "learning_rate": 1e-2, "lr_schedule": "constant"}),
-    HeadSpec("c3d-svr", "aqa.heads.svr:c3d_svr", "clip_mean",
+    HeadSpec("c3d-svr", "aqa.heads.svr:c3d_svr", "steps",
              "C3D-SVR: mean of clip features -> StandardScaler -> SVR",
-             "Parmar & Morris: Learning to Score Olympic Events, CVPRW 2017"),
+             "Parmar & Morris: Learning to Score Olympic Events, CVPRW 2017",
+             expected_failed_checks=PIPELINE_XFAIL),
     HeadSpec("pose-dct-svr", "aqa.heads.svr:pose_dct_svr", "pose_traj",
              "Pose+DCT-SVR: low-frequency DCT of each joint trajectory -> SVR",
              "Pirsiavash, Vondrick, Torralba: Assessing the Quality of Actions, ECCV 2014",
-             check_params={"n_joints": 1, "n_coeffs": 2}),
-    HeadSpec("i3d-svr", "aqa.heads.svr:i3d_svr", "clip_mean",
+             check_params={"n_joints": 1, "n_channels": 1, "n_coeffs": 16},
+             expected_failed_checks=PIPELINE_XFAIL),
+    HeadSpec("i3d-svr", "aqa.heads.svr:i3d_svr", "steps",
              "I3D-SVR: mean whole-scene I3D features -> scaler -> SVR (kernel=linear|poly|rbf)",
-             "Pan et al. ICCV 2019 / Parmar & Morris 2017 baselines"),
+             "Pan et al. ICCV 2019 / Parmar & Morris 2017 baselines",
+             expected_failed_checks=PIPELINE_XFAIL),
 ]
 
 

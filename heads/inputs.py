@@ -1,0 +1,123 @@
+"""Turn a feature cache (+ video ids) into each head's X: one shared path for the CLI, the
+benchmarks and the pipelines.
+
+A builder is ``build(reader, ids, feature) -> np.ndarray`` (``reader``: an open
+:class:`aqa.data.cache.CacheReader`; ``feature``: a feature family such as ``"i3d_rgb"``, or None for
+:func:`default_feature`). Registered builders:
+
+``jrg``        (n, S, 1+J, D): node 0 = whole-scene feature of each step, nodes 1..J = joint features;
+               the smaller of whole/joint dims is zero-padded to D (exactly equivalent for the first
+               linear layer, see :class:`aqa.heads.jrg.JRGRegressor`).
+``steps``      (n, S, D): whole-scene features per step (MLP baseline; C3D-/I3D-SVR average them).
+``clip_mean``  (n, D): whole-scene features averaged over steps.
+``pose_traj``  (n, L, 17, 2): the primary athlete's joint trajectories, x/width and y/height,
+               missing frames linearly interpolated, resampled to L=64 frames (Pose+DCT-SVR).
+
+Register a new one with ``@register_input("name")``, or name it as ``"module:function"`` in the
+head registry.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Iterable
+
+import numpy as np
+
+__all__ = ["register_input", "get_builder", "build_inputs", "default_feature", "jrg_inputs",
+           "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
+
+_BUILDERS: dict[str, Callable] = {}
+
+#: families tried in order when no --feature is given (learned backbones first, weight-free last).
+FEATURE_PREFERENCE = ("i3d_rgb", "i3dr50_rgb", "i3d_flow", "c3d_rgb", "kin_pose", "hof_flow")
+
+
+def register_input(name: str):
+    def deco(fn):
+        _BUILDERS[name] = fn
+        return fn
+    return deco
+
+
+def get_builder(name: str) -> Callable:
+    if ":" in name:
+        mod, _, attr = name.partition(":")
+        return getattr(importlib.import_module(mod), attr)
+    try:
+        return _BUILDERS[name]
+    except KeyError:
+        raise KeyError(f"unknown input builder {name!r}; known: {sorted(_BUILDERS)}") from None
+
+
+def default_feature(reader, prefer: Iterable[str] = ()) -> str:
+    """The first family present in the cache among ``prefer`` then :data:`FEATURE_PREFERENCE`."""
+    fams = reader.families()
+    for f in list(prefer) + list(FEATURE_PREFERENCE):
+        if f in fams:
+            return f
+    if fams:
+        return fams[0]
+    raise ValueError(f"{reader.path}: the cache holds no feature family present in every video")
+
+
+def build_inputs(head_name: str, reader, ids, feature: str | None = None) -> np.ndarray:
+    """X for head ``head_name`` (its registry entry names the builder) over ``ids``."""
+    from .registry import input_builder
+    return input_builder(head_name)(reader, list(ids), feature)
+
+
+@register_input("jrg")
+def jrg_inputs(reader, ids, feature=None) -> np.ndarray:
+    feature = feature or default_feature(reader)
+    whole = reader.load(feature, ids, part="whole")            # (n,S,Dw)
+    joints = reader.load(feature, ids, part="joints")          # (n,S,J,Dj)
+    if whole.shape[:2] != joints.shape[:2]:
+        raise ValueError(f"{feature}: whole {whole.shape} and joints {joints.shape} differ in steps")
+    D = max(whole.shape[2], joints.shape[3])
+    n, S, J = joints.shape[:3]
+    X = np.zeros((n, S, 1 + J, D), dtype=np.float32)
+    X[:, :, 0, : whole.shape[2]] = whole
+    X[:, :, 1:, : joints.shape[3]] = joints
+    return X
+
+
+@register_input("steps")
+def step_inputs(reader, ids, feature=None) -> np.ndarray:
+    return reader.load(feature or default_feature(reader), ids, part="whole")
+
+
+@register_input("clip_mean")
+def clip_mean_inputs(reader, ids, feature=None) -> np.ndarray:
+    return step_inputs(reader, ids, feature).mean(axis=1)
+
+
+def _interp_nan(a: np.ndarray) -> np.ndarray:
+    """Linearly interpolate NaNs along axis 0 of a 1-D series (edges held); all-NaN -> zeros."""
+    ok = np.isfinite(a)
+    if not ok.any():
+        return np.zeros_like(a)
+    x = np.arange(len(a))
+    return np.interp(x, x[ok], a[ok])
+
+
+@register_input("pose_traj")
+def pose_trajectories(reader, ids, feature=None, length: int = 64) -> np.ndarray:
+    """(n, length, 17, 2) normalised joint trajectories of the primary person (``feature`` unused)."""
+    out = np.zeros((len(ids), length, 17, 2), dtype=np.float32)
+    for k, vid in enumerate(ids):
+        pose = reader.pose(vid)
+        kp = np.asarray(pose["keypoints"], dtype=np.float64)          # (F,P,17,3)
+        roles = np.asarray(pose.get("roles", np.zeros(kp.shape[1])))
+        if kp.ndim != 4 or kp.shape[2] != 17 or kp.shape[1] == 0:
+            raise ValueError(f"video {vid!r}: pose/keypoints has shape {kp.shape}, expected (F,P,17,3)")
+        p = int(np.flatnonzero(roles == 0)[0]) if (roles == 0).any() else 0
+        attrs = reader.video_attrs(vid)
+        scale = np.array([float(attrs.get("width", 1.0)) or 1.0, float(attrs.get("height", 1.0)) or 1.0])
+        xy = kp[:, p, :, :2] / scale                                   # (F,17,2)
+        F = xy.shape[0]
+        src = np.linspace(0, F - 1, length)
+        for j in range(17):
+            for c in range(2):
+                series = _interp_nan(xy[:, j, c])
+                out[k, :, j, c] = np.interp(src, np.arange(F), series)
+    return out
