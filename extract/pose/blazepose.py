@@ -49,6 +49,22 @@ def landmarks_to_frameposes(landmarks: np.ndarray, width: int, height: int, box_
     return FramePoses(box[None], np.array([score]), kp[None])
 
 
+def _model_hashes(mp, model_complexity: int) -> dict[str, str]:
+    """sha256 of the .tflite files this configuration runs (provenance), keyed like the registry."""
+    from pathlib import Path
+
+    from ..weights import sha256_file
+
+    root = Path(mp.__file__).parent / "modules"
+    variant = {0: "lite", 1: "full", 2: "heavy"}.get(model_complexity, str(model_complexity))
+    out = {}
+    for rel in ("pose_detection/pose_detection.tflite", f"pose_landmark/pose_landmark_{variant}.tflite"):
+        f = root / rel
+        if f.is_file():
+            out[f"mediapipe_{Path(rel).stem}"] = sha256_file(f)
+    return out
+
+
 class BlazePoseBackend(PoseBackend):
     """MediaPipe Pose on each frame (see module docstring)."""
 
@@ -70,7 +86,7 @@ class BlazePoseBackend(PoseBackend):
                             min_detection_confidence=float(min_detection_confidence),
                             min_tracking_confidence=float(min_tracking_confidence))
         self.box_margin = float(box_margin)
-        self.weights["mediapipe"] = f"mediapipe=={getattr(mp, '__version__', '?')} pose_landmark_full"
+        self.weights.update(_model_hashes(mp, self.options["model_complexity"]))
 
     def estimate(self, frames, video_path=None, frame_indices=None, progress: bool = True) -> list[FramePoses]:
         from tqdm.auto import tqdm
