@@ -1,0 +1,318 @@
+"""AIM: the asymmetric interaction module for action assessment (Gao, Zheng, Pan, Gao, Wang, Zeng,
+Lai; ECCV 2020).
+
+Per time step t the kinetic input is split into the *primary* ``A_p`` (the main performer's joints, or
+the master tool-tips) and the *secondary* ``A_s`` (the other performer in two-person events, the
+camera motion for one-person actions, the slave tool-tips/handles in surgery). AIM maps the secondary
+into the primary's space with a learnable FC ``T`` (initialised to the identity when both have the
+same size: the paper notes T "tends to learn an identity" for same-domain inputs), takes the
+difference ``I_d = A_p - T(A_s)`` (eq. 1), concatenates ``M_ps = A_p (+) I_d`` (eq. 2) and runs an LSTM
+over time, ``Y_psi = LSTM(M_ps)`` (eq. 3). The whole-scene feature ``F_wl`` (I3D) is encoded to
+``X_wl`` (FC + ReLU). Attention fusion (eqs. 4-5): the two stream vectors of a step are the queries and
+values, the key ``O_key = FC_key(F_wl)`` comes from the whole-scene feature,
+``W = softmax([X_wl; Y_psi] O_key)`` (two weights per step) and ``Z = W_1 X_wl + W_2 Y_psi``. The score
+is the sum of per-step regressions (two FCs, eq. 6). The multi-task variant (Sec. 4) adds
+``S_ex = sum_t R_A(X_wl)`` and ``S_sn = sum_t R_B(Y_psi)`` trained with
+``L = L_fn + theta L_ex + (1 - theta) L_sn`` (eq. 8, theta = 0.4).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from sklearn.utils.validation import check_is_fitted
+
+from .base import TorchRegressor, apply_layout
+from .losses import LiRankingMixin
+
+__all__ = ["AIMNet", "AIMRegressor", "plot_explain", "aim_lr"]
+
+_INTERACTIONS = ("aim", "concat", "no_transform", "no_difference")
+_FUSIONS = ("attention", "half")
+
+
+class AIMNet(nn.Module):
+    """The network of Fig. 2 on inputs of shape (B, S, Dp + Ds + Dw).
+
+    ``interaction``: ``"aim"`` (eqs. 1-2), or the paper's ablations ``"no_transform"``
+    (``A_p - A_s``), ``"no_difference"`` (``A_p (+) T(A_s)``), and ``"concat"`` (``A_p (+) A_s``: plain
+    concatenation, no interaction modelling). ``fusion``: ``"attention"`` (eqs. 4-5) or ``"half"``
+    (fixed 0.5/0.5, the "w/o attention fusion" ablation).
+    """
+
+    def __init__(self, dp: int, ds: int, dw: int, hidden: int = 512, reg_hidden: int = 128,
+                 dropout: float = 0.2, interaction: str = "aim", fusion: str = "attention",
+                 multitask: bool = False):
+        super().__init__()
+        self.dims = (int(dp), int(ds), int(dw))
+        self.interaction, self.fusion, self.multitask = interaction, fusion, bool(multitask)
+        if interaction in ("aim", "no_difference"):
+            self.transform = nn.Linear(ds, dp)
+            if ds == dp:
+                with torch.no_grad():
+                    self.transform.weight.copy_(torch.eye(dp))
+                    self.transform.bias.zero_()
+        lstm_in = dp + (ds if interaction == "concat" else dp)
+        self.lstm = nn.LSTM(lstm_in, hidden, batch_first=True)
+        if dw > 0:
+            self.encoder = nn.Sequential(nn.Linear(dw, hidden), nn.ReLU())
+            if fusion == "attention":
+                self.key = nn.Linear(dw, hidden)
+
+        def regressor():
+            return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, reg_hidden), nn.ReLU(),
+                                 nn.Linear(reg_hidden, 1))
+        self.reg = regressor()
+        if self.multitask:
+            self.reg_ex, self.reg_sn = regressor(), regressor()
+
+    def forward(self, x):
+        dp, ds, dw = self.dims
+        a_p, a_s, f_wl = x[..., :dp], x[..., dp:dp + ds], x[..., dp + ds:]
+        if self.interaction == "aim":
+            m_ps = torch.cat([a_p, a_p - self.transform(a_s)], dim=-1)          # eqs. 1-2
+        elif self.interaction == "no_transform":
+            m_ps = torch.cat([a_p, a_p - a_s], dim=-1)
+        elif self.interaction == "no_difference":
+            m_ps = torch.cat([a_p, self.transform(a_s)], dim=-1)
+        else:
+            m_ps = torch.cat([a_p, a_s], dim=-1)
+        y_psi, _ = self.lstm(m_ps)                                             # eq. 3, (B, S, d)
+        if dw == 0:                     # no whole-scene stream: the AIM feature alone (weight 1)
+            x_wl = torch.zeros_like(y_psi)
+        else:
+            x_wl = self.encoder(f_wl)                                          # (B, S, d)
+        v = torch.stack([x_wl, y_psi], dim=2)                                  # (B, S, 2, d)
+        if dw == 0:
+            w = torch.stack([torch.zeros_like(y_psi[..., 0]), torch.ones_like(y_psi[..., 0])], dim=-1)
+        elif self.fusion == "attention":
+            o_key = self.key(f_wl)                                             # eq. 5
+            w = torch.softmax(torch.einsum("bskd,bsd->bsk", v, o_key), dim=-1)
+        else:
+            w = v.new_full(v.shape[:3], 0.5)
+        z = torch.einsum("bsk,bskd->bsd", w, v)                                # eq. 4
+        steps = self.reg(z).squeeze(-1)                                        # (B, S)
+        out = {"pred": steps.sum(1), "steps": steps, "attention": w}           # eq. 6
+        if self.multitask:
+            out["execution"] = self.reg_ex(x_wl).squeeze(-1).sum(1)            # eq. 7
+            out["sync"] = self.reg_sn(y_psi).squeeze(-1).sum(1)
+        return out
+
+
+def aim_lr(epoch: int, base: float = 1e-4) -> float:
+    """The paper's cyclic schedule: {1e-4, 1e-5, 1e-6} switching at the {20, 50, 100}th epoch of
+    every 100 epochs (scaled by ``base / 1e-4``)."""
+    e = int(epoch) % 100
+    return base if e < 20 else (base * 0.1 if e < 50 else base * 0.01)
+
+
+class AIMRegressor(LiRankingMixin, TorchRegressor):
+    """Asymmetric interaction module (AIM) head, Gao et al. ECCV 2020.
+
+    Input X: shape (n, S, F) with ``F = Dp + Ds + Dw``: per time step the primary's kinetic features
+    (``Dp`` columns), the secondary's (``Ds``), and the whole-scene feature (``Dw``), in that order; or
+    2-D X with ``layout=(S, F)`` (a 2-D X without layout is one step). ``dims=(Dp, Ds, Dw)`` gives the
+    split; ``dims=None`` splits F into thirds (``Dp = Ds = F // 3``, the rest whole-scene; with
+    F = 2 there is no whole-scene stream, ``Dw = 0``, which ``dims`` may also request: then the AIM
+    feature is used alone, attention weight 1).
+
+    Multi-task (``multitask=True``, Sec. 4): ``fit(X, y, execution=..., sync=...)`` with the execution
+    and synchronisation sub-scores; the loss is eq. 8 with ``theta``. :meth:`predict_subscores` gives
+    the two sub-score predictions.
+
+    Defaults are the paper's: LSTM and encoder width 512, regression FCs 512 -> 128 -> 1, dropout 0.2,
+    theta 0.4, Adam with weight decay 0.5, batch 64, the cyclic {1e-4, 1e-5, 1e-6} learning rate
+    switching at epochs {20, 50, 100} of every 100 (``lr_schedule="aim"``), 3000 epochs (``max_iter``
+    counts iterations; 9000 is 3000 epochs of a ~190-video training set at batch 64). Any base
+    schedule (``"constant"``, ``"cyclic"``, ``"step"``) may be used instead.
+
+    Explanations: :meth:`explain` returns per-step scores (they sum to the prediction) and the
+    attention weights of eq. 5 (whole-scene vs AIM stream, per step); :func:`plot_explain` draws them.
+    """
+
+    fit_extras = ("execution", "sync")
+
+    def __init__(self, *, dims=None, layout=None, hidden_dim=512, reg_hidden_dim=128, dropout=0.2,
+                 interaction="aim", fusion="attention", multitask=False, theta=0.4,
+                 max_iter=9000, batch_size=64, learning_rate=1e-4, lr_schedule="aim", lr_step=500,
+                 lr_decay=0.1, lr_cycles=3, weight_decay=0.5, normalize_y=True, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
+                 ranking_margin=None, device="cpu", random_state=None, verbose=False):
+        self.dims = dims
+        self.layout = layout
+        self.hidden_dim = hidden_dim
+        self.reg_hidden_dim = reg_hidden_dim
+        self.dropout = dropout
+        self.interaction = interaction
+        self.fusion = fusion
+        self.multitask = multitask
+        self.theta = theta
+        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
+                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
+                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
+                         early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
+                         ranking_margin=ranking_margin, device=device, random_state=random_state,
+                         verbose=verbose)
+
+    # ------------------------------------------------------------------ input
+    def _check_X(self, X, reset):
+        X = super()._check_X(X, reset)
+        if self.layout is not None:
+            X = apply_layout(X, self.layout)
+        elif X.ndim == 2:
+            X = X[:, None, :]
+        if X.ndim != 3:
+            raise ValueError(f"AIMRegressor expects X of shape (n, S, Dp+Ds+Dw) or 2-D X with "
+                             f"layout=(S, F); got shape {X.shape}")
+        if reset:
+            self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        elif X.shape[2] != self.input_shape_[1]:
+            raise ValueError(f"X has {X.shape[2]} features per step, but AIMRegressor was fitted with "
+                             f"{self.input_shape_[1]}")
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _split_dims(self, f: int) -> tuple[int, int, int]:
+        if self.dims is None:
+            if f < 2:
+                raise ValueError(f"AIMRegressor needs at least 2 features per step (primary, secondary"
+                                 f"[, whole-scene]); got {f} feature(s)")
+            k = max(f // 3, 1)
+            return k, k, f - 2 * k
+        dims = tuple(int(v) for v in self.dims)
+        if len(dims) != 3 or min(dims[:2]) < 1 or dims[2] < 0:
+            raise ValueError(f"dims must be sizes (Dp >= 1, Ds >= 1, Dw >= 0), got {self.dims!r}")
+        if sum(dims) != f:
+            raise ValueError(f"dims {dims} sum to {sum(dims)} but X has {f} feature(s) per step")
+        return dims
+
+    def _check_params(self):
+        if self.interaction not in _INTERACTIONS:
+            raise ValueError(f"interaction must be one of {_INTERACTIONS}, got {self.interaction!r}")
+        if self.fusion not in _FUSIONS:
+            raise ValueError(f"fusion must be one of {_FUSIONS}, got {self.fusion!r}")
+        if not 0.0 <= float(self.theta) <= 1.0:
+            raise ValueError(f"theta must be in [0, 1], got {self.theta!r}")
+        if self.lr_schedule == "aim":
+            saved = self.lr_schedule
+            self.lr_schedule = "constant"
+            try:
+                super()._check_params()
+            finally:
+                self.lr_schedule = saved
+        else:
+            super()._check_params()
+
+    # ------------------------------------------------------------------ module
+    def _predict_normalised(self, X, extras, key="pred"):
+        """Predict in float64: float32 batched kernels differ in the last bits with the batch size,
+        and predictions must not depend on which other videos share the batch."""
+        self.module_.double()
+        try:
+            return super()._predict_normalised(np.asarray(X, dtype=np.float64), extras, key)
+        finally:
+            self.module_.float()
+
+    def _module_config(self, X, y, extras):
+        dp, ds, dw = self._split_dims(X.shape[2])
+        if self.interaction == "no_transform" and ds != dp:
+            raise ValueError(f"interaction='no_transform' needs Dp == Ds, got dims {(dp, ds, dw)}")
+        cfg = {"dp": dp, "ds": ds, "dw": dw, "hidden": int(self.hidden_dim),
+               "reg_hidden": int(self.reg_hidden_dim), "dropout": float(self.dropout),
+               "interaction": self.interaction, "fusion": self.fusion, "multitask": bool(self.multitask)}
+        if self.multitask:
+            for k in ("execution", "sync"):
+                if k not in extras:
+                    raise ValueError(f"multitask=True needs fit(..., {k}=...) sub-scores")
+                v = np.asarray(extras[k], dtype=np.float64)
+                if not np.all(np.isfinite(v)):
+                    raise ValueError(f"{k} sub-scores must be finite")
+                sd = float(v.std())
+                setattr(self, f"{k}_mean_", float(v.mean()))
+                setattr(self, f"{k}_std_", sd if sd > 1e-12 else 1.0)
+        return cfg
+
+    def _make_module(self, config):
+        return AIMNet(config["dp"], config["ds"], config["dw"], hidden=config["hidden"],
+                      reg_hidden=config["reg_hidden"], dropout=config["dropout"],
+                      interaction=config["interaction"], fusion=config["fusion"],
+                      multitask=config["multitask"])
+
+    def _forward(self, module, X, extras, training):
+        out = module(X)
+        if training and self.multitask:
+            for k in ("execution", "sync"):
+                v = (np.asarray(extras[k], dtype=np.float64) - getattr(self, f"{k}_mean_")) \
+                    / getattr(self, f"{k}_std_")
+                out[f"{k}_target"] = torch.as_tensor(v, dtype=X.dtype, device=X.device)
+        return out
+
+    def _batch_loss(self, pred, target, outputs):
+        loss = super()._batch_loss(pred, target, outputs)
+        if self.multitask and "execution_target" in outputs:               # eq. 8
+            th = float(self.theta)
+            loss = loss + th * self._regression_loss(outputs["execution"], outputs["execution_target"]) \
+                + (1 - th) * self._regression_loss(outputs["sync"], outputs["sync_target"])
+        return loss
+
+    def _train(self, X, y, extras, rng):
+        n_train = len(y) - (int(round(self.validation_fraction * len(y))) if self.early_stopping else 0)
+        self._steps_per_epoch = max(1, math.ceil(max(n_train, 1) / self.batch_size))
+        super()._train(X, y, extras, rng)
+
+    def _lr_at(self, step):
+        if self.lr_schedule == "aim":
+            return aim_lr(step // getattr(self, "_steps_per_epoch", 1), self.learning_rate)
+        return super()._lr_at(step)
+
+    # ------------------------------------------------------------------ outputs
+    def explain(self, X) -> dict:
+        """Per-step scores (n, S) in target units (they sum to :meth:`predict`; the target mean is
+        spread evenly over steps) and attention weights (n, S, 2): column 0 whole-scene, 1 AIM."""
+        check_is_fitted(self, "module_")
+        Xc = self._check_X(X, reset=False)
+        steps = self._predict_normalised(Xc, {}, key="steps")
+        att = self._predict_normalised(Xc, {}, key="attention")
+        return {"step_scores": steps * self.y_std_ + self.y_mean_ / steps.shape[1], "attention": att}
+
+    def predict_subscores(self, X) -> dict:
+        """Execution and synchronisation predictions (multi-task models only), in their own units."""
+        check_is_fitted(self, "module_")
+        if not self.multitask:
+            raise ValueError("predict_subscores needs a model fitted with multitask=True")
+        Xc = self._check_X(X, reset=False)
+        return {k: self._predict_normalised(Xc, {}, key=k) * getattr(self, f"{k}_std_")
+                + getattr(self, f"{k}_mean_") for k in ("execution", "sync")}
+
+
+def plot_explain(estimator: AIMRegressor, X, out_dir, *, ids=None, max_videos: int = 8,
+                 **extras) -> list[Path]:
+    """Draw AIM's explanation: per video, the per-step scores and the attention weight on the AIM
+    stream over time (the paper's Figs. 6-7). Writes ``aim_attention.png``; returns the paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ex = estimator.explain(X)
+    steps, att = ex["step_scores"], ex["attention"]
+    k = min(len(steps), int(max_videos))
+    ids = list(ids) if ids is not None else [str(i) for i in range(len(steps))]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    t = np.arange(1, steps.shape[1] + 1)
+    for i in range(k):
+        axes[0].plot(t, steps[i], marker="o", label=ids[i])
+        axes[1].plot(t, att[i, :, 1], marker="o", label=ids[i])
+    axes[0].axhline(0, color="grey", lw=0.5)
+    axes[0].set(xlabel="time step", ylabel="step score (eq. 6)", title="AIM per-step scores")
+    axes[1].set(xlabel="time step", ylabel="attention on AIM stream (eq. 5)", ylim=(0, 1),
+                title="attention fusion")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = out_dir / "aim_attention.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]

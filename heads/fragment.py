@@ -1,0 +1,183 @@
+"""Li, Chai & Chen's fragment network with the MSE + ranking loss (PCM 2018, "End-to-end learning for
+action quality assessment").
+
+The paper splits a video into N fragments of 16 frames and gives each fragment its *own* C3D extractor
+(weights not shared, so each extractor specialises in one stage of the action, e.g. take-off or
+entry), concatenates the fragment features, applies two further layers and regresses the score
+(Sec. 3). Here the fragment features come from the cache (one feature vector per fragment), so the
+unshared per-fragment extractor is an unshared per-fragment layer (FC + ReLU) on the cached feature;
+the concatenation goes through two fully connected layers (ReLU, dropout) and a linear output.
+
+The loss is eq. 3, ``L = L1 + alpha * L2 + beta ||w||^2``: ``L1`` the (half) MSE, ``L2`` the pairwise
+ranking hinge with margin ``delta = 2`` score points, ``alpha`` balanced by gradient magnitudes
+(eq. 7), ``beta`` the optimiser's weight decay (see :mod:`aqa.heads.losses`).
+
+Training defaults follow Sec. 5.2: Adam, learning rate 1e-3 for the score-prediction layers, decayed by
+0.45 every 600 iterations. The paper writes "Dropout = 0.8"; read as the keep probability (the
+TensorFlow convention of the time), i.e. a drop probability of 0.2.
+
+Explanation: fragment contributions by occlusion, the paper's own probe (Sec. 5.3 scores with one
+fragment kept and the others set to zero): the contribution of fragment k is the prediction minus the
+prediction with fragment k set to zero.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from sklearn.utils.validation import check_is_fitted
+
+from .base import TorchRegressor
+from .losses import LiRankingMixin
+
+__all__ = ["FragmentNet", "FragmentRegressor", "plot_explain"]
+
+
+class FragmentNet(nn.Module):
+    """Unshared per-fragment layers -> concatenation -> FC -> FC -> score, on (B, N, D) inputs."""
+
+    def __init__(self, n_fragments: int, in_dim: int, fragment_dim: int = 64,
+                 hidden=(256, 64), dropout: float = 0.2):
+        super().__init__()
+        self.n, self.d, self.f = int(n_fragments), int(in_dim), int(fragment_dim)
+        self.frag_weight = nn.Parameter(torch.empty(self.n, self.d, self.f))
+        self.frag_bias = nn.Parameter(torch.empty(self.n, self.f))
+        bound = 1.0 / math.sqrt(self.d)
+        nn.init.uniform_(self.frag_weight, -bound, bound)
+        nn.init.uniform_(self.frag_bias, -bound, bound)
+        h1, h2 = (int(v) for v in hidden)
+        self.head = nn.Sequential(nn.Linear(self.n * self.f, h1), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h2, 1))
+
+    def fragment_features(self, x):
+        """Per-fragment features after each fragment's own layer: (B, N, D) -> (B, N, fragment_dim)."""
+        return torch.relu(torch.einsum("bnd,ndf->bnf", x, self.frag_weight) + self.frag_bias)
+
+    def forward(self, x):
+        return self.head(self.fragment_features(x).flatten(1)).squeeze(-1)
+
+
+class FragmentRegressor(LiRankingMixin, TorchRegressor):
+    """Li et al.'s fragment network with the MSE + gradient-balanced ranking loss.
+
+    Input X: per-fragment features of shape (n, N, D), or 2-D X with ``n_fragments=N`` (columns read
+    fragment-major, N blocks of D); a 2-D X without ``n_fragments`` is one fragment.
+
+    Parameters: ``fragment_dim`` (64) and ``hidden`` ((256, 64)) are the widths of the unshared
+    per-fragment layers and of the two fully connected layers (the paper's C3D layers have no
+    counterpart on cached features, so these are ours); ``dropout`` 0.2 (keep 0.8);
+    ``ranking_weight="balanced"`` (eq. 7) with ``ranking_margin=None`` (delta = 2 score points; pass
+    ``ranking_weight=0`` for MSE only); ``weight_decay`` is beta of eq. 3 (the paper gives no value).
+    """
+
+    def __init__(self, *, n_fragments=None, fragment_dim=64, hidden=(256, 64), dropout=0.2,
+                 max_iter=3000, batch_size=64, learning_rate=1e-3, lr_schedule="step", lr_step=600,
+                 lr_decay=0.45, lr_cycles=3, weight_decay=1e-4, normalize_y=True, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight="balanced",
+                 ranking_margin=None, device="cpu", random_state=None, verbose=False):
+        self.n_fragments = n_fragments
+        self.fragment_dim = fragment_dim
+        self.hidden = hidden
+        self.dropout = dropout
+        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
+                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
+                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
+                         early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
+                         ranking_margin=ranking_margin, device=device, random_state=random_state,
+                         verbose=verbose)
+
+    def _check_X(self, X, reset):
+        X = super()._check_X(X, reset)
+        if X.ndim == 2:
+            k = 1 if self.n_fragments is None else int(self.n_fragments)
+            if k < 1 or X.shape[1] % k:
+                raise ValueError(f"X has {X.shape[1]} feature(s), not divisible into n_fragments={k}")
+            X = X.reshape(len(X), k, -1)
+        if X.ndim != 3:
+            raise ValueError(f"FragmentRegressor expects X of shape (n, N_fragments, D) or 2-D X; "
+                             f"got shape {X.shape}")
+        if reset:
+            self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        elif tuple(X.shape[1:]) != self.input_shape_:
+            raise ValueError(f"X has fragments x features {tuple(X.shape[1:])}, but FragmentRegressor "
+                             f"was fitted with {self.input_shape_}")
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _predict_normalised(self, X, extras, key="pred"):
+        """Predict in float64: float32 batched kernels differ in the last bits with the batch size,
+        and predictions must not depend on which other videos share the batch."""
+        self.module_.double()
+        try:
+            return super()._predict_normalised(np.asarray(X, dtype=np.float64), extras, key)
+        finally:
+            self.module_.float()
+
+    def _module_config(self, X, y, extras):
+        hidden = tuple(int(v) for v in self.hidden)
+        if len(hidden) != 2 or min(hidden) < 1:
+            raise ValueError(f"hidden must be two positive layer widths, got {self.hidden!r}")
+        return {"n_fragments": int(X.shape[1]), "in_dim": int(X.shape[2]),
+                "fragment_dim": int(self.fragment_dim), "hidden": list(hidden),
+                "dropout": float(self.dropout)}
+
+    def _make_module(self, config):
+        return FragmentNet(config["n_fragments"], config["in_dim"], config["fragment_dim"],
+                           tuple(config["hidden"]), config["dropout"])
+
+    def _forward(self, module, X, extras, training):
+        return {"pred": module(X)}
+
+    def _regression_loss(self, pred, target):
+        """Eq. 1 (half MSE) for ``loss="mse"``; the base's l1/huber otherwise."""
+        if self.loss == "mse":
+            from .losses import half_mse
+            return half_mse(pred, target)
+        return super()._regression_loss(pred, target)
+
+    def fragment_contributions(self, X) -> np.ndarray:
+        """(n, N): prediction minus the prediction with fragment k set to zero, in target units."""
+        check_is_fitted(self, "module_")
+        Xc = self._check_X(X, reset=False)
+        full = self._predict_normalised(Xc, {})
+        out = np.empty(Xc.shape[:2])
+        for k in range(Xc.shape[1]):
+            Xk = Xc.copy()
+            Xk[:, k] = 0
+            out[:, k] = (full - self._predict_normalised(Xk, {})) * self.y_std_
+        return out
+
+    def explain(self, X) -> dict:
+        return {"fragment_contributions": self.fragment_contributions(X), "pred": self.predict(X)}
+
+
+def plot_explain(estimator: FragmentRegressor, X, out_dir, *, ids=None, max_videos: int = 8,
+                 **extras) -> list[Path]:
+    """Bar chart of the mean absolute occlusion contribution of each fragment over the given videos,
+    and a heat map per video; writes ``fragment_contributions.png``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    c = estimator.fragment_contributions(X)
+    k = min(len(c), int(max_videos))
+    ids = list(ids) if ids is not None else [str(i) for i in range(len(c))]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    n = np.arange(1, c.shape[1] + 1)
+    axes[0].bar(n, np.abs(c).mean(0))
+    axes[0].set(xlabel="fragment", ylabel="mean |contribution|", title="fragment importance (occlusion)")
+    lim = float(np.abs(c[:k]).max()) or 1.0
+    im = axes[1].imshow(c[:k], cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto")
+    axes[1].set_yticks(range(k), ids[:k])
+    axes[1].set_xticks(range(c.shape[1]), [str(v) for v in n])
+    axes[1].set(xlabel="fragment", title="contribution per video (score points)")
+    fig.colorbar(im, ax=axes[1])
+    fig.tight_layout()
+    path = out_dir / "fragment_contributions.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]

@@ -1,0 +1,354 @@
+"""Siamese-LSTM deep metric learning for action scoring (Jain, Harit, Sharma).
+
+Two phases (Sec. III):
+
+1. *Deep metric learning* (Fig. 2): a shared LSTM embeds each clip-feature sequence (``O_p, O_q``,
+   the final hidden state), the two embeddings are concatenated and pass dense layers ``D1`` (128)
+   and ``D2`` (64) and a sigmoid that says whether the two performances are *similar*: their judged
+   scores differ by less than a threshold ``th``. The paper derives ``th`` from the judging tolerance:
+   each of 3 judges may be off by +-0.5, so their sum by +-1.5, times a difficulty of about 3.3 gives
+   about +-5 points; ``similarity_threshold=None`` computes exactly that,
+   ``judge_tolerance * n_judges * median(difficulty)`` (difficulty 1 when none is given). Similar pairs
+   are much rarer than dissimilar ones; the paper balances them by augmenting videos, here every
+   training batch draws equal numbers of similar and dissimilar pairs.
+2. *Score estimation* (Fig. 3): the LSTM, ``D1`` and ``D2`` are frozen; the sigmoid is replaced by a
+   linear regression layer trained on pairs (reference video of the same action type, video). The
+   reference is a fixed, type-dependent bias (Sec. III-B): ``reference="expert"`` (the best-scored
+   training videos of the type, all of them when tied), ``"worst"`` (the worst-scored ones) or
+   ``"constant"`` (the expert of the first action type, for every type).
+
+Clip-level feedback (Sec. IV): the similarity of clip ``j`` of a video to clip ``j`` of the reference
+is the DML sigmoid on the LSTM's hidden states at the end of clip ``j`` of the *trimmed* sequences
+(clips before ``j`` zeroed, clips after ``j`` removed); below 0.5 marks a faulty clip.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from sklearn.utils.validation import check_is_fitted
+
+from .base import TorchRegressor, apply_layout
+from .losses import LiRankingMixin
+
+__all__ = ["SiameseNet", "SiameseRegressor", "similarity_labels", "plot_explain"]
+
+_REFERENCES = ("expert", "worst", "constant")
+
+
+def similarity_labels(scores_a, scores_b, threshold: float) -> np.ndarray:
+    """1.0 where two videos' scores differ by less than ``threshold`` (similar), else 0.0."""
+    return (np.abs(np.asarray(scores_a, float) - np.asarray(scores_b, float)) < threshold).astype(np.float32)
+
+
+class SiameseNet(nn.Module):
+    """Fig. 2 / Fig. 3: shared LSTM, concat, D1 (ReLU), D2 (ReLU), then a similarity logit (phase 1)
+    and a regression output (phase 2) on the D2 embedding."""
+
+    def __init__(self, in_dim: int, lstm_dim: int = 256, d1: int = 128, d2: int = 64):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, lstm_dim, batch_first=True)
+        self.d1 = nn.Linear(2 * lstm_dim, d1)
+        self.d2 = nn.Linear(d1, d2)
+        self.similarity = nn.Linear(d2, 1)
+        self.regression = nn.Linear(d2, 1)
+
+    def embed(self, x):
+        """Final LSTM hidden state ``O`` of each sequence: (B, S, D) -> (B, M)."""
+        _, (h, _) = self.lstm(x)
+        return h[-1]
+
+    def pair_embedding(self, o_ref, o_q):
+        """``D2`` output of the concatenated embeddings (reference/first video first)."""
+        return torch.relu(self.d2(torch.relu(self.d1(torch.cat([o_ref, o_q], dim=-1)))))
+
+    def similarity_logit(self, xp, xq):
+        return self.similarity(self.pair_embedding(self.embed(xp), self.embed(xq))).squeeze(-1)
+
+
+class SiameseRegressor(LiRankingMixin, TorchRegressor):
+    """Siamese-LSTM metric learning + reference-relative scoring (Jain, Harit, Sharma).
+
+    Input X: clip-feature sequences of shape (n, S, D) (e.g. C3D fc6 per 16-frame clip), or 2-D X with
+    ``layout=(S, D)`` (a 2-D X without layout is one clip). ``fit(X, y, groups=..., difficulty=...)``:
+    ``groups`` is the action type (dive type) used to pick references; ``difficulty`` only enters the
+    default similarity threshold. ``predict(X, groups=...)`` compares each video with the reference(s)
+    of its type (predictions averaged over tied references).
+
+    Parameters: ``lstm_dim`` (M, 256; the paper does not give it), ``d1_dim`` 128, ``d2_dim`` 64
+    (the paper's), ``similarity_threshold`` (None: the paper's reasoning, see module docstring),
+    ``judge_tolerance`` 0.5, ``n_judges`` 3, ``reference`` ("expert"), ``dml_max_iter`` and
+    ``dml_learning_rate`` for phase 1 (balanced batches of ``batch_size`` pairs), and the base
+    parameters for phase 2 (``max_iter``, ``learning_rate``, ... apply to the regression layer only).
+    Fitted: ``threshold_``, ``dml_loss_curve_``, ``dml_accuracy_`` (pair accuracy on a fresh balanced
+    draw of training pairs), ``references_`` (type -> indices into ``reference_X_``).
+    """
+
+    fit_extras = ("groups", "difficulty")
+
+    def __init__(self, *, layout=None, lstm_dim=256, d1_dim=128, d2_dim=64, similarity_threshold=None,
+                 judge_tolerance=0.5, n_judges=3, reference="expert", dml_max_iter=2000,
+                 dml_learning_rate=1e-3, max_iter=1000, batch_size=64, learning_rate=1e-3,
+                 lr_schedule="constant", lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0,
+                 normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
+                 loss="mse", ranking_weight=0.0, ranking_margin=None, device="cpu", random_state=None,
+                 verbose=False):
+        self.layout = layout
+        self.lstm_dim = lstm_dim
+        self.d1_dim = d1_dim
+        self.d2_dim = d2_dim
+        self.similarity_threshold = similarity_threshold
+        self.judge_tolerance = judge_tolerance
+        self.n_judges = n_judges
+        self.reference = reference
+        self.dml_max_iter = dml_max_iter
+        self.dml_learning_rate = dml_learning_rate
+        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
+                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
+                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
+                         early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
+                         ranking_margin=ranking_margin, device=device, random_state=random_state,
+                         verbose=verbose)
+
+    # ------------------------------------------------------------------ input and params
+    def _check_X(self, X, reset):
+        X = super()._check_X(X, reset)
+        if self.layout is not None:
+            X = apply_layout(X, self.layout)
+        elif X.ndim == 2:
+            X = X[:, None, :]
+        if X.ndim != 3:
+            raise ValueError(f"SiameseRegressor expects clip sequences of shape (n, S, D) or 2-D X with "
+                             f"layout=(S, D); got shape {X.shape}")
+        if reset:
+            self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+        elif X.shape[2] != self.input_shape_[1]:
+            raise ValueError(f"X has {X.shape[2]} features per clip, but SiameseRegressor was fitted "
+                             f"with {self.input_shape_[1]}")
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _check_params(self):
+        if self.reference not in _REFERENCES:
+            raise ValueError(f"reference must be one of {_REFERENCES}, got {self.reference!r}")
+        th = self.similarity_threshold
+        if th is not None and not (isinstance(th, (int, float)) and th > 0):
+            raise ValueError(f"similarity_threshold must be None or > 0, got {th!r}")
+        for name in ("dml_max_iter", "lstm_dim", "d1_dim", "d2_dim"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not self.dml_learning_rate > 0:
+            raise ValueError(f"dml_learning_rate must be > 0, got {self.dml_learning_rate!r}")
+        super()._check_params()
+
+    @staticmethod
+    def _group_keys(extras: dict, n: int) -> np.ndarray:
+        g = extras.get("groups")
+        return np.full(n, "", dtype=object) if g is None else np.asarray([str(v) for v in g], dtype=object)
+
+    # ------------------------------------------------------------------ module
+    def _module_config(self, X, y, extras):
+        y_raw = y * self.y_std_ + self.y_mean_
+        if self.similarity_threshold is None:
+            d = extras.get("difficulty")
+            dd = float(np.nanmedian(np.asarray(d, float))) if d is not None else 1.0
+            if not np.isfinite(dd) or dd <= 0:
+                dd = 1.0
+            self.threshold_ = float(self.judge_tolerance) * float(self.n_judges) * dd
+        else:
+            self.threshold_ = float(self.similarity_threshold)
+        # references per action type (indices into the training set)
+        groups = self._group_keys(extras, len(y))
+        types = sorted(set(groups))
+        refs: dict[str, np.ndarray] = {}
+        for t in types:
+            idx = np.flatnonzero(groups == t)
+            target = y_raw[idx].max() if self.reference != "worst" else y_raw[idx].min()
+            refs[t] = idx[np.isclose(y_raw[idx], target)]
+        if self.reference == "constant":
+            const = refs[types[0]]
+            refs = {t: const for t in types}
+        uniq = np.unique(np.concatenate(list(refs.values())))
+        pos = {int(v): i for i, v in enumerate(uniq)}
+        self.reference_X_ = X[uniq].copy()
+        self.reference_scores_ = y_raw[uniq].astype(np.float64)
+        self.references_ = {t: np.asarray([pos[int(v)] for v in refs[t]], dtype=np.int64) for t in types}
+        return {"in_dim": int(X.shape[2]), "lstm_dim": int(self.lstm_dim), "d1": int(self.d1_dim),
+                "d2": int(self.d2_dim)}
+
+    def _make_module(self, config):
+        return SiameseNet(config["in_dim"], config["lstm_dim"], config["d1"], config["d2"])
+
+    def _reference_for(self, groups: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for g in groups:
+            if g not in self.references_:
+                raise ValueError(f"no reference video for action type {g!r}; fitted types: "
+                                 f"{sorted(self.references_)}")
+            out.append(self.references_[g])
+        return out
+
+    def _forward(self, module, X, extras, training):
+        """Phase 2: score of each video against its type's reference(s) (mean over tied references)."""
+        groups = self._group_keys(extras, len(X))
+        ref_x = torch.as_tensor(self.reference_X_, device=X.device)
+        o_ref_all = module.embed(ref_x)                               # (R, M)
+        o_q = module.embed(X)                                         # (B, M)
+        refs = self._reference_for(groups)
+        counts = torch.as_tensor([len(r) for r in refs], device=X.device)
+        flat_ref = torch.as_tensor(np.concatenate(refs), device=X.device)
+        flat_q = torch.repeat_interleave(torch.arange(len(X), device=X.device), counts)
+        z = module.pair_embedding(o_ref_all[flat_ref], o_q[flat_q])
+        s = module.regression(z).squeeze(-1)
+        pred = torch.zeros(len(X), dtype=s.dtype, device=X.device).index_add_(0, flat_q, s) / counts
+        return {"pred": pred}
+
+    def _train(self, X, y, extras, rng):
+        """Phase 1 (metric learning on balanced pairs), then phase 2 (regression layer only)."""
+        self._train_dml(X, y, rng)
+        m = self.module_
+        for p in m.parameters():
+            p.requires_grad_(False)
+        for p in m.regression.parameters():
+            p.requires_grad_(True)
+        try:
+            self._fit_loop(X, y, extras, rng, n_steps=self.max_iter,
+                           parameters=list(m.regression.parameters()), desc="score")
+        finally:
+            for p in m.parameters():
+                p.requires_grad_(True)
+
+    def _pair_sampler(self, y_raw: np.ndarray, rng):
+        """Returns ``draw(k) -> (i, j, label)``: k anchors with partners, half similar, half not."""
+        n = len(y_raw)
+        sim = similarity_labels(y_raw[:, None], y_raw[None, :], self.threshold_).astype(bool)
+        np.fill_diagonal(sim, False)
+        dis = ~sim
+        np.fill_diagonal(dis, False)
+        sim_lists = [np.flatnonzero(r) for r in sim]
+        dis_lists = [np.flatnonzero(r) for r in dis]
+        has_sim = np.flatnonzero([len(v) > 0 for v in sim_lists])
+        has_dis = np.flatnonzero([len(v) > 0 for v in dis_lists])
+
+        def draw(k):
+            want_sim = rng.rand(k) < 0.5
+            if len(has_sim) == 0:
+                want_sim[:] = False
+            if len(has_dis) == 0:
+                want_sim[:] = True
+            ii, jj = np.empty(k, np.int64), np.empty(k, np.int64)
+            for t in range(k):
+                pool = has_sim if want_sim[t] else has_dis
+                if len(pool) == 0:                      # n == 1 cannot happen (fit needs 2 samples)
+                    pool = np.arange(n)
+                i = pool[rng.randint(len(pool))]
+                cand = sim_lists[i] if want_sim[t] else dis_lists[i]
+                ii[t], jj[t] = i, cand[rng.randint(len(cand))] if len(cand) else i
+            return ii, jj, sim[ii, jj].astype(np.float32)
+        return draw
+
+    def _train_dml(self, X, y, rng):
+        from tqdm.auto import tqdm
+        m = self.module_
+        dev = self._module_device()
+        y_raw = y * self.y_std_ + self.y_mean_
+        draw = self._pair_sampler(y_raw, rng)
+        params = [p for n_, p in m.named_parameters() if not n_.startswith("regression")]
+        opt = torch.optim.Adam(params, lr=self.dml_learning_rate)
+        Xt = torch.as_tensor(X, device=dev)
+        bce = nn.BCEWithLogitsLoss()
+        self.dml_loss_curve_ = []
+        m.train()
+        for _ in tqdm(range(self.dml_max_iter), desc="SiameseRegressor metric learning",
+                      disable=not self.verbose, leave=False):
+            i, j, lab = draw(self.batch_size)
+            logit = m.similarity_logit(Xt[torch.as_tensor(i, device=dev)], Xt[torch.as_tensor(j, device=dev)])
+            loss = bce(logit, torch.as_tensor(lab, device=dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self.dml_loss_curve_.append(float(loss.detach()))
+        m.eval()
+        with torch.no_grad():
+            i, j, lab = draw(max(256, self.batch_size))
+            p = m.similarity_logit(Xt[torch.as_tensor(i, device=dev)], Xt[torch.as_tensor(j, device=dev)])
+            self.dml_accuracy_ = float(np.mean((p.cpu().numpy() > 0) == (lab > 0.5)))
+
+    # ------------------------------------------------------------------ outputs
+    def pair_similarity(self, Xa, Xb) -> np.ndarray:
+        """Phase-1 probability that the performances in ``Xa[i]`` and ``Xb[i]`` are similar."""
+        check_is_fitted(self, "module_")
+        a, b = self._check_X(Xa, reset=False), self._check_X(Xb, reset=False)
+        if len(a) != len(b):
+            raise ValueError(f"Xa and Xb must have the same number of videos, got {len(a)} and {len(b)}")
+        with torch.no_grad():
+            dev = self._module_device()
+            lg = self.module_.similarity_logit(torch.as_tensor(a, device=dev), torch.as_tensor(b, device=dev))
+        return torch.sigmoid(lg).cpu().numpy().astype(np.float64)
+
+    def clip_similarity(self, X, groups=None) -> np.ndarray:
+        """Sec. IV feedback: (n, S) probabilities that clip j of each video is performed like clip j of
+        its type's (first) reference, from trimmed sequences; values < 0.5 flag faulty clips."""
+        check_is_fitted(self, "module_")
+        Xc = self._check_X(X, reset=False)
+        g = self._group_keys({} if groups is None else {"groups": groups}, len(Xc))
+        if groups is not None and len(g) != len(Xc):
+            raise ValueError(f"groups must have one entry per video ({len(Xc)}), got {len(g)}")
+        ref = self.reference_X_[[r[0] for r in self._reference_for(g)]]
+        if ref.shape[1] != Xc.shape[1]:
+            raise ValueError(f"clip_similarity needs videos with the reference's {ref.shape[1]} clips, "
+                             f"got {Xc.shape[1]}")
+        dev = self._module_device()
+        xt, rt = torch.as_tensor(Xc, device=dev), torch.as_tensor(ref, device=dev)
+        out = np.zeros(Xc.shape[:2])
+        m = self.module_
+        m.eval()
+        with torch.no_grad():
+            for j in range(Xc.shape[1]):
+                a, b = trimmed(xt, j), trimmed(rt, j)
+                out[:, j] = torch.sigmoid(m.similarity_logit(a, b)).cpu().numpy()
+        return out
+
+    def explain(self, X, groups=None) -> dict:
+        """``clip_similarity`` (n, S) and the predicted scores."""
+        pred = self.predict(X) if groups is None else self.predict(X, groups=groups)
+        return {"clip_similarity": self.clip_similarity(X, groups), "pred": pred}
+
+
+def trimmed(x, j: int):
+    """The trimmed sequence of Sec. IV for clip ``j``: clips ``< j`` zeroed, clips ``> j`` removed."""
+    t = x[:, : j + 1].clone()
+    t[:, :j] = 0
+    return t
+
+
+def plot_explain(estimator: SiameseRegressor, X, out_dir, *, ids=None, groups=None,
+                 max_videos: int = 8, **extras) -> list[Path]:
+    """Draw the clip-level similarity to the reference (Sec. IV / Table VII) as a heat map with the 0.5
+    faulty-clip threshold; writes ``siamese_clip_similarity.png``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sim = estimator.clip_similarity(X, groups)
+    k = min(len(sim), int(max_videos))
+    ids = list(ids) if ids is not None else [str(i) for i in range(len(sim))]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * sim.shape[1], 1.2 + 0.4 * k))
+    im = ax.imshow(sim[:k], vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    for i in range(k):
+        for j in range(sim.shape[1]):
+            if sim[i, j] < 0.5:
+                ax.text(j, i, "x", ha="center", va="center", fontsize=8)
+    ax.set_yticks(range(k), ids[:k])
+    ax.set_xticks(range(sim.shape[1]), [str(j + 1) for j in range(sim.shape[1])])
+    ax.set(xlabel="clip", title="similarity to the reference clip (x: < 0.5, faulty)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = out_dir / "siamese_clip_similarity.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
