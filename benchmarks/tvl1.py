@@ -10,7 +10,8 @@ for another file), converted to gray and resized to each size; every method sees
   (``cv2.setNumThreads(1)`` in each), pool start-up excluded;
 - tvl1-torch on CUDA (when available): one batch of ``--batch`` pairs, after a warm-up batch
   (``torch.compile`` happens there);
-- tvl1-torch on the CPU (all threads, one batch), unless ``--skip-torch-cpu``.
+- tvl1-torch on the CPU (all threads, one batch, compiled unless ``--no-cpu-compile``), unless
+  ``--skip-torch-cpu``.
 
 It prints pairs/s for each, the ratios tvl1-torch(GPU) / OpenCV(all cores) and tvl1-torch(CPU) /
 OpenCV(all cores), the device it ran on, and the EPE between tvl1-torch and OpenCV on the measured pairs
@@ -126,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="OpenCV processes (default: all cores)")
     ap.add_argument("--video", default=None, help="video to take frames from (default opencv-doc vtest.avi)")
     ap.add_argument("--no-compile", action="store_true", help="run tvl1-torch on CUDA without torch.compile")
+    ap.add_argument("--no-cpu-compile", action="store_true",
+                    help="run tvl1-torch on the CPU eagerly (default: torch.compile, compile time excluded)")
     ap.add_argument("--skip-torch-cpu", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
@@ -140,7 +143,7 @@ def main(argv=None) -> int:
         "cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "opencv_processes": args.workers,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "torch": torch.__version__, "torch_cpu_threads": torch.get_num_threads(),
-        "compile": (not args.no_compile) if cuda else None,
+        "compile_gpu": (not args.no_compile) if cuda else None, "compile_cpu": not args.no_cpu_compile,
     }
     if not args.json:
         print(f"# device: GPU {info['gpu'] or 'none (CUDA unavailable: GPU rows skipped)'}; "
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
                 row["epe_median_px"], row["epe_mean_px"] = _epe(flow[:n], cv_flow[:n])
             if not args.skip_torch_cpu:
                 ca, cb = _pairs(frames, (w, h), args.pairs)
-                row["torch_cpu_pairs_per_s"], flow = bench_torch("cpu", ca, cb, False)
+                row["torch_cpu_pairs_per_s"], flow = bench_torch("cpu", ca, cb, not args.no_cpu_compile)
                 row["torch_cpu_vs_opencv"] = row["torch_cpu_pairs_per_s"] / row["opencv_pairs_per_s"]
                 n = min(len(cv_flow), len(flow))
                 row["cpu_epe_median_px"], row["cpu_epe_mean_px"] = _epe(flow[:n], cv_flow[:n])

@@ -99,7 +99,7 @@ def test_inner_step_freezes_finished_pairs():
     g = [torch.from_numpy(rng.normal(size=(2, 8, 9)).astype(np.float32)) for _ in range(3)]
     active = torch.tensor([True, False])
     u, px, py, act = inner_step(t[0], t[1], t[2], g[0], g[1], 1 / (g[0] ** 2 + g[1] ** 2), g[2], active,
-                                0.045, 0.3, 0.25 / 0.3, 0.0, 1e9)
+                                0.045, 0.3, 0.25 / 0.3, 0.0, torch.tensor(1e9))
     assert torch.equal(u[1], t[0][1]) and torch.equal(px[1], t[1][1]) and torch.equal(py[1], t[2][1])
     assert not torch.equal(u[0], t[0][0])
     assert act.tolist() == [False, False]  # epsilon so large that the active pair stops too
@@ -219,3 +219,17 @@ def test_cuda_matches_cpu_and_opencv():
         got = get_flow_backend("tvl1-torch", device="cuda", compile=compile).compute(a[None], b[None])[0]
         e = _epe(got, ref)
         assert np.median(e) <= 0.1 and e.mean() <= 0.3, (compile, np.median(e), e.mean())
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager_on_cpu():
+    """torch.compile'd inner iteration (the CUDA default) gives the eager result; needs a C++ compiler."""
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    fast = dict(nscales=2, warps=2, outer_iterations=2, inner_iterations=5)
+    a, b = _gray("basketball1.png"), _gray("basketball2.png")
+    eager = get_flow_backend("tvl1-torch", device="cpu", compile=False, **fast).compute(a[None], b[None])
+    comp = get_flow_backend("tvl1-torch", device="cpu", compile=True, **fast).compute(a[None], b[None])
+    np.testing.assert_allclose(comp, eager, atol=1e-3)

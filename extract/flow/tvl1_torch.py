@@ -170,13 +170,14 @@ def _divergence(px, py):
 
 
 def inner_step(u, px, py, gx, gy, inv_grad, rho_c, active, l_t: float, theta: float, taut: float,
-               gamma: float, eps: float):
+               gamma: float, eps):
     """One TV-L1 inner iteration for a batch; pairs with ``active`` False keep their state.
 
     ``u`` (B,K,H,W) is the flow (K = 2, or 3 with the illumination term when gamma > 0), ``px, py``
     (B,K,H,W) the dual variables, ``gx, gy`` (B,H,W) the warped gradient of I1, ``inv_grad`` =
     1 / (gx^2 + gy^2) (0 where that is below float32 epsilon), ``rho_c`` the constant part of the
-    linearised residual. Returns (u, px, py, active).
+    linearised residual, ``eps`` the stopping threshold (a 0-d tensor, so that compiled code does not
+    specialise on its value). Returns (u, px, py, active).
 
     The thresholding step is OpenCV's three-case rule written as one clamp: the step along the gradient is
     ``clamp(-rho / |grad|^2, -lambda*theta, lambda*theta)``. (Where |grad|^2 < float32 epsilon OpenCV may
@@ -253,7 +254,9 @@ class TorchTVL1(FlowBackend):
             if self.compile:
                 import torch
 
-                self._step = torch.compile(inner_step, dynamic=False, fullgraph=True)
+                # dynamic=None: the first shape compiles static, later pyramid levels / batch sizes reuse one
+                # shape-generic graph instead of hitting dynamo's recompile limit
+                self._step = torch.compile(inner_step, dynamic=None, fullgraph=True)
             else:
                 self._step = inner_step
         return self._step
@@ -298,7 +301,7 @@ class TorchTVL1(FlowBackend):
         p = self.params
         b, h, w = i0.shape
         step = self._get_step()
-        eps = float(np.float32(p.epsilon * p.epsilon * h * w))
+        eps = torch.tensor(float(np.float32(p.epsilon * p.epsilon * h * w)), device=i0.device)
         l_t = float(np.float32(p.lambda_ * p.theta))
         taut = float(np.float32(p.tau / p.theta))
         theta = float(np.float32(p.theta))
