@@ -1,0 +1,328 @@
+"""``aqa-heads``: train, evaluate, predict with and explain scoring heads on a feature cache.
+
+    aqa-heads list
+    aqa-heads train jrg feats.h5 [--labels labels.csv] [--feature i3d_rgb] [--split train]
+                                 [--test-split test] [--seed 0] [--out model.pt] [-p max_iter=500]
+    aqa-heads evaluate model.pt feats.h5 [--split test]
+    aqa-heads predict model.pt feats.h5 --out preds.csv|preds.json
+    aqa-heads explain model.pt feats.h5 --out plots/ [--video ID]
+
+Labels come from ``--labels`` (a labels CSV, :mod:`aqa.data.labels`) or the cache's /labels table.
+``--split`` selects rows by the labels' split column (comma-separated values; ``all`` = every
+labelled video). Validation for early stopping is carved from the training rows only; the test rows
+are never used for selection. :func:`run_train_eval` is the same path as a function.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import click
+import numpy as np
+
+__all__ = ["main", "run_train_eval", "load_rows", "select_rows"]
+
+#: labels column passed for each per-sample keyword a head declares in ``fit_extras``.
+EXTRA_COLUMNS = {"groups": "action", "difficulty": "difficulty"}
+
+
+# ---------------------------------------------------------------------- the library path
+def load_rows(reader, labels=None):
+    """Label rows from a CSV path, a list of LabelRow, or (None) the cache's /labels table."""
+    from aqa.data.labels import read_labels_csv
+    if labels is None:
+        rows = reader.labels()
+        if not rows:
+            raise ValueError(f"{reader.path} has no /labels table; pass a labels CSV (--labels)")
+        return rows
+    if isinstance(labels, (str, Path)):
+        return read_labels_csv(labels)
+    return list(labels)
+
+
+def select_rows(rows, split: str, available: Sequence[str]):
+    """Rows whose split is in the comma-separated ``split`` (``all``: every row) and whose video is
+    in the cache; an empty selection is an error naming the split values present."""
+    have = set(available)
+    wanted = None if split == "all" else {s.strip() for s in split.split(",") if s.strip()}
+    sel = [r for r in rows if (wanted is None or r.split in wanted) and r.video_id in have]
+    if not sel:
+        splits = sorted({r.split for r in rows})
+        missing = sum(r.video_id not in have for r in rows)
+        raise ValueError(f"no labelled videos in split {split!r} found in the cache "
+                         f"(split values: {splits}; {missing} of {len(rows)} labelled videos are not "
+                         f"in the cache)")
+    bad = [r.video_id for r in sel if not math.isfinite(r.score)]
+    if bad:
+        raise ValueError(f"{len(bad)} selected videos have no score, e.g. {bad[:3]}")
+    return sel
+
+
+def _extras(estimator, rows) -> dict:
+    from .registry import fit_extras
+    out = {}
+    for name in fit_extras(estimator):
+        col = EXTRA_COLUMNS.get(name, name)
+        vals = [r.as_dict().get(col) for r in rows]
+        out[name] = np.asarray(vals)
+    return out
+
+
+def _build_X(head: str, reader, ids, feature):
+    from .inputs import build_inputs
+    return build_inputs(head, reader, ids, feature)
+
+
+def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = None, seed: int = 0,
+                   params: dict | None = None, train_split: str = "train",
+                   test_split: str | None = "test", out=None, verbose: bool = False) -> dict:
+    """Train ``head`` on the ``train_split`` rows of ``cache`` and evaluate on ``test_split``.
+
+    Returns ``{"metrics": {...} or None, "predictions": {video_id: score} (test rows),
+    "head", "feature", "n_train", "n_test", "untrained_features", "model_path", "estimator"}``.
+    """
+    from aqa.data.cache import CacheReader
+    from . import registry
+    from .base import save_head
+    from .inputs import default_feature
+    from .metrics import evaluate
+    params = dict(params or {})
+    spec = registry.get(head)
+    with CacheReader(cache) as r:
+        rows = load_rows(r, labels)
+        ids = r.video_ids()
+        feature = feature or (default_feature(r) if spec.inputs != "pose_traj" else None)
+        tr = select_rows(rows, train_split, ids)
+        te = select_rows(rows, test_split, ids) if test_split else []
+        overlap = {x.video_id for x in tr} & {x.video_id for x in te}
+        if overlap:
+            raise ValueError(f"{len(overlap)} videos are in both the train and the test split")
+        Xtr = _build_X(head, r, [x.video_id for x in tr], feature)
+        Xte = _build_X(head, r, [x.video_id for x in te], feature) if te else None
+        prov = r.provenance()
+    est_params = {"random_state": seed, **params}
+    if verbose and "verbose" in registry.head_parameters(head):
+        est_params.setdefault("verbose", True)
+    est = registry.make(head, **est_params)
+    ytr = np.array([x.score for x in tr])
+    est.fit(Xtr, ytr, **_extras(est, tr))
+    result = {"head": head, "feature": feature, "seed": seed, "n_train": len(tr), "n_test": len(te),
+              "untrained_features": bool(prov.get("untrained")), "metrics": None, "predictions": {},
+              "estimator": est, "model_path": None}
+    if te:
+        pred = est.predict(Xte, **_extras(est, te))
+        yte = np.array([x.score for x in te])
+        groups = [x.action for x in te]
+        result["metrics"] = evaluate(yte, pred, groups=groups if any(groups) else None)
+        result["predictions"] = {x.video_id: float(p) for x, p in zip(te, pred)}
+    if out is not None:
+        config = {"head": head, "feature": feature, "cache": str(Path(cache).resolve()),
+                  "labels": str(labels) if isinstance(labels, (str, Path)) else None,
+                  "train_split": train_split, "seed": seed, "params": params,
+                  "train_ids": [x.video_id for x in tr]}
+        result["model_path"] = str(save_head(est, out, provenance=prov, config=config))
+    return result
+
+
+# ---------------------------------------------------------------------- click
+def _parse_params(items) -> dict:
+    out = {}
+    for it in items:
+        key, eq, val = it.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"expected key=value, got {it!r}", param_hint="--param")
+        try:
+            out[key.strip()] = ast.literal_eval(val)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = val
+    return out
+
+
+def _fail(msg: str):
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(1)
+
+
+def _print_metrics(m: dict | None, as_json: bool, extra: dict):
+    if as_json:
+        click.echo(json.dumps({**extra, "metrics": m}, indent=2, default=float))
+        return
+    for k, v in extra.items():
+        click.echo(f"{k}: {v}")
+    if m is None:
+        return
+    click.echo(f"spearman: {m['spearman']:.4f}   mse: {m['mse']:.4f}   R-l2(x100): {100 * m['rl2']:.4f}"
+               f"   n={m['n']}")
+    if "per_action" in m:
+        for a, v in m["per_action"].items():
+            click.echo(f"  {a:24s} rho={v['spearman']:.4f}  R-l2(x100)={100 * v['rl2']:.4f}  n={v['n']}")
+        click.echo(f"Fisher-z average spearman: {m['spearman_fisher_z']:.4f}")
+
+
+def _untrained_note(untrained: bool):
+    if untrained:
+        click.echo("NOTE: this cache holds features from UNTRAINED (random) weights; scores are not "
+                   "meaningful for comparison with the papers.", err=True)
+
+
+@click.group(help="Train, evaluate and explain AQA scoring heads on a feature cache.")
+def main():
+    pass
+
+
+@main.command("list", help="List the registered heads and their parameters.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(as_json):
+    from . import registry
+    items = []
+    for spec in registry.HEADS:
+        try:
+            p = registry.head_parameters(spec.name)
+        except ImportError as e:
+            p = {"<unavailable>": str(e)}
+        items.append({"name": spec.name, "description": spec.description, "reference": spec.reference,
+                      "inputs": spec.inputs, "parameters": p})
+    if as_json:
+        click.echo(json.dumps(items, indent=2, default=repr))
+        return
+    for it in items:
+        click.echo(f"{it['name']}: {it['description']}\n    [{it['reference']}]  inputs: {it['inputs']}")
+        click.echo("    " + ", ".join(f"{k}={v!r}" for k, v in it["parameters"].items()))
+
+
+@main.command(help="Train HEAD on the cache's --split rows; evaluate on --test-split if present.")
+@click.argument("head")
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), help="Labels CSV (default: the cache's /labels).")
+@click.option("--feature", help="Feature family, e.g. i3d_rgb (default: the best one in the cache).")
+@click.option("--split", "split", default="train", show_default=True, help="Training split value(s), comma-separated.")
+@click.option("--test-split", default="test", show_default=True, help="Split evaluated after training ('' for none).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the trained head here (e.g. model.pt).")
+@click.option("-p", "--param", "params", multiple=True, help="Head parameter key=value (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-v", "--verbose", is_flag=True, help="Progress bars while training.")
+def train(head, cache, labels, feature, split, test_split, seed, out, params, as_json, verbose):
+    try:
+        res = run_train_eval(cache, labels, head, feature, seed, _parse_params(params), split,
+                             test_split or None, out, verbose)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    _untrained_note(res["untrained_features"])
+    extra = {k: res[k] for k in ("head", "feature", "seed", "n_train", "n_test", "model_path",
+                                 "untrained_features")}
+    _print_metrics(res["metrics"], as_json, extra)
+
+
+def _load_model(model, trust):
+    from .base import load_head
+    return load_head(model, allow_pickle=trust)
+
+
+def _model_rows(est, cache, labels, split):
+    from aqa.data.cache import CacheReader
+    cfg = getattr(est, "train_config_", {}) or {}
+    head, feature = cfg.get("head"), cfg.get("feature")
+    if head is None:
+        raise ValueError("the model file has no training config (head name); was it saved by aqa-heads?")
+    with CacheReader(cache) as r:
+        ids = r.video_ids()
+        if split is None:
+            try:
+                rows = load_rows(r, labels)
+                sel = [x for x in rows if x.video_id in set(ids)]
+            except ValueError:
+                sel = []
+            vids = ids if not sel else [x.video_id for x in sel]
+        else:
+            sel = select_rows(load_rows(r, labels), split, ids)
+            vids = [x.video_id for x in sel]
+        X = _build_X(head, r, vids, feature)
+        untrained = bool(r.provenance().get("untrained"))
+    return head, feature, vids, sel, X, untrained
+
+
+@main.command(help="Evaluate a trained head (MODEL) on the --split rows of CACHE.")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--split", default="test", show_default=True)
+@click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(model, cache, labels, split, trust_model, as_json):
+    from .metrics import evaluate as _evaluate
+    try:
+        est = _load_model(model, trust_model)
+        head, feature, vids, sel, X, untrained = _model_rows(est, cache, labels, split)
+        pred = est.predict(X, **_extras(est, sel))
+        groups = [x.action for x in sel]
+        m = _evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    _untrained_note(untrained)
+    _print_metrics(m, as_json, {"head": head, "feature": feature, "split": split, "n": len(vids)})
+
+
+@main.command(help="Predict scores with a trained head; writes CSV or JSON (by --out suffix) or prints CSV.")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--split", default=None, help="Only these split value(s) (default: every video in the cache).")
+@click.option("--out", type=click.Path(dir_okay=False), help="preds.csv or preds.json")
+@click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
+def predict(model, cache, labels, split, out, trust_model):
+    try:
+        est = _load_model(model, trust_model)
+        head, feature, vids, sel, X, untrained = _model_rows(est, cache, labels, split)
+        extras = _extras(est, sel) if sel and len(sel) == len(vids) else {}
+        if getattr(est, "fit_extras", ()) and not extras:
+            raise ValueError(f"{head} needs labels columns {list(est.fit_extras)} to predict; pass --labels")
+        pred = est.predict(X, **extras)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    _untrained_note(untrained)
+    rows = [{"video_id": v, "pred_score": float(p)} for v, p in zip(vids, pred)]
+    if out and Path(out).suffix.lower() == ".json":
+        Path(out).write_text(json.dumps({"head": head, "feature": feature, "predictions": rows}, indent=2))
+    else:
+        f = open(out, "w", newline="") if out else sys.stdout
+        try:
+            w = csv.DictWriter(f, fieldnames=["video_id", "pred_score"])
+            w.writeheader()
+            w.writerows(rows)
+        finally:
+            if out:
+                f.close()
+    if out:
+        click.echo(f"wrote {len(rows)} predictions to {out}")
+
+
+@main.command(help="Plots: per-step scores, per-joint scores and learned relation graphs (PNG).")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--video", "videos", multiple=True, help="Video id(s) to explain (default: the first 3).")
+@click.option("--trust-model", is_flag=True)
+def explain(model, cache, out_dir, videos, trust_model):
+    from aqa.data.cache import CacheReader
+    from .plots import explain as _explain
+    try:
+        est = _load_model(model, trust_model)
+        cfg = getattr(est, "train_config_", {}) or {}
+        with CacheReader(cache) as r:
+            ids = list(videos) or r.video_ids()[:3]
+            X = _build_X(cfg.get("head"), r, ids, cfg.get("feature"))
+        paths = _explain(est, X, ids, out_dir)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    for p in paths:
+        click.echo(str(p))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Interpretation plots of a trained head, written as PNG with matplotlib's Agg canvas (no display,
+no pyplot global state): per-step scores over time, per-joint scores, relation graphs as heat maps.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["COCO17_NAMES", "plot_step_scores", "plot_joint_scores", "plot_graph", "explain"]
+
+COCO17_NAMES = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow",
+                "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle",
+                "r_ankle")
+
+
+def _figure(w=6.0, h=3.5):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
+
+
+def _joint_names(J: int) -> Sequence[str]:
+    return COCO17_NAMES if J == 17 else [f"j{i}" for i in range(J)]
+
+
+def plot_step_scores(steps: np.ndarray, path, labels: Sequence[str] | None = None,
+                     title: str = "Per-step scores") -> Path:
+    """Line plot of per-time-step scores; ``steps`` (S,) or (n, S) with one line per video."""
+    steps = np.atleast_2d(np.asarray(steps, dtype=float))
+    fig = _figure()
+    ax = fig.add_subplot(111)
+    t = np.arange(1, steps.shape[1] + 1)
+    for k, row in enumerate(steps):
+        ax.plot(t, row, marker="o", label=None if labels is None else str(labels[k]))
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("score S(v_t)")
+    ax.set_title(title)
+    if labels is not None:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_joint_scores(joint_steps: np.ndarray, path, title: str = "Per-joint scores") -> Path:
+    """Heat map of per-joint per-step scores (S, J) with the per-joint totals as a bar chart."""
+    js = np.asarray(joint_steps, dtype=float)
+    S, J = js.shape
+    names = _joint_names(J)
+    fig = _figure(9, 4)
+    ax = fig.add_subplot(121)
+    im = ax.imshow(js.T, aspect="auto", cmap="RdYlGn")
+    ax.set_yticks(range(J), names, fontsize=6)
+    ax.set_xticks(range(S), [str(t + 1) for t in range(S)], fontsize=6)
+    ax.set_xlabel("time step t")
+    fig.colorbar(im, ax=ax)
+    ax2 = fig.add_subplot(122)
+    total = js.sum(axis=0)
+    ax2.barh(range(J), total, color=["tab:green" if v >= np.median(total) else "tab:red" for v in total])
+    ax2.set_yticks(range(J), names, fontsize=6)
+    ax2.invert_yaxis()
+    ax2.set_xlabel("joint score (sum over steps)")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_graph(A: np.ndarray, path, title: str = "Relation graph") -> Path:
+    """Heat map of a (J, J) relation graph with joint names on both axes."""
+    A = np.asarray(A, dtype=float)
+    names = _joint_names(A.shape[0])
+    fig = _figure(5.5, 5)
+    ax = fig.add_subplot(111)
+    im = ax.imshow(A, cmap="Blues", vmin=0)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(names)), names, fontsize=6)
+    ax.set_xlabel("joint j")
+    ax.set_ylabel("joint i")
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def explain(estimator, X: np.ndarray, ids: Sequence[str], out_dir) -> list[Path]:
+    """Every plot the head supports, for the videos ``ids`` (rows of X), into ``out_dir``."""
+    out_dir = Path(out_dir)
+    written = []
+    if hasattr(estimator, "predict_steps"):
+        steps = estimator.predict_steps(X)
+        written.append(plot_step_scores(steps, out_dir / "step_scores.png", labels=list(ids)))
+    if hasattr(estimator, "predict_joints"):
+        joints = estimator.predict_joints(X)
+        for k, vid in enumerate(ids):
+            written.append(plot_joint_scores(joints[k], out_dir / f"joint_scores_{vid}.png",
+                                             title=f"Per-joint scores: {vid}"))
+    for attr, name in (("spatial_graph_", "spatial"), ("temporal_graph_", "temporal")):
+        if hasattr(type(estimator), attr):
+            written.append(plot_graph(getattr(estimator, attr), out_dir / f"graph_{name}.png",
+                                      title=f"Learned {name} relation graph"))
+    if not written:
+        raise ValueError(f"{type(estimator).__name__} has nothing to explain (no per-step scores, "
+                         f"joint scores or graphs)")
+    return written
