@@ -13,8 +13,8 @@ Protocols (each as its paper states it):
           ``[floor(k*n/T), floor((k+1)*n/T))``, and ``length`` (16) frames are taken evenly spaced
           from each, first and last frame of the segment included (``floor(linspace)``). A segment
           shorter than 16 frames repeats frames evenly (that is uniform sampling, not padding).
-``core``  (Yu et al., ICCV 2021, following MUSDL: 103 frames, "10 overlapping snippets, each
-          containing 16 continuous frames"): a window of ``frames`` (103) consecutive frames, then
+``core``  (Yu et al., ICCV 2021: "extract 103 frames for each video clip, and segment them into
+          10 overlapping snippets, each containing 16 continuous frames"): a window of ``frames`` (103) consecutive frames, then
           ``length``-frame (16) windows starting at ``0, 10, ..., 80`` and a last one aligned to the end
           (``87``), i.e. starts ``[0, stride, ..., (W-2)*stride, frames-length]`` with ``n_windows`` W=10,
           ``stride`` 10. Where the 103 frames come from: the paper only says "extract 103 frames"; the

@@ -69,7 +69,7 @@ class VideoInfo:
     """What :func:`probe` knows about a video.
 
     ``n_frames_source`` is ``"metadata"`` (container header, cross-checked against duration x fps)
-    or ``"decoded"`` (counted by decoding every frame).
+    or ``"decoded"`` (counted by decoding every frame). ``fps`` is 0.0 when unknown (image folders).
     """
 
     path: str

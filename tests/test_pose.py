@@ -295,16 +295,17 @@ def test_keypoint_rcnn_without_checkpoint_raises_helpful_error(tmp_path, monkeyp
 
 
 def test_torchvision_output_conversion():
-    torch = pytest.importorskip("torch")
-    out = {"boxes": torch.tensor([[0, 0, 10, 20], [5, 5, 9, 9], [1, 1, 2, 2.]]),
-           "labels": torch.tensor([1, 1, 2]), "scores": torch.tensor([0.9, 0.2, 0.99]),
-           "keypoints": torch.rand(3, 17, 3) * 10, "keypoints_scores": torch.tensor([[0.0] * 17, [5.0] * 17, [1.0] * 17])}
+    """Arrays stand in for the model's tensors (the tensor path runs in the slow model test)."""
+    out = {"boxes": np.array([[0, 0, 10, 20], [5, 5, 9, 9], [1, 1, 2, 2.]]),
+           "labels": np.array([1, 1, 2]), "scores": np.array([0.9, 0.2, 0.99]),
+           "keypoints": np.random.default_rng(0).random((3, 17, 3)) * 10,
+           "keypoints_scores": np.array([[0.0] * 17, [5.0] * 17, [1.0] * 17])}
     from aqa.extract.pose.rcnn import convert_torchvision_output
 
     fp = convert_torchvision_output(out, score_threshold=0.5)
     assert len(fp) == 1  # the low-score person and the non-person (label 2) are dropped
     assert np.allclose(fp.boxes[0], [0, 0, 10, 20]) and np.allclose(fp.keypoints[0, :, 2], 0.5)
-    assert np.allclose(fp.keypoints[0, :, :2], out["keypoints"][0, :, :2].numpy())
+    assert np.allclose(fp.keypoints[0, :, :2], out["keypoints"][0, :, :2])
     fp = convert_torchvision_output(out, score_threshold=0.0)
     assert len(fp) == 2 and np.allclose(fp.keypoints[1, :, 2], 1 / (1 + np.exp(-5)))
 
@@ -363,22 +364,21 @@ class _FakeInstances:
 
 
 def test_detectron2_instances_conversion():
-    torch = pytest.importorskip("torch")
+    """A duck-typed Instances with arrays (detectron2 holds CPU tensors after ``.to("cpu")``)."""
     from aqa.extract.pose.detectron import convert_instances
 
-    kps = torch.zeros(2, 17, 3)
-    kps[..., 0], kps[..., 1], kps[..., 2] = 3.0, 4.0, torch.tensor([0.0, 2.0])[:, None]
-    inst = _FakeInstances(torch.tensor([[1, 2, 30, 40], [0, 0, 5, 5.]]), torch.tensor([0.8, 0.6]), kps,
-                          torch.tensor([0, 0]))
+    kps = np.zeros((2, 17, 3))
+    kps[..., 0], kps[..., 1], kps[..., 2] = 3.0, 4.0, np.array([0.0, 2.0])[:, None]
+    inst = _FakeInstances(np.array([[1, 2, 30, 40], [0, 0, 5, 5.]]), np.array([0.8, 0.6]), kps, np.array([0, 0]))
     fp = convert_instances(inst, score_threshold=0.7)
     assert inst.moved_to == "cpu" and len(fp) == 1
     assert np.allclose(fp.boxes[0], [1, 2, 30, 40]) and np.allclose(fp.keypoints[0, :, :2], [3, 4])
     assert np.allclose(fp.keypoints[0, :, 2], 0.5)
     fp = convert_instances(inst)
     assert len(fp) == 2 and np.allclose(fp.keypoints[1, :, 2], 1 / (1 + np.exp(-2.0)))
-    empty = _FakeInstances(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 17, 3), torch.zeros(0))
+    empty = _FakeInstances(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 17, 3)), np.zeros(0))
     assert len(convert_instances(empty)) == 0
-    bad = _FakeInstances(torch.zeros(1, 4), torch.ones(1), torch.zeros(1, 5, 3), torch.zeros(1))
+    bad = _FakeInstances(np.zeros((1, 4)), np.ones(1), np.zeros((1, 5, 3)), np.zeros(1))
     with pytest.raises(ValueError, match="17 COCO keypoints"):
         convert_instances(bad)
 
