@@ -48,7 +48,7 @@ def main():
 @click.option("--sampling", type=click.Choice(["jrg", "core", "c3d", "fragments"]), default="jrg",
               show_default=True, help="Temporal sampling protocol.")
 @click.option("--sampling-opt", multiple=True, metavar="KEY=VALUE",
-              help="Sampling option, e.g. n_steps=10, clip_len=16, stride=16 (repeatable).")
+              help="Sampling option, e.g. T=10, length=16 (jrg), stride=16 (c3d), n_fragments=9 (repeatable).")
 @click.option("--pose", type=click.Choice(["file", "keypoint-rcnn", "detectron2", "blazepose"]),
               default="file", show_default=True, help="Pose backend ('file' reads sidecars).")
 @click.option("--pose-opt", multiple=True, metavar="KEY=VALUE", help="Pose backend option.")

@@ -24,6 +24,8 @@ import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 BACKBONES = ("i3d", "i3d-r50", "c3d")
+#: streams each backbone has (C3D and I3D-R50 were trained on RGB only)
+BACKBONE_STREAMS = {"i3d": ("rgb", "flow"), "i3d-r50": ("rgb",), "c3d": ("rgb",)}
 #: feature-family prefix of each backbone in the cache (``<prefix>_<stream>``)
 FAMILY_PREFIX = {"i3d": "i3d", "i3d-r50": "i3dr50", "c3d": "c3d"}
 
@@ -62,10 +64,20 @@ class ExtractConfig:
             raise ValueError(f"unknown stream(s) {bad}; choose rgb and/or flow")
         if self.persons not in (1, 2):
             raise ValueError(f"persons must be 1 or 2, got {self.persons}")
+        for b in self.backbones:
+            if not set(self.streams) & set(BACKBONE_STREAMS[b]):
+                raise ValueError(f"backbone {b!r} has only the {BACKBONE_STREAMS[b]} stream(s); "
+                                 f"--streams is {','.join(self.streams)}")
+        if "c3d" in self.backbones and int(self.sampling_options.get("length", 16)) != 16:
+            raise ValueError("C3D takes 16-frame clips (its fc6 is fixed): sampling length must be 16")
         if not self.weightfree and not self.backbones:
             raise ValueError("nothing to extract: no backbone and weight-free features disabled")
         if self.flow == "none" and (self.weightfree or "flow" in self.streams and self.backbones):
             raise ValueError("flow 'none' is only possible with --no-weightfree and rgb backbones")
+
+    def backbone_streams(self) -> list[tuple[str, str]]:
+        """(backbone, stream) pairs to run: the requested streams each backbone has."""
+        return [(b, s) for b in self.backbones for s in self.streams if s in BACKBONE_STREAMS[b]]
 
     @property
     def needs_flow(self) -> bool:
@@ -176,28 +188,36 @@ class Extractor:
 
         self.pose = get_pose_backend(config.pose, device=device, weights=weight_overrides,
                                      untrained=untrained, **config.pose_options)
+        self._note_weights(getattr(self.pose, "weights", {}), getattr(self.pose, "untrained", False))
         self.flow = None
         if config.needs_flow:
             from .flow import get_flow_backend
             self.flow = get_flow_backend(config.flow, device=device, **config.flow_options)
         self.backbones = {}
-        for name in config.backbones:
-            for stream in config.streams:
-                self.backbones[(name, stream)] = self._build_backbone(
-                    name, stream, weight_overrides, untrained)
+        for name, stream in config.backbone_streams():
+            self.backbones[(name, stream)] = self._build_backbone(
+                name, stream, weight_overrides, untrained)
 
     def _build_backbone(self, name, stream, overrides, untrained):
+        """Resolve the checkpoint (never downloads) and build; random weights only if allowed."""
         from . import weights as W
-        from .backbones import build_backbone, weights_name
+        from .backbones import DEFAULT_WEIGHTS, build_backbone
 
-        wname = weights_name(name, stream)
+        internal = name.replace("-", "_")
+        wname = DEFAULT_WEIGHTS[(internal, stream)]
         path = W.resolve(wname, overrides=overrides, untrained=untrained)
-        if path is None:
-            self.untrained = True
-        else:
-            self.weights[wname] = W.sha256_file(path)
-        return build_backbone(name, stream, weights_path=path, device=self.device,
+        self._note_weights({wname: path} if path else {}, path is None)
+        return build_backbone(internal, stream, weights_path=path, device=self.device,
                               untrained=path is None)
+
+    def _note_weights(self, used: dict, untrained: bool) -> None:
+        """Record checkpoints (name -> sha256) and whether anything runs on random weights."""
+        from .weights import sha256_file
+
+        self.untrained |= bool(untrained)
+        for name, path in (used or {}).items():
+            if path and Path(path).is_file():
+                self.weights[name] = sha256_file(path)
 
     # -- one video -----------------------------------------------------------------------
     def process(self, path: Path, seconds: dict) -> tuple[dict, dict]:
@@ -218,10 +238,9 @@ class Extractor:
             samp = sample(cfg.sampling, n_frames, **cfg.sampling_options)
         with stage("pose"):
             from .pose import select_persons
-            per_frame = self.pose.estimate(frames, video_path=path)
+            per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
+                                           progress=False)
             track = select_persons(per_frame, n_persons=cfg.persons, n_frames=n_frames)
-            if cfg.frame_height and frames.shape[1] != info.height:
-                pass  # pose was estimated on the resized frames: coordinates are in their grid
         arrays = {"frames/index": index.astype(np.int32),
                   "pose/keypoints": track.keypoints.astype(np.float32),
                   "pose/boxes": track.boxes.astype(np.float32),
@@ -248,9 +267,10 @@ class Extractor:
         if cfg.weightfree:
             with stage("weightfree"):
                 from .weightfree import flow_histograms, kinematics
-                kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0)
+                kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0,
+                                    frame_index=index, boxes=track.boxes)
                 arrays.update(_family("kin_pose", kw, kj, steps))
-                fw, fj = flow_histograms(flow, samp.clips, jboxes)
+                fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4])
                 arrays.update(_family("hof_flow", fw, fj, steps))
         for (name, stream), net in self.backbones.items():
             with stage(f"{name}_{stream}"):
@@ -264,16 +284,18 @@ class Extractor:
         return attrs, arrays
 
     def _backbone_features(self, net, images, clips, jboxes, n_frames):
-        from .patches import iter_joint_clips, iter_whole_clips
+        """Whole-frame clips (the backbone resizes and centre-crops) and joint-patch clips
+        (cropped around each joint, resized to the backbone input) -> (S,D), (S,J,D)."""
+        from .patches import clip_positions, iter_joint_clips
 
-        size = net.input_size
-        whole = [net.features(c[None]) for c in iter_whole_clips(images, clips, size,
-                                                                  mode="resize", n_frames=n_frames)]
-        whole = np.concatenate(whole).astype(np.float32)
+        pos = clip_positions(clips, len(images), n_frames)
+        whole = net.extract(np.stack([images[row] for row in pos]), batch_size=self.batch_size,
+                            mode="frame")
         joints = None
         if self.config.joints:
-            joints = np.stack([net.features(step, batch_size=self.batch_size)
-                               for step in iter_joint_clips(images, clips, jboxes, size)])
+            joints = np.stack([
+                net.extract(step, batch_size=self.batch_size, mode="patch")
+                for step in iter_joint_clips(images, clips, jboxes, net.crop_size)])
         return whole, joints
 
 

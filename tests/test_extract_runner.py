@@ -12,7 +12,7 @@ from aqa.extract.runner import (ExtractConfig, discover_videos, parse_shard, run
                                 shard_out_path)
 
 FAST_FLOW = {"nscales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 5}
-FAST = dict(sampling="c3d", sampling_options={"clip_len": 8, "stride": 8}, flow="tvl1-cpu",
+FAST = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8}, flow="tvl1-cpu",
             flow_options=FAST_FLOW)
 
 
@@ -78,7 +78,7 @@ def test_resume_skips_finished_and_corrupt_video_goes_to_manifest(synth_dir, tmp
     run_extraction(first, out, ExtractConfig(**FAST), device="cpu", progress=False)
     (vids / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     res = CliRunner().invoke(extract_cli, [str(vids), "--out", str(out), "--sampling", "c3d",
-                                           "--sampling-opt", "clip_len=8", "--sampling-opt",
+                                           "--sampling-opt", "length=8", "--sampling-opt",
                                            "stride=8", "--flow", "tvl1-cpu", "--quiet",
                                            *sum((["--flow-opt", f"{k}={v}"]
                                                  for k, v in FAST_FLOW.items()), [])])
@@ -127,7 +127,7 @@ def test_real_footage_vtest(tmp_path):
             for i in range(24)]
     (vdir / "vtest24.pose.json").write_text(json.dumps(dets))
     out = tmp_path / "f.h5"
-    s = run_extraction([vdir], out, ExtractConfig(sampling="c3d", sampling_options={"clip_len": 8, "stride": 8},
+    s = run_extraction([vdir], out, ExtractConfig(sampling="c3d", sampling_options={"length": 8, "stride": 8},
                                                   flow="tvl1-cpu", flow_options=FAST_FLOW),
                        device="cpu", progress=False)
     assert not s.failed, s.failed
@@ -138,20 +138,31 @@ def test_real_footage_vtest(tmp_path):
         assert hof.shape[:3] == (1, 3, 17) and np.isfinite(hof).all()
 
 
+@pytest.mark.slow
 def test_backbone_without_weights_is_refused_or_marked(synth_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("AQA_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    cfg = ExtractConfig(backbones=("c3d",), streams=("rgb",), **FAST)
+    with pytest.raises(ValueError, match="16-frame clips"):
+        ExtractConfig(backbones=("c3d",), streams=("rgb",), **FAST)
+    fast16 = dict(FAST, sampling_options={"length": 16, "stride": 16})
+    cfg = ExtractConfig(backbones=("c3d",), streams=("rgb",), **fast16)
     from aqa.extract.weights import MissingWeightsError
 
     with pytest.raises(MissingWeightsError, match="c3d.pickle"):
         run_extraction([synth_dir], tmp_path / "f.h5", cfg, device="cpu", progress=False)
     one = sorted(synth_dir.glob("*.mp4"))[:1]
+    cfg = ExtractConfig(backbones=("c3d",), streams=("rgb",),  # one 16-frame clip: CPU-cheap
+                        **dict(fast16, sampling_options={"length": 16, "stride": 16, "stop": 16}))
     s = run_extraction(one, tmp_path / "u.h5", cfg, device="cpu", untrained=True, progress=False)
     assert not s.failed, s.failed
     rep = verify(tmp_path / "u.h5")
     assert rep.ok and rep.untrained and "c3d_rgb" in rep.families
-    assert rep.families["c3d_rgb"]["joints"][1:] == [17, 4096]
+    assert rep.families["c3d_rgb"]["whole"] == ["S", 4096]
+    assert rep.families["c3d_rgb"]["joints"] == ["S", 17, 4096]
+    with CacheReader(tmp_path / "u.h5") as r:
+        j = r.load("c3d_rgb", part="joints")[0]
+        assert j.shape == (1, 17, 4096) and np.isfinite(j).all()
+        assert not np.allclose(j[0, 0], j[0, 16])  # nose and ankle patches differ
 
 
 def test_discovery_shards_and_errors(tmp_path):
