@@ -702,135 +702,147 @@ def _value_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.nd
 
 def _background(rng: np.random.Generator, x0: float, y1: float, wc: int, hc: int,
                 rho: float) -> np.ndarray:
-    """World-anchored procedural scene (BGR uint8): wall, stands with a crowd, platform, water."""
+    """World-anchored procedural scene (BGR uint8): wall, stands with a crowd, platform, water.
+
+    Canvas pixel (i, j) is the world point (x0 + i / rho, y1 - j / rho).
+    """
     import cv2
 
-    X = x0 + np.arange(wc, dtype=np.float32)[None, :] / rho
-    Y = y1 - np.arange(hc, dtype=np.float32)[:, None] / rho
-    img = np.zeros((hc, wc, 3), np.float32)
+    X = x0 + np.arange(wc, dtype=np.float32)[None, :] / np.float32(rho)
+    Y = y1 - np.arange(hc, dtype=np.float32)[:, None] / np.float32(rho)
+
+    def rows(lo: float, hi: float) -> slice:   # canvas rows with lo <= Y < hi
+        return slice(int(np.clip(math.floor((y1 - hi) * rho) + 1, 0, hc)),
+                     int(np.clip(math.floor((y1 - lo) * rho) + 1, 0, hc)))
+
     n1 = _value_noise(rng, hc, wc, rho * 1.0)[..., None]
     n2 = _value_noise(rng, hc, wc, max(2.0, rho * 0.15))[..., None]
 
+    # wall with vertical panel joints
     wall = rng.uniform(90, 190, 3).astype(np.float32)
     panel = rng.uniform(1.2, 2.2)
-    stripe = (np.mod(X, panel) < 0.08).astype(np.float32)[..., None]
-    img[:] = wall * (0.8 + 0.35 * n1) * (1 - 0.35 * stripe)
+    stripe = (np.mod(X, panel) < 0.08)[..., None]
+    img = wall * (0.8 + 0.35 * n1) * np.where(stripe, np.float32(0.65), np.float32(1.0))
 
     # stands: tiers with a crowd of coloured blobs
     s0, s1, tier = rng.uniform(0.8, 1.4), rng.uniform(5.0, 7.0), rng.uniform(0.4, 0.55)
-    in_st = ((Y >= s0) & (Y < s1)).astype(np.float32)
-    tier_i = np.floor((Y - s0) / tier)
-    band = (0.75 + 0.25 * np.mod(tier_i, 2)).astype(np.float32)
     seat = rng.uniform(60, 160, 3).astype(np.float32)
-    stands = seat * band[..., None] * (0.85 + 0.3 * n2)
     cw, ch = max(1, int(0.14 * rho)), max(1, int(0.22 * rho))
     gh, gw = hc // ch + 1, wc // cw + 1
     palette = rng.uniform(30, 230, (6, 3)).astype(np.float32)
-    crowd_col = 0.55 * palette[rng.integers(0, 6, (gh, gw))] + 0.45 * seat
-    crowd_on = (rng.random((gh, gw)) < rng.uniform(0.25, 0.6)).astype(np.float32)
-    crowd_col = cv2.resize(crowd_col, (gw * cw, gh * ch), interpolation=cv2.INTER_NEAREST)[:hc, :wc]
-    crowd_on = cv2.resize(crowd_on, (gw * cw, gh * ch), interpolation=cv2.INTER_NEAREST)[:hc, :wc]
-    in_tier = (np.mod(Y - s0, tier) > 0.45 * tier).astype(np.float32)
-    m = (in_st * in_tier)[..., None] * crowd_on[..., None]
-    stands = stands * (1 - m) + crowd_col * m
-    img = img * (1 - in_st[..., None]) + stands * in_st[..., None]
+    crowd = (0.55 * palette[rng.integers(0, 6, (gh, gw))] + 0.45 * seat).astype(np.float32)
+    crowd_on = (rng.random((gh, gw)) < rng.uniform(0.25, 0.6)).astype(np.uint8)
+    r = rows(s0, s1)
+    if r.stop > r.start:
+        crowd = cv2.resize(crowd, (gw * cw, gh * ch), interpolation=cv2.INTER_NEAREST)[r, :wc]
+        crowd_on = cv2.resize(crowd_on, (gw * cw, gh * ch),
+                              interpolation=cv2.INTER_NEAREST)[r, :wc, None]
+        Ys = Y[r]
+        band = np.where(np.mod(np.floor((Ys - s0) / tier), 2) > 0, np.float32(1.0),
+                        np.float32(0.75))
+        stands = seat * band[..., None] * (0.85 + 0.3 * n2[r])
+        sitting = (np.mod(Ys - s0, tier) > 0.45 * tier)[..., None] & (crowd_on > 0)
+        img[r] = np.where(sitting, crowd, stands)
 
-    # water: ripples, lane lines, tiles
+    # water: ripples, lane lines, tiles, darker with depth; a bright surface line
     water_c = np.array([rng.uniform(140, 210), rng.uniform(100, 160), rng.uniform(20, 70)],
                        np.float32)
     lam, lam2 = rng.uniform(0.25, 0.45), rng.uniform(1.0, 2.0)
-    ripple = 0.5 + 0.5 * np.sin(2 * np.pi * Y / lam + 1.3 * np.sin(2 * np.pi * X / lam2))
-    lanes = (np.abs(np.mod(X, 2.5) - 1.25) < 0.07).astype(np.float32)
-    tiles = ((np.mod(X, 0.5) < 0.03) | (np.mod(Y, 0.5) < 0.03)).astype(np.float32)
-    depth = np.clip(-Y / 3.0, 0, 1)
-    water = water_c * (0.8 + 0.25 * ripple[..., None] + 0.15 * n2 - 0.25 * depth[..., None])
-    water = water * (1 - 0.35 * lanes[..., None]) * (1 - 0.12 * tiles[..., None])
-    under = (Y < 0)[..., None].astype(np.float32)
-    img = img * (1 - under) + water * under
-    surf = ((Y < 0) & (Y > -0.06)).astype(np.float32)[..., None]
-    img = img * (1 - surf) + 235.0 * surf
+    r = rows(-1e9, 0.0)
+    if r.stop > r.start:
+        Yw = Y[r]
+        ripple = 0.5 + 0.5 * np.sin(2 * np.pi * Yw / lam + 1.3 * np.sin(2 * np.pi * X / lam2))
+        lanes = np.abs(np.mod(X, 2.5) - 1.25) < 0.07
+        tiles = (np.mod(X, 0.5) < 0.03) | (np.mod(Yw, 0.5) < 0.03)
+        shade = 0.8 + 0.25 * ripple + 0.15 * n2[r, :, 0] - 0.25 * np.clip(-Yw / 3.0, 0, 1)
+        shade = shade * np.where(lanes, np.float32(0.65), np.float32(1.0))
+        shade = shade * np.where(tiles, np.float32(0.88), np.float32(1.0))
+        img[r] = water_c * shade[..., None]
+        img[rows(-0.06, 0.0)] = 235.0
 
-    # platform (edge at X=0, top at PLATFORM_H) with a white edge strip
-    conc = rng.uniform(120, 170)
-    plat = ((X < 0) & (Y >= 0) & (Y < PLATFORM_H)).astype(np.float32)[..., None]
-    pc = np.float32(conc) * (0.75 + 0.4 * n2) * (1 - 0.3 * (np.mod(X, 1.0) < 0.05)[..., None])
-    img = img * (1 - plat) + pc * plat
-    edge = ((X < 0) & (Y >= PLATFORM_H - 0.1) & (Y < PLATFORM_H)).astype(np.float32)[..., None]
-    img = img * (1 - edge) + 240.0 * edge
+    # platform (front face at X=0, top at PLATFORM_H) with a white edge strip
+    conc = np.float32(rng.uniform(120, 170))
+    cols = slice(0, int(np.clip(math.ceil(-x0 * rho), 0, wc)))
+    r = rows(0.0, PLATFORM_H)
+    if r.stop > r.start and cols.stop > 0:
+        joints = np.where(np.mod(X[:, cols], 1.0) < 0.05, np.float32(0.7), np.float32(1.0))
+        img[r, cols] = conc * (0.75 + 0.4 * n2[r, cols]) * joints[..., None]
+        img[rows(PLATFORM_H - 0.1, PLATFORM_H), cols] = 240.0
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _shades(color, f: float = 1.0) -> tuple:
+    """(outline, base, highlight) BGR int tuples of a colour dimmed by ``f``."""
+    c = np.asarray(color, float) * f
+    return tuple(tuple(int(v) for v in np.clip(x, 0, 255)) for x in (0.45 * c, c, 1.2 * c + 25))
+
+
 class _Palette:
+    """Per-performer colours: skin (near and far side), swimsuit, hair."""
+
     def __init__(self, rng: np.random.Generator):
         skin = np.array(rng.choice([[140, 180, 230], [110, 150, 205], [80, 115, 170],
-                                    [60, 85, 125]]), float)
-        self.skin = skin * rng.uniform(0.9, 1.05)
-        self.suit = rng.uniform(0, 255, 3)
-        self.suit[rng.integers(3)] = rng.uniform(0, 40)  # saturated
-        self.hair = rng.uniform(10, 80, 3)
+                                    [60, 85, 125]]), float) * rng.uniform(0.9, 1.05)
+        suit = rng.uniform(0, 255, 3)
+        suit[rng.integers(3)] = rng.uniform(0, 40)  # saturated
+        hair = rng.uniform(10, 80, 3)
+        self.near, self.far = _shades(skin), _shades(skin, 0.72)
+        self.suit = _shades(suit)
+        self.hair = _shades(hair)[1]
 
 
-def _col(c, f=1.0, add=0.0):
-    return tuple(int(v) for v in np.clip(np.asarray(c) * f + add, 0, 255))
+_LIGHT = (-0.6, -0.8)   # towards the light, image coordinates
 
 
-def _draw_limb(img, p, q, width: float, color, light_dir) -> None:
+def _draw_limb(img, p, q, width: float, shades) -> None:
+    """A thick segment with a dark outline and a highlight on the lit side (p, q in pixels)."""
     import cv2
 
     w = max(1, int(round(width)))
-    P = (int(round(p[0] * 16)), int(round(p[1] * 16)))
-    Q = (int(round(q[0] * 16)), int(round(q[1] * 16)))
-    cv2.line(img, P, Q, _col(color, 0.45), w + 2, cv2.LINE_AA, 4)
-    cv2.line(img, P, Q, _col(color), w, cv2.LINE_AA, 4)
-    d = np.asarray(q, float) - np.asarray(p, float)
-    n = np.array([-d[1], d[0]]) / (np.linalg.norm(d) + 1e-9)
-    if n @ light_dir < 0:
-        n = -n
+    px, py, qx, qy = float(p[0]), float(p[1]), float(q[0]), float(q[1])
+    P = (int(round(px * 16)), int(round(py * 16)))
+    Q = (int(round(qx * 16)), int(round(qy * 16)))
+    cv2.line(img, P, Q, shades[0], w + 2, cv2.LINE_AA, 4)
+    cv2.line(img, P, Q, shades[1], w, cv2.LINE_AA, 4)
     if w >= 3:
-        o = n * 0.25 * w
-        cv2.line(img, (int(round((p[0] + o[0]) * 16)), int(round((p[1] + o[1]) * 16))),
-                 (int(round((q[0] + o[0]) * 16)), int(round((q[1] + o[1]) * 16))),
-                 _col(color, 1.2, 25), max(1, w // 3), cv2.LINE_AA, 4)
+        nx, ny = py - qy, qx - px
+        norm = math.hypot(nx, ny) + 1e-9
+        o = (0.25 * w / norm) * (1.0 if nx * _LIGHT[0] + ny * _LIGHT[1] >= 0 else -1.0)
+        ox, oy = nx * o, ny * o
+        cv2.line(img, (int(round((px + ox) * 16)), int(round((py + oy) * 16))),
+                 (int(round((qx + ox) * 16)), int(round((qy + oy) * 16))),
+                 shades[2], max(1, w // 3), cv2.LINE_AA, 4)
 
 
 def _draw_person(img, kp: np.ndarray, head: np.ndarray, zoom: float, scale: float,
                  pal: _Palette) -> None:
-    """Shaded limbs, torso and head of one performer (kp: (17,2) pixels, head: (2,) pixels)."""
+    """Shaded limbs, torso and head of one performer (kp: (17,2) pixels, head: (2,) pixels).
+
+    Far (left) limbs first and dimmer, then torso and head, then the near (right) limbs.
+    """
     import cv2
 
-    light = np.array([-0.6, -0.8])
     zs = zoom * scale
-    far, near = 0.72, 1.0
-    mid_sh = 0.5 * (kp[5] + kp[6])
-    mid_hp = 0.5 * (kp[11] + kp[12])
-
-    def limbs(side, f):
-        sh, el, wr, hp, kn, an = ((5, 7, 9, 11, 13, 15) if side == 0 else (6, 8, 10, 12, 14, 16))
-        _draw_limb(img, kp[hp], kp[kn], 0.13 * zs, pal.suit * f if f < 1 else pal.skin * f, light)
-        _draw_limb(img, kp[kn], kp[an], 0.095 * zs, pal.skin * f, light)
-        return sh, el, wr
-
-    def arm(side, f):
-        sh, el, wr = (5, 7, 9) if side == 0 else (6, 8, 10)
-        _draw_limb(img, kp[sh], kp[el], 0.085 * zs, pal.skin * f, light)
-        _draw_limb(img, kp[el], kp[wr], 0.07 * zs, pal.skin * f, light)
-
-    arm(0, far)
-    limbs(0, far)
-    _draw_limb(img, mid_hp, mid_sh, 0.24 * zs, pal.suit, light)
+    _draw_limb(img, kp[5], kp[7], 0.085 * zs, pal.far)
+    _draw_limb(img, kp[7], kp[9], 0.07 * zs, pal.far)
+    _draw_limb(img, kp[11], kp[13], 0.13 * zs, pal.far)
+    _draw_limb(img, kp[13], kp[15], 0.095 * zs, pal.far)
+    _draw_limb(img, 0.5 * (kp[11] + kp[12]), 0.5 * (kp[5] + kp[6]), 0.24 * zs, pal.suit)
     r = HEAD_R * zs
     hc = (int(round(head[0] * 16)), int(round(head[1] * 16)))
-    cv2.circle(img, hc, int(round((r + 1) * 16)), _col(pal.skin, 0.45), -1, cv2.LINE_AA, 4)
-    cv2.circle(img, hc, int(round(r * 16)), _col(pal.skin), -1, cv2.LINE_AA, 4)
+    cv2.circle(img, hc, int(round((r + 1) * 16)), pal.near[0], -1, cv2.LINE_AA, 4)
+    cv2.circle(img, hc, int(round(r * 16)), pal.near[1], -1, cv2.LINE_AA, 4)
     back = head - (kp[0] - head) * 0.35
     cv2.circle(img, (int(round(back[0] * 16)), int(round(back[1] * 16))),
-               int(round(0.75 * r * 16)), _col(pal.hair), -1, cv2.LINE_AA, 4)
+               int(round(0.75 * r * 16)), pal.hair, -1, cv2.LINE_AA, 4)
     if r >= 3:
         for j in (1, 2):
             cv2.circle(img, (int(round(kp[j, 0] * 16)), int(round(kp[j, 1] * 16))),
                        int(max(0.5, 0.12 * r) * 16), (30, 30, 30), -1, cv2.LINE_AA, 4)
-    limbs(1, near)
-    arm(1, near)
+    _draw_limb(img, kp[12], kp[14], 0.13 * zs, pal.near)
+    _draw_limb(img, kp[14], kp[16], 0.095 * zs, pal.near)
+    _draw_limb(img, kp[6], kp[8], 0.085 * zs, pal.near)
+    _draw_limb(img, kp[8], kp[10], 0.07 * zs, pal.near)
 
 
 def _scene_layout(sim: SynthVideo):
@@ -878,8 +890,10 @@ def render_frames(sim: SynthVideo, figures: bool = True) -> Iterator[np.ndarray]
             _draw_person(frame, sim.keypoints[i, t, :, :2], head, z, sim.body_scale[i], pals[i])
         # parts under the water surface are seen faintly through it
         yw = (H - 1) / 2.0 + cy * z
-        alpha = 0.6 * np.clip(rows - yw + 0.5, 0.0, 1.0)
-        frame = (frame * (1 - alpha) + bg * alpha).astype(np.uint8)
+        r0 = int(np.clip(math.floor(yw + 0.5), 0, H))
+        if r0 < H:
+            alpha = 0.6 * np.clip(rows[r0:] - yw + 0.5, 0.0, 1.0)
+            frame[r0:] = (frame[r0:] * (1 - alpha) + bg[r0:] * alpha).astype(np.uint8)
         for te, xe, sz, vx, vy, sx in drops:
             tau = t - te
             if tau < 0:
