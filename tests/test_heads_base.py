@@ -1,0 +1,168 @@
+"""TorchRegressor: training loop, schedules, early stopping, ranking hook, pickling and head files."""
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import FunctionTransformer  # noqa: E402
+
+from aqa.heads.base import HeadFormatError, TorchRegressor, apply_layout, load_head, save_head  # noqa: E402
+from aqa.heads.mlp import SceneMLPRegressor  # noqa: E402
+
+torch.set_num_threads(1)
+TINY = dict(encoder_dim=8, hidden_dim=4, max_iter=60, learning_rate=1e-2, lr_schedule="constant")
+
+
+def _data(n=40, S=3, D=4, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, S, D).astype(np.float32)
+    return X, X[:, :, 0].sum(1) + 0.05 * rng.randn(n)
+
+
+def test_fit_records_and_predict_shape():
+    X, y = _data()
+    est = SceneMLPRegressor(**TINY, random_state=0)
+    assert est.fit(X, y) is est
+    assert est.predict(X).shape == (40,)
+    assert est.n_iter_ == 60 and len(est.loss_curve_) == 60      # one batch per epoch (n < 64)
+    assert est.loss_curve_[-1] < 0.5 * est.loss_curve_[0]
+    assert est.y_mean_ == pytest.approx(y.mean()) and est.y_std_ == pytest.approx(y.std())
+    np.testing.assert_allclose(est.predict_steps(X).sum(1), est.predict(X), rtol=1e-10)
+
+
+def test_cyclic_and_step_schedules():
+    est = SceneMLPRegressor(learning_rate=1e-4, lr_schedule="cyclic", lr_step=500, lr_decay=0.1, lr_cycles=3)
+    got = [est._lr_at(s) for s in (0, 499, 500, 1000, 1499, 1500)]
+    np.testing.assert_allclose(got, [1e-4, 1e-4, 1e-5, 1e-6, 1e-6, 1e-4])
+    est.set_params(lr_schedule="step")
+    np.testing.assert_allclose([est._lr_at(s) for s in (0, 500, 1500)], [1e-4, 1e-5, 1e-7])
+
+
+def test_early_stopping_uses_training_data_only_and_stops():
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 2, 3).astype(np.float32)
+    y = rng.randn(50)                                   # pure noise: validation stops improving
+    est = SceneMLPRegressor(**{**TINY, "max_iter": 5000}, early_stopping=True, validation_fraction=0.2,
+                            n_iter_no_change=5, random_state=0).fit(X, y)
+    assert est.n_iter_ < 5000
+    assert len(est.validation_scores_) == len(est.loss_curve_)
+    assert est.best_loss_ == pytest.approx(min(est.validation_scores_))
+    tr, va = est._split_validation(50, np.random.RandomState(1))
+    assert len(va) == 10 and not set(tr) & set(va) and len(tr) + len(va) == 50
+
+
+def test_ranking_hook():
+    est = SceneMLPRegressor(ranking_margin=0.5)
+    pred = torch.tensor([0.0, 1.0, 0.2])
+    target = torch.tensor([1.0, 0.0, 2.0])
+    ref = []
+    for i in range(3):
+        for j in range(3):
+            if target[i] > target[j]:
+                ref.append(max(0.0, 0.5 - float(pred[i] - pred[j])))
+    assert est._ranking_loss(pred, target).item() == pytest.approx(np.mean(ref))
+    est.set_params(ranking_weight=2.0)
+    base = torch.nn.functional.mse_loss(pred, target).item()
+    assert est._batch_loss(pred, target, {}).item() == pytest.approx(base + 2 * np.mean(ref))
+    X, y = _data()
+    a = SceneMLPRegressor(**TINY, random_state=0).fit(X, y).predict(X)
+    b = SceneMLPRegressor(**TINY, random_state=0, ranking_weight=1.0, ranking_margin=0.1).fit(X, y).predict(X)
+    assert not np.allclose(a, b)
+
+
+def test_param_and_keyword_errors():
+    X, y = _data(n=10)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        SceneMLPRegressor(lr_schedule="cosine").fit(X, y)
+    with pytest.raises(ValueError, match="max_iter"):
+        SceneMLPRegressor(max_iter=0).fit(X, y)
+    with pytest.raises(TypeError, match="groups"):
+        SceneMLPRegressor(**TINY).fit(X, y, groups=np.zeros(10))
+    with pytest.raises(ValueError, match="layout"):
+        apply_layout(np.zeros((2, 7), np.float32), (2, -1))
+
+
+def test_extras_are_sliced_per_batch():
+    seen = []
+
+    class WithGroups(SceneMLPRegressor):
+        fit_extras = ("groups",)
+
+        def _forward(self, module, X, extras, training):
+            seen.append((len(X), len(extras["groups"])))
+            return super()._forward(module, X, extras, training)
+
+    X, y = _data(n=30)
+    est = WithGroups(**{**TINY, "max_iter": 3, "batch_size": 8}).fit(X, y, groups=np.arange(30) % 3)
+    est.predict(X, groups=np.zeros(30))
+    assert all(a == b for a, b in seen) and {a for a, _ in seen} >= {8}
+    with pytest.raises(ValueError, match="one entry per sample"):
+        est.predict(X, groups=np.zeros(3))
+
+
+def test_sklearn_tools():
+    X, y = _data(n=30, S=1)
+    X2 = X.reshape(30, -1)
+    scores = cross_val_score(SceneMLPRegressor(**TINY, random_state=0), X2, y, cv=3)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    gs = GridSearchCV(make_pipeline(FunctionTransformer(), SceneMLPRegressor(**TINY, random_state=0)),
+                      {"scenemlpregressor__hidden_dim": [2, 4]}, cv=2).fit(X2, y)
+    assert gs.best_params_["scenemlpregressor__hidden_dim"] in (2, 4)
+
+
+def test_pickle_roundtrip_stores_cpu_state_only():
+    X, y = _data()
+    est = SceneMLPRegressor(**TINY, random_state=0).fit(X, y)
+    state = est.__getstate__()
+    assert "module_" not in state
+    assert all(t.device.type == "cpu" for t in state["_module_state"].values())
+    est2 = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(est2.predict(X), est.predict(X))
+    assert est2.device_ == "cpu"
+
+
+@pytest.mark.gpu
+def test_gpu_trained_head_unpickles_on_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    X, y = _data()
+    est = SceneMLPRegressor(**TINY, random_state=0, device="cuda").fit(X, y)
+    blob = pickle.dumps(est)
+    est2 = pickle.loads(blob)
+    assert next(est2.module_.parameters()).device.type == "cpu"
+    np.testing.assert_allclose(est2.predict(X), est.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_roundtrip_and_refusals(tmp_path):
+    X, y = _data()
+    est = SceneMLPRegressor(**TINY, layout=(3, 4), random_state=0).fit(X.reshape(40, -1), y)
+    p = est.save(tmp_path / "m.pt", provenance={"untrained": False, "weights": {"i3d": "abc"}},
+                 config={"feature": "i3d_rgb"})
+    est2 = SceneMLPRegressor.load(p)
+    np.testing.assert_array_equal(est2.predict(X.reshape(40, -1)), est.predict(X.reshape(40, -1)))
+    assert est2.layout == (3, 4) and est2.loss_curve_ == est.loss_curve_
+    assert est2.provenance_["weights"] == {"i3d": "abc"} and est2.train_config_["feature"] == "i3d_rgb"
+    # a file naming a class outside aqa.heads is refused before anything is imported
+    payload = torch.load(p, weights_only=True)
+    payload["class"] = "os:system"
+    torch.save(payload, tmp_path / "evil.pt")
+    with pytest.raises(HeadFormatError, match="outside aqa.heads"):
+        load_head(tmp_path / "evil.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(HeadFormatError, match="not an aqa head"):
+        load_head(tmp_path / "junk.pt")
+    # sklearn heads are pickled: only loaded when allowed
+    from aqa.heads.svr import c3d_svr
+    svr = c3d_svr().fit(X, y)
+    save_head(svr, tmp_path / "svr.pt")
+    with pytest.raises(HeadFormatError, match="allow_pickle"):
+        load_head(tmp_path / "svr.pt")
+    np.testing.assert_allclose(load_head(tmp_path / "svr.pt", allow_pickle=True).predict(X), svr.predict(X))
+
+
+def test_base_requires_hooks():
+    with pytest.raises(NotImplementedError, match="_module_config"):
+        TorchRegressor(max_iter=1).fit(np.zeros((4, 2)), np.arange(4.0))

@@ -1,0 +1,155 @@
+"""aqa-heads end to end on a small synthetic cache whose scores are a known function of the features."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from click.testing import CliRunner  # noqa: E402
+
+from aqa.data.cache import CacheWriter  # noqa: E402
+from aqa.data.labels import LabelRow, write_labels_csv  # noqa: E402
+from aqa.heads.cli import main, run_train_eval  # noqa: E402
+
+torch.set_num_threads(1)
+JRG_P = ["-p", "encoder_dim=16", "-p", "hidden_dim=8", "-p", "max_iter=150", "-p", "learning_rate=0.01",
+         "-p", "lr_schedule='constant'"]
+
+
+def make_cache(path, n=60, S=4, D=6, seed=0, untrained=False):
+    """Per-step quality q_t drives one whole-scene dim, one dim of every joint and the pose amplitude;
+    score = 50 + 10 sum_t q_t + small noise. 40 train / 20 test, two actions."""
+    rng = np.random.RandomState(seed)
+    rows = []
+    with CacheWriter(path, config={"sampling": "jrg", "T": S}, untrained=untrained) as w:
+        for k in range(n):
+            q = rng.randn(S)
+            whole = rng.randn(S, D).astype(np.float32)
+            whole[:, 1] += q
+            joints = (0.5 * rng.randn(S, 17, D)).astype(np.float32)
+            joints[:, :, 0] += q[:, None]
+            F = 8
+            kp = np.zeros((F, 1, 17, 3), np.float32)
+            kp[:, 0, :, 0] = 80 + 10 * q.mean() * np.sin(2 * np.pi * np.linspace(0, 1, F))[:, None]
+            kp[:, 0, :, 1] = 60 + rng.randn(F, 17)
+            kp[:, 0, :, 2] = 1
+            vid = f"vid{k:03d}"
+            w.write_video(vid, attrs={"fps": 25.0, "n_frames": F, "height": 120, "width": 160,
+                                      "source_relpath": vid + ".mp4"},
+                          arrays={"frames/index": np.arange(F, dtype=np.int32), "pose/keypoints": kp,
+                                  "pose/boxes": np.zeros((F, 1, 4), np.float32),
+                                  "pose/box_scores": np.ones((F, 1), np.float32),
+                                  "pose/roles": np.zeros(1, np.int32),
+                                  "features/kin_pose/whole": whole, "features/kin_pose/joints": joints,
+                                  "motion/camera": np.zeros((S, 2), np.float32)})
+            rows.append(LabelRow(vid, float(50 + 10 * q.sum() + 0.5 * rng.randn()),
+                                 action="diving" if k % 2 else "vault", difficulty=2.0 + k % 3,
+                                 split="train" if k < 2 * n // 3 else "test"))
+        w.write_labels(rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rows = make_cache(d / "feats.h5")
+    return d / "feats.h5", rows
+
+
+def _png_ok(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    from matplotlib.image import imread
+    img = imread(path)
+    assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
+    assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 20, f"{path} is (nearly) one colour"
+
+
+def test_list():
+    r = CliRunner().invoke(main, ["list", "--json"])
+    assert r.exit_code == 0, r.output
+    items = {it["name"]: it for it in json.loads(r.output)}
+    assert {"jrg", "mlp", "c3d-svr", "i3d-svr", "pose-dct-svr"} <= set(items)
+    assert items["jrg"]["parameters"]["ortho_weight"] == 0.8
+    assert items["jrg"]["parameters"]["graph_l2"] == 0.1
+    assert items["jrg"]["parameters"]["learning_rate"] == 1e-4
+    r = CliRunner().invoke(main, ["list"])
+    assert "Joint Relation Graphs" in r.output
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_explain_jrg(cache, tmp_path):
+    path, rows = cache
+    model = tmp_path / "jrg.pt"
+    r = CliRunner().invoke(main, ["train", "jrg", str(path), "--out", str(model), "--json", "--seed", "1"] + JRG_P)
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["n_train"] == 40 and res["n_test"] == 20 and res["feature"] == "kin_pose"
+    assert res["metrics"]["spearman"] > 0.8                  # chance is 0; the score is learnable
+    assert set(res["metrics"]["per_action"]) == {"diving", "vault"}
+
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.output)
+    assert ev["metrics"]["spearman"] == pytest.approx(res["metrics"]["spearman"])
+
+    out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
+    assert CliRunner().invoke(main, ["predict", str(model), str(path), "--out", str(out_csv)]).exit_code == 0
+    with open(out_csv) as f:
+        preds = list(csv.DictReader(f))
+    assert len(preds) == 60 and preds[0]["video_id"] == "vid000"
+    assert CliRunner().invoke(main, ["predict", str(model), str(path), "--split", "test",
+                                     "--out", str(out_json)]).exit_code == 0
+    pj = json.loads(out_json.read_text())["predictions"]
+    assert len(pj) == 20
+    by_id = {p["video_id"]: float(p["pred_score"]) for p in preds}
+    for p in pj:
+        assert by_id[p["video_id"]] == pytest.approx(p["pred_score"])
+
+    r = CliRunner().invoke(main, ["explain", str(model), str(path), "--out", str(tmp_path / "plots"),
+                                  "--video", "vid041", "--video", "vid050"])
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["graph_spatial.png", "graph_temporal.png", "joint_scores_vid041.png",
+                     "joint_scores_vid050.png", "step_scores.png"]
+    for p in (tmp_path / "plots").iterdir():
+        _png_ok(p)
+
+
+def test_run_train_eval_svr_and_labels_csv(cache, tmp_path):
+    path, rows = cache
+    # a labels CSV overrides the cache's labels: move 10 test videos into train
+    alt = [LabelRow(r.video_id, r.score, r.action, r.difficulty, "train" if i < 50 else "test")
+           for i, r in enumerate(rows)]
+    csv_path = write_labels_csv(alt, tmp_path / "labels.csv")
+    res = run_train_eval(path, csv_path, head="c3d-svr", seed=0)
+    assert res["n_train"] == 50 and res["n_test"] == 10
+    assert res["metrics"]["spearman"] > 0.6
+    assert set(res["predictions"]) == {f"vid{k:03d}" for k in range(50, 60)}
+    res = run_train_eval(path, None, head="pose-dct-svr", out=tmp_path / "svr.pt")
+    assert res["metrics"]["spearman"] > 0.6
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "svr.pt"), str(path)])
+    assert r.exit_code == 1 and "--trust-model" in r.output
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "svr.pt"), str(path), "--trust-model", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["metrics"]["spearman"] == pytest.approx(res["metrics"]["spearman"])
+
+
+def test_errors_are_one_line(cache, tmp_path):
+    path, _ = cache
+    r = CliRunner().invoke(main, ["train", "nohead", str(path)])
+    assert r.exit_code == 1 and "unknown head 'nohead'" in r.output and "jrg" in r.output
+    r = CliRunner().invoke(main, ["train", "mlp", str(path), "--split", "fold9"])
+    assert r.exit_code == 1 and "fold9" in r.output and "train" in r.output
+    r = CliRunner().invoke(main, ["train", "mlp", str(path), "--feature", "i3d_rgb"])
+    assert r.exit_code == 1 and "i3d_rgb" in r.output
+    r = CliRunner().invoke(main, ["train", "mlp", str(path), "-p", "nonsense=3"])
+    assert r.exit_code == 1 and "nonsense" in r.output
+
+
+def test_untrained_cache_is_flagged(tmp_path):
+    make_cache(tmp_path / "u.h5", n=12, untrained=True)
+    r = CliRunner().invoke(main, ["train", "c3d-svr", str(tmp_path / "u.h5"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "UNTRAINED" in r.output
