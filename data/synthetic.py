@@ -264,7 +264,7 @@ def _angles(p: QualityParams, t: np.ndarray, t1: float, t2: float, gain: float):
     """Noise-free joint angles (shoulder a, elbow e, hip h, knee k) at (float) frame times t."""
     ua = np.clip(t / t1, 0.0, 1.0)
     uf = np.clip((t - t1) / (t2 - t1), 0.0, 1.0)
-    appr, fl = t < t1, t >= t1
+    appr = t < t1
     feet_first = float(p.rotations).is_integer()
     g = _tuck_amount(uf)
     late = uf >= 0.5
@@ -289,7 +289,6 @@ def _angles(p: QualityParams, t: np.ndarray, t1: float, t2: float, gain: float):
     e = np.where(appr, e_app, e_fl)
     h = np.where(appr, h_app, h_fl)
     k = np.where(appr, k_app, k_fl)
-    del fl
     return a, e, h, k
 
 
@@ -362,7 +361,6 @@ def _person_motion(p: QualityParams, n_frames: int, t1: float, t2: float, body: 
     nod = 0.3 * _tuck_amount(uf)
 
     # Approach: ankles planted at (x_ankle, platform + ANKLE_H); the root follows from the legs.
-    zero = np.zeros(n_frames)
     rel, _ = _fk(np.zeros((n_frames, 2)), theta, sides, nod, body)
     foot = 0.5 * (rel[:, 15] + rel[:, 16])
     root_app = np.array([x_ankle, PLATFORM_H + ANKLE_H]) - foot
@@ -390,7 +388,6 @@ def _person_motion(p: QualityParams, n_frames: int, t1: float, t2: float, body: 
     kdrag = 0.3
     root_en = np.array([root0[0] + travel, y_end]) + vel * (1 - np.exp(-kdrag * tau)) / kdrag
     root = np.where((t < t1)[:, None], root_app, np.where((t < t2)[:, None], root_fl, root_en))
-    del zero
     return _fk(root, theta, sides, nod, body)
 
 
@@ -414,11 +411,11 @@ def _torso_frame(kp: np.ndarray):
     return mid_hip, axis / length[:, None], length
 
 
-def quality_measures(kp: np.ndarray, phases: dict, y_up: bool = True) -> dict[str, float]:
+def quality_measures(kp: np.ndarray, phases: dict) -> dict[str, float]:
     """Raw measures of one performer from keypoints (T,17,2+): J, D, tight, alpha, bend.
 
-    ``y_up`` says whether y points up (world) or down (image); only the vertical line matters, so
-    both give the same numbers. ``phases`` holds this performer's ``flight``/``entry`` ranges.
+    World (y up) and image (y down) coordinates give the same numbers: only the vertical line,
+    angles and torso-normalised lengths are used. ``phases``: this performer's phase ranges.
     """
     kp = np.asarray(kp, float)[..., :2]
     if kp.ndim != 3 or kp.shape[1] != 17:
@@ -447,7 +444,6 @@ def quality_measures(kp: np.ndarray, phases: dict, y_up: bool = True) -> dict[st
     cosv = np.abs(body_axis[:, 1]) / np.linalg.norm(body_axis, axis=-1)
     alpha = float(np.arccos(np.clip(cosv, 0.0, 1.0)).mean())
     bend = float(flex[win].mean())
-    del y_up
     return {"J": J, "D": D, "tight": tight, "alpha": alpha, "bend": bend}
 
 

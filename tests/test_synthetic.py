@@ -167,14 +167,27 @@ def test_split_is_seeded_75_25(tmp_path):
     assert [r.split for r in read_labels_csv(tmp_path / "labels.csv")] == [r.split for r in r8]
 
 
-def test_sidecar_reproduces_the_quality_model(small_set):
-    out, rows = small_set
-    for r in rows:
-        d = S.read_pose_sidecar(out / f"{r.video_id}.pose.json")
-        q = S.execution_model(list(d["keypoints"]), [p["phases"] for p in d["persons"]])
-        assert 3 * q["E"] == pytest.approx(r.sub_scores["execution_model"], abs=0.05)
-        for k in ("coordination", "smoothness", "posture"):
-            assert q[k] == pytest.approx(r.sub_scores[k], abs=0.05)
+def test_sidecar_reproduces_the_quality_model(small_set, sync_set):
+    """The score is computed from the motion as rendered: the sidecar's keypoints give it back."""
+    for out, rows in (small_set, sync_set):
+        for r in rows:
+            d = S.read_pose_sidecar(out / f"{r.video_id}.pose.json")
+            q = S.execution_model(list(d["keypoints"]), [p["phases"] for p in d["persons"]])
+            assert 3 * q["E"] == pytest.approx(r.sub_scores["execution_model"], abs=0.05)
+            for k in ("coordination", "smoothness", "posture", "sync"):
+                assert q[k] == pytest.approx(r.sub_scores[k], abs=0.05, nan_ok=True)
+
+
+def test_camera_moves_the_scene():
+    """Pan/zoom moves the background, so the image border changes from frame to frame."""
+    sim = S.simulate(1, "single", 0, n_frames=NF, size=(160, 120))
+    assert np.ptp(sim.cam_zoom) > 0.01 * sim.cam_zoom.mean()
+    assert np.ptp(sim.cam_center, axis=0).min() > 0.05
+    bare = np.stack(list(S.render_frames(sim, figures=False))).astype(int)
+    border = np.ones(bare.shape[1:3], bool)
+    border[8:-8, 8:-8] = False
+    change = np.abs(np.diff(bare, axis=0))[:, border].mean(axis=(1, 2))
+    assert (change > 0.5).mean() > 0.9
 
 
 def _with(sim, **kw):
