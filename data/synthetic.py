@@ -72,8 +72,8 @@ torso length), ``theta_L/R`` the inner angles at shoulders, elbows, hips and kne
 * execution ``E_p = 0.3 C + 0.3 S + 0.4 P``.
 
 Single: ``E = E_0``. Pair: ``E = 0.6 (E_0 + E_1) / 2 + 0.4 Y`` with synchronization
-``Y = 10 exp(-max(0, Q - 0.05) / 0.4)``, ``Q = mean_{t, j} ||r_0j(t) - r_1j(t)||``, ``r_pj = (kp_pj - midhip_p) /
-torso_p`` (pose and orientation difference, time offsets included). The recorded coordination,
+``Y = 10 exp(-max(0, Q - 0.05) / 0.4)``, ``Q = mean_{t, j} ||r_0j(t) - r_1j(t)||``,
+``r_pj = (kp_pj - midhip_p) / torso_p`` (pose and orientation difference, time offsets included). The recorded coordination,
 smoothness and posture of a pair are the mean over its two performers.
 
 Judges (like diving): a panel of 7 judges with a per-dataset bias ``b_k ~ N(0, 0.2)`` awards
