@@ -207,15 +207,6 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
             super()._check_params()
 
     # ------------------------------------------------------------------ module
-    def _predict_normalised(self, X, extras, key="pred"):
-        """Predict in float64: float32 batched kernels differ in the last bits with the batch size,
-        and predictions must not depend on which other videos share the batch."""
-        self.module_.double()
-        try:
-            return super()._predict_normalised(np.asarray(X, dtype=np.float64), extras, key)
-        finally:
-            self.module_.float()
-
     def _module_config(self, X, y, extras):
         dp, ds, dw = self._split_dims(X.shape[2])
         if self.interaction == "no_transform" and ds != dp:

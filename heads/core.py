@@ -384,7 +384,7 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
         counts = np.asarray([len(p) for p in pos])
         flat = np.concatenate(pos)
         owner = np.repeat(np.arange(len(X)), counts)
-        f_ex = torch.as_tensor(self.exemplar_features_[flat], device=dev)
+        f_ex = torch.as_tensor(self.exemplar_features_[flat], dtype=X.dtype, device=dev)
         s_ex = torch.as_tensor(self.exemplar_scores_[flat], dtype=X.dtype, device=dev)
         out = module(self._pair_features(X[torch.as_tensor(owner, device=dev)], f_ex, s_ex))
         delta, r = decode_groups(out["leaf_prob"].cpu().numpy(), out["sigma"].cpu().numpy(), self.bounds_)

@@ -107,15 +107,6 @@ class FragmentRegressor(LiRankingMixin, TorchRegressor):
                              f"was fitted with {self.input_shape_}")
         return np.ascontiguousarray(X, dtype=np.float32)
 
-    def _predict_normalised(self, X, extras, key="pred"):
-        """Predict in float64: float32 batched kernels differ in the last bits with the batch size,
-        and predictions must not depend on which other videos share the batch."""
-        self.module_.double()
-        try:
-            return super()._predict_normalised(np.asarray(X, dtype=np.float64), extras, key)
-        finally:
-            self.module_.float()
-
     def _module_config(self, X, y, extras):
         hidden = tuple(int(v) for v in self.hidden)
         if len(hidden) != 2 or min(hidden) < 1:

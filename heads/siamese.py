@@ -194,7 +194,7 @@ class SiameseRegressor(LiRankingMixin, TorchRegressor):
     def _forward(self, module, X, extras, training):
         """Phase 2: score of each video against its type's reference(s) (mean over tied references)."""
         groups = self._group_keys(extras, len(X))
-        ref_x = torch.as_tensor(self.reference_X_, device=X.device)
+        ref_x = torch.as_tensor(self.reference_X_, dtype=X.dtype, device=X.device)
         o_ref_all = module.embed(ref_x)                               # (R, M)
         o_q = module.embed(X)                                         # (B, M)
         refs = self._reference_for(groups)
