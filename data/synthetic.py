@@ -43,8 +43,8 @@ surface at Y=0) to pixels by ``x = (X - cx) * zoom + (W-1)/2``, ``y = (H-1)/2 - 
 Hidden quality parameters (:class:`QualityParams`, sampled per video)
 --------------------------------------------------------------------
 ``rotations`` (1.0..3.5 somersaults in halves; integer = feet-first entry, half = head-first),
-``jitter`` (std of a tremor added to the joint angles, rad), ``asymmetry`` (relative extra flexion of
-the left limbs over the right), ``lr_lag`` (frames the left limbs lag the right), ``tuck`` (tuck
+``jitter`` (std of a tremor added to the joint angles, rad), ``asymmetry`` (relative extra
+flexion of the left limbs over the right), ``lr_lag`` (frames the left limbs lag the right), ``tuck`` (tuck
 tightness, fraction of the maximal 2.4 rad hip/knee flexion), ``tilt`` (over-/under-rotation at
 entry, rad), ``bend`` (residual pike/knee bend at entry, rad), and for the secondary of a pair
 ``sync_lag`` (frames it lags the primary) with its own parameters drawn around the primary's
@@ -66,15 +66,15 @@ torso length), ``theta_L/R`` the inner angles at shoulders, elbows, hips and kne
 * posture ``P = 0.4 P_tuck + 0.35 P_vert + 0.25 P_straight``:
   ``P_tuck = 10 clip((tight - 0.4) / 0.55, 0, 1)``, ``tight = mean(phi hips, knees) / 2.4`` over the
   middle of the flight (``[t1 + 0.3F, t1 + 0.65F)``);
-  ``P_vert = 10 clip(1 - alpha / 0.8, 0, 1)``, ``alpha`` = angle between the mid-ankle -> mid-shoulder
-  axis and the vertical line, mean over frames ``t_e - 1 .. t_e + 1``;
+  ``P_vert = 10 clip(1 - alpha / 0.8, 0, 1)``, ``alpha`` = angle between the mid-ankle ->
+  mid-shoulder axis and the vertical line, mean over frames ``t_e - 1 .. t_e + 1``;
   ``P_straight = 10 clip(1 - bend / 1.0, 0, 1)``, ``bend`` = mean flexion of hips and knees there;
 * execution ``E_p = 0.3 C + 0.3 S + 0.4 P``.
 
 Single: ``E = E_0``. Pair: ``E = 0.6 (E_0 + E_1) / 2 + 0.4 Y`` with synchronization
 ``Y = 10 exp(-max(0, Q - 0.05) / 0.4)``, ``Q = mean_{t, j} ||r_0j(t) - r_1j(t)||``,
-``r_pj = (kp_pj - midhip_p) / torso_p`` (pose and orientation difference, time offsets included). The recorded coordination,
-smoothness and posture of a pair are the mean over its two performers.
+``r_pj = (kp_pj - midhip_p) / torso_p`` (pose and orientation difference, time offsets included).
+The recorded coordination, smoothness and posture of a pair are the mean over its two performers.
 
 Judges (like diving): a panel of 7 judges with a per-dataset bias ``b_k ~ N(0, 0.2)`` awards
 ``a_k = clip(round_to_half(E + b_k + e_k), 0, 10)`` with ``e_k ~ N(0, 0.45)`` per video; the two
@@ -305,7 +305,7 @@ def _lean(p: QualityParams, t: np.ndarray, t1: float, t2: float) -> np.ndarray:
 
 
 def _fk(root, theta, sides, nod, body: _Body):
-    """Forward kinematics. sides = ((a, e, h, k) left, (a, e, h, k) right); returns (T,17,2), head."""
+    """Forward kinematics; sides = ((a, e, h, k) left, (a, e, h, k) right) -> (T,17,2), head."""
     up = np.stack([np.sin(theta), np.cos(theta)], -1)
     fw = np.stack([np.cos(theta), -np.sin(theta)], -1)
 
@@ -348,7 +348,7 @@ def _tremor(rng: np.random.Generator, n_frames: int) -> np.ndarray:
 
 def _person_motion(p: QualityParams, n_frames: int, t1: float, t2: float, body: _Body,
                    noise: np.ndarray, x_ankle: float, apex: float, travel: float):
-    """World keypoints (T,17,2) and head centres (T,2) of one performer; time shifted by sync_lag."""
+    """World keypoints (T,17,2) and head centres (T,2) of one performer, shifted by sync_lag."""
     t = np.arange(n_frames, dtype=float) - p.sync_lag
     sides = []
     for s, (lag, gain) in enumerate(((p.lr_lag / 2, 1 + p.asymmetry / 2),
@@ -474,7 +474,8 @@ def execution_model(keypoints: Sequence[np.ndarray], phases: Sequence[dict]) -> 
         P = 0.4 * p_tuck + 0.35 * p_vert + 0.25 * p_str
         per.append({"coordination": C, "smoothness": S, "posture": P,
                     "E": W_COORD * C + W_SMOOTH * S + W_POSTURE * P})
-    out = {k: float(np.mean([d[k] for d in per])) for k in ("coordination", "smoothness", "posture")}
+    out = {k: float(np.mean([d[k] for d in per]))
+           for k in ("coordination", "smoothness", "posture")}
     if len(per) == 1:
         out["sync"] = math.nan
         out["E"] = per[0]["E"]
