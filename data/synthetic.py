@@ -43,10 +43,10 @@ surface at Y=0) to pixels by ``x = (X - cx) * zoom + (W-1)/2``, ``y = (H-1)/2 - 
 Hidden quality parameters (:class:`QualityParams`, sampled per video)
 --------------------------------------------------------------------
 ``rotations`` (1.0..3.5 somersaults in halves; integer = feet-first entry, half = head-first),
-``jitter`` (std of a tremor added to the joint angles, rad), ``asymmetry`` (relative extra
-flexion of the left limbs over the right), ``lr_lag`` (frames the left limbs lag the right),
-``tuck`` (tuck tightness, fraction of the maximal 2.4 rad hip/knee flexion), ``tilt``
-(over-/under-rotation at entry, rad), ``bend`` (residual pike/knee bend at entry, rad), and for the secondary of a pair
+``jitter`` (std of a tremor added to the joint angles, rad), ``asymmetry`` (relative extra flexion
+of the left limbs over the right), ``lr_lag`` (frames the left limbs lag the right), ``tuck`` (tuck
+tightness, fraction of the maximal 2.4 rad hip/knee flexion), ``tilt`` (over-/under-rotation at
+entry, rad), ``bend`` (residual pike/knee bend at entry, rad), and for the secondary of a pair
 ``sync_lag`` (frames it lags the primary) with its own parameters drawn around the primary's
 (spread ``sync_dev``). A latent athlete skill correlates them. They drive the motion only: the
 score is computed from the motion as rendered (the keypoints), never from the parameters.
