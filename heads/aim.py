@@ -18,6 +18,7 @@ is the sum of per-step regressions (two FCs, eq. 6). The multi-task variant (Sec
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from .base import TorchRegressor, apply_layout
 from .losses import LiRankingMixin
 
-__all__ = ["AIMNet", "AIMRegressor", "plot_explain", "aim_lr"]
+__all__ = ["AIMNet", "AIMRegressor", "plot_explain", "aim_lr", "pose_step_kinematics", "aim_inputs"]
 
 _INTERACTIONS = ("aim", "concat", "no_transform", "no_difference")
 _FUSIONS = ("attention", "half")
@@ -114,7 +115,9 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
 
     Input X: shape (n, S, F) with ``F = Dp + Ds + Dw``: per time step the primary's kinetic features
     (``Dp`` columns), the secondary's (``Ds``), and the whole-scene feature (``Dw``), in that order; or
-    2-D X with ``layout=(S, F)`` (a 2-D X without layout is one step). ``dims=(Dp, Ds, Dw)`` gives the
+    (n, S, 3, D), the three streams zero-padded to a common D (what :func:`aim_inputs` builds from a
+    cache; read as dims (D, D, D), exactly equivalent for the first linear layers); or 2-D X with
+    ``layout=(S, F)`` (a 2-D X without layout is one step). ``dims=(Dp, Ds, Dw)`` gives the
     split; ``dims=None`` splits F into thirds (``Dp = Ds = F // 3``, the rest whole-scene; with
     F = 2 there is no whole-scene stream, ``Dw = 0``, which ``dims`` may also request: then the AIM
     feature is used alone, attention weight 1).
@@ -165,9 +168,11 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
             X = apply_layout(X, self.layout)
         elif X.ndim == 2:
             X = X[:, None, :]
+        elif X.ndim == 4 and X.shape[2] == 3:      # stream layout (n, S, 3, D) of aim_inputs
+            X = X.reshape(X.shape[0], X.shape[1], -1)
         if X.ndim != 3:
-            raise ValueError(f"AIMRegressor expects X of shape (n, S, Dp+Ds+Dw) or 2-D X with "
-                             f"layout=(S, F); got shape {X.shape}")
+            raise ValueError(f"AIMRegressor expects X of shape (n, S, Dp+Ds+Dw), (n, S, 3, D) or 2-D X "
+                             f"with layout=(S, F); got shape {X.shape}")
         if reset:
             self.input_shape_ = tuple(int(v) for v in X.shape[1:])
         elif X.shape[2] != self.input_shape_[1]:
@@ -269,6 +274,14 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
         att = self._predict_normalised(Xc, {}, key="attention")
         return {"step_scores": steps * self.y_std_ + self.y_mean_ / steps.shape[1], "attention": att}
 
+    def predict_steps(self, X) -> np.ndarray:
+        """Per-step scores (n, S) in target units; they sum to :meth:`predict`."""
+        return self.explain(X)["step_scores"]
+
+    def plot_explain(self, X, ids, out_dir, **extras) -> list[Path]:
+        """See :func:`plot_explain`."""
+        return plot_explain(self, X, ids, out_dir, **extras)
+
     def predict_subscores(self, X) -> dict:
         """Execution and synchronisation predictions (multi-task models only), in their own units."""
         check_is_fitted(self, "module_")
@@ -279,31 +292,121 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
                 + getattr(self, f"{k}_mean_") for k in ("execution", "sync")}
 
 
-def plot_explain(estimator: AIMRegressor, X, out_dir, *, ids=None, max_videos: int = 8,
-                 **extras) -> list[Path]:
-    """Draw AIM's explanation: per video, the per-step scores and the attention weight on the AIM
-    stream over time (the paper's Figs. 6-7). Writes ``aim_attention.png``; returns the paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+# ------------------------------------------------------------------------------ inputs from a cache
+_TORSO = (5, 6, 11, 12)          # COCO-17 shoulders and hips
+
+
+def pose_step_kinematics(keypoints, frame_index, starts, ends) -> np.ndarray:
+    """Per-step joint kinematics of one person: (S, 17 * 4).
+
+    ``keypoints`` (F, 17, 2+) image coordinates (NaN where missing), ``frame_index`` (F,) the decoded
+    frame index of each row, ``starts``/``ends`` (S,) the steps' first and last frame (inclusive).
+    For every joint: the mean position relative to the body centre (mean of shoulders and hips) in
+    body sizes (shoulder-mid to hip-mid distance), and the mean frame-to-frame velocity of that
+    relative position; zeros where the person is absent.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)[..., :2]
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)       # all-NaN slices: person absent
+        centre = np.nanmean(kp[:, _TORSO], axis=1)                              # (F, 2)
+        sho = np.nanmean(kp[:, _TORSO[:2]], axis=1)
+        hip = np.nanmean(kp[:, _TORSO[2:]], axis=1)
+        size = np.linalg.norm(sho - hip, axis=1)
+        size = np.where(size > 1e-6, size, np.nan)
+        rel = (kp - centre[:, None]) / size[:, None, None]                       # (F, 17, 2)
+        vel = np.full_like(rel, np.nan)
+        vel[1:] = rel[1:] - rel[:-1]
+        fi = np.asarray(frame_index)
+        out = np.zeros((len(starts), 17, 4))
+        for s, (a, b) in enumerate(zip(starts, ends)):
+            m = (fi >= a) & (fi <= b)
+            if m.any():
+                out[s, :, :2] = np.nanmean(rel[m], axis=0)
+                if m.sum() > 1:
+                    out[s, :, 2:] = np.nanmean(vel[m][1:], axis=0)
+    return np.nan_to_num(out, nan=0.0).reshape(len(starts), -1).astype(np.float32)
+
+
+def aim_inputs(reader, ids, feature=None, secondary: str = "auto") -> np.ndarray:
+    """AIM's X from a cache: (n, S, 3, D) with streams primary, secondary, whole-scene.
+
+    Primary: the primary athlete's joint kinematics per step (:func:`pose_step_kinematics` on
+    ``pose/keypoints`` of role 0, steps from ``features/<feature>/clip_start|clip_end``). Secondary:
+    the other athlete's joint kinematics (role 1) in the same space when ``secondary="pose"``, the
+    camera motion ``motion/camera`` (the paper's choice for one-person actions, Sec. 5.5) when
+    ``"camera"``; ``"auto"`` uses the pose when every video has a secondary person in at least half
+    its frames, else the camera for all videos (one convention per dataset). Whole-scene: the
+    ``feature`` family's ``whole`` rows. Streams are zero-padded to a common D.
+    """
+    from .inputs import default_feature
+    if secondary not in ("auto", "pose", "camera"):
+        raise ValueError(f"secondary must be 'auto', 'pose' or 'camera', got {secondary!r}")
+    ids = list(ids)
+    feature = feature or default_feature(reader)
+    whole = reader.load(feature, ids, part="whole")                                 # (n, S, Dw)
+    starts = reader.load(feature, ids, part="clip_start")
+    ends = reader.load(feature, ids, part="clip_end")
+    prim, sec, has_sec = [], [], []
+    for k, vid in enumerate(ids):
+        pose = reader.pose(vid)
+        fi = reader.group(vid)["frames/index"][()]
+        kp, roles = pose["keypoints"], np.asarray(pose["roles"])
+        p_idx = np.flatnonzero(roles == 0)
+        s_idx = np.flatnonzero(roles == 1)
+        if len(p_idx) == 0:
+            raise ValueError(f"video {vid!r} has no primary person (pose/roles has no 0)")
+        prim.append(pose_step_kinematics(kp[:, p_idx[0]], fi, starts[k], ends[k]))
+        ok = len(s_idx) > 0 and np.mean(np.isfinite(kp[:, s_idx[0], :, 0]).any(axis=1)) >= 0.5
+        has_sec.append(bool(ok))
+        sec.append(pose_step_kinematics(kp[:, s_idx[0]], fi, starts[k], ends[k]) if ok else None)
+    use_pose = secondary == "pose" or (secondary == "auto" and all(has_sec))
+    if use_pose:
+        missing = [v for v, h in zip(ids, has_sec) if not h]
+        if missing:
+            raise ValueError(f"secondary='pose' but videos {missing[:3]} have no secondary person")
+        second = np.stack(sec)
+    else:
+        second = reader.load_camera(ids)
+    prim = np.stack(prim)
+    streams = (prim, second.astype(np.float32), whole)
+    D = max(a.shape[2] for a in streams)
+    X = np.zeros((len(ids), whole.shape[1], 3, D), dtype=np.float32)
+    for j, a in enumerate(streams):
+        if a.shape[1] != whole.shape[1]:
+            raise ValueError(f"stream {j} has {a.shape[1]} steps but {feature} has {whole.shape[1]}")
+        X[:, :, j, : a.shape[2]] = a
+    return X
+
+
+def _figure(w, h):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_explain(estimator: AIMRegressor, X, ids, out_dir, **extras) -> list[Path]:
+    """AIM's explanation for the videos ``ids`` (rows of X): per-step scores (eq. 6, the paper's
+    Fig. 6) and the attention weight on the AIM stream per step (eq. 5, Fig. 7). Writes
+    ``aim_attention.png`` into ``out_dir``; returns the paths."""
     ex = estimator.explain(X)
     steps, att = ex["step_scores"], ex["attention"]
-    k = min(len(steps), int(max_videos))
-    ids = list(ids) if ids is not None else [str(i) for i in range(len(steps))]
+    ids = [str(v) for v in ids]
+    fig = _figure(11, 4)
+    ax0, ax1 = fig.subplots(1, 2)
+    t = np.arange(1, steps.shape[1] + 1)
+    for i, vid in enumerate(ids):
+        ax0.plot(t, steps[i], marker="o", label=vid)
+        ax1.plot(t, att[i, :, 1], marker="o", label=vid)
+    ax0.axhline(0, color="grey", lw=0.5)
+    ax0.set(xlabel="time step", ylabel="step score (eq. 6)", title="AIM per-step scores")
+    ax1.set(xlabel="time step", ylabel="attention on the AIM stream (eq. 5)", ylim=(0, 1),
+            title="attention fusion (1 - this = whole-scene)")
+    ax1.legend(fontsize=7, loc="best")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    t = np.arange(1, steps.shape[1] + 1)
-    for i in range(k):
-        axes[0].plot(t, steps[i], marker="o", label=ids[i])
-        axes[1].plot(t, att[i, :, 1], marker="o", label=ids[i])
-    axes[0].axhline(0, color="grey", lw=0.5)
-    axes[0].set(xlabel="time step", ylabel="step score (eq. 6)", title="AIM per-step scores")
-    axes[1].set(xlabel="time step", ylabel="attention on AIM stream (eq. 5)", ylim=(0, 1),
-                title="attention fusion")
-    axes[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = out_dir / "aim_attention.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, format="png")
     return [path]

@@ -336,6 +336,9 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
         for k in range(len(act)):
             same_act = self.exemplar_actions_ == act[k]
             if not same_act.any():
+                if act[k] == "":
+                    raise ValueError(f"this CoReRegressor was fitted with groups= (actions "
+                                     f"{sorted(set(self.exemplar_actions_))}); pass groups=")
                 raise ValueError(f"no exemplar of action {act[k]!r}; fitted actions: "
                                  f"{sorted(set(self.exemplar_actions_))}")
             cand = same_act
@@ -485,25 +488,25 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
     def explain(self, X, **predict_params) -> dict:
         return self.tree_path(X, **predict_params)
 
+    def plot_explain(self, X, ids, out_dir, **predict_params) -> list[Path]:
+        """See :func:`plot_explain`."""
+        return plot_explain(self, X, ids, out_dir, **predict_params)
 
-def plot_explain(estimator: CoReRegressor, X, out_dir, *, ids=None, max_videos: int = 4,
-                 **predict_params) -> list[Path]:
-    """Draw the tree path of each video against its first exemplar (the paper's Fig. 8): the node
-    probabilities of every level as rows of a heat map, the chosen path marked; writes
-    ``core_tree_path.png``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def plot_explain(estimator: CoReRegressor, X, ids, out_dir, **predict_params) -> list[Path]:
+    """The tree path of each video ``ids`` (rows of X) against its first exemplar (the paper's Fig. 8):
+    node probabilities of every level as rows of a heat map, the chosen leaf marked, with the exemplar
+    score, decoded difference and final prediction; writes ``core_tree_path.png``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     tp = estimator.tree_path(X, **predict_params)
-    n = min(len(tp["pred"]), int(max_videos))
-    ids = list(ids) if ids is not None else [str(i) for i in range(len(tp["pred"]))]
-    depth = len(tp["level_prob"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.0 + 0.45 * depth * n), squeeze=False)
+    ids = [str(v) for v in ids]
+    n, depth = len(ids), len(tp["level_prob"])
     r_leaves = 2 ** depth
-    for i in range(n):
-        ax = axes[i, 0]
+    fig = Figure(figsize=(10, 1.0 + 0.45 * depth * n), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(n, 1))
+    for i, ax in enumerate(axes):
         grid = np.zeros((depth, r_leaves))
         for k, lp in enumerate(tp["level_prob"]):
             grid[k] = np.repeat(lp[i, 0], r_leaves // lp.shape[2])
@@ -512,10 +515,11 @@ def plot_explain(estimator: CoReRegressor, X, out_dir, *, ids=None, max_videos: 
         ax.plot([leaf] * depth, range(depth), "r.-", lw=1)
         ax.set_yticks(range(depth), [f"level {k + 1}" for k in range(depth)])
         ax.set_xticks([])
-        ax.set_title(f"{ids[i]}: exemplar score {tp['exemplar_score'][i, 0]:.2f}, "
-                     f"delta {tp['delta'][i, 0]:+.2f}, prediction {tp['pred'][i]:.2f}", fontsize=9)
+        ax.set_title(f"{ids[i]}: exemplar {tp['exemplar_score'][i, 0]:.2f}, delta "
+                     f"{tp['delta'][i, 0]:+.2f} (group {leaf}), prediction {tp['pred'][i]:.2f}", fontsize=9)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     path = out_dir / "core_tree_path.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, format="png")
     return [path]

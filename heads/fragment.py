@@ -141,34 +141,36 @@ class FragmentRegressor(LiRankingMixin, TorchRegressor):
             out[:, k] = (full - self._predict_normalised(Xk, {})) * self.y_std_
         return out
 
+    def plot_explain(self, X, ids, out_dir, **extras) -> list[Path]:
+        """See :func:`plot_explain`."""
+        return plot_explain(self, X, ids, out_dir, **extras)
+
     def explain(self, X) -> dict:
         return {"fragment_contributions": self.fragment_contributions(X), "pred": self.predict(X)}
 
 
-def plot_explain(estimator: FragmentRegressor, X, out_dir, *, ids=None, max_videos: int = 8,
-                 **extras) -> list[Path]:
-    """Bar chart of the mean absolute occlusion contribution of each fragment over the given videos,
-    and a heat map per video; writes ``fragment_contributions.png``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_explain(estimator: FragmentRegressor, X, ids, out_dir, **extras) -> list[Path]:
+    """Occlusion contributions of each fragment for the videos ``ids`` (rows of X): mean |contribution|
+    per fragment and a per-video heat map; writes ``fragment_contributions.png``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     c = estimator.fragment_contributions(X)
-    k = min(len(c), int(max_videos))
-    ids = list(ids) if ids is not None else [str(i) for i in range(len(c))]
+    ids = [str(v) for v in ids]
+    fig = Figure(figsize=(11, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax0, ax1 = fig.subplots(1, 2)
+    n = np.arange(1, c.shape[1] + 1)
+    ax0.bar(n, np.abs(c).mean(0))
+    ax0.set(xlabel="fragment", ylabel="mean |contribution|", title="fragment importance (occlusion)")
+    lim = float(np.abs(c).max()) or 1.0
+    im = ax1.imshow(c, cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto")
+    ax1.set_yticks(range(len(ids)), ids)
+    ax1.set_xticks(range(c.shape[1]), [str(v) for v in n])
+    ax1.set(xlabel="fragment", title="contribution per video (score points)")
+    fig.colorbar(im, ax=ax1)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    n = np.arange(1, c.shape[1] + 1)
-    axes[0].bar(n, np.abs(c).mean(0))
-    axes[0].set(xlabel="fragment", ylabel="mean |contribution|", title="fragment importance (occlusion)")
-    lim = float(np.abs(c[:k]).max()) or 1.0
-    im = axes[1].imshow(c[:k], cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto")
-    axes[1].set_yticks(range(k), ids[:k])
-    axes[1].set_xticks(range(c.shape[1]), [str(v) for v in n])
-    axes[1].set(xlabel="fragment", title="contribution per video (score points)")
-    fig.colorbar(im, ax=axes[1])
     fig.tight_layout()
     path = out_dir / "fragment_contributions.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, format="png")
     return [path]

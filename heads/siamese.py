@@ -186,6 +186,9 @@ class SiameseRegressor(LiRankingMixin, TorchRegressor):
         out = []
         for g in groups:
             if g not in self.references_:
+                if g == "":
+                    raise ValueError(f"this SiameseRegressor was fitted with groups= (action types "
+                                     f"{sorted(self.references_)}); pass groups= to choose references")
                 raise ValueError(f"no reference video for action type {g!r}; fitted types: "
                                  f"{sorted(self.references_)}")
             out.append(self.references_[g])
@@ -312,6 +315,10 @@ class SiameseRegressor(LiRankingMixin, TorchRegressor):
                 out[:, j] = torch.sigmoid(m.similarity_logit(a, b)).cpu().numpy()
         return out
 
+    def plot_explain(self, X, ids, out_dir, **extras) -> list[Path]:
+        """See :func:`plot_explain`."""
+        return plot_explain(self, X, ids, out_dir, **extras)
+
     def explain(self, X, groups=None) -> dict:
         """``clip_similarity`` (n, S) and the predicted scores."""
         pred = self.predict(X) if groups is None else self.predict(X, groups=groups)
@@ -325,30 +332,29 @@ def trimmed(x, j: int):
     return t
 
 
-def plot_explain(estimator: SiameseRegressor, X, out_dir, *, ids=None, groups=None,
-                 max_videos: int = 8, **extras) -> list[Path]:
-    """Draw the clip-level similarity to the reference (Sec. IV / Table VII) as a heat map with the 0.5
-    faulty-clip threshold; writes ``siamese_clip_similarity.png``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_explain(estimator: SiameseRegressor, X, ids, out_dir, *, groups=None, **extras) -> list[Path]:
+    """Clip-level similarity to the reference (Sec. IV, Table VII) for the videos ``ids`` (rows of X)
+    as a heat map, faulty clips (< 0.5) marked; writes ``siamese_clip_similarity.png``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     sim = estimator.clip_similarity(X, groups)
-    k = min(len(sim), int(max_videos))
-    ids = list(ids) if ids is not None else [str(i) for i in range(len(sim))]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * sim.shape[1], 1.2 + 0.4 * k))
+    ids = [str(v) for v in ids]
+    k = len(ids)
+    fig = Figure(figsize=(2.5 + 0.6 * sim.shape[1], 1.5 + 0.4 * k), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     im = ax.imshow(sim[:k], vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
     for i in range(k):
         for j in range(sim.shape[1]):
             if sim[i, j] < 0.5:
                 ax.text(j, i, "x", ha="center", va="center", fontsize=8)
-    ax.set_yticks(range(k), ids[:k])
+    ax.set_yticks(range(k), ids)
     ax.set_xticks(range(sim.shape[1]), [str(j + 1) for j in range(sim.shape[1])])
-    ax.set(xlabel="clip", title="similarity to the reference clip (x: < 0.5, faulty)")
+    ax.set(xlabel="clip", title="similarity to the reference's clip (x: < 0.5, faulty)")
     fig.colorbar(im, ax=ax)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     path = out_dir / "siamese_clip_similarity.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, format="png")
     return [path]

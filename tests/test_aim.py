@@ -104,7 +104,9 @@ def test_explain_steps_sum_to_prediction_and_plot(tmp_path):
     assert ex["step_scores"].shape == (16, 5) and ex["attention"].shape == (16, 5, 2)
     np.testing.assert_allclose(ex["step_scores"].sum(1), m.predict(X), rtol=1e-6)
     np.testing.assert_allclose(ex["attention"].sum(-1), 1.0, rtol=1e-9)
-    paths = plot_explain(m, X[:3], tmp_path, ids=["a", "b", "c"])
+    paths = m.plot_explain(X[:3], ["a", "b", "c"], tmp_path)
+    assert paths == plot_explain(m, X[:3], ["a", "b", "c"], tmp_path)
+    np.testing.assert_allclose(m.predict_steps(X), ex["step_scores"])
     assert paths[0].exists() and paths[0].stat().st_size > 1000
 
 
@@ -132,3 +134,66 @@ def test_input_validation():
         m.predict(np.zeros((2, 2, 6)))
     with pytest.raises(ValueError, match="multitask"):
         m.predict_subscores(X)
+
+
+def _kp_person(F, rng, shift=0.0):
+    base = rng.normal(scale=10, size=(17, 2)) + 100
+    kp = np.zeros((F, 17, 3), np.float32)
+    for f in range(F):
+        kp[f, :, :2] = base + f * 0.5 + shift
+        kp[f, :, 2] = 0.9
+    kp[:, 11:13, 1] += 40      # hips below shoulders: torso length ~ 40 px
+    return kp
+
+
+def test_pose_step_kinematics_reference():
+    from aqa.heads.aim import pose_step_kinematics
+    kp = _kp_person(6, np.random.default_rng(0))
+    kp[3] = np.nan                                             # one missing frame
+    out = pose_step_kinematics(kp, np.arange(6), np.array([0, 3]), np.array([2, 5])).reshape(2, 17, 4)
+    torso = (5, 6, 11, 12)
+    f = kp[0, :, :2].astype(float)
+    centre = f[list(torso)].mean(0)
+    size = np.linalg.norm(f[[5, 6]].mean(0) - f[[11, 12]].mean(0))
+    np.testing.assert_allclose(out[0, :, :2], (f - centre) / size, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[0, :, 2:], 0.0, atol=1e-6)     # pure translation: no relative motion
+    assert np.all(np.isfinite(out))
+
+
+def test_aim_inputs_from_cache(tmp_path):
+    from aqa.data.cache import CacheReader, CacheWriter
+    from aqa.heads.aim import aim_inputs
+    rng = np.random.default_rng(0)
+    S, F, D = 3, 9, 5
+    path = tmp_path / "c.h5"
+    with CacheWriter(path, config={}, weights={}, untrained=False) as w:
+        for k, two in enumerate([True, True, False]):
+            p = _kp_person(F, rng)
+            kp = np.stack([p, _kp_person(F, rng, 3.0) if two else np.full_like(p, np.nan)], 1)
+            w.write_video(f"v{k}", attrs={"fps": 25.0, "n_frames": F, "height": 240, "width": 320,
+                                          "source_relpath": f"v{k}.mp4", "source_sha256": "0" * 64},
+                          arrays={"frames/index": np.arange(F, dtype=np.int32),
+                                  "pose/keypoints": kp.astype(np.float32),
+                                  "pose/boxes": np.zeros((F, 2, 4), np.float32),
+                                  "pose/box_scores": np.ones((F, 2), np.float32),
+                                  "pose/roles": np.array([0, 1], np.int8),
+                                  "features/kin_pose/whole": rng.normal(size=(S, D)).astype(np.float32),
+                                  "features/kin_pose/joints": rng.normal(size=(S, 17, D)).astype(np.float32),
+                                  "features/kin_pose/clip_start": np.arange(S, dtype=np.int32) * 3,
+                                  "features/kin_pose/clip_end": np.arange(S, dtype=np.int32) * 3 + 2,
+                                  "motion/camera": rng.normal(size=(S, 2)).astype(np.float32)})
+    with CacheReader(path) as r:
+        X2 = aim_inputs(r, ["v0", "v1"], "kin_pose")                     # both two-person: pose
+        X3 = aim_inputs(r, ["v0", "v1", "v2"], "kin_pose")               # one lacks it: camera
+        cam = r.load_camera(["v0", "v1", "v2"])
+        whole = r.load("kin_pose", ["v0", "v1"])
+        with pytest.raises(ValueError, match="no secondary person"):
+            aim_inputs(r, ["v2"], "kin_pose", secondary="pose")
+    assert X2.shape == (2, S, 3, 68)
+    assert np.any(X2[:, :, 1] != 0)
+    np.testing.assert_allclose(X2[:, :, 2, :D], whole)
+    np.testing.assert_allclose(X3[:, :, 1, :2], cam)
+    assert np.all(X3[:, :, 1, 2:] == 0)
+    m = AIMRegressor(hidden_dim=4, reg_hidden_dim=4, max_iter=2, random_state=0).fit(X3, np.arange(3.0))
+    assert m.module_config_["dp"] == m.module_config_["ds"] == m.module_config_["dw"] == 68
+    assert m.predict(X3).shape == (3,)

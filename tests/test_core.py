@@ -204,5 +204,5 @@ def test_core_plot_explain(tmp_path):
     from aqa.heads.core import plot_explain
     X, y, act, _ = _data()
     m = CoReRegressor(depth=2, hidden_dim=8, max_iter=3, random_state=0).fit(X, y, groups=act)
-    paths = plot_explain(m, X[:3], tmp_path, groups=act[:3])
+    paths = plot_explain(m, X[:3], ["v0", "v1", "v2"], tmp_path, groups=act[:3])
     assert paths[0].exists() and paths[0].stat().st_size > 1000

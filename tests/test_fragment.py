@@ -69,7 +69,7 @@ def test_fragment_contributions_are_occlusion_differences(tmp_path):
         Xk[:, k] = 0
         np.testing.assert_allclose(c[:, k], m.predict(X[:5]) - m.predict(Xk), rtol=1e-6, atol=1e-9)
     from aqa.heads.fragment import plot_explain
-    paths = plot_explain(m, X[:4], tmp_path)
+    paths = plot_explain(m, X[:4], list("abcd"), tmp_path)
     assert paths[0].exists() and paths[0].stat().st_size > 1000
 
 

@@ -108,7 +108,7 @@ def test_trimmed_sequences_and_clip_similarity(tmp_path):
     full = m.pair_similarity(X[:3], X[:3])
     assert full.shape == (3,) and np.all((full > 0) & (full < 1))
     from aqa.heads.siamese import plot_explain
-    paths = plot_explain(m, X[:4], tmp_path, groups=g[:4])
+    paths = m.plot_explain(X[:4], list("abcd"), tmp_path, groups=g[:4])
     assert paths[0].exists() and paths[0].stat().st_size > 1000
 
 
