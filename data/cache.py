@@ -306,9 +306,21 @@ class CacheReader:
         return np.stack(arrays).astype(np.float32, copy=False)
 
     def load(self, family: str, ids: Iterable[str] | None = None, part: str = "whole") -> np.ndarray:
-        """Stack ``features/<family>/<part>`` over ``ids``: (n,S,D) for whole, (n,S,J,D) for joints."""
+        """Stack ``features/<family>/<part>`` over ``ids``: (n,S,D) for whole, (n,S,J,D) for joints.
+
+        ``family`` may join several families with ``+`` (``"kin_pose+hof_flow"``): their
+        features are concatenated along the last axis (they must share S and J).
+        """
         if part not in ("whole", "joints", "clip_start", "clip_end"):
             raise ValueError(f"part must be whole|joints|clip_start|clip_end, not {part!r}")
+        if "+" in family:
+            parts = [self.load(f, ids, part) for f in family.split("+")]
+            if part in ("clip_start", "clip_end"):
+                return parts[0]
+            if len({p.shape[:-1] for p in parts}) > 1:
+                raise ValueError(f"{family}: families differ in steps/joints: "
+                                 f"{[p.shape for p in parts]}")
+            return np.concatenate(parts, axis=-1)
         ids = self._ids(ids)
         if ids and family not in self.group(ids[0]).get("features", {}):
             raise KeyError(f"{self.path}: no feature family {family!r}; has {self.families()}")

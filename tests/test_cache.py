@@ -47,6 +47,16 @@ def test_roundtrip_values_and_layout(tmp_path):
         assert "_incomplete" not in f or len(f["_incomplete"]) == 0
 
 
+def test_joined_families_concatenate_features(tmp_path):
+    p = tmp_path / "c.h5"
+    with CacheWriter(p) as w:
+        w.write_video("a", VIDEO_ATTRS, video_arrays(0, D=6, families=("kin_pose", "hof_flow")))
+    with CacheReader(p) as r:
+        both = r.load("kin_pose+hof_flow", part="joints")
+        assert both.shape == (1, 4, 17, 12)
+        np.testing.assert_array_equal(both[..., 6:], r.load("hof_flow", part="joints"))
+
+
 def test_reader_errors(tmp_path):
     p = _write(tmp_path / "c.h5", ["a"])
     with CacheReader(p) as r:
