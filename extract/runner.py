@@ -166,10 +166,15 @@ def shard_out_path(out: Path, shard: tuple[int, int] | None) -> Path:
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a video file, or of a frame folder's files (names and bytes, in name order)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -215,9 +220,11 @@ class Extractor:
         from .weights import sha256_file
 
         self.untrained |= bool(untrained)
-        for name, path in (used or {}).items():
-            if path and Path(path).is_file():
-                self.weights[name] = sha256_file(path)
+        for name, ref in (used or {}).items():   # ref: a checkpoint path or its sha256
+            if ref and Path(str(ref)).is_file():
+                self.weights[name] = sha256_file(ref)
+            elif isinstance(ref, str) and len(ref) == 64:
+                self.weights[name] = ref
 
     # -- one video -----------------------------------------------------------------------
     def process(self, path: Path, seconds: dict) -> tuple[dict, dict]:
@@ -362,15 +369,29 @@ def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                    untrained: bool = False, shard: str | None = None,
                    manifest: str | os.PathLike | None = None, progress: bool = True) -> RunSummary:
     """Extract every video under ``inputs`` into the cache ``out``; see the module docstring."""
+    videos = discover_videos(inputs)
+    if not videos:
+        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {list(inputs)}")
+    return run_extraction_items(videos, out, config, labels=labels, device=device,
+                                batch_size=batch_size, weight_overrides=weight_overrides,
+                                untrained=untrained, shard=shard, manifest=manifest,
+                                progress=progress)
+
+
+def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: ExtractConfig, *,
+                         labels=None, device: str = "auto", batch_size: int = 8,
+                         weight_overrides: dict | None = None, untrained: bool = False,
+                         shard: str | None = None, manifest=None,
+                         progress: bool = True) -> RunSummary:
+    """Like :func:`run_extraction` for explicit ``(video_id, path)`` pairs; a path may be a video
+    file or a folder of frames (the layout of several benchmark releases)."""
     from tqdm.auto import tqdm
 
     from aqa.data.cache import CacheWriter
     from aqa.data.labels import read_labels_csv
 
     device = _resolve_device(device)
-    videos = discover_videos(inputs)
-    if not videos:
-        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {list(inputs)}")
+    videos = sorted((str(v), Path(p)) for v, p in videos)
     sh = parse_shard(shard)
     if sh is not None:
         videos = videos[sh[0]::sh[1]]

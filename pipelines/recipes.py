@@ -1,0 +1,137 @@
+"""The published evaluation protocols, end to end: labels -> extraction -> bench -> report.
+
+A recipe takes the benchmark's published annotation files (the folder the authors released,
+read by :mod:`aqa.data.datasets`), a folder of its videos laid out as the release lays them out
+(:func:`aqa.data.datasets.video_relpath`: files for AQA-7 and JIGSAWS, frame folders for MTL-AQA,
+UNLV-Dive and FineDiving), and runs:
+
+1. the labels table of the protocol's split (videos missing from the folder are listed in
+   ``missing_videos.txt`` and the report; none found is an error);
+2. extraction with the protocol's temporal sampling into ``OUT/feats.h5`` (resumable);
+3. :func:`aqa.heads.bench.run_bench` with the protocol (per action or not, train/test split or
+   JIGSAWS' 4 folds), model selection on validation rows carved from training rows only;
+4. the report (Markdown, CSV, JSON, plot) with the cache's provenance and published figures.
+
+========== ================ ====================================== ============ ==========
+recipe     labels           sampling                               protocol     per action
+========== ================ ====================================== ============ ==========
+aqa7       split 4          core: 103 frames from the start,       train/test   yes (6)
+                            10 windows of 16 (CoRe, JRG's AQA-7)
+mtl_aqa    split 0          core: 103 frames ending at the dive's  train/test   no
+                            last frame (CoRe's MTL-AQA loader)
+unlv_dive  370 split        fragments: 9 x 16 frames (Li et al.)   train/test   no
+jigsaws    4-fold           core-jigsaws: 160 frames, 10 snippets  4-fold CV    yes (3)
+finediving official split   core (103 frames, 10 windows)          train/test   no
+========== ================ ====================================== ============ ==========
+
+MTL-AQA runs with the difficulty given to the heads that take it (CoRe's exemplar choice, "w/ DD")
+or hidden from them (``with_difficulty=False``, "w/o DD").
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    sampling: str
+    sampling_options: dict = field(default_factory=dict)
+    protocol: str = "split"
+    per_action: bool = False
+    persons: int = 1
+    description: str = ""
+
+
+RECIPES: dict[str, Recipe] = {
+    "aqa7": Recipe("aqa7", "core", {"anchor": "start"}, "split", True, 2,
+                   "AQA-7 split 4, per action, Fisher-z average over the six actions"),
+    "mtl_aqa": Recipe("mtl_aqa", "core", {"anchor": "end"}, "split", False, 1,
+                      "MTL-AQA split 0 (1059/353), with or without difficulty"),
+    "unlv_dive": Recipe("unlv_dive", "fragments", {}, "split", False, 1,
+                        "UNLV-Dive, the 300/70 split of Parmar & Morris"),
+    "jigsaws": Recipe("jigsaws", "core-jigsaws", {}, "folds", True, 1,
+                      "JIGSAWS 4-fold cross-validation per task (Suturing, Knot_Tying, Needle_Passing)"),
+    "finediving": Recipe("finediving", "core", {"anchor": "end"}, "split", False, 1,
+                         "FineDiving official train/test split"),
+}
+
+
+def locate_videos(name: str, rows, video_dir) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(video_id, path) of each labelled video present under ``video_dir``, and the missing ids."""
+    from aqa.data.datasets import video_relpath
+
+    video_dir = Path(video_dir)
+    found, missing = [], []
+    for r in rows:
+        p = video_dir / video_relpath(name, r)
+        (found.append((r.video_id, p)) if p.exists() else missing.append(r.video_id))
+    return found, missing
+
+
+def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence[str] | str = "all",
+               seeds: int = 5, pose: str = "keypoint-rcnn", backbones: Sequence[str] = ("i3d",),
+               flow: str = "auto", flow_options: dict | None = None,
+               sampling_options: dict | None = None, with_difficulty: bool = True,
+               device: str = "auto", untrained: bool = False, weight_overrides: dict | None = None,
+               head_params: dict | None = None, feature: str | None = None,
+               progress: bool = True) -> dict:
+    """Run recipe ``name`` (see :data:`RECIPES`) and write its report into ``out_dir``."""
+    from aqa.data.cache import verify
+    from aqa.data.datasets import read_dataset
+    from aqa.data.labels import write_labels_csv
+    from aqa.extract.runner import ExtractConfig, run_extraction_items
+    from aqa.heads.bench import run_bench, write_report
+
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    recipe = RECIPES[name]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = read_dataset(name, annotation_dir)
+    items, missing = locate_videos(name, rows, video_dir)
+    (out / "missing_videos.txt").write_text("".join(f"{m}\n" for m in missing))
+    if not items:
+        from aqa.data.datasets import video_relpath
+        raise FileNotFoundError(f"none of the {len(rows)} {name} videos is under {video_dir} "
+                                f"(expected e.g. {Path(video_dir) / video_relpath(name, rows[0])})")
+    present = {vid for vid, _ in items}
+    rows = [r for r in rows if r.video_id in present]
+    if not with_difficulty:
+        rows = [replace(r, difficulty=math.nan) for r in rows]
+    write_labels_csv(rows, out / "labels.csv")
+
+    cfg = ExtractConfig(sampling=recipe.sampling,
+                        sampling_options={**recipe.sampling_options, **(sampling_options or {})},
+                        pose=pose, persons=recipe.persons, flow=flow,
+                        flow_options=dict(flow_options or {}), backbones=tuple(backbones))
+    cache = out / "feats.h5"
+    summary = run_extraction_items(items, cache, cfg, labels=out / "labels.csv", device=device,
+                                   untrained=untrained, weight_overrides=weight_overrides,
+                                   progress=progress)
+    rep = verify(cache)
+    if not rep.ok:
+        raise RuntimeError(f"{cache} failed verification: {rep.problems[:3]}")
+    feature = feature or ("i3d_rgb" if "i3d" in backbones else
+                          "c3d_rgb" if "c3d" in backbones else "kin_pose+hof_flow")
+    res = run_bench(cache, labels=rows, heads=heads, seeds=seeds, feature=feature,
+                    protocol=recipe.protocol, per_action=recipe.per_action,
+                    params=head_params, benchmark=name, progress=progress)
+    res.setup.update({"recipe": name, "description": recipe.description,
+                      "videos_found": len(items), "videos_missing": len(missing),
+                      "with_difficulty": with_difficulty,
+                      "extraction_failed": [r.video_id for r in summary.failed]})
+    paths = write_report(res, out / "report")
+    md = paths["md"].read_text()
+    head = [f"# {name}: {recipe.description}", "",
+            f"- videos: {len(items)} found, {len(missing)} missing (listed in missing_videos.txt), "
+            f"{len(summary.failed)} failed extraction (see {cache.name}.failures.json)",
+            f"- difficulty given to heads: {'yes' if with_difficulty else 'no'}", ""]
+    paths["md"].write_text("\n".join(head) + md)
+    (out / "recipe.json").write_text(json.dumps(res.setup, indent=2, default=str))
+    return {"result": res, "paths": paths, "cache": cache, "missing": missing,
+            "failed": summary.failed}
