@@ -175,6 +175,16 @@ def gart_loss(leaf_prob, sigma_hat, group, sigma, eps: float = 1e-7):
 _DD_MODES = ("multiply", "select", "ignore")
 
 
+def _drop_missing_difficulty(params: dict) -> dict:
+    """A ``difficulty`` that is missing for every sample (NaN/None, datasets without DD) means none."""
+    d = params.get("difficulty")
+    if d is None:
+        return params
+    a = np.asarray([np.nan if v is None else v for v in np.asarray(d, dtype=object).reshape(-1)],
+                   dtype=np.float64)
+    return {**params, "difficulty": None} if np.all(np.isnan(a)) else params
+
+
 def _dd_key(v) -> float:
     """Difficulty as an exact-match key (rounded so 3.2 and 3.2000000001 are the same)."""
     v = float(v)
@@ -260,6 +270,7 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
     def fit(self, X, y, **fit_params):
         """Fit on (X, y); with ``difficulty=`` and ``difficulty_mode="multiply"`` the model learns the
         quality score ``y / difficulty`` (see the module docstring)."""
+        fit_params = _drop_missing_difficulty(fit_params)
         d = fit_params.get("difficulty")
         self.difficulty_used_ = "none" if d is None or self.difficulty_mode == "ignore" else self.difficulty_mode
         if self.difficulty_used_ == "multiply":
@@ -272,6 +283,7 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
     def predict(self, X, **predict_params):
         """Scores (n,); multiplied by the input's difficulty when the model learned quality scores."""
         check_is_fitted(self, "module_")
+        predict_params = _drop_missing_difficulty(predict_params)
         if self.difficulty_used_ != "none" and predict_params.get("difficulty") is None:
             raise ValueError("this CoReRegressor was fitted with difficulty=; pass difficulty= to predict")
         pred = super().predict(X, **predict_params)
@@ -458,6 +470,7 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
         ``exemplar_index`` (n, M) training indices; ``pred`` (n,) the final prediction.
         """
         check_is_fitted(self, "module_")
+        predict_params = _drop_missing_difficulty(predict_params)
         if self.difficulty_used_ != "none" and predict_params.get("difficulty") is None:
             raise ValueError("this CoReRegressor was fitted with difficulty=; pass difficulty=")
         Xc = self._check_X(X, reset=False)

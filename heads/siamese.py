@@ -154,9 +154,10 @@ class SiameseRegressor(LiRankingMixin, TorchRegressor):
         y_raw = y * self.y_std_ + self.y_mean_
         if self.similarity_threshold is None:
             d = extras.get("difficulty")
-            dd = float(np.nanmedian(np.asarray(d, float))) if d is not None else 1.0
-            if not np.isfinite(dd) or dd <= 0:
-                dd = 1.0
+            d = np.asarray([np.nan if v is None else v for v in np.asarray(d, dtype=object).reshape(-1)],
+                           dtype=np.float64) if d is not None else np.full(1, np.nan)
+            d = d[np.isfinite(d) & (d > 0)]
+            dd = float(np.median(d)) if d.size else 1.0      # no difficulty known: 1
             self.threshold_ = float(self.judge_tolerance) * float(self.n_judges) * dd
         else:
             self.threshold_ = float(self.similarity_threshold)

@@ -206,3 +206,13 @@ def test_core_plot_explain(tmp_path):
     m = CoReRegressor(depth=2, hidden_dim=8, max_iter=3, random_state=0).fit(X, y, groups=act)
     paths = plot_explain(m, X[:3], ["v0", "v1", "v2"], tmp_path, groups=act[:3])
     assert paths[0].exists() and paths[0].stat().st_size > 1000
+
+
+def test_core_missing_difficulty_and_groups_messages():
+    X, y, act, _ = _data()
+    m = CoReRegressor(depth=2, hidden_dim=8, max_iter=3, random_state=0)
+    m.fit(X, y, groups=act, difficulty=np.full(len(y), np.nan))       # a dataset without DD
+    assert m.difficulty_used_ == "none"
+    assert m.predict(X[:3], groups=act[:3], difficulty=[None] * 3).shape == (3,)
+    with pytest.raises(ValueError, match="pass groups="):
+        m.predict(X[:3])

@@ -129,3 +129,11 @@ def test_errors():
         SiameseRegressor(reference="median", **{k: v for k, v in TINY.items()}).fit(X, y)
     with pytest.raises(ValueError, match="similarity_threshold"):
         SiameseRegressor(similarity_threshold=-1.0, **TINY).fit(X, y)
+
+
+def test_missing_difficulty_and_groups_messages():
+    X, y, g = _data()
+    m = SiameseRegressor(**TINY).fit(X, y, groups=g, difficulty=np.full(len(y), np.nan))
+    assert m.threshold_ == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="pass groups="):
+        m.predict(X[:2])
