@@ -104,7 +104,7 @@ def test_trimmed_sequences_and_clip_similarity(tmp_path):
         p = torch.sigmoid(m.module_.similarity_logit(trimmed(torch.tensor(X[1:2], dtype=torch.float32), 2),
                                                      trimmed(torch.tensor(ref[None], dtype=torch.float32), 2)))
     assert sim[1, 2] == pytest.approx(float(p), rel=1e-5)
-    # the phase-1 pair probability of whole sequences equals the last clip's trimmed-free case
+    # phase-1 similarity of whole sequences is a probability per pair
     full = m.pair_similarity(X[:3], X[:3])
     assert full.shape == (3,) and np.all((full > 0) & (full < 1))
     from aqa.heads.siamese import plot_explain
