@@ -63,10 +63,17 @@ def select_rows(rows, split: str, available: Sequence[str]):
     return sel
 
 
-def _extras(estimator, rows) -> dict:
+def _extras(estimator, rows, predict: bool = False) -> dict:
+    """Per-sample keywords from the labels. At fit time every name in ``fit_extras``; at predict
+    time only ``predict_extras`` if the head declares it, else the ones known before a performance
+    is judged (``groups`` = action, ``difficulty``) -- never sub-scores, which would leak targets."""
     from .registry import fit_extras
+    names = fit_extras(estimator)
+    if predict:
+        declared = getattr(estimator, "predict_extras", None)
+        names = tuple(declared) if declared is not None else tuple(n for n in names if n in EXTRA_COLUMNS)
     out = {}
-    for name in fit_extras(estimator):
+    for name in names:
         col = EXTRA_COLUMNS.get(name, name)
         vals = [r.as_dict().get(col) for r in rows]
         out[name] = np.asarray(vals)
@@ -115,7 +122,7 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
               "untrained_features": bool(prov.get("untrained")), "metrics": None, "predictions": {},
               "estimator": est, "model_path": None}
     if te:
-        pred = est.predict(Xte, **_extras(est, te))
+        pred = est.predict(Xte, **_extras(est, te, predict=True))
         yte = np.array([x.score for x in te])
         groups = [x.action for x in te]
         result["metrics"] = evaluate(yte, pred, groups=groups if any(groups) else None)
@@ -259,7 +266,7 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
     try:
         est = _load_model(model, trust_model)
         head, feature, vids, sel, X, untrained = _model_rows(est, cache, labels, split)
-        pred = est.predict(X, **_extras(est, sel))
+        pred = est.predict(X, **_extras(est, sel, predict=True))
         groups = [x.action for x in sel]
         m = _evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None)
     except (ValueError, KeyError, FileNotFoundError) as e:
@@ -279,9 +286,10 @@ def predict(model, cache, labels, split, out, trust_model):
     try:
         est = _load_model(model, trust_model)
         head, feature, vids, sel, X, untrained = _model_rows(est, cache, labels, split)
-        extras = _extras(est, sel) if sel and len(sel) == len(vids) else {}
-        if getattr(est, "fit_extras", ()) and not extras:
-            raise ValueError(f"{head} needs labels columns {list(est.fit_extras)} to predict; pass --labels")
+        extras = _extras(est, sel, predict=True) if sel and len(sel) == len(vids) else {}
+        needed = _extras(est, [], predict=True).keys() if hasattr(est, "fit_extras") else ()
+        if needed and not extras:
+            raise ValueError(f"{head} needs labels columns {sorted(needed)} to predict; pass --labels")
         pred = est.predict(X, **extras)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))

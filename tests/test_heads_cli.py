@@ -153,3 +153,19 @@ def test_untrained_cache_is_flagged(tmp_path):
     r = CliRunner().invoke(main, ["train", "c3d-svr", str(tmp_path / "u.h5"), "--json"])
     assert r.exit_code == 0, r.output
     assert "UNTRAINED" in r.output
+
+
+def test_predict_time_extras_never_include_sub_scores():
+    from aqa.heads.cli import _extras
+
+    class Head:
+        fit_extras = ("groups", "difficulty", "execution")
+
+    rows = [LabelRow("a", 1.0, "dive", 2.0, "train", {"execution": 5.0}),
+            LabelRow("b", 2.0, "vault", 3.0, "train", {"execution": 6.0})]
+    fit = _extras(Head(), rows)
+    assert list(fit["groups"]) == ["dive", "vault"] and list(fit["execution"]) == [5.0, 6.0]
+    pred = _extras(Head(), rows, predict=True)
+    assert set(pred) == {"groups", "difficulty"} and list(pred["difficulty"]) == [2.0, 3.0]
+    Head.predict_extras = ("groups",)
+    assert set(_extras(Head(), rows, predict=True)) == {"groups"}
