@@ -104,13 +104,13 @@ def _fit_predict(head, reader, tr, te, feature, seed, params):
         for v in grid[key]:
             est = registry.make(head, **{**base, key: v})
             est.fit(Xtr[fit], ytr[fit], **_extras(est, [tr[i] for i in fit]))
-            p = est.predict(Xtr[val], **_extras(est, [tr[i] for i in val]))
+            p = est.predict(Xtr[val], **_extras(est, [tr[i] for i in val], predict=True))
             s = spearman(ytr[val], p) if np.ptp(p) > 0 else -1.0
             scores.append(-1.0 if not np.isfinite(s) else s)
         base[key] = grid[key][int(np.argmax(scores))]
     est = registry.make(head, **base)
     est.fit(Xtr, ytr, **_extras(est, tr))
-    return np.asarray(est.predict(Xte, **_extras(est, te)), dtype=float)
+    return np.asarray(est.predict(Xte, **_extras(est, te, predict=True)), dtype=float)
 
 
 def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int | Sequence[int] = 5,
@@ -200,6 +200,8 @@ def provenance_lines(res: BenchResult) -> list[str]:
              f"weights: {w}",
              f"protocol: {setup['protocol']} (train={setup['train_split']!r}, test={setup['test_split']!r}); "
              f"seeds: {res.seeds}; model selection on a validation split of the training rows"]
+    if setup.get("training_budget"):
+        lines.append(f"training budget: {setup['training_budget']}")
     if prov.get("untrained"):
         lines.insert(0, "WARNING: UNTRAINED backbone features (random weights): these numbers say "
                         "nothing about the published methods")

@@ -325,11 +325,64 @@ def explain(model, cache, out_dir, videos, trust_model):
         with CacheReader(cache) as r:
             ids = list(videos) or r.video_ids()[:3]
             X = _build_X(cfg.get("head"), r, ids, cfg.get("feature"))
-        paths = _explain(est, X, ids, out_dir)
+            extras = {}
+            if _extras(est, [], predict=True) or getattr(est, "predict_extras", None):
+                by_id = {x.video_id: x for x in load_rows(r, None)}
+                missing = [v for v in ids if v not in by_id]
+                if missing:
+                    raise ValueError(f"no label rows (action/difficulty) for {missing[:3]}")
+                extras = _extras(est, [by_id[v] for v in ids], predict=True)
+        paths = _explain(est, X, ids, out_dir, **extras)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     for p in paths:
         click.echo(str(p))
+
+
+
+@main.command(help="Train and test every head (or --heads) on one cache and split over --seeds; "
+                   "per-action tables (Spearman, R-l2, MSE; mean +- std; Fisher-z average), "
+                   "written as Markdown, CSV, JSON and a predicted-vs-true plot.")
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), help="Labels CSV (default: the cache's /labels).")
+@click.option("--heads", default="all", show_default=True, help="Comma-separated head names, or all.")
+@click.option("--seeds", default=5, show_default=True, type=int, help="Seeds 0..N-1 per head.")
+@click.option("--feature", help="Feature family; families joined with + are concatenated.")
+@click.option("--protocol", type=click.Choice(["split", "folds"]), default="split", show_default=True,
+              help="train/test split, or k-fold over split values fold0..foldK (JIGSAWS).")
+@click.option("--split", "train_split", default="train", show_default=True)
+@click.option("--test-split", default="test", show_default=True)
+@click.option("--no-per-action", is_flag=True, help="One table over all actions.")
+@click.option("--benchmark", type=click.Choice(["aqa7", "mtl_aqa", "unlv_dive", "jigsaws", "finediving"]),
+              help="Show the published figures of this benchmark beside ours.")
+@click.option("-p", "--param", "params", multiple=True, help="HEAD.key=value parameter (repeatable).")
+@click.option("--out", "out_dir", default="bench_report", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_split, no_per_action,
+          benchmark, params, out_dir, as_json):
+    from .bench import rows_for_table, run_bench, to_markdown, write_report
+    head_params: dict = {}
+    for key, value in _parse_params(params).items():
+        head, dot, name = key.partition(".")
+        if not dot:
+            _fail(f"bench parameters are HEAD.key=value, got {key!r}")
+        head_params.setdefault(head, {})[name] = value
+    try:
+        res = run_bench(cache, labels=labels, heads=heads, seeds=seeds, feature=feature,
+                        protocol=protocol, train_split=train_split, test_split=test_split,
+                        per_action=not no_per_action, params=head_params, benchmark=benchmark,
+                        progress=not as_json)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    paths = write_report(res, out_dir)
+    if as_json:
+        click.echo(json.dumps(rows_for_table(res), default=float))
+    else:
+        click.echo(to_markdown(res))
+        click.echo(f"report: {paths['md']} {paths['csv']} {paths['json']} {paths['png']}")
+    if res.errors:
+        for head, err in res.errors.items():
+            click.echo(f"warning: {head}: {err}", err=True)
 
 
 if __name__ == "__main__":

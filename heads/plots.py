@@ -91,9 +91,17 @@ def plot_graph(A: np.ndarray, path, title: str = "Relation graph") -> Path:
     return _save(fig, path)
 
 
-def explain(estimator, X: np.ndarray, ids: Sequence[str], out_dir) -> list[Path]:
-    """Every plot the head supports, for the videos ``ids`` (rows of X), into ``out_dir``."""
+def explain(estimator, X: np.ndarray, ids: Sequence[str], out_dir, **extras) -> list[Path]:
+    """Every plot the head supports, for the videos ``ids`` (rows of X), into ``out_dir``.
+
+    A head with its own ``plot_explain(X, ids, out_dir, **extras)`` (AIM attention, Siamese clip
+    similarity, CoRe tree path, fragment contributions) draws its plots; ``extras`` are the
+    per-sample keywords of its ``predict`` (``groups``, ``difficulty``).
+    """
     out_dir = Path(out_dir)
+    if hasattr(estimator, "plot_explain"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return list(estimator.plot_explain(X, list(ids), out_dir, **extras))
     written = []
     if hasattr(estimator, "predict_steps"):
         steps = estimator.predict_steps(X)

@@ -85,6 +85,27 @@ HEADS: list[HeadSpec] = [
              "I3D-SVR: mean whole-scene I3D features -> scaler -> SVR (kernel=linear|poly|rbf)",
              "Pan et al. ICCV 2019 / Parmar & Morris 2017 baselines",
              expected_failed_checks=PIPELINE_XFAIL),
+    HeadSpec("aim", "aqa.heads.aim:AIMRegressor", "aqa.heads.aim:aim_inputs",
+             "AIM: asymmetric interaction (primary/secondary difference + LSTM) with attention fusion",
+             "Gao et al.: An Asymmetric Modeling for Action Assessment, ECCV 2020",
+             check_params={"hidden_dim": 8, "reg_hidden_dim": 8, "dropout": 0.0, "max_iter": 150,
+                           "learning_rate": 1e-2, "lr_schedule": "constant", "weight_decay": 0.0}),
+    HeadSpec("siamese", "aqa.heads.siamese:SiameseRegressor", "steps",
+             "Siamese-LSTM metric learning, then scoring against an expert/worst/constant reference",
+             "Jain, Harit, Sharma: Action Quality Assessment using Siamese Network-Based Deep Metric "
+             "Learning",
+             check_params={"lstm_dim": 8, "d1_dim": 16, "d2_dim": 16, "dml_max_iter": 60, "max_iter": 150,
+                           "learning_rate": 3e-2, "dml_learning_rate": 1e-2}),
+    HeadSpec("core", "aqa.heads.core:CoReRegressor", "steps",
+             "CoRe: contrastive regression against exemplars with the group-aware regression tree",
+             "Yu et al.: Group-aware Contrastive Regression for Action Quality Assessment, ICCV 2021",
+             check_params={"depth": 2, "hidden_dim": 16, "n_exemplars": 3, "max_iter": 150,
+                           "learning_rate": 1e-2}),
+    HeadSpec("fragment", "aqa.heads.fragment:FragmentRegressor", "steps",
+             "Fragment network (unshared per-fragment layers) with MSE + gradient-balanced ranking loss",
+             "Li, Chai, Chen: End-to-End Learning for Action Quality Assessment, PCM 2018",
+             check_params={"fragment_dim": 8, "hidden": (16, 8), "dropout": 0.0, "max_iter": 100,
+                           "learning_rate": 1e-2}),
 ]
 
 

@@ -75,3 +75,20 @@ def test_bench_errors(tmp_path):
         run_bench(cache, heads=["nope"], progress=False)
     with pytest.raises(ValueError, match="protocol"):
         run_bench(cache, heads=["mlp"], protocol="loo", progress=False)
+
+
+def test_bench_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from aqa.heads.cli import main as heads_cli
+
+    cache = _learnable_cache(tmp_path / "c.h5")
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(heads_cli, ["bench", str(cache), "--heads", "c3d-svr,i3d-svr", "--seeds", "2",
+                                         "--feature", "kin_pose", "--benchmark", "aqa7", "--out", str(out),
+                                         "-p", "i3d-svr.kernel=linear"])
+    assert res.exit_code == 0, res.output
+    assert "## action: gym_vault" in res.output and "0.6824" in res.output
+    assert (out / "bench.md").exists() and (out / "pred_vs_true.png").exists()
+    res = CliRunner().invoke(heads_cli, ["bench", str(cache), "-p", "kernel=linear"])
+    assert res.exit_code == 1 and "HEAD.key=value" in res.output

@@ -192,3 +192,43 @@ def test_cli_help_lists_everything():
         assert opt in res.output
     res = CliRunner().invoke(extract_cli, ["--help"])
     assert "merge" in res.output and "weights" in res.output
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_without_redoing(synth_dir, tmp_path):
+    """SIGKILL `aqa-extract` after its first commit; the re-run skips finished videos."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import h5py
+
+    out = tmp_path / "f.h5"
+    cmd = [sys.executable, "-m", "aqa.extract.cli", str(synth_dir), "--out", str(out), "--quiet",
+           "--sampling", "c3d", "--sampling-opt", "length=8", "--sampling-opt", "stride=8",
+           "--flow", "tvl1-cpu"]  # OpenCV's default TV-L1: slow enough to be killed mid-run
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            with h5py.File(out, "r") as f:
+                done = sum(g.attrs.get("status") == "complete" for g in f.get("videos", {}).values())
+        except (OSError, KeyError):
+            continue
+        if done >= 1:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("extraction finished before it could be killed")
+    assert done >= 1 and proc.returncode == -signal.SIGKILL
+    assert verify(out).ok
+    res = CliRunner().invoke(extract_cli, cmd[3:])
+    assert res.exit_code == 0, res.output
+    assert f"{4 - done} extracted, {done} already complete, 0 failed" in res.output
+    rep = verify(out)
+    assert rep.ok and rep.n_videos == 4 and not rep.warnings
