@@ -1,6 +1,8 @@
 """Small builders of cache content for tests (not a test module)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -25,3 +27,24 @@ def video_arrays(seed: int, S: int = 4, F: int = 12, D: int = 6, families=("kin_
 
 VIDEO_ATTRS = {"fps": 25.0, "n_frames": 12, "height": 48, "width": 64, "source_relpath": "x.mp4",
                "source_sha256": "0" * 64}
+
+
+def learnable_cache(path, n=40, actions=("diving", "gym_vault"), folds=False, untrained=False):
+    """Features whose first column drives the score, so a working head ranks test videos well."""
+    from aqa.data.cache import CacheWriter
+    from aqa.data.labels import LabelRow
+
+    rng = np.random.default_rng(0)
+    rows = []
+    with CacheWriter(path, config={"sampling": "c3d", "pose": "file"}, untrained=untrained) as w:
+        for i in range(n):
+            a = video_arrays(i, S=4, D=6)
+            q = rng.uniform(0, 1)
+            a["features/kin_pose/whole"][:, 0] = q + rng.normal(0, 0.02, 4)
+            a["features/kin_pose/joints"][:, :, 0] = q
+            action = actions[i % len(actions)]
+            split = f"fold{i % 4}" if folds else ("test" if i % 5 == 0 else "train")
+            w.write_video(f"v{i:02d}", VIDEO_ATTRS, a)
+            rows.append(LabelRow(f"v{i:02d}", 10 + 80 * q, action, math.nan, split))
+        w.write_labels(rows)
+    return path

@@ -5,29 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from aqa.data.cache import CacheWriter
-from aqa.data.labels import LabelRow
 from aqa.heads.bench import rows_for_table, run_bench, to_markdown, write_report
 
-from cachekit import VIDEO_ATTRS, video_arrays
-
-
-def _learnable_cache(path, n=40, actions=("diving", "gym_vault"), folds=False, untrained=False):
-    """Features whose first column drives the score, so a working head ranks test videos well."""
-    rng = np.random.default_rng(0)
-    rows = []
-    with CacheWriter(path, config={"sampling": "c3d", "pose": "file"}, untrained=untrained) as w:
-        for i in range(n):
-            a = video_arrays(i, S=4, D=6)
-            q = rng.uniform(0, 1)
-            a["features/kin_pose/whole"][:, 0] = q + rng.normal(0, 0.02, 4)
-            a["features/kin_pose/joints"][:, :, 0] = q
-            action = actions[i % len(actions)]
-            split = f"fold{i % 4}" if folds else ("test" if i % 5 == 0 else "train")
-            w.write_video(f"v{i:02d}", VIDEO_ATTRS, a)
-            rows.append(LabelRow(f"v{i:02d}", 10 + 80 * q, action, math.nan, split))
-        w.write_labels(rows)
-    return path
+from cachekit import learnable_cache as _learnable_cache
 
 
 def test_bench_split_protocol_tables_and_reports(tmp_path):
