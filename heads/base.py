@@ -58,7 +58,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["TorchRegressor", "BASE_PARAMS", "save_head", "load_head", "HeadFormatError"]
+__all__ = ["TorchRegressor", "BASE_PARAMS", "base_kwargs", "save_head", "load_head", "HeadFormatError"]
 
 FORMAT = "aqa-head"
 FORMAT_VERSION = 1
@@ -70,6 +70,13 @@ BASE_PARAMS: dict[str, Any] = dict(
     validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
     ranking_margin=0.0, device="cpu", random_state=None, verbose=False,
 )
+
+
+def base_kwargs(namespace: dict) -> dict:
+    """The base parameters out of a subclass ``__init__``'s ``locals()``, to pass to
+    ``super().__init__(**base_kwargs(locals()))`` (sklearn needs the explicit signature; this
+    spares repeating every name twice)."""
+    return {k: namespace[k] for k in BASE_PARAMS}
 
 _LOSSES = ("mse", "l1", "huber")
 _SCHEDULES = ("constant", "cyclic", "step")

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
-from .base import TorchRegressor
+from .base import base_kwargs, TorchRegressor
 from .losses import LiRankingMixin, balanced_alpha, half_mse, pairwise_ranking_loss
 
 __all__ = ["group_bounds", "assign_groups", "decode_groups", "GroupAwareRegressionTree",
@@ -231,13 +231,7 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
         self.n_exemplars = n_exemplars
         self.difficulty_mode = difficulty_mode
         self.score_scale = score_scale
-        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
-                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
-                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
-                         ranking_margin=ranking_margin, device=device, random_state=random_state,
-                         verbose=verbose)
+        super().__init__(**base_kwargs(locals()))
 
     # ------------------------------------------------------------------ params and input
     def _check_params(self):

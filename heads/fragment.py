@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
-from .base import TorchRegressor
+from .base import base_kwargs, TorchRegressor
 from .losses import LiRankingMixin
 
 __all__ = ["FragmentNet", "FragmentRegressor", "plot_explain"]
@@ -82,13 +82,7 @@ class FragmentRegressor(LiRankingMixin, TorchRegressor):
         self.fragment_dim = fragment_dim
         self.hidden = hidden
         self.dropout = dropout
-        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
-                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
-                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
-                         ranking_margin=ranking_margin, device=device, random_state=random_state,
-                         verbose=verbose)
+        super().__init__(**base_kwargs(locals()))
 
     def _check_X(self, X, reset):
         X = super()._check_X(X, reset)

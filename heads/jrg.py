@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from sklearn.utils.validation import check_is_fitted
 
-from .base import TorchRegressor, apply_layout
+from .base import base_kwargs, TorchRegressor, apply_layout
 
 __all__ = ["JRGRegressor", "JRGModule", "COCO17_EDGES", "skeleton_mask", "commonality",
            "difference", "mean_pool", "feature_pooling", "orthogonal_regularisation"]
@@ -220,13 +220,7 @@ class JRGRegressor(TorchRegressor):
         self.staged = staged
         self.final_iter = final_iter
         self.freeze_iter = freeze_iter
-        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
-                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
-                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
-                         ranking_margin=ranking_margin, device=device, random_state=random_state,
-                         verbose=verbose)
+        super().__init__(**base_kwargs(locals()))
 
     # ------------------------------------------------------------------ input
     def _check_X(self, X, reset):

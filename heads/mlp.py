@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import TorchRegressor, apply_layout
+from .base import base_kwargs, TorchRegressor, apply_layout
 
 __all__ = ["SceneMLPRegressor"]
 
@@ -34,13 +34,7 @@ class SceneMLPRegressor(TorchRegressor):
         self.encoder_dim = encoder_dim
         self.hidden_dim = hidden_dim
         self.dropout = dropout
-        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
-                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
-                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
-                         ranking_margin=ranking_margin, device=device, random_state=random_state,
-                         verbose=verbose)
+        super().__init__(**base_kwargs(locals()))
 
     def _check_X(self, X, reset):
         X = super()._check_X(X, reset)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
-from .base import TorchRegressor, apply_layout
+from .base import base_kwargs, TorchRegressor, apply_layout
 from .losses import LiRankingMixin
 
 __all__ = ["SiameseNet", "SiameseRegressor", "similarity_labels", "plot_explain"]
@@ -105,13 +105,7 @@ class SiameseRegressor(LiRankingMixin, TorchRegressor):
         self.reference = reference
         self.dml_max_iter = dml_max_iter
         self.dml_learning_rate = dml_learning_rate
-        super().__init__(max_iter=max_iter, batch_size=batch_size, learning_rate=learning_rate,
-                         lr_schedule=lr_schedule, lr_step=lr_step, lr_decay=lr_decay,
-                         lr_cycles=lr_cycles, weight_decay=weight_decay, normalize_y=normalize_y,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, loss=loss, ranking_weight=ranking_weight,
-                         ranking_margin=ranking_margin, device=device, random_state=random_state,
-                         verbose=verbose)
+        super().__init__(**base_kwargs(locals()))
 
     # ------------------------------------------------------------------ input and params
     def _check_X(self, X, reset):

@@ -22,7 +22,8 @@ from pathlib import Path
 DEMO_FLOW = {"nscales": 2, "warps": 1, "outer_iterations": 4, "inner_iterations": 10}
 #: CPU training budgets of the demo (the papers' defaults take minutes per fit on a CPU; pass
 #: --paper-defaults to use them)
-DEMO_BUDGET = {"jrg": {"max_iter": 400}, "mlp": {"max_iter": 400},
+DEMO_BUDGET = {"jrg": {"max_iter": 400, "learning_rate": 1e-3, "lr_schedule": "constant"},
+               "mlp": {"max_iter": 400},
                "aim": {"max_iter": 400, "hidden_dim": 128},
                "siamese": {"dml_max_iter": 300, "max_iter": 300}, "core": {"max_iter": 400},
                "fragment": {"max_iter": 400}}
