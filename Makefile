@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.aqa-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test clean blazepose
+.PHONY: install demo test clean
 
 $(STAMP): setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,blazepose]'
+	$(BIN)/python -m pip install -q --no-deps mediapipe==0.10.14
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,11 +21,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --timeout 900 tests
-
-# optional pose backend (MediaPipe BlazePose, weights inside the wheel): see setup.cfg [blazepose]
-blazepose: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[blazepose]'
-	$(BIN)/python -m pip install -q --no-deps mediapipe==0.10.14
 
 clean:
 	rm -rf $(DEMO_OUT) build *.egg-info

@@ -365,7 +365,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         frozen = {id(p) for p in frozen}
         opt = torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
         tr, va = self._split_validation(len(y), rng)
-        Xt = torch.as_tensor(X, device=dev)
+        Xt = torch.as_tensor(np.ascontiguousarray(X) if X.flags.writeable else X.copy(), device=dev)
         yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
         best, best_state, bad = math.inf, None, 0
         step = 0

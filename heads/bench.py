@@ -69,6 +69,12 @@ class BenchResult:
         return float(np.nanmean(per_seed)), float(np.nanstd(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
 
 
+def _nanmean(values) -> float:
+    """Mean over folds ignoring NaN (an undefined per-fold Spearman); NaN if all are NaN."""
+    v = np.asarray(values, dtype=float)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
+
+
 def _fold_plan(rows, protocol: str, train_split: str, test_split: str):
     """[(name, train_rows, test_rows)] for one action."""
     if protocol == "split":
@@ -169,7 +175,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                                          "r_l2": relative_l2(y, pred, lo, hi), "mse": mse(y, pred)})
                         all_true.append(y)
                         all_pred.append(pred)
-                    run = {k: float(np.nanmean([f[k] for f in per_fold])) for k in per_fold[0]}
+                    run = {k: _nanmean([f[k] for f in per_fold]) for k in per_fold[0]}
                     run["seconds"] = time.perf_counter() - t0
                     res.runs.setdefault((head, action), []).append(run)
                     if seed == seeds[0]:
@@ -303,7 +309,8 @@ def plot_predictions(res: BenchResult, path) -> Path:
         if np.isfinite(lo):
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         m, _ = res.fisher_z(head)
-        ax.set_title(f"{head}  rho={m:.3f}" if np.isfinite(m) else head, fontsize=9)
+        ax.set_title(f"{head}: rho {m:.3f} (mean of {len(res.seeds)} seeds)\npoints: seed {res.seeds[0]}"
+                     if np.isfinite(m) else head, fontsize=8)
         ax.set_xlabel("true score", fontsize=8)
         ax.set_ylabel("predicted", fontsize=8)
     for ax in axes.ravel()[len(heads):]:
