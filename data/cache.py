@@ -478,6 +478,15 @@ def _verify_video(vid: str, g: h5py.Group, rep: VerifyReport) -> None:
 
 # --------------------------------------------------------------------------------------------
 # merge
+def _same_row(a: LabelRow, b: LabelRow) -> bool:
+    """Equal label rows, NaN equal to NaN (shards each carry the whole labels table)."""
+    da, db = a.as_dict(), b.as_dict()
+    if da.keys() != db.keys():
+        return False
+    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x)
+                          and math.isnan(y)) for x, y in ((da[k], db[k]) for k in da))
+
+
 def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress: bool = True) -> dict:
     """Join shard caches into one: every complete video, the union of labels and weights.
 
@@ -509,8 +518,7 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
                 untrained |= bool(fi.attrs["untrained"])
                 for r in _read_labels(fi):
                     prev = labels.get(r.video_id)
-                    if prev is not None and prev.as_dict() != r.as_dict() and not (
-                            math.isnan(prev.score) and math.isnan(r.score)):
+                    if prev is not None and not _same_row(prev, r):
                         raise CacheError(f"merge: conflicting labels for {r.video_id!r} in {p}")
                     labels[r.video_id] = r
                 for vid in tqdm(sorted(fi.get("videos", {})), desc=f"merge {p.name}",

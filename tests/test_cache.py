@@ -260,3 +260,17 @@ def test_merge_conflicts_are_errors(tmp_path):
     c = _write(tmp_path / "s2.h5", ["a"])
     s = merge([a, c], tmp_path / "m2.h5", progress=False)
     assert s["videos"] == 1 and s["duplicates_skipped"] == 1
+
+
+def test_merge_labels_nan_equal_but_conflicts_refused(tmp_path):
+    a = _write(tmp_path / "s0.h5", ["a"])
+    b = _write(tmp_path / "s1.h5", ["b"])
+    rows = [LabelRow("a", 1.0, "diving", math.nan, "train", {"sync": math.nan}), LabelRow("b", 2.0)]
+    for p in (a, b):  # every shard carries the whole table, NaNs included
+        with CacheWriter(p) as w:
+            w.write_labels(rows)
+    assert merge([a, b], tmp_path / "m.h5", progress=False)["labels"] == 2
+    with CacheWriter(b) as w:
+        w.write_labels([LabelRow("a", 9.0, "diving", math.nan, "train", {"sync": math.nan})])
+    with pytest.raises(CacheError, match="conflicting labels for 'a'"):
+        merge([a, b], tmp_path / "m2.h5", progress=False)

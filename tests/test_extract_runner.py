@@ -232,3 +232,21 @@ def test_killed_extraction_resumes_without_redoing(synth_dir, tmp_path):
     assert f"{4 - done} extracted, {done} already complete, 0 failed" in res.output
     rep = verify(out)
     assert rep.ok and rep.n_videos == 4 and not rep.warnings
+
+
+def test_shards_then_merge(synth_dir, tmp_path):
+    """Two --shard runs write one file each; merging them gives every video once."""
+    from aqa.data.cache import merge
+
+    out = tmp_path / "f.h5"
+    parts = []
+    for k in range(2):
+        s = run_extraction([synth_dir], out, ExtractConfig(**FAST), shard=f"{k}/2", device="cpu",
+                           labels=synth_dir / "labels.csv", progress=False)
+        assert s.count("done") == 2 and not s.failed
+        parts.append(s.out)
+    assert [p.rsplit("/", 1)[1] for p in parts] == ["f.shard0-of-2.h5", "f.shard1-of-2.h5"]
+    summary = merge(parts, out, progress=False)
+    assert summary["videos"] == 4 and summary["labels"] == 4
+    rep = verify(out)
+    assert rep.ok and rep.n_videos == 4
