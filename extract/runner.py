@@ -197,7 +197,13 @@ class Extractor:
         self.flow = None
         if config.needs_flow:
             from .flow import get_flow_backend
-            self.flow = get_flow_backend(config.flow, device=device, **config.flow_options)
+            name, opts = config.flow, dict(config.flow_options)
+            if name == "auto":
+                name = "tvl1-torch" if str(device).startswith("cuda") else "tvl1-cpu"
+            if name == "tvl1-cpu":  # pairs in parallel threads beat OpenCV's threads within a pair
+                opts.setdefault("workers", os.cpu_count() or 1)
+            self.flow = get_flow_backend(name, device=device if name == "tvl1-torch" else None,
+                                         **opts)
         self.backbones = {}
         for name, stream in config.backbone_streams():
             self.backbones[(name, stream)] = self._build_backbone(
