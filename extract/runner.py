@@ -187,6 +187,7 @@ class Extractor:
                  progress: bool = True):
         self.config, self.device, self.batch_size = config, device, batch_size
         self.progress = progress
+        self.on_stage = None             # callback(stage name), e.g. to show it on a progress bar
         self.untrained = False           # set when a backbone actually runs without weights
         self.weights: dict[str, str] = {}
         from .pose import get_pose_backend
@@ -238,6 +239,8 @@ class Extractor:
         cfg = self.config
 
         def stage(name):
+            if self.on_stage is not None:
+                self.on_stage(name)
             return _Stage(name, seconds)
 
         with stage("decode"):
@@ -264,7 +267,7 @@ class Extractor:
             with stage("flow"):
                 import cv2
                 gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
-                flow = self.flow.compute_video(gray, progress=False)
+                flow = self.flow.compute_video(gray, progress=self.progress)
             with stage("camera"):
                 from .flow import camera_motion
                 from .weightfree import camera_motion_steps
@@ -303,12 +306,15 @@ class Extractor:
 
         pos = clip_positions(clips, len(images), n_frames)
         whole = net.extract(np.stack([images[row] for row in pos]), batch_size=self.batch_size,
-                            mode="frame")
+                            mode="frame", progress=self.progress)
         joints = None
         if self.config.joints:
-            joints = np.stack([
-                net.extract(step, batch_size=self.batch_size, mode="patch")
-                for step in iter_joint_clips(images, clips, jboxes, net.crop_size)])
+            from tqdm.auto import tqdm
+            steps = tqdm(iter_joint_clips(images, clips, jboxes, net.crop_size), total=len(pos),
+                         desc=f"{net.name}/{net.stream} joints", unit="step", leave=False,
+                         disable=not self.progress)
+            joints = np.stack([net.extract(step, batch_size=self.batch_size, mode="patch")
+                               for step in steps])
         return whole, joints
 
 
@@ -416,6 +422,7 @@ def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: Extrac
                 summary.results.append(VideoResult(vid, str(path), "skipped"))
                 continue
             bar.set_postfix_str(vid)
+            extractor.on_stage = lambda st, vid=vid: bar.set_postfix_str(f"{vid}: {st}")
             seconds: dict = {}
             try:
                 attrs, arrays = extractor.process(path, seconds)

@@ -241,6 +241,7 @@ class Backbone:
         from tqdm.auto import tqdm
 
         for i in tqdm(range(0, n, batch_size), desc=f"{self.name}/{self.stream}", disable=not progress,
+                      leave=False,
                       unit="batch"):
             x = self.preprocess(clips[i:i + batch_size], mode=mode)
             out[i:i + batch_size] = self.forward_features(x).cpu().numpy()

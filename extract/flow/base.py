@@ -170,7 +170,8 @@ class FlowBackend(abc.ABC):
             raise ValueError(f"compute_video needs at least 2 frames, got {gray.shape[0]}")
         bs = batch_size or self.batch_size or self._auto_batch_size(gray.shape[1], gray.shape[2])
         out = np.empty((n_pairs, gray.shape[1], gray.shape[2], 2), np.float32)
-        with tqdm(total=n_pairs, unit="pair", desc=f"flow {self.name}", disable=not progress) as bar:
+        with tqdm(total=n_pairs, unit="pair", desc=f"flow {self.name}", disable=not progress,
+                  leave=False) as bar:
             for start in range(0, n_pairs, bs):
                 stop = min(start + bs, n_pairs)
                 out[start:stop] = self._compute_gray(gray[start:stop], gray[start + 1:stop + 1])
