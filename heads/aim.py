@@ -4,8 +4,10 @@ Lai; ECCV 2020).
 Per time step t the kinetic input is split into the *primary* ``A_p`` (the main performer's joints, or
 the master tool-tips) and the *secondary* ``A_s`` (the other performer in two-person events, the
 camera motion for one-person actions, the slave tool-tips/handles in surgery). AIM maps the secondary
-into the primary's space with a learnable FC ``T`` (initialised to the identity when both have the
-same size: the paper notes T "tends to learn an identity" for same-domain inputs), takes the
+into the primary's space with a learnable FC ``T`` (PyTorch's standard initialisation; the paper gives
+none. ``transform_init="identity"`` starts it at the identity, only for a secondary from the primary's
+own domain, e.g. the other athlete's joints: the paper notes that T then "tends to learn an identity
+function"), takes the
 difference ``I_d = A_p - T(A_s)`` (eq. 1), concatenates ``M_ps = A_p (+) I_d`` (eq. 2) and runs an LSTM
 over time, ``Y_psi = LSTM(M_ps)`` (eq. 3). The whole-scene feature ``F_wl`` (I3D) is encoded to
 ``X_wl`` (FC + ReLU). Attention fusion (eqs. 4-5): the two stream vectors of a step are the queries and
@@ -17,7 +19,6 @@ is the sum of per-step regressions (two FCs, eq. 6). The multi-task variant (Sec
 """
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 
@@ -27,12 +28,12 @@ from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
 from .base import base_kwargs, TorchRegressor, apply_layout
-from .losses import LiRankingMixin
 
 __all__ = ["AIMNet", "AIMRegressor", "plot_explain", "aim_lr", "pose_step_kinematics", "aim_inputs"]
 
 _INTERACTIONS = ("aim", "concat", "no_transform", "no_difference")
 _FUSIONS = ("attention", "half")
+_TRANSFORM_INITS = ("random", "identity")
 
 
 class AIMNet(nn.Module):
@@ -41,18 +42,23 @@ class AIMNet(nn.Module):
     ``interaction``: ``"aim"`` (eqs. 1-2), or the paper's ablations ``"no_transform"``
     (``A_p - A_s``), ``"no_difference"`` (``A_p (+) T(A_s)``), and ``"concat"`` (``A_p (+) A_s``: plain
     concatenation, no interaction modelling). ``fusion``: ``"attention"`` (eqs. 4-5) or ``"half"``
-    (fixed 0.5/0.5, the "w/o attention fusion" ablation).
+    (fixed 0.5/0.5, the "w/o attention fusion" ablation). ``transform_init``: ``"random"`` (the
+    standard ``nn.Linear`` initialisation) or ``"identity"`` (needs ``ds == dp``; same-domain streams).
     """
 
     def __init__(self, dp: int, ds: int, dw: int, hidden: int = 512, reg_hidden: int = 128,
                  dropout: float = 0.2, interaction: str = "aim", fusion: str = "attention",
-                 multitask: bool = False):
+                 multitask: bool = False, transform_init: str = "random"):
         super().__init__()
         self.dims = (int(dp), int(ds), int(dw))
         self.interaction, self.fusion, self.multitask = interaction, fusion, bool(multitask)
+        if transform_init not in _TRANSFORM_INITS:
+            raise ValueError(f"transform_init must be one of {_TRANSFORM_INITS}, got {transform_init!r}")
         if interaction in ("aim", "no_difference"):
             self.transform = nn.Linear(ds, dp)
-            if ds == dp:
+            if transform_init == "identity":
+                if ds != dp:
+                    raise ValueError(f"transform_init='identity' needs Ds == Dp, got Ds={ds}, Dp={dp}")
                 with torch.no_grad():
                     self.transform.weight.copy_(torch.eye(dp))
                     self.transform.bias.zero_()
@@ -103,6 +109,12 @@ class AIMNet(nn.Module):
         return out
 
 
+def _zero_tail(a: np.ndarray) -> int:
+    """How many trailing columns (last axis) of ``a`` are zero everywhere (zero-padding)."""
+    used = np.flatnonzero(np.any(a != 0, axis=tuple(range(a.ndim - 1))))
+    return a.shape[-1] - (int(used[-1]) + 1 if used.size else 0)
+
+
 def aim_lr(epoch: int, base: float = 1e-4) -> float:
     """The paper's cyclic schedule: {1e-4, 1e-5, 1e-6} switching at the {20, 50, 100}th epoch of
     every 100 epochs (scaled by ``base / 1e-4``)."""
@@ -110,7 +122,7 @@ def aim_lr(epoch: int, base: float = 1e-4) -> float:
     return base if e < 20 else (base * 0.1 if e < 50 else base * 0.01)
 
 
-class AIMRegressor(LiRankingMixin, TorchRegressor):
+class AIMRegressor(TorchRegressor):
     """Asymmetric interaction module (AIM) head, Gao et al. ECCV 2020.
 
     Input X: shape (n, S, F) with ``F = Dp + Ds + Dw``: per time step the primary's kinetic features
@@ -126,10 +138,16 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
     and synchronisation sub-scores; the loss is eq. 8 with ``theta``. :meth:`predict_subscores` gives
     the two sub-score predictions.
 
+    ``transform_init``: ``"random"`` (default; standard init of the FC ``T``) or ``"identity"`` --
+    declare that the secondary lives in the primary's space (the other athlete's joints,
+    ``aim_inputs(secondary="pose")``); never for camera motion or tool kinematics, and a warning is
+    given when the secondary stream looks zero-padded (a smaller stream padded to the primary's size).
+
     Defaults are the paper's: LSTM and encoder width 512, regression FCs 512 -> 128 -> 1, dropout 0.2,
     theta 0.4, Adam with weight decay 0.5, batch 64, the cyclic {1e-4, 1e-5, 1e-6} learning rate
-    switching at epochs {20, 50, 100} of every 100 (``lr_schedule="aim"``), 3000 epochs (``max_iter``
-    counts iterations; 9000 is 3000 epochs of a ~190-video training set at batch 64). Any base
+    switching at epochs {20, 50, 100} of every 100 (``lr_schedule="aim"``). Training length: the
+    paper's 3000 epochs exactly with ``max_epochs=3000``; by default (``max_epochs=None``)
+    ``max_iter`` iterations, 9000 being 3000 epochs of a ~190-video training set at batch 64. Any base
     schedule (``"constant"``, ``"cyclic"``, ``"step"``) may be used instead.
 
     Explanations: :meth:`explain` returns per-step scores (they sum to the prediction) and the
@@ -140,7 +158,8 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
 
     def __init__(self, *, dims=None, layout=None, hidden_dim=512, reg_hidden_dim=128, dropout=0.2,
                  interaction="aim", fusion="attention", multitask=False, theta=0.4,
-                 max_iter=9000, batch_size=64, learning_rate=1e-4, lr_schedule="aim", lr_step=500,
+                 transform_init="random", max_epochs=None, max_iter=9000, batch_size=64,
+                 learning_rate=1e-4, lr_schedule="aim", lr_step=500,
                  lr_decay=0.1, lr_cycles=3, weight_decay=0.5, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
                  ranking_margin=None, device="cpu", random_state=None, verbose=False):
@@ -153,6 +172,8 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
         self.fusion = fusion
         self.multitask = multitask
         self.theta = theta
+        self.transform_init = transform_init
+        self.max_epochs = max_epochs
         super().__init__(**base_kwargs(locals()))
 
     # ------------------------------------------------------------------ input
@@ -195,6 +216,11 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
             raise ValueError(f"fusion must be one of {_FUSIONS}, got {self.fusion!r}")
         if not 0.0 <= float(self.theta) <= 1.0:
             raise ValueError(f"theta must be in [0, 1], got {self.theta!r}")
+        if self.transform_init not in _TRANSFORM_INITS:
+            raise ValueError(f"transform_init must be one of {_TRANSFORM_INITS}, got {self.transform_init!r}")
+        me = self.max_epochs
+        if me is not None and (not isinstance(me, (int, np.integer)) or isinstance(me, bool) or me < 1):
+            raise ValueError(f"max_epochs must be None or a positive integer, got {me!r}")
         if self.lr_schedule == "aim":
             saved = self.lr_schedule
             self.lr_schedule = "constant"
@@ -210,9 +236,19 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
         dp, ds, dw = self._split_dims(X.shape[2])
         if self.interaction == "no_transform" and ds != dp:
             raise ValueError(f"interaction='no_transform' needs Dp == Ds, got dims {(dp, ds, dw)}")
+        if self.transform_init == "identity":
+            if ds != dp:
+                raise ValueError(f"transform_init='identity' needs Dp == Ds, got dims {(dp, ds, dw)}")
+            pad_p, pad_s = (_zero_tail(X[..., a:a + dp]) for a in (0, dp))
+            if pad_s > pad_p:
+                warnings.warn(f"transform_init='identity' but the secondary's last {pad_s} column(s) are "
+                              f"zero in every sample (the primary's last {pad_p}): a smaller stream "
+                              f"zero-padded to the primary's size is not in the primary's domain; use "
+                              f"transform_init='random'", UserWarning, stacklevel=3)
         cfg = {"dp": dp, "ds": ds, "dw": dw, "hidden": int(self.hidden_dim),
                "reg_hidden": int(self.reg_hidden_dim), "dropout": float(self.dropout),
-               "interaction": self.interaction, "fusion": self.fusion, "multitask": bool(self.multitask)}
+               "interaction": self.interaction, "fusion": self.fusion, "multitask": bool(self.multitask),
+               "transform_init": self.transform_init}
         if self.multitask:
             for k in ("execution", "sync"):
                 if k not in extras:
@@ -229,7 +265,7 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
         return AIMNet(config["dp"], config["ds"], config["dw"], hidden=config["hidden"],
                       reg_hidden=config["reg_hidden"], dropout=config["dropout"],
                       interaction=config["interaction"], fusion=config["fusion"],
-                      multitask=config["multitask"])
+                      multitask=config["multitask"], transform_init=config.get("transform_init", "random"))
 
     def _forward(self, module, X, extras, training):
         out = module(X)
@@ -249,9 +285,12 @@ class AIMRegressor(LiRankingMixin, TorchRegressor):
         return loss
 
     def _train(self, X, y, extras, rng):
-        n_train = len(y) - (int(round(self.validation_fraction * len(y))) if self.early_stopping else 0)
-        self._steps_per_epoch = max(1, math.ceil(max(n_train, 1) / self.batch_size))
-        super()._train(X, y, extras, rng)
+        n, n_val = len(y), int(round(self.validation_fraction * len(y))) if self.early_stopping else 0
+        n_train = n if n_val < 2 or n - n_val < 2 else n - n_val        # as _split_validation
+        bs = int(self.batch_size)      # the loop skips a 1-sample tail batch
+        self._steps_per_epoch = max(1, n_train // bs + (n_train % bs >= 2))
+        n_steps = self.max_iter if self.max_epochs is None else int(self.max_epochs) * self._steps_per_epoch
+        self._fit_loop(X, y, extras, rng, n_steps=n_steps)
 
     def _lr_at(self, step):
         if self.lr_schedule == "aim":
@@ -330,7 +369,8 @@ def aim_inputs(reader, ids, feature=None, secondary: str = "auto") -> np.ndarray
     camera motion ``motion/camera`` (the paper's choice for one-person actions, Sec. 5.5) when
     ``"camera"``; ``"auto"`` uses the pose when every video has a secondary person in at least half
     its frames, else the camera for all videos (one convention per dataset). Whole-scene: the
-    ``feature`` family's ``whole`` rows. Streams are zero-padded to a common D.
+    ``feature`` family's ``whole`` rows. Streams are zero-padded to a common D, so equal sizes say
+    nothing about domains: only a pose secondary suits ``AIMRegressor(transform_init="identity")``.
     """
     from .inputs import default_feature
     if secondary not in ("auto", "pose", "camera"):

@@ -27,9 +27,9 @@ How a subclass plugs in (see :mod:`aqa.heads.jrg` for a full example)
    and anything else a head wants to expose.
 5. Optional hooks:
    - ``_batch_loss(pred, target, outputs)`` -- the loss of one batch. The base returns
-     ``regression loss (self.loss) + ranking_weight * _ranking_loss(pred, target) + outputs["reg"]``.
-     Override (calling ``super()._batch_loss``) to add terms, or override ``_ranking_loss`` to swap
-     the pairwise ranking loss (e.g. Li et al.'s gradient-balanced variant in ``aqa.heads.losses``).
+     ``regression loss (self.loss) + _ranking_term(pred, target, regression loss) + outputs["reg"]``.
+     Override (calling ``super()._batch_loss``) to add terms; a head with its own loss adds
+     ``self._ranking_term(...)`` on the predictions it ranks (CoRe does).
    - ``_train(self, X, y, extras, rng)`` -- the whole training procedure. The base calls
      :meth:`_fit_loop` once over all parameters; multi-stage heads (JRG's staged training) call
      :meth:`_fit_loop` several times with different ``forward`` functions / parameter groups.
@@ -68,7 +68,7 @@ BASE_PARAMS: dict[str, Any] = dict(
     max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant", lr_step=500,
     lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True, early_stopping=False,
     validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-    ranking_margin=0.0, device="cpu", random_state=None, verbose=False,
+    ranking_margin=None, device="cpu", random_state=None, verbose=False,
 )
 
 
@@ -114,8 +114,14 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         validation or 2 training samples would remain.
     loss : {"mse", "l1", "huber"}
         The regression loss on (normalised) targets.
-    ranking_weight, ranking_margin : float
-        When ``ranking_weight > 0`` the pairwise ranking hinge of :meth:`_ranking_loss` is added.
+    ranking_weight : float >= 0 or "balanced"
+        Li et al.'s pairwise ranking term (PCM 2018, eq. 2; :mod:`aqa.heads.losses`) on top of the
+        regression loss: ``0`` off; a float is a fixed weight on the mean hinge over the batch's
+        untied pairs; ``"balanced"`` is the paper's loss, the hinge summed over pairs with alpha set
+        on every batch by gradient magnitudes against the regression loss (eq. 7).
+    ranking_margin : float >= 0 or None
+        The hinge margin in normalised target units; ``None`` (default) is the paper's
+        ``delta = 2`` raw score points, i.e. ``2 / y_std_``.
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
     random_state : int, RandomState or None
@@ -131,7 +137,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, *, max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
-                 ranking_weight=0.0, ranking_margin=0.0, device="cpu", random_state=None,
+                 ranking_weight=0.0, ranking_margin=None, device="cpu", random_state=None,
                  verbose=False):
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -174,23 +180,31 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             return F.l1_loss(pred, target)
         return F.huber_loss(pred, target)
 
+    def _ranking_margin_normalised(self) -> float:
+        """The hinge margin in normalised target units (``None``: delta = 2 raw points / ``y_std_``)."""
+        from .losses import PAPER_MARGIN, margin_in_units
+        if self.ranking_margin is None:
+            return margin_in_units(PAPER_MARGIN, getattr(self, "y_std_", 1.0))
+        return float(self.ranking_margin)
+
     def _ranking_loss(self, pred, target):
-        """Pairwise ranking hinge over the batch: mean over pairs with ``target_i > target_j`` of
-        ``max(0, ranking_margin - (pred_i - pred_j))`` (Li et al. 2018's ranking term; margin in
-        normalised target units). Zero when the batch has no ordered pair."""
-        import torch
-        dt = target[:, None] - target[None, :]
-        dp = pred[:, None] - pred[None, :]
-        ordered = dt > 0
-        if not bool(ordered.any()):
-            return pred.sum() * 0.0
-        return torch.relu(self.ranking_margin - dp[ordered]).mean()
+        """Mean pairwise hinge of Li et al.'s eq. 2 over the batch's untied pairs (see ``ranking_margin``)."""
+        from .losses import pairwise_ranking_loss
+        return pairwise_ranking_loss(pred, target, self._ranking_margin_normalised(), reduction="mean")
+
+    def _ranking_term(self, pred, target, base_loss):
+        """``alpha * L2`` to add to ``base_loss`` (0 when ``ranking_weight`` is 0): a fixed weight on
+        :meth:`_ranking_loss`, or with ``"balanced"`` the summed hinge with alpha from eq. 7."""
+        rw = self.ranking_weight
+        if rw == "balanced":
+            from .losses import RankingLoss
+            return RankingLoss("balanced", self._ranking_margin_normalised()).term(base_loss, pred, target)
+        return rw * self._ranking_loss(pred, target) if rw else 0.0
 
     def _batch_loss(self, pred, target, outputs: dict):
-        """Loss of one batch: regression loss + ``ranking_weight`` x ranking loss + ``outputs["reg"]``."""
+        """Loss of one batch: regression loss + the ranking term (``ranking_weight``) + ``outputs["reg"]``."""
         loss = self._regression_loss(pred, target)
-        if self.ranking_weight:
-            loss = loss + self.ranking_weight * self._ranking_loss(pred, target)
+        loss = loss + self._ranking_term(pred, target, loss)
         reg = outputs.get("reg")
         if reg is not None:
             loss = loss + reg
@@ -221,8 +235,15 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
         if not 0.0 < float(self.validation_fraction) < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
-        if self.ranking_weight < 0:
-            raise ValueError(f"ranking_weight must be >= 0, got {self.ranking_weight!r}")
+        rw = self.ranking_weight
+        if not (rw == "balanced" if isinstance(rw, str) else
+                isinstance(rw, (int, float, np.integer, np.floating)) and not isinstance(rw, bool)
+                and math.isfinite(rw) and rw >= 0):
+            raise ValueError(f"ranking_weight must be a float >= 0 or 'balanced', got {rw!r}")
+        m = self.ranking_margin
+        if m is not None and not (isinstance(m, (int, float, np.integer, np.floating))
+                                  and not isinstance(m, bool) and math.isfinite(m) and m >= 0):
+            raise ValueError(f"ranking_margin must be None or a float >= 0, got {m!r}")
 
     def _check_extras(self, params: dict, n: int) -> dict[str, np.ndarray]:
         extras = {}

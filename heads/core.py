@@ -35,7 +35,7 @@ from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
 from .base import base_kwargs, TorchRegressor
-from .losses import LiRankingMixin, balanced_alpha, half_mse, pairwise_ranking_loss
+from .losses import half_mse
 
 __all__ = ["group_bounds", "assign_groups", "decode_groups", "GroupAwareRegressionTree",
            "gart_loss", "CoReRegressor", "plot_explain"]
@@ -191,7 +191,7 @@ def _dd_key(v) -> float:
     return round(v, 6) if math.isfinite(v) else math.nan
 
 
-class CoReRegressor(LiRankingMixin, TorchRegressor):
+class CoReRegressor(TorchRegressor):
     """CoRe + GART: contrastive regression against exemplars with the group-aware regression tree.
 
     Input X: video features of shape (n, D), or clip features (n, S, D) which are averaged over the S
@@ -215,7 +215,9 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
     decoded difference plus the exemplar score).
 
     Fitted: ``bounds_`` (R, 2) group bounds in normalised units, ``exemplar_index_``, ``score_eps_``,
-    ``difficulty_used_``. :meth:`tree_path` exposes the per-level probabilities of a prediction.
+    ``difficulty_used_``, ``validation_index_`` (the rows early stopping held out: they are never
+    exemplars nor counted in the bounds). :meth:`tree_path` exposes the per-level probabilities of a
+    prediction.
     """
 
     fit_extras = ("groups", "difficulty")
@@ -315,23 +317,30 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
         y_raw = y * self.y_std_ + self.y_mean_
         self.score_eps_ = float(self.score_scale) if self.score_scale is not None else \
             float(max(np.abs(y_raw).max(), 1e-12))
-        # eligible exemplars of every training video (eq. 5 uses all their score differences)
-        eligible = []
-        for i in range(n):
-            same_act = act == act[i]
+        self._keys_train = (act, dd)
+        return {"in_features": 2 * int(X.shape[1]) + 1, "depth": int(self.depth),
+                "hidden": int(self.hidden_dim)}
+
+    def _pairs_and_bounds(self, y, train_idx):
+        """Eligible exemplars of every training row among the training rows (same class and
+        difficulty, else same class, else any), and the group bounds of their score differences
+        (eq. 5). Validation rows get none and give none."""
+        act, dd = self._keys_train
+        pool = np.zeros(len(y), bool)
+        pool[train_idx] = True
+        eligible = [np.zeros(0, np.int64) for _ in range(len(y))]
+        for i in train_idx:
+            same_act = pool & (act == act[i])
             same = same_act & ((dd == dd[i]) | (np.isnan(dd) & np.isnan(dd[i])))
-            for mask in (same, same_act, np.ones(n, bool)):
+            for mask in (same, same_act, pool):
                 m = mask.copy()
                 m[i] = False
                 if m.any():
                     break
-            eligible.append(np.flatnonzero(m))
+            eligible[i] = np.flatnonzero(m)
         self._eligible = eligible
-        deltas = np.concatenate([y[i] - y[e] for i, e in enumerate(eligible)])
+        deltas = np.concatenate([y[i] - y[eligible[i]] for i in train_idx])
         self.bounds_ = group_bounds(deltas, 2 ** int(self.depth))
-        self._keys_train = (act, dd)
-        return {"in_features": 2 * int(X.shape[1]) + 1, "depth": int(self.depth),
-                "hidden": int(self.hidden_dim)}
 
     def _make_module(self, config):
         return GroupAwareRegressionTree(config["in_features"], config["depth"], config["hidden"])
@@ -376,8 +385,6 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
             ex = np.empty(len(idx), np.int64)
             for k, i in enumerate(idx):
                 cand = self._eligible[i]
-                c2 = cand[~self._val_mask[cand]]
-                cand = c2 if len(c2) else cand
                 ex[k] = cand[self._pair_rng.randint(len(cand))]
             f_ex = torch.as_tensor(self._train_X[ex], device=dev)
             s_ex = torch.as_tensor(self._train_y[ex], dtype=X.dtype, device=dev)
@@ -410,30 +417,23 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
         dev = target.device
         loss, _, _ = gart_loss(outputs["leaf_prob"], outputs["sigma"], torch.as_tensor(g, device=dev),
                                torch.as_tensor(sig, dtype=target.dtype, device=dev))       # eq. 6
-        rw = self.ranking_weight
-        if rw:
+        if self.ranking_weight:
             soft = outputs["soft_pred"]
-            rank = pairwise_ranking_loss(soft, target, self._ranking_margin_normalised(),
-                                         reduction="sum" if rw == "balanced" else "mean")
-            if rw == "balanced":
-                alpha = balanced_alpha(half_mse(soft, target), rank, soft) if rank.requires_grad else 0.0
-            else:
-                alpha = float(rw)
-            loss = loss + alpha * rank
+            loss = loss + self._ranking_term(soft, target, half_mse(soft, target))
         return loss
 
     def _split_validation(self, n, rng):
-        tr, va = super()._split_validation(n, rng)
-        self._val_mask = np.zeros(n, bool)
-        self._val_mask[va] = True
-        return tr, va
+        """The split drawn once at the start of :meth:`_train` (exemplars and bounds depend on it)."""
+        return self._split if hasattr(self, "_split") else super()._split_validation(n, rng)
 
-    def _choose_exemplars(self, X, y, rng):
-        """The fixed inference exemplars: up to M random training videos per (action, difficulty)."""
+    def _choose_exemplars(self, X, y, rng, train_idx):
+        """The fixed inference exemplars: up to M random training rows per (action, difficulty)."""
         act, dd = self._keys_train
+        pool = np.zeros(len(y), bool)
+        pool[train_idx] = True
         chosen = []
-        for a in sorted(set(act)):
-            in_a = act == a
+        for a in sorted(set(act[pool])):
+            in_a = pool & (act == a)
             for d in np.unique(dd[in_a]):          # np.unique keeps a single NaN (numpy >= 1.21)
                 idx = np.flatnonzero(in_a & ((dd == d) | (np.isnan(dd) & np.isnan(d))))
                 chosen.extend(rng.permutation(idx)[: int(self.n_exemplars)].tolist())
@@ -445,13 +445,23 @@ class CoReRegressor(LiRankingMixin, TorchRegressor):
         self.exemplar_difficulty_ = dd[chosen].astype(np.float64)
 
     def _train(self, X, y, extras, rng):
-        self._choose_exemplars(X, y, rng)
+        """Early stopping's validation rows are held out of the training pairs, the group bounds
+        and the inference exemplars (``validation_index_``; rows of a class that has no other
+        training row stay in training)."""
+        tr, va = super()._split_validation(len(y), rng)
+        act = self._keys_train[0]
+        alone = ~np.isin(act[va], act[tr])     # a class with no training row cannot be validated
+        tr, va = np.sort(np.concatenate([tr, va[alone]])), va[~alone]
+        self._split = (tr, va)
+        self.validation_index_ = va
+        self._pairs_and_bounds(y, self._split[0])
+        self._choose_exemplars(X, y, rng, self._split[0])
         self._train_X, self._train_y = X, y
         self._pair_rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
         try:
             self._fit_loop(X, y, {**extras, "_index": np.arange(len(y))}, rng, n_steps=self.max_iter)
         finally:
-            for k in ("_train_X", "_train_y", "_pair_rng", "_eligible", "_val_mask", "_keys_train"):
+            for k in ("_train_X", "_train_y", "_pair_rng", "_eligible", "_split", "_keys_train"):
                 self.__dict__.pop(k, None)
 
     # ------------------------------------------------------------------ explanations

@@ -31,7 +31,6 @@ from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
 from .base import base_kwargs, TorchRegressor
-from .losses import LiRankingMixin
 
 __all__ = ["FragmentNet", "FragmentRegressor", "plot_explain"]
 
@@ -60,7 +59,7 @@ class FragmentNet(nn.Module):
         return self.head(self.fragment_features(x).flatten(1)).squeeze(-1)
 
 
-class FragmentRegressor(LiRankingMixin, TorchRegressor):
+class FragmentRegressor(TorchRegressor):
     """Li et al.'s fragment network with the MSE + gradient-balanced ranking loss.
 
     Input X: per-fragment features of shape (n, N, D), or 2-D X with ``n_fragments=N`` (columns read

@@ -194,6 +194,9 @@ class JRGRegressor(TorchRegressor):
         included, Scoring Module freshly initialised) for ``final_iter`` iterations, with the loaded
         branch weights frozen during the first ``freeze_iter`` of them.
     final_iter, freeze_iter : int, defaults 3000 and 500 (the paper's second stage).
+    freeze_commonality_graph : bool, default False
+        Stage 1's commonality branch is trained "based on the A_s learned so far" (by the difference
+        branch): False fine-tunes that A_s in the commonality branch, True keeps it fixed there.
     max_iter : int, default 4500
         Iterations of the full model when ``staged=False``; of each branch when ``staged=True``.
     Training defaults follow Section 4.1: Adam, batch 64, cyclic learning rate {1e-4, 1e-5, 1e-6}
@@ -207,10 +210,11 @@ class JRGRegressor(TorchRegressor):
 
     def __init__(self, *, layout=None, skeleton="coco17", encoder_dim=512, hidden_dim=128,
                  ortho_weight=0.8, graph_l2=0.1, staged=False, final_iter=3000, freeze_iter=500,
-                 max_iter=4500, batch_size=64, learning_rate=1e-4, lr_schedule="cyclic", lr_step=500,
+                 freeze_commonality_graph=False, max_iter=4500, batch_size=64, learning_rate=1e-4,
+                 lr_schedule="cyclic", lr_step=500,
                  lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-                 ranking_margin=0.0, device="cpu", random_state=None, verbose=False):
+                 ranking_margin=None, device="cpu", random_state=None, verbose=False):
         self.layout = layout
         self.skeleton = skeleton
         self.encoder_dim = encoder_dim
@@ -220,6 +224,7 @@ class JRGRegressor(TorchRegressor):
         self.staged = staged
         self.final_iter = final_iter
         self.freeze_iter = freeze_iter
+        self.freeze_commonality_graph = freeze_commonality_graph
         super().__init__(**base_kwargs(locals()))
 
     # ------------------------------------------------------------------ input
@@ -288,7 +293,7 @@ class JRGRegressor(TorchRegressor):
         branches = [("whole", ("q",), list(m.encoders["q"].parameters())),
                     ("difference", ("ds", "dp"), [m.As_raw, m.Ap_raw, m.w]
                      + list(m.encoders["ds"].parameters()) + list(m.encoders["dp"].parameters())),
-                    ("commonality", ("h0", "h1"), [m.As_raw]
+                    ("commonality", ("h0", "h1"), ([] if self.freeze_commonality_graph else [m.As_raw])
                      + list(m.encoders["h0"].parameters()) + list(m.encoders["h1"].parameters()))]
         loaded = []
         for name, keys, params in branches:

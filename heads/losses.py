@@ -17,7 +17,8 @@ constant ``delta``, which has zero gradient, so leaving them out changes the val
 
 :class:`RankingLoss` wraps the whole thing for any head: given the head's own base loss (MSE, BCE,
 whatever it optimises) it adds ``alpha * L2`` with alpha either fixed or balanced by gradient magnitudes
-against that base loss, as the paper balances it against ``L1``.
+against that base loss, as the paper balances it against ``L1``. Every neural head gets it through
+:class:`aqa.heads.base.TorchRegressor`'s ``ranking_weight`` / ``ranking_margin``.
 """
 from __future__ import annotations
 
@@ -110,6 +111,10 @@ class RankingLoss:
 
     def __call__(self, base_loss: Tensor, pred: Tensor, target: Tensor) -> Tensor:
         """Return ``base_loss + alpha * L2(pred, target)``; ``pred`` must be part of the graph."""
+        return base_loss + self.term(base_loss, pred, target)
+
+    def term(self, base_loss: Tensor, pred: Tensor, target: Tensor) -> Tensor:
+        """``alpha * L2(pred, target)`` alone (alpha balanced against ``base_loss`` if asked)."""
         rank = pairwise_ranking_loss(pred, target, self.margin, self.reduction)
         if self.alpha == "balanced":
             alpha = balanced_alpha(base_loss, rank, pred) if rank.requires_grad else 0.0
@@ -117,7 +122,7 @@ class RankingLoss:
             alpha = float(self.alpha)
         self.last_alpha = alpha
         self.last_rank = float(rank.detach())
-        return base_loss + alpha * rank
+        return alpha * rank
 
 
 def _flat_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,49 +132,3 @@ def _flat_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"pred and target must have the same number of elements, got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
     return pred, target
-
-
-class LiRankingMixin:
-    """Give a :class:`~aqa.heads.base.TorchRegressor` head Li et al.'s ranking term as an option.
-
-    Put it before ``TorchRegressor`` in the bases. It reinterprets the base's two ranking parameters:
-
-    ``ranking_weight``
-        ``0`` (off), a float (fixed weight on the mean pairwise hinge, as the base does), or
-        ``"balanced"``: the paper's loss, eq. 2 summed over the batch's pairs with ``alpha`` set on
-        every batch by eq. 7 against the head's regression loss.
-    ``ranking_margin``
-        the hinge margin in normalised target units, or ``None`` for the paper's ``delta = 2`` score
-        points (``2 / y_std_`` in normalised units).
-    """
-
-    def _check_params(self):
-        rw = self.ranking_weight
-        if isinstance(rw, str) and rw != "balanced":
-            raise ValueError(f"ranking_weight must be a float >= 0 or 'balanced', got {rw!r}")
-        margin = self.ranking_margin
-        if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
-            raise ValueError(f"ranking_margin must be None or a float >= 0, got {margin!r}")
-        self.ranking_weight = 0.0 if isinstance(rw, str) else rw
-        try:
-            super()._check_params()
-        finally:
-            self.ranking_weight = rw
-
-    def _ranking_margin_normalised(self) -> float:
-        if self.ranking_margin is None:
-            return margin_in_units(PAPER_MARGIN, getattr(self, "y_std_", 1.0))
-        return float(self.ranking_margin)
-
-    def _ranking_loss(self, pred, target):
-        """Mean pairwise hinge (eq. 2 averaged over untied pairs) with the resolved margin."""
-        return pairwise_ranking_loss(pred, target, self._ranking_margin_normalised(), reduction="mean")
-
-    def _batch_loss(self, pred, target, outputs):
-        rw = self.ranking_weight
-        if not (isinstance(rw, str) and rw == "balanced"):
-            return super()._batch_loss(pred, target, outputs)
-        base = self._regression_loss(pred, target)
-        loss = RankingLoss("balanced", self._ranking_margin_normalised())(base, pred, target)
-        reg = outputs.get("reg")
-        return loss if reg is None else loss + reg

@@ -2,7 +2,9 @@
 
 - Spearman's rank correlation (scipy.stats.spearmanr), the papers' main metric.
 - The Fisher-z average of per-action correlations (Parmar & Morris; JRG Section 4.2; CoRe):
-  ``tanh(mean_k arctanh(rho_k))``.
+  ``tanh(mean_k arctanh(rho_k))``, with |rho_k| clipped to :data:`RHO_CLIP` (0.999) first: arctanh
+  is unbounded at +-1, so one tiny action ranked perfectly (rho = 1, common with 2-3 videos) would
+  otherwise drag the average to ~1 whatever the other actions score.
 - Relative L2 (CoRe, eq. 11): ``mean_k (|s_k - s^_k| / (s_max - s_min))^2`` per action, with the
   action's score range; averaged over actions. Papers print it x100.
 - MSE, and mean/std of any metric over seeds.
@@ -16,7 +18,13 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import spearmanr as _spearmanr
 
-__all__ = ["spearman", "fisher_z_average", "relative_l2", "mse", "evaluate", "summarize_seeds"]
+__all__ = ["spearman", "fisher_z_average", "relative_l2", "mse", "evaluate", "summarize_seeds", "RHO_CLIP",
+           "MIN_ACTION_SAMPLES"]
+
+#: |rho| bound before arctanh in :func:`fisher_z_average` (arctanh(0.999) = 3.8, that of 0.5 is 0.55).
+RHO_CLIP = 0.999
+#: :func:`evaluate` warns about actions with fewer test samples than this (their rho is mostly noise).
+MIN_ACTION_SAMPLES = 3
 
 
 def _pair(y_true, y_pred):
@@ -39,8 +47,9 @@ def spearman(y_true, y_pred) -> float:
     return float(_spearmanr(a, b).statistic)
 
 
-def fisher_z_average(rhos: Sequence[float], weights: Sequence[float] | None = None) -> float:
-    """``tanh(weighted mean of arctanh(rho))``; rho of +-1 is clipped to +-(1-1e-12), NaNs skipped."""
+def fisher_z_average(rhos: Sequence[float], weights: Sequence[float] | None = None,
+                     clip: float = RHO_CLIP) -> float:
+    """``tanh(weighted mean of arctanh(rho))`` with rho clipped to [-clip, clip]; NaNs skipped."""
     r = np.asarray(rhos, dtype=float)
     w = np.ones_like(r) if weights is None else np.asarray(weights, dtype=float)
     if r.shape != w.shape:
@@ -48,7 +57,9 @@ def fisher_z_average(rhos: Sequence[float], weights: Sequence[float] | None = No
     ok = np.isfinite(r)
     if not ok.any():
         return math.nan
-    z = np.arctanh(np.clip(r[ok], -1 + 1e-12, 1 - 1e-12))
+    if not 0 < clip < 1:
+        raise ValueError(f"clip must be in (0, 1), got {clip}")
+    z = np.arctanh(np.clip(r[ok], -clip, clip))
     return float(np.tanh(np.average(z, weights=w[ok])))
 
 
@@ -96,6 +107,11 @@ def evaluate(y_true, y_pred, groups=None, score_ranges: Mapping[str, tuple[float
         rl2 = relative_l2(a[m], b[m], *rng) if rng else (
             relative_l2(a[m], b[m]) if np.ptp(a[m]) > 0 else math.nan)
         per[action] = {"spearman": rho, "rl2": rl2, "n": int(m.sum())}
+    small = {str(k): v["n"] for k, v in per.items() if v["n"] < MIN_ACTION_SAMPLES}
+    if small:
+        warnings.warn(f"actions with fewer than {MIN_ACTION_SAMPLES} samples {small}: their Spearman's "
+                      f"rho is NaN or +-1 by chance and weighs on the Fisher-z average",
+                      RuntimeWarning, stacklevel=2)
     out["per_action"] = per
     out["spearman_fisher_z"] = fisher_z_average([v["spearman"] for v in per.values()])
     rl2s = [v["rl2"] for v in per.values() if math.isfinite(v["rl2"])]

@@ -5,10 +5,14 @@ Two phases (Sec. III):
 1. *Deep metric learning* (Fig. 2): a shared LSTM embeds each clip-feature sequence (``O_p, O_q``,
    the final hidden state), the two embeddings are concatenated and pass dense layers ``D1`` (128)
    and ``D2`` (64) and a sigmoid that says whether the two performances are *similar*: their judged
-   scores differ by less than a threshold ``th``. The paper derives ``th`` from the judging tolerance:
-   each of 3 judges may be off by +-0.5, so their sum by +-1.5, times a difficulty of about 3.3 gives
-   about +-5 points; ``similarity_threshold=None`` computes exactly that,
-   ``judge_tolerance * n_judges * median(difficulty)`` (difficulty 1 when none is given). Similar pairs
+   scores differ by less than a threshold ``th``. The paper derives ``th`` from the judging tolerance
+   (Sec. V): each of 3 judges may be off by +-0.5, so their sum by +-1.5; the score is that sum times
+   the difficulty, "3 +- 0.3", so the deviation is at most 1.5 x 3.3 ~ +-5 points.
+   ``similarity_threshold=None`` follows that reasoning on the training data:
+   ``judge_tolerance * n_judges * (mean + std of the difficulty)``, the upper end of the difficulty's
+   "3 +- 0.3" (4.95 for the paper's numbers). Without ``difficulty=`` it warns and uses the judges' sum
+   alone, ``judge_tolerance * n_judges`` (right where difficulty adds to the score, as in vault, and
+   far too small for diving: pass ``difficulty=`` or ``similarity_threshold=``). Similar pairs
    are much rarer than dissimilar ones; the paper balances them by augmenting videos, here every
    training batch draws equal numbers of similar and dissimilar pairs.
 2. *Score estimation* (Fig. 3): the LSTM, ``D1`` and ``D2`` are frozen; the sigmoid is replaced by a
@@ -23,6 +27,7 @@ is the DML sigmoid on the LSTM's hidden states at the end of clip ``j`` of the *
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +36,6 @@ from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
 from .base import base_kwargs, TorchRegressor, apply_layout
-from .losses import LiRankingMixin
 
 __all__ = ["SiameseNet", "SiameseRegressor", "similarity_labels", "plot_explain"]
 
@@ -68,7 +72,7 @@ class SiameseNet(nn.Module):
         return self.similarity(self.pair_embedding(self.embed(xp), self.embed(xq))).squeeze(-1)
 
 
-class SiameseRegressor(LiRankingMixin, TorchRegressor):
+class SiameseRegressor(TorchRegressor):
     """Siamese-LSTM metric learning + reference-relative scoring (Jain, Harit, Sharma).
 
     Input X: clip-feature sequences of shape (n, S, D) (e.g. C3D fc6 per 16-frame clip), or 2-D X with
@@ -151,7 +155,15 @@ class SiameseRegressor(LiRankingMixin, TorchRegressor):
             d = np.asarray([np.nan if v is None else v for v in np.asarray(d, dtype=object).reshape(-1)],
                            dtype=np.float64) if d is not None else np.full(1, np.nan)
             d = d[np.isfinite(d) & (d > 0)]
-            dd = float(np.median(d)) if d.size else 1.0      # no difficulty known: 1
+            if d.size:
+                dd = float(d.mean() + d.std())               # the upper end of "3 +- 0.3"
+            else:
+                dd = 1.0
+                warnings.warn(f"SiameseRegressor: no difficulty given, so the similarity threshold is the "
+                              f"judges' tolerance alone, {self.judge_tolerance} x {self.n_judges} = "
+                              f"{self.judge_tolerance * self.n_judges:g} score points (the paper's ~5 points "
+                              f"for diving also multiply by the difficulty); pass difficulty= or "
+                              f"similarity_threshold=", UserWarning, stacklevel=3)
             self.threshold_ = float(self.judge_tolerance) * float(self.n_judges) * dd
         else:
             self.threshold_ = float(self.similarity_threshold)

@@ -55,11 +55,38 @@ def test_aimnet_matches_equations():
     np.testing.assert_allclose(_np(out["attention"]).sum(-1), 1.0, rtol=1e-6)
 
 
-def test_transform_starts_as_identity_for_same_domain():
-    net = AIMNet(4, 4, 2, hidden=3)
-    np.testing.assert_array_equal(_np(net.transform.weight), np.eye(4))
-    assert not torch.any(net.transform.bias)
+def test_transform_init_is_standard_unless_same_domain_is_declared():
+    torch.manual_seed(0)
+    net = AIMNet(4, 4, 2, hidden=3)                       # equal sizes alone say nothing of the domain
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(4, 4)                          # the standard nn.Linear initialisation
+    np.testing.assert_array_equal(_np(net.transform.weight), _np(ref.weight))
+    assert not np.allclose(_np(net.transform.weight), np.eye(4))
+    same = AIMNet(4, 4, 2, hidden=3, transform_init="identity")
+    np.testing.assert_array_equal(_np(same.transform.weight), np.eye(4))
+    assert not torch.any(same.transform.bias)
     assert AIMNet(4, 3, 2, hidden=3).transform.weight.shape == (4, 3)
+    with pytest.raises(ValueError, match="Ds == Dp"):
+        AIMNet(4, 3, 2, hidden=3, transform_init="identity")
+    with pytest.raises(ValueError, match="transform_init"):
+        AIMNet(4, 4, 2, hidden=3, transform_init="eye")
+
+
+def test_identity_init_warns_on_a_zero_padded_secondary():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 2, 3, 5)).astype(np.float32)   # the (n, S, 3, D) layout of aim_inputs
+    X[:, :, 1, 2:] = 0                                      # a 2-d camera stream padded to D = 5
+    y = rng.normal(size=12)
+    kw = dict(hidden_dim=4, reg_hidden_dim=4, max_iter=1, random_state=0)
+    with pytest.warns(UserWarning, match="zero-padded"):
+        AIMRegressor(transform_init="identity", **kw).fit(X, y)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = AIMRegressor(**kw).fit(X, y)                    # default: standard init, no warning
+        X[:, :, 0, 2:] = 0                                  # primary padded the same way: same domain
+        AIMRegressor(transform_init="identity", **kw).fit(X, y)
+    assert not np.allclose(_np(m.module_.transform.weight), np.eye(5))
 
 
 def test_ablations_change_the_interaction_and_fusion():
@@ -119,6 +146,13 @@ def test_paper_lr_schedule_and_defaults():
     m = AIMRegressor(dims=(1, 1, 1), batch_size=4, max_iter=1)
     m.fit(np.zeros((8, 2, 3)), np.arange(8.0))
     assert m._steps_per_epoch == 2 and m._lr_at(2 * 20) == pytest.approx(1e-5)
+    assert (p["transform_init"], p["max_epochs"]) == ("random", None)
+    # max_epochs counts the paper's epochs: 9 videos at batch 4 = 2 steps (the 1-video tail is skipped)
+    m = AIMRegressor(dims=(1, 1, 1), hidden_dim=2, reg_hidden_dim=2, batch_size=4, max_epochs=3,
+                     max_iter=1).fit(np.zeros((9, 2, 3)), np.arange(9.0))
+    assert m.n_iter_ == 6 and len(m.loss_curve_) == 3
+    with pytest.raises(ValueError, match="max_epochs"):
+        AIMRegressor(max_epochs=0).fit(np.zeros((9, 2, 3)), np.arange(9.0))
 
 
 def test_input_validation():

@@ -157,6 +157,23 @@ def test_core_pair_feature_is_eq4_and_bounds_from_eligible_pairs():
     np.testing.assert_allclose(m.bounds_, group_bounds(diffs, 4), atol=1e-5)   # y is float32
 
 
+def test_core_early_stopping_keeps_validation_rows_out_of_exemplars_and_bounds():
+    X, y, act, _ = _data()
+    kw = dict(depth=2, hidden_dim=8, max_iter=20, n_exemplars=40, random_state=0)
+    m = CoReRegressor(early_stopping=True, validation_fraction=0.25, **kw).fit(X, y, groups=act)
+    va = m.validation_index_
+    tr = np.setdiff1d(np.arange(len(y)), va)
+    assert len(va) == 15 and len(m.validation_scores_) > 0
+    assert not set(m.exemplar_index_) & set(va)
+    np.testing.assert_array_equal(m.exemplar_index_, tr)        # M = 40: every training row
+    yn = (y - y.mean()) / y.std()
+    diffs = np.concatenate([yn[i] - yn[tr[(act[tr] == act[i]) & (tr != i)]] for i in tr])
+    np.testing.assert_allclose(m.bounds_, group_bounds(diffs, 4), atol=1e-5)
+    every = np.concatenate([yn[i] - yn[(act == act[i]) & (np.arange(len(y)) != i)] for i in range(len(y))])
+    assert not np.allclose(m.bounds_, group_bounds(every, 4), atol=1e-3)
+    assert len(CoReRegressor(**kw).fit(X, y, groups=act).validation_index_) == 0
+
+
 def test_core_voting_is_eq8_9_and_exemplars_match_class_and_difficulty():
     X, y, act, dd = _data()
     m = CoReRegressor(depth=2, hidden_dim=8, max_iter=20, n_exemplars=3, random_state=0)

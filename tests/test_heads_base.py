@@ -73,6 +73,48 @@ def test_ranking_hook():
     assert not np.allclose(a, b)
 
 
+def _balanced_ranking_reference(p, t, margin):
+    """Li et al.'s eqs. 1-2 and 7 written out: MSE + alpha * sum_{i<j} relu(-(p_j - p_i) sgn + margin),
+    alpha = |grad MSE| / |grad L2| w.r.t. the predictions."""
+    n = len(p)
+    base, g_base = np.mean((p - t) ** 2), 2 * (p - t) / n
+    rank, g_rank = 0.0, np.zeros(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            sgn = np.sign(t[j] - t[i])
+            h = -(p[j] - p[i]) * sgn + margin
+            if sgn != 0 and h > 0:
+                rank += h
+                g_rank[j] -= sgn
+                g_rank[i] += sgn
+    return base + np.linalg.norm(g_base) / np.linalg.norm(g_rank) * rank
+
+
+def _jrg(**kw):
+    from aqa.heads.jrg import JRGRegressor
+    return JRGRegressor(layout=(3, 2, 2), skeleton="self", **kw)       # (S, 1+J, D) over X's 12 columns
+
+
+@pytest.mark.parametrize("make", [SceneMLPRegressor, _jrg], ids=["mlp", "jrg"])
+def test_balanced_ranking_loss_on_every_neural_head(make):
+    X, y = _data()
+    y = 40 * y                                            # raw score units: delta = 2 points
+    est = make(**TINY, ranking_weight="balanced", random_state=0).fit(X, y)
+    assert est._ranking_margin_normalised() == pytest.approx(2.0 / est.y_std_)
+    rng = np.random.RandomState(1)
+    p, t = rng.randn(8), rng.randn(8)
+    t[3] = t[5]                                           # a tie: left out of eq. 2
+    pt = torch.tensor(p, requires_grad=True)
+    got = est._batch_loss(pt, torch.tensor(t), {}).item()
+    assert got == pytest.approx(_balanced_ranking_reference(p, t, 2.0 / est.y_std_), rel=1e-9)
+    plain = make(**TINY, random_state=0).fit(X, y)
+    assert not np.allclose(est.predict(X), plain.predict(X))
+    for bad in ({"ranking_weight": "auto"}, {"ranking_weight": -1.0}, {"ranking_weight": None},
+                {"ranking_margin": -0.5}, {"ranking_margin": "2"}):
+        with pytest.raises(ValueError, match="ranking_(weight|margin) must be"):
+            make(**TINY, **bad).fit(X, y)
+
+
 def test_param_and_keyword_errors():
     X, y = _data(n=10)
     with pytest.raises(ValueError, match="lr_schedule"):

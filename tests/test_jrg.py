@@ -181,6 +181,23 @@ def test_staged_training_freezes_loaded_weights():
     assert not torch.equal(after["alpha"], snaps["before"]["alpha"])
 
 
+@pytest.mark.parametrize("freeze", [False, True])
+def test_staged_commonality_branch_can_keep_the_learned_spatial_graph(freeze):
+    X, y = _data(n=16, S=2, D=3)
+    snaps = {}
+
+    class Spy(JRGRegressor):
+        def _fit_loop(self, *args, desc="train", **kw):
+            snaps[desc] = self.module_.As_raw.detach().clone()
+            return super()._fit_loop(*args, desc=desc, **kw)
+
+    Spy(**{**TINY, "max_iter": 10}, staged=True, final_iter=2, freeze_iter=0,
+        freeze_commonality_graph=freeze, random_state=0).fit(X, y)
+    moved = not torch.equal(snaps["stage 1 commonality"], snaps["stage 2 full"])
+    assert moved is not freeze
+    assert not torch.equal(snaps["stage 1 difference"], snaps["stage 1 commonality"])   # learned first
+
+
 def test_bad_input_errors():
     X, y = _data(n=8, S=2, Jn=5)
     with pytest.raises(ValueError, match="coco17"):

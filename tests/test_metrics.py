@@ -23,7 +23,15 @@ def test_fisher_z():
     assert fisher_z_average([0.9, 0.3]) == pytest.approx(ref)
     assert fisher_z_average([0.9, 0.3]) > (0.9 + 0.3) / 2         # z-averaging weighs high rho more
     assert fisher_z_average([0.9, float("nan")]) == pytest.approx(0.9)
-    assert fisher_z_average([1.0, 1.0]) == pytest.approx(1.0)
+    assert fisher_z_average([1.0, 1.0]) == pytest.approx(0.999)
+    # a perfect rho (one tiny action) is clipped to 0.999 instead of pulling the average to ~1
+    assert fisher_z_average([1.0, 0.5]) == pytest.approx(np.tanh((np.arctanh(0.999) + np.arctanh(0.5)) / 2))
+    assert fisher_z_average([1.0, 0.5]) < 0.98
+    assert fisher_z_average([-1.0, 1.0]) == pytest.approx(0.0, abs=1e-12)
+    assert fisher_z_average([1.0, 0.5], clip=0.9) == pytest.approx(
+        np.tanh((np.arctanh(0.9) + np.arctanh(0.5)) / 2))
+    with pytest.raises(ValueError, match="clip"):
+        fisher_z_average([0.5], clip=1.0)
 
 
 def test_relative_l2_and_mse():
@@ -47,6 +55,18 @@ def test_evaluate_per_action():
     assert m["per_action"]["b"]["rl2"] == 0.0
     assert m["rl2"] == pytest.approx(relative_l2(y[:4], p[:4]) / 2)
     assert m["n"] == 8 and m["mse"] == pytest.approx(mse(y, p))
+
+
+def test_evaluate_warns_on_tiny_actions():
+    y, p = np.array([1, 2, 3, 4, 5, 6.0]), np.array([1, 3, 2, 4, 5, 6.0])
+    with pytest.warns(RuntimeWarning, match=r"fewer than 3 samples \{'b': 2\}"):
+        m = evaluate(y, p, groups=["a"] * 4 + ["b"] * 2)
+    assert m["per_action"]["b"]["spearman"] == pytest.approx(1.0)
+    assert m["spearman_fisher_z"] == pytest.approx(fisher_z_average([0.8, 1.0]))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(y, p, groups=["a"] * 3 + ["b"] * 3)
 
 
 def test_summarize_seeds():
