@@ -3,6 +3,7 @@
 Layout (see DESIGN.md)::
 
     /  attrs: format="aqa-cache", format_version, aqa_version, created_utc, config_json,
+              configs_json (json: config_sha256 -> config, every config that wrote a video),
               weights (json: name -> sha256), untrained (bool)
     /videos/<id>/   attrs: source_relpath, source_sha256, fps, n_frames, height, width,
                            config_sha256, status="complete" (written last)
@@ -16,16 +17,30 @@ Crash safety: a video's arrays are written under ``/_incomplete/<id>`` and the g
 commit and flushed before it is closed, so a writer killed while it computes leaves the file as it
 was after the last complete video. A leftover ``/_incomplete`` group is reported by :func:`verify`
 and removed by the next writer. One writer per file (an ``fcntl`` lock on ``<file>.lock``).
+
+HDF5's own file lock also refuses to open a file for writing while another process has it open
+(and to read it while a commit is in progress): every open retries with backoff for up to
+:data:`LOCK_TIMEOUT` seconds, then raises :class:`CacheLockedError` ("locked by another process");
+:func:`verify` reports such a file as busy, not broken.
+
+Provenance: root ``config_json`` is the config of the last writer, ``configs_json`` maps the
+``config_sha256`` of every config that ever committed a video to that config, so nothing is lost
+when a file is re-used with another config (the resume rule redoes videos whose hash differs).
+:func:`verify` reports, as a problem, complete videos whose ``config_sha256`` is not the root
+config's hash (nor one of a merged file's configs): the root provenance would not describe them.
+A writer opened without a config (e.g. to add labels) keeps the file's config.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import hashlib
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -41,10 +56,16 @@ REQUIRED_VIDEO_ATTRS = ("fps", "n_frames", "height", "width", "config_sha256", "
 REQUIRED_VIDEO_ARRAYS = ("frames/index", "pose/keypoints", "pose/boxes", "pose/box_scores",
                          "pose/roles")
 _STR = h5py.string_dtype("utf-8")
+#: seconds an open waits for another process's HDF5 file lock before giving up
+LOCK_TIMEOUT = 5.0
 
 
 class CacheError(RuntimeError):
     """A cache that cannot be used as asked (wrong format, locked, inconsistent shapes)."""
+
+
+class CacheLockedError(CacheError):
+    """The file is held open by another process (HDF5 file lock); retry later."""
 
 
 def aqa_version() -> str:
@@ -83,9 +104,32 @@ def _writer_lock(path: Path):
         os.close(fd)
 
 
+def _is_lock_error(e: OSError) -> bool:
+    return e.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock" in str(e)
+
+
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    """``h5py.File(path, mode)``, retrying with backoff while another process holds its lock."""
+    timeout = LOCK_TIMEOUT
+    deadline, delay = time.monotonic() + timeout, 0.05
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except OSError as e:
+            if not _is_lock_error(e):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CacheLockedError(
+                    f"{path}: locked by another process (an HDF5 reader or writer has it open); "
+                    f"still locked after {timeout:g} s: close it or wait, then retry") from None
+            time.sleep(min(delay, left))
+            delay = min(2 * delay, 1.0)
+
+
 def _open_checked(path: Path, mode: str) -> h5py.File:
     try:
-        f = h5py.File(path, mode)
+        f = _open_h5(path, mode)
     except OSError as e:
         raise CacheError(f"{path}: not a readable HDF5 file ({e})") from None
     fmt = f.attrs.get("format")
@@ -99,13 +143,15 @@ class CacheWriter:
     """Writes videos into a cache, one atomic commit each, and the labels table.
 
     ``config`` is the resolved extraction config (stored as JSON; its hash is stored per video and
-    drives the resume rule), ``weights`` maps checkpoint names to sha256, ``untrained`` marks
-    features from random weights (sticky: once a cache holds untrained features it stays marked).
+    drives the resume rule; ``None`` keeps the file's config, e.g. to add labels), ``weights`` maps
+    checkpoint names to sha256, ``untrained`` marks features from random weights (sticky: once a
+    cache holds untrained features it stays marked).
     """
 
     def __init__(self, path: str | os.PathLike, config: Mapping | None = None,
                  weights: Mapping[str, str] | None = None, untrained: bool = False):
         self.path = Path(path)
+        self._keep_config = config is None
         self.config = dict(config or {})
         self.config_sha256 = config_hash(self.config)
         self.weights = dict(weights or {})
@@ -153,6 +199,9 @@ class CacheWriter:
             raise CacheError(f"{self.path}: format_version {a['format_version']} is newer than this "
                              f"aqa-pipeline ({FORMAT_VERSION}); upgrade aqa-pipeline")
         a["aqa_version"] = aqa_version()
+        if self._keep_config and "config_json" in a:
+            self.config = json.loads(a["config_json"])
+            self.config_sha256 = config_hash(self.config)
         a["config_json"] = json.dumps(self.config, sort_keys=True, default=str)
         weights = json.loads(a.get("weights", "{}"))
         weights.update(self.weights)
@@ -163,7 +212,7 @@ class CacheWriter:
     # -- videos ----------------------------------------------------------------------------
     def complete_ids(self) -> set[str]:
         """Ids of complete videos whose config hash matches this writer's config."""
-        with h5py.File(self.path, "r") as f:
+        with _open_checked(self.path, "r") as f:
             vids = f.get("videos", {})
             return {k for k, g in vids.items()
                     if g.attrs.get("status") == "complete"
@@ -198,6 +247,10 @@ class CacheWriter:
             final = f"videos/{video_id}"
             if final in f:
                 del f[final]
+            configs = json.loads(f.attrs.get("configs_json", "{}"))
+            if self.config_sha256 not in configs:
+                configs[self.config_sha256] = self.config
+                f.attrs["configs_json"] = json.dumps(configs, sort_keys=True, default=str)
             f.move(tmp, final)
             f[final].attrs["status"] = "complete"
 
@@ -360,13 +413,15 @@ class VerifyReport:
     untrained: bool = False
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    busy: str = ""      # set when another process holds the file's lock (not a defect of the file)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.busy
 
     def as_dict(self) -> dict:
-        return {"path": self.path, "ok": self.ok, "format_version": self.format_version,
+        return {"path": self.path, "ok": self.ok, "busy": self.busy,
+                "format_version": self.format_version,
                 "n_videos": self.n_videos, "families": self.families, "n_labels": self.n_labels,
                 "untrained": self.untrained, "problems": self.problems, "warnings": self.warnings}
 
@@ -377,11 +432,16 @@ def _read_all(ds: h5py.Dataset) -> np.ndarray:
 
 
 def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
-    """Check a cache completely: format, attributes, every array (checksums), shapes, labels."""
+    """Check a cache completely: format, attributes, every array (checksums), shapes, labels,
+    and that the root config describes every video. A file locked by another process is reported
+    as ``busy`` (after :data:`LOCK_TIMEOUT` seconds of retries), not as a problem."""
     path = Path(path)
     rep = VerifyReport(str(path))
     try:
-        f = h5py.File(path, "r")
+        f = _open_h5(path, "r")
+    except CacheLockedError as e:
+        rep.busy = str(e)
+        return rep
     except OSError as e:
         rep.problems.append(f"cannot open as HDF5: {e}")
         return rep
@@ -414,6 +474,7 @@ def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
         for vid, g in items:
             _verify_video(vid, g, rep)
         rep.n_videos = sum(1 for _, g in vids.items() if g.attrs.get("status") == "complete")
+        _verify_configs(a, vids, rep)
         if "labels" in f:
             try:
                 rows = _read_labels(f)
@@ -425,6 +486,40 @@ def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
             except Exception as e:  # noqa: BLE001 - report, don't crash
                 rep.problems.append(f"labels table unreadable: {e}")
     return rep
+
+
+def _root_config_hashes(attrs) -> set[str]:
+    """Hashes of the config(s) the root ``config_json`` stands for (several in a merged file)."""
+    try:
+        root = json.loads(attrs.get("config_json", "{}"))
+    except ValueError:
+        return set()
+    if isinstance(root, dict) and set(root) == {"merged_configs"}:
+        return {config_hash(c) for c in root["merged_configs"]}
+    return {config_hash(root)}
+
+
+def _verify_configs(attrs, vids, rep: VerifyReport) -> None:
+    """A complete video extracted with another config than the root's is a provenance problem."""
+    allowed = _root_config_hashes(attrs)
+    other: dict[str, list[str]] = {}
+    for vid, g in vids.items():
+        h = g.attrs.get("config_sha256")
+        if g.attrs.get("status") == "complete" and h is not None and h not in allowed:
+            other.setdefault(str(h), []).append(vid)
+    if not other:
+        return
+    try:
+        known = json.loads(attrs.get("configs_json", "{}"))
+    except ValueError:
+        known = {}
+    for h, ids in sorted(other.items()):
+        cfg = json.dumps(known[h], sort_keys=True, default=str) if h in known else "not recorded"
+        cfg = cfg if len(cfg) <= 240 else cfg[:237] + "..."
+        rep.problems.append(
+            f"{len(ids)} video(s) ({', '.join(sorted(ids)[:3])}{', ...' if len(ids) > 3 else ''}) "
+            f"were extracted with config {h[:12]} ({cfg}), not the root config_json: re-run the "
+            "extraction with one config to redo them, or extract into a separate file")
 
 
 def _verify_video(vid: str, g: h5py.Group, rep: VerifyReport) -> None:
@@ -504,16 +599,18 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
     for p in inputs:
         rep = verify(p)
         if not rep.ok:
-            raise CacheError(f"merge: {p} is not a valid cache: {rep.problems[:3]}")
-    configs, weights, untrained, labels = set(), {}, False, {}
-    with h5py.File(inputs[0], "r") as f0:
+            raise CacheError(f"merge: {p}: {rep.busy}" if rep.busy else
+                             f"merge: {p} is not a valid cache: {rep.problems[:3]}")
+    configs, weights, untrained, labels, history = set(), {}, False, {}, {}
+    with _open_checked(inputs[0], "r") as f0:
         config = json.loads(f0.attrs["config_json"])
     n_copied, n_dupes = 0, 0
     with CacheWriter(out, config=config) as w, w._file() as fo:
         seen: dict[str, tuple] = {}
         for p in inputs:
-            with h5py.File(p, "r") as fi:
+            with _open_checked(p, "r") as fi:
                 configs.add(fi.attrs["config_json"])
+                history.update(json.loads(fi.attrs.get("configs_json", "{}")))
                 weights.update(json.loads(fi.attrs["weights"]))
                 untrained |= bool(fi.attrs["untrained"])
                 for r in _read_labels(fi):
@@ -536,6 +633,7 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
                     n_copied += 1
         fo.attrs["weights"] = json.dumps(weights, sort_keys=True)
         fo.attrs["untrained"] = untrained
+        fo.attrs["configs_json"] = json.dumps(history, sort_keys=True, default=str)
         if len(configs) > 1:
             fo.attrs["config_json"] = json.dumps(
                 {"merged_configs": [json.loads(c) for c in sorted(configs)]}, sort_keys=True)
@@ -545,5 +643,5 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
             "labels": len(labels), "configs": len(configs), "untrained": untrained}
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CacheError", "CacheWriter", "CacheReader", "VerifyReport",
+__all__ = ["FORMAT", "FORMAT_VERSION", "LOCK_TIMEOUT", "CacheError", "CacheLockedError", "CacheWriter", "CacheReader", "VerifyReport",
            "verify", "merge", "config_hash", "BASE_COLUMNS"]

@@ -21,12 +21,15 @@ def main():
 @click.argument("cache", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(cache, as_json):
-    """Check CACHE fully (format, attributes, every array's checksum, shapes); exit 1 if broken."""
+    """Check CACHE fully (format, attributes, every array's checksum, shapes, provenance); exit 1
+    if broken, 3 if another process holds it open (busy: retry later)."""
     from .cache import verify as _verify
 
     rep = _verify(cache, progress=not as_json)
     if as_json:
         click.echo(json.dumps(rep.as_dict(), indent=2))
+    elif rep.busy:
+        click.echo(f"BUSY: {rep.busy}")
     else:
         click.echo(f"{rep.path}: format_version={rep.format_version} videos={rep.n_videos} "
                    f"labels={rep.n_labels}{'  [UNTRAINED features]' if rep.untrained else ''}")
@@ -38,7 +41,7 @@ def verify(cache, as_json):
         for p in rep.problems:
             click.echo(f"  PROBLEM: {p}")
         click.echo("OK" if rep.ok else f"BROKEN: {len(rep.problems)} problem(s)")
-    sys.exit(0 if rep.ok else 1)
+    sys.exit(3 if rep.busy else 0 if rep.ok else 1)
 
 
 @main.command()

@@ -16,6 +16,23 @@ class _DefaultRun(click.Group):
         return super().parse_args(ctx, args)
 
 
+def _expected_errors() -> tuple[type, ...]:
+    """Errors that mean bad input or environment: reported as one `error:` line, exit 2.
+
+    The backbones' StateDictMismatchError is added only once that module is loaded (it imports
+    torch; it cannot have been raised otherwise)."""
+    from aqa.data.cache import CacheError
+
+    from .pose.base import PoseError
+    from .weights import WeightsError
+
+    errs = [ValueError, FileNotFoundError, WeightsError, CacheError, PoseError]
+    base = sys.modules.get("aqa.extract.backbones.base")
+    if base is not None:
+        errs.append(base.StateDictMismatchError)
+    return tuple(errs)
+
+
 def _kv(items, what):
     out = {}
     for it in items:
@@ -60,6 +77,9 @@ def main():
               help="TV-L1 parameter with OpenCV's name, e.g. warps=3 (repeatable).")
 @click.option("--backbone", "backbones", multiple=True, type=click.Choice(["i3d", "i3d-r50", "c3d"]),
               help="Backbone(s) for whole-frame and joint-patch features (repeatable).")
+@click.option("--backbone-opt", multiple=True, metavar="KEY=VALUE",
+              help="Backbone option, e.g. crop_size=112, resize=128, clip_len=8, feature_layer=fc7 "
+                   "(C3D); applies to every --backbone (repeatable).")
 @click.option("--streams", default="rgb,flow", show_default=True, help="Backbone streams.")
 @click.option("--no-joints", is_flag=True, help="Backbones on whole frames only.")
 @click.option("--no-weightfree", is_flag=True, help="Skip the weight-free feature families.")
@@ -77,17 +97,18 @@ def main():
               help="Failure manifest (default: OUT.failures.json).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, flow, flow_opt,
-        backbones, streams, no_joints, no_weightfree, frame_height, device, batch_size, shard, weights,
-        untrained, manifest, quiet):
-    """Extract features of the videos in INPUTS (files or folders) into the cache OUT."""
-    from .runner import ExtractConfig, run_extraction
-    from .weights import WeightsError, parse_weight_overrides
+        backbones, backbone_opt, streams, no_joints, no_weightfree, frame_height, device,
+        batch_size, shard, weights, untrained, manifest, quiet):
+    """Extract features of INPUTS (video files, folders of videos or of frame images) into OUT."""
+    from .runner import ExtractConfig, OptionError, run_extraction
+    from .weights import parse_weight_overrides
 
     try:
         cfg = ExtractConfig(sampling=sampling, sampling_options=_kv(sampling_opt, "--sampling-opt"),
                             pose=pose, pose_options=_kv(pose_opt, "--pose-opt"), persons=persons,
                             flow=flow, flow_options=_kv(flow_opt, "--flow-opt"),
                             weightfree=not no_weightfree, backbones=backbones,
+                            backbone_options=_kv(backbone_opt, "--backbone-opt"),
                             streams=tuple(s.strip() for s in streams.split(",") if s.strip()),
                             joints=not no_joints, frame_height=frame_height)
         overrides = parse_weight_overrides(weights)
@@ -95,8 +116,15 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
                                  batch_size=batch_size, weight_overrides=overrides,
                                  untrained=untrained, shard=shard, manifest=manifest,
                                  progress=not quiet)
-    except (ValueError, FileNotFoundError, WeightsError) as e:
-        click.echo(f"error: {e}", err=True)
+    except OptionError as e:
+        raise click.BadParameter(str(e), param_hint=e.option) from None
+    except Exception as e:  # noqa: BLE001 - expected ones become one line, the rest propagate
+        if not isinstance(e, _expected_errors()):
+            raise
+        from .weights import MissingWeightsError
+
+        msg = str(e) if isinstance(e, MissingWeightsError) else " ".join(str(e).split())
+        click.echo(f"error: {msg}", err=True)  # missing weights: the lines say what to put where
         sys.exit(2)
     n_done, n_skip, failed = summary.count("done"), summary.count("skipped"), summary.failed
     click.echo(f"{summary.out}: {n_done} extracted, {n_skip} already complete, {len(failed)} failed")

@@ -6,7 +6,11 @@ and joint patches, rgb and flow -> :meth:`aqa.data.cache.CacheWriter.write_video
 
 A video that fails (unreadable, no frames, a backend error) is recorded in the failure manifest
 with its stage and error; the batch goes on. Complete videos whose config hash matches are
-skipped, so an interrupted run is resumed by running the same command again.
+skipped, so an interrupted run is resumed by running the same command again. The hashed config
+(:meth:`Extractor.cache_config`) is the :class:`ExtractConfig` with ``flow`` resolved to the backend
+that runs, plus the sha256 of every checkpoint used and the untrained mark: features made with
+``--untrained`` are redone once real weights are installed. Bad sampling, flow or pose options
+fail once, before any video (:class:`OptionError`), not once per video.
 """
 from __future__ import annotations
 
@@ -43,10 +47,11 @@ class ExtractConfig:
     pose: str = "file"
     pose_options: dict = field(default_factory=dict)
     persons: int = 1
-    flow: str = "auto"                       # tvl1-cpu | tvl1-torch | auto | none
+    flow: str = "auto"                       # tvl1-cpu | tvl1-torch | auto (per device) | none
     flow_options: dict = field(default_factory=dict)
     weightfree: bool = True
     backbones: tuple = ()                    # subset of BACKBONES
+    backbone_options: dict = field(default_factory=dict)  # e.g. crop_size, resize, clip_len
     streams: tuple = ("rgb", "flow")
     joints: bool = True                      # backbone features on joint patches too
     patch_scale: float = 0.25
@@ -86,9 +91,28 @@ class ExtractConfig:
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["backbones"], d["streams"] = list(self.backbones), list(self.streams)
-        if d["flow"] == "auto":  # auto resolves to one TV-L1; both give the same flow up to noise
-            d["flow"] = "tvl1"
         return d
+
+
+def resolve_flow(name: str, device: str) -> str:
+    """The flow backend ``name`` stands for on ``device`` (``auto``: tvl1-torch on CUDA, else tvl1-cpu)."""
+    if name == "auto":
+        return "tvl1-torch" if str(device).startswith("cuda") else "tvl1-cpu"
+    return name
+
+
+class OptionError(ValueError):
+    """A bad value of the command-line option ``option`` (e.g. ``--sampling-opt``)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+def _option_error(option: str, message: str, error: TypeError) -> Exception:
+    """An unknown keyword is a bad ``option`` value; any other TypeError is a bug: kept."""
+    bad = any(t in str(error) for t in ("keyword argument", "unknown option"))
+    return OptionError(option, message) if bad else error
 
 
 @dataclass
@@ -109,19 +133,36 @@ class StageError(RuntimeError):
 
 # ------------------------------------------------------------------------------------------
 # discovery, ids, shards
-def discover_videos(inputs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
-    """(video_id, path) for every video file named or found (recursively) under the inputs.
+def _is_frame_folder(dirnames, filenames) -> bool:
+    """A leaf folder (no sub-folders, no video files) holding image frames: one video."""
+    from .video import IMAGE_EXTENSIONS
 
-    The id is the path relative to its input folder without extension, '/' replaced by '__'; a
-    plain file's id is its stem. Duplicate ids are an error (rename, or pass folders apart).
+    exts = {os.path.splitext(f)[1].lower() for f in filenames}
+    return not dirnames and bool(exts & set(IMAGE_EXTENSIONS)) and not exts & set(VIDEO_EXTENSIONS)
+
+
+def discover_videos(inputs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
+    """(video_id, path) for every video named or found (recursively) under the inputs.
+
+    A video is a file with a video extension or a leaf folder of image frames (no sub-folders,
+    no video files; the layout of several benchmark releases); an input folder that is itself such
+    a leaf is one video. The id is the path relative to its input folder (without a video file's
+    extension), '/' replaced by '__'; a plain file's id is its stem, a frame folder named directly
+    has its folder name. Duplicate ids are an error (rename, or pass folders apart).
     """
     found: list[tuple[str, Path]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS
-                           and f.is_file())
-            found += [("__".join(f.relative_to(p).with_suffix("").parts), f) for f in files]
+            for root, dirnames, filenames in os.walk(p):
+                d = Path(root)
+                if _is_frame_folder(dirnames, filenames):
+                    rel = d.relative_to(p).parts
+                    found.append(("__".join(rel) if rel else p.name, d))
+                    continue
+                found += [("__".join(f.relative_to(p).with_suffix("").parts), f)
+                          for f in (d / n for n in filenames)
+                          if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file()]
         elif p.is_file():
             found.append((p.stem, p))
         else:
@@ -191,36 +232,61 @@ class Extractor:
         self.untrained = False           # set when a backbone actually runs without weights
         self.weights: dict[str, str] = {}
         from .pose import get_pose_backend
+        from .sampling import sample
 
-        self.pose = get_pose_backend(config.pose, device=device, weights=weight_overrides,
-                                     untrained=untrained, **config.pose_options)
+        try:  # bad options fail here, once, instead of once per video
+            sample(config.sampling, 10_000, **config.sampling_options)
+        except (ValueError, TypeError) as e:
+            msg = str(e) if str(e).startswith(f"{config.sampling}:") else f"{config.sampling}: {e}"
+            raise OptionError("--sampling-opt", msg) from None
+        try:
+            self.pose = get_pose_backend(config.pose, device=device, weights=weight_overrides,
+                                         untrained=untrained, **config.pose_options)
+        except TypeError as e:
+            raise _option_error("--pose-opt", str(e), e) from None
         self._note_weights(getattr(self.pose, "weights", {}), getattr(self.pose, "untrained", False))
-        self.flow = None
+        self.flow, self.flow_name = None, "none"
         if config.needs_flow:
             from .flow import get_flow_backend
-            name, opts = config.flow, dict(config.flow_options)
-            if name == "auto":
-                name = "tvl1-torch" if str(device).startswith("cuda") else "tvl1-cpu"
+            name, opts = resolve_flow(config.flow, device), dict(config.flow_options)
             if name == "tvl1-cpu":  # pairs in parallel threads beat OpenCV's threads within a pair
                 opts.setdefault("workers", os.cpu_count() or 1)
-            self.flow = get_flow_backend(name, device=device if name == "tvl1-torch" else None,
-                                         **opts)
+            try:
+                self.flow = get_flow_backend(name, device=device if name == "tvl1-torch" else None,
+                                             **opts)
+            except (ValueError, TypeError) as e:
+                raise OptionError("--flow-opt", f"flow {name!r}: {e}") from None
+            self.flow_name = name
         self.backbones = {}
         for name, stream in config.backbone_streams():
             self.backbones[(name, stream)] = self._build_backbone(
                 name, stream, weight_overrides, untrained)
 
     def _build_backbone(self, name, stream, overrides, untrained):
-        """Resolve the checkpoint (never downloads) and build; random weights only if allowed."""
+        """Resolve a checkpoint of this backbone/stream (never downloads) and build; random
+        weights only if allowed. Any registered checkpoint for it may be named by ``--weights``."""
         from . import weights as W
         from .backbones import DEFAULT_WEIGHTS, build_backbone
 
         internal = name.replace("-", "_")
-        wname = DEFAULT_WEIGHTS[(internal, stream)]
-        path = W.resolve(wname, overrides=overrides, untrained=untrained)
+        names = W.checkpoints_for(f"backbone:{internal}/{stream}",
+                                  default=DEFAULT_WEIGHTS[(internal, stream)])
+        wname, path = W.resolve_first(names, overrides=overrides, untrained=untrained)
         self._note_weights({wname: path} if path else {}, path is None)
-        return build_backbone(internal, stream, weights_path=path, device=self.device,
-                              untrained=path is None)
+        try:
+            return build_backbone(internal, stream, weights_path=path, device=self.device,
+                                  untrained=path is None, **self.config.backbone_options)
+        except TypeError as e:
+            raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
+
+    def cache_config(self) -> dict:
+        """The config stored in the cache and hashed by the resume rule: :class:`ExtractConfig`
+        with the flow backend that runs, each checkpoint's sha256 and the untrained mark."""
+        d = self.config.as_dict()
+        d["flow"] = self.flow_name
+        d["checkpoints"] = dict(sorted(self.weights.items()))
+        d["untrained"] = bool(self.untrained)
+        return d
 
     def _note_weights(self, used: dict, untrained: bool) -> None:
         """Record checkpoints (name -> sha256) and whether anything runs on random weights."""
@@ -255,7 +321,7 @@ class Extractor:
         with stage("pose"):
             from .pose import select_persons
             per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
-                                           progress=False)
+                                           progress=self.progress)
             track = select_persons(per_frame, n_persons=cfg.persons, n_frames=n_frames)
         arrays = {"frames/index": index.astype(np.int32),
                   "pose/keypoints": track.keypoints.astype(np.float32),
@@ -383,7 +449,8 @@ def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     """Extract every video under ``inputs`` into the cache ``out``; see the module docstring."""
     videos = discover_videos(inputs)
     if not videos:
-        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {list(inputs)}")
+        raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) or frame folders "
+                                f"in {[str(i) for i in inputs]}")
     return run_extraction_items(videos, out, config, labels=labels, device=device,
                                 batch_size=batch_size, weight_overrides=weight_overrides,
                                 untrained=untrained, shard=shard, manifest=manifest,
@@ -399,7 +466,7 @@ def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: Extrac
     file or a folder of frames (the layout of several benchmark releases)."""
     from tqdm.auto import tqdm
 
-    from aqa.data.cache import CacheWriter
+    from aqa.data.cache import CacheLockedError, CacheWriter
     from aqa.data.labels import read_labels_csv
 
     device = _resolve_device(device)
@@ -413,7 +480,7 @@ def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: Extrac
     extractor = Extractor(config, device=device, batch_size=batch_size,
                           weight_overrides=weight_overrides, untrained=untrained, progress=progress)
     summary = RunSummary(str(out))
-    with CacheWriter(out, config=config.as_dict(), weights=extractor.weights,
+    with CacheWriter(out, config=extractor.cache_config(), weights=extractor.weights,
                      untrained=extractor.untrained) as writer:
         done = writer.complete_ids()
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
@@ -434,6 +501,11 @@ def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: Extrac
             except StageError as e:
                 summary.results.append(VideoResult(vid, str(path), "failed", seconds,
                                                    f"{type(e.error).__name__}: {e.error}", e.stage))
+            except CacheLockedError as e:  # every later write would fail too: stop, resumable
+                summary.results.append(VideoResult(vid, str(path), "failed", seconds, str(e),
+                                                   "write"))
+                _write_manifest(manifest, summary)
+                raise
             except Exception as e:  # noqa: BLE001 - recorded in the manifest, the batch goes on
                 summary.results.append(VideoResult(vid, str(path), "failed", seconds,
                                                    f"{type(e).__name__}: {e}", "write"))

@@ -32,7 +32,8 @@ from pathlib import Path
 
 __all__ = [
     "WeightSpec", "REGISTRY", "WeightsError", "MissingWeightsError", "ChecksumError",
-    "BadOverrideError", "ENV_VAR", "home_cache_dir", "search_dirs", "resolve",
+    "BadOverrideError", "ENV_VAR", "home_cache_dir", "search_dirs", "resolve", "resolve_first",
+    "checkpoints_for",
     "parse_weight_overrides", "sha256_file", "verify", "fetch", "status", "weights_cli",
 ]
 
@@ -200,6 +201,36 @@ def resolve(name: str, overrides: dict[str, str] | None = None, untrained: bool 
     if check:
         verify(name, path)
     return path
+
+
+def checkpoints_for(use: str, default: str | None = None) -> list[str]:
+    """Registry names whose ``used_by`` has ``use`` (e.g. ``"backbone:i3d/rgb"``), ``default`` first."""
+    names = [n for n, spec in REGISTRY.items() if use in spec.used_by and n != default]
+    return ([default] if default else []) + names
+
+
+def resolve_first(names, overrides: dict[str, str] | None = None, untrained: bool = False,
+                  check: bool = True) -> tuple[str, Path | None]:
+    """Resolve the first available of several interchangeable checkpoints: ``(name, path)``.
+
+    An override of one of ``names`` wins (overriding two is an error: which one would run?);
+    otherwise the first found in the search directories. None found: :class:`MissingWeightsError`
+    for ``names[0]`` (naming the alternatives), or ``(names[0], None)`` with ``untrained``.
+    """
+    names = list(names)
+    chosen = [n for n in names if overrides and n in overrides]
+    if len(chosen) > 1:
+        raise BadOverrideError(f"--weights: {' and '.join(chosen)} are alternatives for the same "
+                               "model; pass only one")
+    for name in chosen or names:
+        path = resolve(name, overrides, untrained=True, check=check)
+        if path is not None:
+            return name, path
+    if untrained:
+        return names[0], None
+    alt = (f"\n  Alternatives accepted instead: {', '.join(names[1:])} (e.g. --weights "
+           f"{names[1]}=/path/to/{REGISTRY[names[1]].filename})." if len(names) > 1 else "")
+    raise MissingWeightsError(_missing_message(_spec_for(names[0])) + alt)
 
 
 def parse_weight_overrides(items) -> dict[str, str]:

@@ -29,6 +29,22 @@ VIDEO_ATTRS = {"fps": 25.0, "n_frames": 12, "height": 48, "width": 64, "source_r
                "source_sha256": "0" * 64}
 
 
+_HOLDER = ("import sys, time, h5py\nf = h5py.File(sys.argv[1], sys.argv[2])\nprint('open', flush=True)\n"
+           "time.sleep(float(sys.argv[3]))\nf.close()\n")
+
+
+def hold_open(path, mode: str, seconds: float):
+    """Start a second process that keeps the HDF5 file ``path`` open (its file lock) for ``seconds``;
+    returns the Popen once the file is open (kill and wait it when done)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), mode, str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "open"
+    return proc
+
+
 def learnable_cache(path, n=40, actions=("diving", "gym_vault"), folds=False, untrained=False):
     """Features whose first column drives the score, so a working head ranks test videos well."""
     from aqa.data.cache import CacheWriter

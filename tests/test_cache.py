@@ -16,7 +16,7 @@ from aqa.data.cache import CacheError, CacheReader, CacheWriter, merge, verify
 from aqa.data.cli import main as data_cli
 from aqa.data.labels import LabelRow
 
-from cachekit import VIDEO_ATTRS, video_arrays
+from cachekit import VIDEO_ATTRS, hold_open as _hold, video_arrays
 
 
 def _write(path, ids, config=None, untrained=False, weights=None):
@@ -139,7 +139,7 @@ KILLER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import numpy as np
     from aqa.data import cache
-    from cachekit import VIDEO_ATTRS, video_arrays
+    from cachekit import VIDEO_ATTRS, hold_open as _hold, video_arrays
     orig = cache.CacheWriter.write_video
     state = {{"n": 0}}
     real_create = None
@@ -274,3 +274,71 @@ def test_merge_labels_nan_equal_but_conflicts_refused(tmp_path):
         w.write_labels([LabelRow("a", 9.0, "diving", math.nan, "train", {"sync": math.nan})])
     with pytest.raises(CacheError, match="conflicting labels for 'a'"):
         merge([a, b], tmp_path / "m2.h5", progress=False)
+
+
+def test_writer_waits_for_a_reader_to_close(tmp_path):
+    p = _write(tmp_path / "c.h5", ["a"])
+    proc = _hold(p, "r", 1.0)  # a reader has the file open: HDF5 refuses "a" (errno 11) meanwhile
+    try:
+        with CacheWriter(p, config={"sampling": "jrg"}) as w:  # retries until the reader closes
+            w.write_video("b", VIDEO_ATTRS, video_arrays(1))
+    finally:
+        proc.wait()
+    assert verify(p).ok and verify(p).n_videos == 2
+
+
+def test_locked_file_is_a_clear_error_and_verify_says_busy(tmp_path, monkeypatch):
+    from aqa.data import cache as cache_mod
+
+    p = _write(tmp_path / "c.h5", ["a"])
+    monkeypatch.setattr(cache_mod, "LOCK_TIMEOUT", 0.3)
+    proc = _hold(p, "a", 60)  # a writer holds it for longer than the retries last
+    try:
+        with pytest.raises(cache_mod.CacheLockedError, match="locked by another process"):
+            CacheWriter(p).__enter__()
+        with pytest.raises(CacheError, match="locked by another process"):
+            CacheReader(p)
+        rep = verify(p)
+        assert rep.busy and "locked by another process" in rep.busy
+        assert not rep.ok and not rep.problems  # busy, not broken
+        res = CliRunner().invoke(data_cli, ["verify", str(p)])
+        assert res.exit_code == 3 and "BUSY" in res.output and "BROKEN" not in res.output
+    finally:
+        proc.kill()
+        proc.wait()
+    assert verify(p).ok  # nothing was damaged
+
+
+def test_verify_flags_videos_of_another_config_and_keeps_every_config(tmp_path):
+    p = _write(tmp_path / "c.h5", ["a", "b"], config={"sampling": "jrg"})
+    with CacheWriter(p, config={"sampling": "core"}) as w:  # re-run into the same file, other config
+        w.write_video("a", VIDEO_ATTRS, video_arrays(7))
+    rep = verify(p)
+    (problem,) = rep.problems
+    assert "1 video(s) (b)" in problem and '"sampling": "jrg"' in problem and "root config" in problem
+    with h5py.File(p, "r") as f:  # nothing lost: both configs are on record
+        configs = json.loads(f.attrs["configs_json"])
+    assert sorted(c["sampling"] for c in configs.values()) == ["core", "jrg"]
+    with CacheWriter(p, config={"sampling": "core"}) as w:  # redoing b makes the file consistent
+        w.write_video("b", VIDEO_ATTRS, video_arrays(8))
+    assert verify(p).ok
+
+
+def test_writer_without_config_keeps_the_files_config(tmp_path):
+    p = _write(tmp_path / "c.h5", ["a"], config={"sampling": "core"})
+    with CacheWriter(p) as w:  # e.g. only adding labels
+        w.write_labels([LabelRow("a", 1.0)])
+        assert w.complete_ids() == {"a"}
+    with CacheReader(p) as r:
+        assert r.provenance()["config"] == {"sampling": "core"}
+    assert verify(p).ok
+
+
+def test_merged_file_of_two_configs_verifies(tmp_path):
+    a = _write(tmp_path / "s0.h5", ["a"], config={"sampling": "jrg"})
+    b = _write(tmp_path / "s1.h5", ["b"], config={"sampling": "core"})
+    merge([a, b], tmp_path / "m.h5", progress=False)
+    rep = verify(tmp_path / "m.h5")
+    assert rep.ok, rep.problems
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert len(json.loads(f.attrs["configs_json"])) == 2

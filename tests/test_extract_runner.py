@@ -1,6 +1,7 @@
 """aqa-extract end to end on synthetic videos and real footage: cache validity, resume, failures."""
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -250,3 +251,177 @@ def test_shards_then_merge(synth_dir, tmp_path):
     assert summary["videos"] == 4 and summary["labels"] == 4
     rep = verify(out)
     assert rep.ok and rep.n_videos == 4
+
+
+TINY_I3D = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8, "stop": 8},
+                flow="tvl1-cpu", flow_options=FAST_FLOW, backbones=("i3d",),
+                backbone_options={"crop_size": 64, "resize": 64, "clip_len": 8})
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("AQA_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path / "weights"
+
+
+def _i3d_checkpoint(path, stream, layout):
+    """A random I3D saved in a public port's key layout (as the real files are)."""
+    import torch
+
+    from aqa.extract.backbones import build_backbone
+    from aqa.extract.backbones.i3d import public_key_map
+
+    model = build_backbone("i3d", stream, None, untrained=True).model
+    keys = public_key_map(model, layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({keys[k]: v for k, v in model.state_dict().items()
+                if not k.endswith("num_batches_tracked")}, path)
+    return path
+
+
+def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no_weights):
+    """Untrained I3D rgb+flow on one video (S=1), marked so; installing weights redoes it."""
+    one = sorted(synth_dir.glob("*.mp4"))[:1]
+    out, cfg = tmp_path / "f.h5", ExtractConfig(**TINY_I3D)
+    s = run_extraction(one, out, cfg, device="cpu", untrained=True, progress=False)
+    assert s.count("done") == 1 and not s.failed, s.failed
+    rep = verify(out)
+    assert rep.ok and rep.untrained, rep.problems
+    with CacheReader(out) as r:
+        for fam in ("i3d_rgb", "i3d_flow"):
+            whole, joints = r.load(fam), r.load(fam, part="joints")
+            assert whole.shape == (1, 1, 1024) and joints.shape == (1, 1, 17, 1024)
+            assert np.isfinite(whole).all() and np.isfinite(joints).all()
+        cfg_stored = r.provenance()["config"]
+        assert cfg_stored["untrained"] is True and cfg_stored["checkpoints"] == {}
+    # the user installs real weights (here: the model_rgb.pth port via --weights, flow in the dir)
+    _i3d_checkpoint(no_weights / "flow_imagenet.pt", "flow", "piergiaj")
+    rgb = _i3d_checkpoint(tmp_path / "model_rgb.pth", "rgb", "hassony2")
+    overrides = {"i3d_rgb_kinetics_hassony2": str(rgb)}
+    s = run_extraction(one, out, cfg, device="cpu", weight_overrides=overrides, progress=False)
+    assert s.count("done") == 1 and s.count("skipped") == 0  # redone, not skipped
+    with CacheReader(out) as r:
+        cfg_stored = r.provenance()["config"]
+        assert cfg_stored["untrained"] is False
+        assert set(cfg_stored["checkpoints"]) == {"i3d_rgb_kinetics_hassony2", "i3d_flow_imagenet"}
+    assert verify(out).ok
+    s = run_extraction(one, out, cfg, device="cpu", weight_overrides=overrides, progress=False)
+    assert s.count("skipped") == 1  # same weights: resumed
+
+
+def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path):
+    from aqa.extract.runner import Extractor
+
+    base = {k: v for k, v in FAST.items() if k != "flow"}
+    auto = Extractor(ExtractConfig(flow="auto", **base), device="cpu", progress=False)
+    cpu = Extractor(ExtractConfig(flow="tvl1-cpu", **base), device="cpu", progress=False)
+    assert auto.cache_config()["flow"] == "tvl1-cpu"
+    assert auto.cache_config() == cpu.cache_config()
+
+
+def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    i3d = ["--backbone", "i3d", "--streams", "rgb", "--untrained"]
+    for opt, value, *extra in (("--sampling-opt", "bogus=1"), ("--sampling-opt", "length=0"),
+                               ("--flow-opt", "warps=0"), ("--flow-opt", "nope=3"),
+                               ("--pose-opt", "nope=3"), ("--backbone-opt", "nope=3", *i3d)):
+        res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--quiet",
+                                               "--flow", "tvl1-cpu", opt, value, *extra])
+        assert res.exit_code == 2, res.output
+        assert f"Invalid value for {opt}" in res.output and "Traceback" not in res.output
+        assert not out.exists()  # nothing was decoded or written
+
+
+def test_cli_errors_are_one_line(synth_dir, tmp_path, no_weights, monkeypatch):
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5" * 100)
+    junk_pt = tmp_path / "junk.pt"
+    junk_pt.write_bytes(b"not a checkpoint")
+    one = str(sorted(synth_dir.glob("*.mp4"))[0])
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if the extra were not installed
+    cases = [
+        (["--out", str(junk)], "not a readable HDF5 file"),                               # CacheError
+        (["--out", str(tmp_path / "a.h5"), "--pose", "blazepose"], "--no-deps mediapipe"),  # PoseError
+        (["--out", str(tmp_path / "b.h5"), "--backbone", "i3d", "--streams", "rgb",         # state dict
+          "--weights", f"i3d_rgb_imagenet={junk_pt}"], "as a PyTorch checkpoint"),
+        (["--out", str(tmp_path / "c.h5"), "--pose", "keypoint-rcnn",                       # checksum
+          "--weights", f"keypointrcnn_resnet50_fpn_coco={junk_pt}"], "checksum mismatch"),
+    ]
+    for args, msg in cases:
+        res = CliRunner().invoke(extract_cli, [one, "--quiet", "--flow", "tvl1-cpu", *args])
+        assert res.exit_code == 2, (args, res.output, res.exception)
+        last = res.output.strip().splitlines()[-1]
+        assert last.startswith("error: ") and msg in last, res.output
+        assert "Traceback" not in res.output
+
+
+def test_frame_folders_are_videos(synth_dir, tmp_path):
+    import cv2
+
+    from aqa.extract.video import read_frames
+
+    src = sorted(synth_dir.glob("*.mp4"))[0]
+    vids = tmp_path / "v"
+    clip = vids / "event" / "clipA"  # a leaf folder of frames, one level down
+    clip.mkdir(parents=True)
+    frames, _ = read_frames(src)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(clip / f"img_{i + 1:05d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    shutil.copy(src.with_suffix(".pose.json"), clip.parent / "clipA.pose.json")
+    shutil.copy(src, vids / "whole.mp4")
+    shutil.copy(src.with_suffix(".pose.json"), vids / "whole.pose.json")
+    (vids / "notes").mkdir()  # a folder without images is not a video
+    (vids / "notes" / "readme.txt").write_text("x")
+    assert discover_videos([vids]) == [("event__clipA", clip), ("whole", vids / "whole.mp4")]
+    assert discover_videos([clip]) == [("clipA", clip)]  # a frame folder named directly
+    mixed = tmp_path / "mixed"  # videos with a cover image: a folder of videos, not of frames
+    mixed.mkdir()
+    (mixed / "a.mp4").write_bytes(b"")
+    (mixed / "cover.jpg").write_bytes(b"")
+    assert discover_videos([mixed]) == [("a", mixed / "a.mp4")]
+    out = tmp_path / "f.h5"
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False)
+    assert s.count("done") == 2 and not s.failed, s.failed
+    assert verify(out).ok
+    with CacheReader(out) as r:  # the frames give the same video as the file they came from
+        np.testing.assert_array_equal(r.pose("event__clipA")["keypoints"],
+                                      r.pose("whole")["keypoints"])
+        assert r.video_attrs("event__clipA")["n_frames"] == len(frames)
+
+
+def test_pose_stage_shows_progress_when_the_runner_does(synth_dir):
+    from aqa.extract.runner import Extractor
+
+    ex = Extractor(ExtractConfig(**FAST), device="cpu", progress=True)
+    seen = []
+    real = ex.pose.estimate
+    ex.pose.estimate = lambda *a, **k: seen.append(k.get("progress")) or real(*a, **k)
+    ex.process(sorted(synth_dir.glob("*.mp4"))[0], {})
+    assert seen == [True]
+
+
+def test_extraction_waits_for_a_reader_and_stops_clearly_when_locked(synth_dir, tmp_path,
+                                                                    monkeypatch):
+    from cachekit import hold_open
+
+    from aqa.data import cache as cache_mod
+
+    vids = sorted(synth_dir.glob("*.mp4"))
+    out = tmp_path / "f.h5"
+    run_extraction(vids[:1], out, ExtractConfig(**FAST), device="cpu", progress=False)
+    proc = hold_open(out, "r", 1.0)  # e.g. `aqa-data verify` or a notebook reading the cache
+    try:
+        s = run_extraction(vids[:2], out, ExtractConfig(**FAST), device="cpu", progress=False)
+    finally:
+        proc.wait()
+    assert s.count("done") == 1 and not s.failed, s.failed
+    # a lock that outlasts the retries stops the run with a clear error and a manifest entry
+    def locked(self, vid, attrs, arrays):
+        raise cache_mod.CacheLockedError(f"{out}: locked by another process")
+    monkeypatch.setattr(cache_mod.CacheWriter, "write_video", locked)
+    with pytest.raises(cache_mod.CacheLockedError):
+        run_extraction(vids[:3], out, ExtractConfig(**FAST), device="cpu", progress=False)
+    (entry,) = json.loads((tmp_path / "f.h5.failures.json").read_text())["failed"]
+    assert entry["stage"] == "write" and "locked by another process" in entry["error"]
+    assert verify(out).ok and verify(out).n_videos == 2

@@ -3,6 +3,7 @@ construction and output conversion, and BlazePose on real photos/footage (when m
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -403,14 +404,11 @@ def test_blazepose_landmark_conversion():
         landmarks_to_frameposes(np.zeros((17, 3)), 10, 10)
 
 
-def test_blazepose_missing_is_a_clear_error():
-    try:
-        import mediapipe  # noqa: F401
-    except ImportError:
-        with pytest.raises(PoseBackendUnavailable, match=r"aqa-pipeline\[blazepose\]"):
-            get_pose_backend("blazepose")
-    else:
-        pytest.skip("mediapipe is installed here")
+def test_blazepose_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import fails as if it were not installed
+    with pytest.raises(PoseBackendUnavailable, match=r"aqa-pipeline\[blazepose\]") as e:
+        get_pose_backend("blazepose")
+    assert "pip install --no-deps mediapipe==0.10.14" in str(e.value)  # the working install
 
 
 def test_blazepose_mapping_matches_mediapipe_names():

@@ -235,3 +235,22 @@ def test_cli_list_json_and_table(dirs, no_network):
 def test_cli_fetch_unknown_name_fails(dirs, no_network):
     res = CliRunner().invoke(W.weights_cli, ["fetch", "nope"])
     assert res.exit_code != 0 and "unknown checkpoint 'nope'" in res.output
+
+
+def test_any_registered_checkpoint_of_a_backbone_stream_resolves(dirs, no_network):
+    names = W.checkpoints_for("backbone:i3d/rgb", default="i3d_rgb_imagenet")
+    assert names == ["i3d_rgb_imagenet", "i3d_rgb_kinetics_hassony2"]
+    assert W.checkpoints_for("backbone:i3d/flow", default="i3d_flow_imagenet") == ["i3d_flow_imagenet"]
+    with pytest.raises(W.MissingWeightsError, match="i3d_rgb_kinetics_hassony2") as e:
+        W.resolve_first(names)
+    assert "rgb_imagenet.pt" in str(e.value)
+    assert W.resolve_first(names, untrained=True) == ("i3d_rgb_imagenet", None)
+    alt = _put(dirs["env"], "i3d_rgb_kinetics_hassony2")  # model_rgb.pth only: the alternative is used
+    assert W.resolve_first(names) == ("i3d_rgb_kinetics_hassony2", alt)
+    default = _put(dirs["home"], "i3d_rgb_imagenet")
+    assert W.resolve_first(names) == ("i3d_rgb_imagenet", default)  # default first when both exist
+    ov = W.parse_weight_overrides([f"i3d_rgb_kinetics_hassony2={alt}"])
+    assert W.resolve_first(names, overrides=ov) == ("i3d_rgb_kinetics_hassony2", alt)  # explicit wins
+    both = W.parse_weight_overrides([f"i3d_rgb_kinetics_hassony2={alt}", f"i3d_rgb_imagenet={default}"])
+    with pytest.raises(W.BadOverrideError, match="pass only one"):
+        W.resolve_first(names, overrides=both)

@@ -59,7 +59,9 @@ def load_checkpoint(path, fmt: str = "torch_state_dict") -> dict[str, torch.Tens
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with context
-        raise StateDictMismatchError(f"cannot read {path} as a PyTorch checkpoint ({fmt}): {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # torch's text runs on
+        raise StateDictMismatchError(f"cannot read {path} as a PyTorch checkpoint ({fmt}): "
+                                     f"{first[:200]}") from e
     if fmt == "pytorchvideo_checkpoint":
         if not isinstance(obj, dict) or "model_state" not in obj:
             keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__

@@ -1,6 +1,9 @@
 """``blazepose``: MediaPipe Pose (BlazePose GHUM 3D, "full" model), mapped to COCO-17.
 
-Install: ``pip install 'aqa-pipeline[blazepose]'`` (mediapipe==0.10.14). That wheel ships
+Install: ``pip install 'aqa-pipeline[blazepose]' && pip install --no-deps mediapipe==0.10.14``
+(the extra installs mediapipe's runtime needs; mediapipe itself goes in with ``--no-deps``
+because its requirements pull a second OpenCV wheel that clashes with
+opencv-contrib-python-headless). That wheel ships
 ``pose_detection.tflite`` and ``pose_landmark_full.tflite``, so it runs offline; newer mediapipe
 releases fetch their models at run time. Only ``model_complexity=1`` (full) is in the wheel; 0
 (lite) and 2 (heavy) are downloaded by mediapipe on first use and fail on an offline machine.
@@ -29,8 +32,9 @@ __all__ = ["BlazePoseBackend", "BLAZEPOSE_TO_COCO", "landmarks_to_frameposes", "
 #: COCO-17 keypoint k = BlazePose landmark BLAZEPOSE_TO_COCO[k]
 BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 INSTALL_HINT = ("the blazepose backend needs mediapipe 0.10.14 (its wheel ships the pose models): "
-                "pip install 'aqa-pipeline[blazepose]'  (or: pip install mediapipe==0.10.14; it requires "
-                "protobuf<5 and opencv-contrib-python, so a separate virtual environment is safest)")
+                "pip install 'aqa-pipeline[blazepose]' && pip install --no-deps mediapipe==0.10.14 "
+                "(--no-deps: mediapipe's own requirements pull a second OpenCV wheel that clashes "
+                "with opencv-contrib-python-headless)")
 
 
 def landmarks_to_frameposes(landmarks: np.ndarray, width: int, height: int, box_margin: float = 0.05) -> FramePoses:
