@@ -89,12 +89,23 @@ def labels(dataset, annotation_dir, out):
 @click.option("--n", default=48, show_default=True, help="Number of videos.")
 @click.option("--kind", type=click.Choice(["single", "sync"]), default="single", show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--frames", default=72, show_default=True, help="Frames per video.")
+@click.option("--size", default="160x120", show_default=True, help="Frame size WIDTHxHEIGHT.")
 @click.option("--jobs", default=1, show_default=True, help="Worker processes.")
-def synth(out_dir, n, kind, seed, jobs):
+def synth(out_dir, n, kind, seed, frames, size, jobs):
     """Render N synthetic AQA videos with pose sidecars and labels.csv into OUT_DIR."""
     from .synthetic import render_dataset
 
-    rows = render_dataset(out_dir, n=n, kind=kind, seed=seed, jobs=jobs)
+    try:
+        wh = tuple(int(v) for v in size.lower().split("x"))
+        if len(wh) != 2:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT, e.g. 160x120, got {size!r}", param_hint="--size")
+    try:
+        rows = render_dataset(out_dir, n=n, kind=kind, seed=seed, n_frames=frames, size=wh, jobs=jobs)
+    except ValueError as e:
+        _fail(str(e), 2)
     click.echo(f"rendered {len(rows)} {kind} videos into {out_dir} (labels: {out_dir}/labels.csv)")
 
 

@@ -36,3 +36,18 @@ def test_synth_command(tmp_path):
     rows = read_labels_csv(tmp_path / "s" / "labels.csv")
     assert len(rows) == 2 and all((tmp_path / "s" / f"{r.video_id}.mp4").exists() for r in rows)
     assert all((tmp_path / "s" / f"{r.video_id}.pose.json").exists() for r in rows)
+
+
+def test_synth_frames_and_size(tmp_path):
+    import cv2
+    res = CliRunner().invoke(data_cli, ["synth", str(tmp_path / "s"), "--n", "1", "--frames", "32",
+                                        "--size", "96x72"])
+    assert res.exit_code == 0, res.output
+    cap = cv2.VideoCapture(str(next((tmp_path / "s").glob("*.mp4"))))
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (32, 96, 72)
+    cap.release()
+    res = CliRunner().invoke(data_cli, ["synth", str(tmp_path / "t"), "--size", "96by72"])
+    assert res.exit_code == 2 and "WIDTHxHEIGHT" in res.output
+    res = CliRunner().invoke(data_cli, ["synth", str(tmp_path / "t"), "--size", "95x72"])
+    assert res.exit_code == 2 and "size must be even" in res.output
