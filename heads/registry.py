@@ -95,7 +95,8 @@ HEADS: list[HeadSpec] = [
              "Jain, Harit, Sharma: Action Quality Assessment using Siamese Network-Based Deep Metric "
              "Learning",
              check_params={"lstm_dim": 8, "d1_dim": 16, "d2_dim": 16, "dml_max_iter": 60, "max_iter": 150,
-                           "learning_rate": 3e-2, "dml_learning_rate": 1e-2}),
+                           "learning_rate": 3e-2, "dml_learning_rate": 1e-2,
+                           "similarity_threshold": 1.5}),
     HeadSpec("core", "aqa.heads.core:CoReRegressor", "steps",
              "CoRe: contrastive regression against exemplars with the group-aware regression tree",
              "Yu et al.: Group-aware Contrastive Regression for Action Quality Assessment, ICCV 2021",
