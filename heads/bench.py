@@ -5,16 +5,23 @@ Protocol per action (or per task, for JIGSAWS):
 * ``split`` protocol: train on the rows whose split is ``train_split``, test on ``test_split``;
   ``folds`` protocol (JIGSAWS): for each fold k, train on the other folds, test on fold k, and
   average the per-fold Spearman (as USDL and CoRe report it).
-* Model selection never sees the test rows: neural heads stop early on a validation fraction they
-  carve from their training rows; heads with a small hyper-parameter grid (:data:`GRIDS`) pick the
-  setting with the best Spearman on a seeded 20% validation split of the training rows, then refit
-  on all training rows.
-* Spearman, R-l2 (CoRe's definition, per-action score range of the ground truth) and MSE per action,
-  mean +- std over seeds, and the Fisher-z average of Spearman over the actions.
+* Model selection never sees the test rows. Neural (torch) heads get early stopping on a
+  validation fraction carved from their training rows (:data:`EARLY_STOPPING`, unless the user's
+  parameters set those keys): the validation MSE is checked every epoch and the best epoch's
+  weights are kept. Heads with a small hyper-parameter grid (:data:`GRIDS`) pick the setting with
+  the best Spearman on a seeded 20% validation split of the training rows, then refit on all
+  training rows; with fewer than :data:`MIN_GRID_ROWS` training rows the grid is skipped (and the
+  report says so). What was actually selected (the chosen C, the best iteration) is recorded per
+  head, action, seed and fold in ``setup["selection"]`` and summarised in the report.
+* Spearman, R-l2 (CoRe eq. 11: each action's s_min/s_max from all its labelled scores) and MSE per
+  action, mean +- std over seeds, and the Fisher-z average of Spearman over the actions (per seed,
+  over the seeds that ran for every action).
 
 The report states what it stands on: the cache's provenance (feature family, checkpoint hashes or
-UNTRAINED, pose backend, sampling), the split, the seeds, and the published figure of each method
-on the named benchmark (:mod:`aqa.heads.published`) next to ours.
+UNTRAINED, pose backend, sampling), the split, the seeds, the selection done, and the published
+figure of each method on the named benchmark (:mod:`aqa.heads.published`) next to ours -- only
+where our run is the comparable setting (C3D-SVR's figure needs C3D features; MTL-AQA's "w/ DD"
+figures need the difficulty given to a head that takes it).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import io
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +43,14 @@ GRIDS: dict[str, dict[str, list]] = {
     "i3d-svr": {"C": [0.1, 1.0, 10.0, 100.0]},
     "pose-dct-svr": {"C": [0.1, 1.0, 10.0, 100.0]},
 }
+#: fewest training rows for which a grid is searched (a 20% validation split of fewer is < 2 rows)
+MIN_GRID_ROWS = 10
+#: fraction of the training rows held out to pick a grid setting
+GRID_VALIDATION_FRACTION = 0.2
+#: what every torch head gets unless the user's parameters name these keys
+EARLY_STOPPING = {"early_stopping": True, "validation_fraction": 0.2}
+#: the feature family a head's method is defined on, used when the cache has it
+METHOD_FEATURES = {"c3d-svr": "c3d_rgb"}
 
 
 @dataclass
@@ -42,11 +58,12 @@ class BenchResult:
     heads: list[str]
     actions: list[str]
     seeds: list[int]
-    #: (head, action) -> list over seeds of {"spearman", "r_l2", "mse"}
+    #: (head, action) -> list over the seeds that ran of {"seed", "spearman", "r_l2", "mse", ...}
     runs: dict = field(default_factory=dict)
     #: (head, action) -> (y_true, y_pred) of the first seed, for plots
     predictions: dict = field(default_factory=dict)
-    errors: dict = field(default_factory=dict)          # head -> error message
+    #: (head, action, seed) -> error message (seed None: every seed)
+    errors: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     setup: dict = field(default_factory=dict)
 
@@ -55,18 +72,38 @@ class BenchResult:
         runs = self.runs.get((head, action))
         return summarize_seeds(runs) if runs else {}
 
+    def head_errors(self, head: str, action: str | None = None) -> list[str]:
+        """``"action/seed: message"`` of every failed run of ``head`` (on ``action`` if given)."""
+        out = []
+        for (h, a, s), msg in self.errors.items():
+            if h == head and (action is None or a == action):
+                where = ("" if action is not None else f"{a} ") + ("all seeds" if s is None else f"seed {s}")
+                out.append(f"{where}: {msg}")
+        return out
+
+    def fisher_z_seeds(self, head: str) -> list[int]:
+        """The seeds that ran for every action on which ``head`` ran at all."""
+        by_action = [{r["seed"] for r in self.runs.get((head, a), [])} for a in self.actions]
+        by_action = [s for s in by_action if s]
+        if not by_action:
+            return []
+        return [s for s in self.seeds if all(s in ok for ok in by_action)]
+
     def fisher_z(self, head: str) -> tuple[float, float]:
-        """Fisher-z average over actions of the per-seed Spearman; mean and std over seeds."""
+        """Fisher-z average over actions of the per-seed Spearman; mean and std over seeds.
+
+        Runs are matched by seed value, and only seeds that ran for every action count, so one
+        failed run never pairs seed i of one action with seed j of another."""
         from .metrics import fisher_z_average
         per_seed = []
-        for i in range(len(self.seeds)):
-            rhos = [self.runs[(head, a)][i]["spearman"] for a in self.actions
-                    if (head, a) in self.runs and len(self.runs[(head, a)]) > i]
-            if rhos:
-                per_seed.append(fisher_z_average(rhos))
+        for seed in self.fisher_z_seeds(head):
+            rhos = [r["spearman"] for a in self.actions for r in self.runs.get((head, a), [])
+                    if r["seed"] == seed]
+            per_seed.append(fisher_z_average(rhos))
+        per_seed = [v for v in per_seed if np.isfinite(v)]
         if not per_seed:
             return math.nan, math.nan
-        return float(np.nanmean(per_seed)), float(np.nanstd(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+        return float(np.mean(per_seed)), float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
 
 
 def _nanmean(values) -> float:
@@ -88,49 +125,174 @@ def _fold_plan(rows, protocol: str, train_split: str, test_split: str):
             for f in folds]
 
 
-def _fit_predict(head, reader, tr, te, feature, seed, params):
+def score_ranges_of(rows) -> dict[str, tuple[float, float]]:
+    """action -> (s_min, s_max) over every labelled (finite) score of that action (CoRe eq. 11)."""
+    out: dict[str, tuple[float, float]] = {}
+    for r in rows:
+        if not math.isfinite(r.score):
+            continue
+        lo, hi = out.get(r.action, (r.score, r.score))
+        out[r.action] = (min(lo, r.score), max(hi, r.score))
+    return out
+
+
+def _is_neural(head: str) -> bool:
+    from . import registry
+    return "early_stopping" in registry.head_parameters(head)
+
+
+def _early_stopping_record(est, n_train: int, user: dict) -> dict:
+    """What early stopping did in one fit (best iteration, steps run), read off the fitted head."""
+    p = est.get_params(deep=False)
+    if not p.get("early_stopping"):
+        why = "early_stopping=False set by the user" if "early_stopping" in user else "early stopping off"
+        return {"kind": "none", "reason": f"{why}: trained for the full budget"}
+    scores = list(getattr(est, "validation_scores_", []) or [])
+    frac = float(p["validation_fraction"])
+    if not scores:
+        return {"kind": "none", "n_train": n_train,
+                "reason": f"too few training rows for a {frac:.0%} validation split: trained on all rows "
+                          "for the full budget"}
+    n_val = int(round(frac * n_train))
+    n_fit = n_train - n_val
+    bs = int(p["batch_size"])
+    steps_per_epoch = max(1, n_fit // bs + (1 if n_fit % bs >= 2 else 0))
+    best_epoch = int(np.argmin(scores)) + 1
+    staged = bool(p.get("staged"))  # JRG's staged training: each stage keeps its own best epoch
+    rec = {"kind": "early_stopping", "validation_fraction": frac, "n_val": n_val, "n_fit": n_fit,
+           "patience_epochs": int(p.get("n_iter_no_change", 0)), "epochs": len(scores),
+           "best_epoch": best_epoch, "best_val_mse": float(min(scores)),
+           "steps_run": int(getattr(est, "n_iter_", 0)), "max_iter": p.get("max_iter"),
+           "best_iteration": None if staged else min(best_epoch * steps_per_epoch,
+                                                     int(getattr(est, "n_iter_", 0)))}
+    if staged:
+        rec["note"] = "staged training: every stage stops early and restores its own best epoch"
+    return rec
+
+
+def _fit_predict(head, reader, tr, te, feature, seed, params, log=None):
+    """Fit ``head`` on rows ``tr`` (selection inside them only), predict rows ``te``.
+
+    Returns (predictions, selection record). ``log``, if given, is called as ``log(stage, rows)``
+    with each fit/predict and the rows it sees (tests use it to prove no test row is selected on).
+    """
     from . import registry
     from .cli import _extras
     from .inputs import build_inputs
     from .metrics import spearman
 
+    log = log or (lambda stage, rows: None)
     Xtr = build_inputs(head, reader, [r.video_id for r in tr], feature)
     Xte = build_inputs(head, reader, [r.video_id for r in te], feature)
     ytr = np.array([r.score for r in tr])
-    base = {"random_state": seed, **params.get(head, {})}
+    user = dict(params.get(head, {}))
+    base = {"random_state": seed, **user}
     grid = GRIDS.get(head)
-    if grid and len(tr) >= 10:
-        # model selection on a validation split carved from the training rows only
-        rng = np.random.RandomState(seed)
-        perm = rng.permutation(len(tr))
-        n_val = max(2, len(tr) // 5)
-        val, fit = perm[:n_val], perm[n_val:]
+    neural = _is_neural(head)
+    selection: dict
+    if neural:
+        for k, v in EARLY_STOPPING.items():
+            base.setdefault(k, v)
+    if grid:
         key = next(iter(grid))
-        scores = []
-        for v in grid[key]:
-            est = registry.make(head, **{**base, key: v})
-            est.fit(Xtr[fit], ytr[fit], **_extras(est, [tr[i] for i in fit]))
-            p = est.predict(Xtr[val], **_extras(est, [tr[i] for i in val], predict=True))
-            s = spearman(ytr[val], p) if np.ptp(p) > 0 else -1.0
-            scores.append(-1.0 if not np.isfinite(s) else s)
-        base[key] = grid[key][int(np.argmax(scores))]
+        if key in user:
+            selection = {"kind": "none", "reason": f"{key}={user[key]!r} set by the user"}
+        elif len(tr) < MIN_GRID_ROWS:
+            default = registry.head_parameters(head).get(key)
+            selection = {"kind": "none", "n_train": len(tr),
+                         "reason": f"fewer than {MIN_GRID_ROWS} training rows: no {key} search, "
+                                   f"{key}={default!r} (the default)"}
+        else:
+            # model selection on a validation split carved from the training rows only
+            rng = np.random.RandomState(seed)
+            perm = rng.permutation(len(tr))
+            n_val = max(2, int(round(GRID_VALIDATION_FRACTION * len(tr))))
+            val, fit = perm[:n_val], perm[n_val:]
+            scores = []
+            for v in grid[key]:
+                est = registry.make(head, **{**base, key: v})
+                log("select-fit", [tr[i] for i in fit])
+                est.fit(Xtr[fit], ytr[fit], **_extras(est, [tr[i] for i in fit]))
+                log("select-predict", [tr[i] for i in val])
+                p = est.predict(Xtr[val], **_extras(est, [tr[i] for i in val], predict=True))
+                s = spearman(ytr[val], p) if np.ptp(p) > 0 and np.ptp(ytr[val]) > 0 else -1.0
+                scores.append(-1.0 if not np.isfinite(s) else float(s))
+            best = int(np.argmax(scores))
+            base[key] = grid[key][best]
+            selection = {"kind": "grid", "param": key, "chosen": grid[key][best],
+                         "val_spearman": scores[best], "n_fit": len(fit), "n_val": n_val}
     est = registry.make(head, **base)
+    log("fit", tr)
     est.fit(Xtr, ytr, **_extras(est, tr))
-    return np.asarray(est.predict(Xte, **_extras(est, te, predict=True)), dtype=float)
+    if neural:
+        selection = _early_stopping_record(est, len(tr), user)
+    elif not grid:
+        selection = {"kind": "none", "reason": "the head has no validation-based selection"}
+    log("predict", te)
+    pred = np.asarray(est.predict(Xte, **_extras(est, te, predict=True)), dtype=float)
+    return pred, selection
+
+
+def _fmt_num(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def selection_summary(records: list[dict]) -> str:
+    """One line saying what model selection was done over a head's fits."""
+    if not records:
+        return "no fits ran"
+    parts = []
+    grid = [r for r in records if r["kind"] == "grid"]
+    if grid:
+        counts = Counter(r["chosen"] for r in grid)
+        chosen = ", ".join(f"{_fmt_num(v)} (x{n})" for v, n in sorted(counts.items()))
+        parts.append(f"{grid[0]['param']} chosen by Spearman on a {GRID_VALIDATION_FRACTION:.0%} "
+                     f"validation split of the training rows in {len(grid)} fit(s): {chosen}")
+    es = [r for r in records if r["kind"] == "early_stopping"]
+    if es:
+        r0 = es[0]
+        text = (f"early stopping on {r0['validation_fraction']:.0%} of the training rows "
+                f"(patience {r0['patience_epochs']} epochs) in {len(es)} fit(s)")
+        best = [r["best_iteration"] for r in es if r["best_iteration"] is not None]
+        if best:
+            text += (f": best iteration median {int(np.median(best))} (range {min(best)}-{max(best)}) "
+                     f"of max_iter {r0['max_iter']}")
+        else:
+            epochs = [r["best_epoch"] for r in es]
+            text += f": best epoch median {int(np.median(epochs))} (range {min(epochs)}-{max(epochs)})"
+        if r0.get("note"):
+            text += f" ({r0['note']})"
+        parts.append(text)
+    none = Counter(r["reason"] for r in records if r["kind"] == "none")
+    for reason, n in none.items():
+        sizes = [r["n_train"] for r in records if r["kind"] == "none" and r["reason"] == reason
+                 and "n_train" in r]
+        rows = "" if not sizes else (f" ({min(sizes)} training rows)" if min(sizes) == max(sizes)
+                                     else f" ({min(sizes)}-{max(sizes)} training rows)")
+        parts.append(f"NO model selection in {n} fit(s){rows}: {reason}")
+    return "; ".join(parts)
 
 
 def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int | Sequence[int] = 5,
               feature: str | None = None, protocol: str = "split", train_split: str = "train",
               test_split: str = "test", per_action: bool = True, params: dict | None = None,
-              benchmark: str | None = None, progress: bool = True) -> BenchResult:
-    """Train and test every head on one cache; see the module docstring."""
+              benchmark: str | None = None, progress: bool = True,
+              score_ranges: dict | None = None, head_features: dict | None = None,
+              fit_log=None) -> BenchResult:
+    """Train and test every head on one cache; see the module docstring.
+
+    ``score_ranges``: action -> (s_min, s_max) for R-l2 (default: over every labelled score of the
+    action in ``labels``, in the cache or not). ``head_features``: head -> feature family, overriding
+    ``feature`` (and :data:`METHOD_FEATURES`) for that head. ``fit_log(stage, rows)`` is called with
+    every fit/predict and the label rows it sees.
+    """
     from tqdm.auto import tqdm
 
     from aqa.data.cache import CacheReader
     from . import registry
     from .cli import load_rows
     from .inputs import default_feature
-    from .metrics import mse, relative_l2, spearman
+    from .metrics import evaluate
 
     names = registry.names() if heads in ("all", ["all"], ("all",)) else list(
         heads.split(",") if isinstance(heads, str) else heads)
@@ -142,49 +304,73 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     params = params or {}
     with CacheReader(cache) as r:
         ids = set(r.video_ids())
-        rows = [x for x in load_rows(r, labels) if x.video_id in ids and math.isfinite(x.score)]
+        labelled = [x for x in load_rows(r, labels) if math.isfinite(x.score)]
+        rows = [x for x in labelled if x.video_id in ids]
         if not rows:
             raise ValueError(f"no labelled videos of {cache} are in the cache")
         feature = feature or default_feature(r)
+        fams = set(r.families())
+        feats = {h: feature for h in names}
+        for h, f in METHOD_FEATURES.items():
+            if h in feats and f in fams:
+                feats[h] = f
+        for h, f in (head_features or {}).items():
+            if h in feats:
+                feats[h] = f
+        withheld = {h: f"{h} ran on {feats[h]}, not on the {f} features its published figure was "
+                       f"measured on (the cache has no {f}): the published figure is not shown"
+                    for h, f in METHOD_FEATURES.items() if h in feats and f not in feats[h].split("+")}
+        ranges = {a: (float(lo), float(hi)) for a, (lo, hi) in
+                  (score_ranges if score_ranges is not None else score_ranges_of(labelled)).items()
+                  if hi > lo}
         prov = r.provenance()
         actions = sorted({x.action for x in rows}) if per_action else ["all"]
+        folds = sorted({x.split for x in rows if x.split.startswith("fold")}) if protocol == "folds" else []
         res = BenchResult(heads=names, actions=actions, seeds=seeds, provenance=prov,
                           setup={"cache": str(cache), "feature": feature, "protocol": protocol,
-                                 "train_split": train_split, "test_split": test_split,
-                                 "benchmark": benchmark, "n_videos": len(rows)})
+                                 "train_split": train_split, "test_split": test_split, "folds": folds,
+                                 "benchmark": benchmark, "n_videos": len(rows),
+                                 "head_features": {h: f for h, f in feats.items() if f != feature},
+                                 "published_withheld": withheld,
+                                 "with_difficulty": any(math.isfinite(x.difficulty) for x in rows),
+                                 "score_ranges": {a: list(v) for a, v in sorted(ranges.items())},
+                                 "selection": {}})
+        records: dict[str, list] = {h: [] for h in names}
         jobs = [(h, a) for h in names for a in actions]
         bar = tqdm(total=len(jobs) * len(seeds), desc="bench", unit="fit", disable=not progress)
         for head, action in jobs:
             arows = rows if action == "all" else [x for x in rows if x.action == action]
             plan = _fold_plan(arows, protocol, train_split, test_split)
             if not plan:
-                res.errors.setdefault(head, f"action {action!r}: empty train or test split")
+                res.errors[(head, action, None)] = "empty train or test split"
                 bar.update(len(seeds))
                 continue
-            lo = min(x.score for x in arows)
-            hi = max(x.score for x in arows)
             for seed in seeds:
                 bar.set_postfix_str(f"{head}/{action}/seed {seed}")
                 try:
                     t0 = time.perf_counter()
-                    per_fold, all_true, all_pred = [], [], []
-                    for _, tr, te in plan:
-                        pred = _fit_predict(head, r, tr, te, feature, seed, params)
+                    per_fold, all_true, all_pred, sels = [], [], [], []
+                    for fold, tr, te in plan:
+                        pred, sel = _fit_predict(head, r, tr, te, feats[head], seed, params, fit_log)
+                        sels.append({"action": action, "seed": seed, "fold": fold, **sel})
                         y = np.array([x.score for x in te])
-                        per_fold.append({"spearman": spearman(y, pred),
-                                         "r_l2": relative_l2(y, pred, lo, hi), "mse": mse(y, pred)})
+                        m = evaluate(y, pred, groups=[x.action for x in te], score_ranges=ranges)
+                        per_fold.append({"spearman": m["spearman"], "r_l2": m["rl2"], "mse": m["mse"]})
                         all_true.append(y)
                         all_pred.append(pred)
                     run = {k: _nanmean([f[k] for f in per_fold]) for k in per_fold[0]}
                     run["seconds"] = time.perf_counter() - t0
-                    res.runs.setdefault((head, action), []).append(run)
-                    if seed == seeds[0]:
+                    res.runs.setdefault((head, action), []).append({"seed": seed, **run})
+                    records[head].extend(sels)
+                    if (head, action) not in res.predictions:
                         res.predictions[(head, action)] = (np.concatenate(all_true),
                                                            np.concatenate(all_pred))
-                except Exception as e:  # noqa: BLE001 - one head failing must not sink the table
-                    res.errors[head] = f"{type(e).__name__}: {e}"
+                except Exception as e:  # noqa: BLE001 - one run failing must not sink the table
+                    res.errors[(head, action, seed)] = f"{type(e).__name__}: {e}"
                 bar.update(1)
         bar.close()
+    res.setup["selection"] = {h: {"summary": selection_summary(recs), "runs": recs}
+                              for h, recs in records.items()}
     return res
 
 
@@ -200,12 +386,29 @@ def provenance_lines(res: BenchResult) -> list[str]:
     cfg = prov.get("config", {})
     weights = prov.get("weights", {})
     w = ", ".join(f"{k}={v[:12]}" for k, v in sorted(weights.items())) or "none (weight-free features)"
+    per_head = setup.get("head_features") or {}
+    feat = setup["feature"] + (" (" + ", ".join(f"{h}: {f}" for h, f in sorted(per_head.items())) + ")"
+                               if per_head else "")
+    if setup["protocol"] == "folds":
+        folds = setup.get("folds") or []
+        protocol = (f"protocol: {len(folds)}-fold cross-validation over the split values "
+                    f"{', '.join(folds)} (each fold tested once, trained on the others; metrics "
+                    f"averaged over folds)")
+    else:
+        protocol = f"protocol: split (train={setup['train_split']!r}, test={setup['test_split']!r})"
     lines = [f"cache: {setup['cache']} ({setup['n_videos']} labelled videos)",
-             f"features: {setup['feature']}; pose: {cfg.get('pose', '?')}; sampling: "
+             f"features: {feat}; pose: {cfg.get('pose', '?')}; sampling: "
              f"{cfg.get('sampling', '?')} {cfg.get('sampling_options') or ''}; flow: {cfg.get('flow', '?')}",
              f"weights: {w}",
-             f"protocol: {setup['protocol']} (train={setup['train_split']!r}, test={setup['test_split']!r}); "
-             f"seeds: {res.seeds}; model selection on a validation split of the training rows"]
+             f"{protocol}; seeds: {res.seeds}"]
+    if setup.get("score_ranges"):
+        lines.append("R-l2 score range per action (all labelled scores): " + ", ".join(
+            f"{a or '(none)'} [{lo:g}, {hi:g}]" for a, (lo, hi) in setup["score_ranges"].items()))
+    lines.append("model selection (validation rows carved from the training rows only, never the "
+                 "test rows), per head:")
+    for head in res.heads:
+        summ = (setup.get("selection") or {}).get(head, {}).get("summary", "not recorded")
+        lines.append(f"selection, {head}: {summ}")
     if setup.get("training_budget"):
         lines.append(f"training budget: {setup['training_budget']}")
     if prov.get("untrained"):
@@ -214,12 +417,23 @@ def provenance_lines(res: BenchResult) -> list[str]:
     return lines
 
 
+def takes_difficulty(head: str) -> bool:
+    from . import registry
+    try:
+        return "difficulty" in tuple(getattr(registry.estimator_class(head), "fit_extras", ()))
+    except ImportError:
+        return False
+
+
 def rows_for_table(res: BenchResult) -> list[dict]:
     from .published import published
     bm = res.setup.get("benchmark")
+    withheld = res.setup.get("published_withheld") or {}
+    untrained = bool(res.provenance.get("untrained"))
     out = []
     for action in res.actions + (["fisher_z_avg"] if len(res.actions) > 1 else []):
         for head in res.heads:
+            with_dd = bool(res.setup.get("with_difficulty")) and takes_difficulty(head)
             if action == "fisher_z_avg":
                 m, s = res.fisher_z(head)
                 row = {"action": action, "head": head, "spearman": m, "spearman_std": s}
@@ -227,17 +441,24 @@ def rows_for_table(res: BenchResult) -> list[dict]:
                     vals = [res.summary(head, a).get(k, {}).get("mean", math.nan) for a in res.actions]
                     row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
                     row[f"{k}_std"] = math.nan
-                pub, src = published(bm, head, "avg")
+                row["n_seeds"] = len(res.fisher_z_seeds(head))
+                pub, src = published(bm, head, "avg", with_dd=with_dd)
+                errors = res.head_errors(head)
             else:
                 summ = res.summary(head, action)
                 row = {"action": action, "head": head}
                 for k in ("spearman", "r_l2", "mse"):
                     row[k] = summ.get(k, {}).get("mean", math.nan)
                     row[f"{k}_std"] = summ.get(k, {}).get("std", math.nan)
-                pub, src = published(bm, head, action if len(res.actions) > 1 else "avg")
+                row["n_seeds"] = len(res.runs.get((head, action), []))
+                pub, src = published(bm, head, "avg" if action == "all" else action, with_dd=with_dd)
+                errors = res.head_errors(head, action)
+            if head in withheld or pub is None:
+                pub, src = None, None
             row["published_spearman"] = pub if pub is not None else math.nan
             row["published_source"] = src or ""
-            row["error"] = res.errors.get(head, "")
+            row["untrained"] = untrained
+            row["error"] = "; ".join(errors)
             out.append(row)
     return out
 
@@ -257,13 +478,25 @@ def to_markdown(res: BenchResult) -> str:
             if r["error"] and not np.isfinite(r["spearman"]):
                 buf.write(f"| {r['head']} | failed: {r['error'][:80]} | | | {pub} |\n")
                 continue
-            buf.write(f"| {r['head']} | {_fmt(r['spearman'], r['spearman_std'])} | "
+            mark = f" ({r['n_seeds']} of {len(res.seeds)} seeds)" if r["n_seeds"] < len(res.seeds) else ""
+            buf.write(f"| {r['head']} | {_fmt(r['spearman'], r['spearman_std'])}{mark} | "
                       f"{_fmt(100 * r['r_l2'], 100 * r['r_l2_std'], 3)} | "
                       f"{_fmt(r['mse'], r['mse_std'], 3)} | {pub} |\n")
     sources = sorted({r["published_source"] for r in table if r["published_source"]})
     if sources:
         buf.write("\nPublished figures: " + "; ".join(sources) + ".\n")
+    for head, why in sorted((res.setup.get("published_withheld") or {}).items()):
+        buf.write(f"\nPublished figure withheld: {why}.\n")
+    if res.errors:
+        buf.write("\nFailed runs:\n\n")
+        for head in res.heads:
+            for e in res.head_errors(head):
+                buf.write(f"- {head} {e}\n")
     return buf.getvalue()
+
+
+def errors_list(res: BenchResult) -> list[dict]:
+    return [{"head": h, "action": a, "seed": s, "error": m} for (h, a, s), m in res.errors.items()]
 
 
 def write_report(res: BenchResult, out_dir) -> dict[str, Path]:
@@ -281,7 +514,7 @@ def write_report(res: BenchResult, out_dir) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(
         {"provenance": {k: v for k, v in res.provenance.items()}, "setup": res.setup,
          "seeds": res.seeds, "untrained_features": bool(res.provenance.get("untrained")),
-         "table": table, "errors": res.errors}, indent=2, default=str))
+         "table": table, "errors": errors_list(res)}, indent=2, default=str))
     plot_predictions(res, paths["png"])
     return paths
 

@@ -91,13 +91,16 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
     """Train ``head`` on the ``train_split`` rows of ``cache`` and evaluate on ``test_split``.
 
     Returns ``{"metrics": {...} or None, "predictions": {video_id: score} (test rows),
-    "head", "feature", "n_train", "n_test", "untrained_features", "model_path", "estimator"}``.
+    "head", "feature", "n_train", "n_test", "untrained_features", "model_path", "estimator",
+    "score_ranges"}``. R-l2 uses each action's s_min/s_max over all its labelled scores
+    (``score_ranges``, CoRe eq. 11), not the test rows' range.
     """
     from aqa.data.cache import CacheReader
     from . import registry
     from .base import save_head
     from .inputs import default_feature
-    from .metrics import evaluate
+    from .bench import score_ranges_of
+    from .metrics import evaluate, relative_l2
     params = dict(params or {})
     spec = registry.get(head)
     with CacheReader(cache) as r:
@@ -125,7 +128,15 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
         pred = est.predict(Xte, **_extras(est, te, predict=True))
         yte = np.array([x.score for x in te])
         groups = [x.action for x in te]
-        result["metrics"] = evaluate(yte, pred, groups=groups if any(groups) else None)
+        # R-l2 (CoRe eq. 11) with each action's s_min/s_max over all its labelled scores
+        ranges = {a: v for a, v in score_ranges_of(rows).items() if v[1] > v[0]}
+        if any(groups):
+            result["metrics"] = evaluate(yte, pred, groups=groups, score_ranges=ranges)
+        else:
+            result["metrics"] = evaluate(yte, pred)
+            if "" in ranges:
+                result["metrics"]["rl2"] = relative_l2(yte, pred, *ranges[""])
+        result["score_ranges"] = ranges
         result["predictions"] = {x.video_id: float(p) for x, p in zip(te, pred)}
     if out is not None:
         config = {"head": head, "feature": feature, "cache": str(Path(cache).resolve()),
@@ -268,7 +279,12 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
         head, feature, vids, sel, X, untrained = _model_rows(est, cache, labels, split)
         pred = est.predict(X, **_extras(est, sel, predict=True))
         groups = [x.action for x in sel]
-        m = _evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None)
+        from aqa.data.cache import CacheReader
+        from .bench import score_ranges_of
+        with CacheReader(cache) as r:  # R-l2 ranges over every labelled score of each action
+            ranges = {a: v for a, v in score_ranges_of(load_rows(r, labels)).items() if v[1] > v[0]}
+        m = _evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None,
+                      score_ranges=ranges)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     _untrained_note(untrained)
@@ -380,9 +396,9 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
     else:
         click.echo(to_markdown(res))
         click.echo(f"report: {paths['md']} {paths['csv']} {paths['json']} {paths['png']}")
-    if res.errors:
-        for head, err in res.errors.items():
-            click.echo(f"warning: {head}: {err}", err=True)
+    for head in res.heads:
+        for err in res.head_errors(head):
+            click.echo(f"warning: {head} {err}", err=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ UNLV-Dive and FineDiving), and runs:
 recipe     labels           sampling                               protocol     per action
 ========== ================ ====================================== ============ ==========
 aqa7       split 4          core: 103 frames from the start,       train/test   yes (6)
-                            10 windows of 16 (CoRe, JRG's AQA-7)
+                            10 windows of 16 (CoRe's AQA-7;
+                            JRG used 10 uniform segments of 16)
 mtl_aqa    split 0          core: 103 frames ending at the dive's  train/test   no
                             last frame (CoRe's MTL-AQA loader)
 unlv_dive  370 split        fragments: 9 x 16 frames (Li et al.)   train/test   no
@@ -24,8 +25,16 @@ jigsaws    4-fold           core-jigsaws: 160 frames, 10 snippets  4-fold CV    
 finediving official split   core (103 frames, 10 windows)          train/test   no
 ========== ================ ====================================== ============ ==========
 
-MTL-AQA runs with the difficulty given to the heads that take it (CoRe's exemplar choice, "w/ DD")
-or hidden from them (``with_difficulty=False``, "w/o DD").
+The benchmarks with difficulty labels (MTL-AQA, UNLV-Dive, FineDiving) run with the difficulty
+given to the heads that take it (CoRe's exemplar choice, "w/ DD") or hidden from them
+(``with_difficulty=False``, "w/o DD"); AQA-7 and JIGSAWS have none, and the report says so.
+
+Features (:func:`recipe_features`): the heads run on the RGB family of the preferred backbone
+extracted (I3D, then I3D-R50, then C3D; :data:`aqa.extract.runner.FAMILY_PREFIX` maps ``--backbone``
+names to cache families: ``i3d`` -> ``i3d_rgb``, ``i3d-r50`` -> ``i3dr50_rgb``, ``c3d`` ->
+``c3d_rgb``), or on the weight-free ``kin_pose+hof_flow`` without a backbone; JRG, whose joint
+features are I3D RGB and flow, gets ``i3d_rgb+i3d_flow`` when I3D flow was extracted; C3D-SVR gets
+``c3d_rgb`` when present (:data:`aqa.heads.bench.METHOD_FEATURES`).
 """
 from __future__ import annotations
 
@@ -61,6 +70,28 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def recipe_features(backbones: Sequence[str], families) -> tuple[str, dict[str, str]]:
+    """(feature for every head, {head: feature} exceptions) for a cache extracted with ``backbones``
+    that holds the feature ``families``."""
+    from aqa.extract.runner import FAMILY_PREFIX
+    from aqa.heads.inputs import FEATURE_PREFERENCE
+
+    unknown = [b for b in backbones if b not in FAMILY_PREFIX]
+    if unknown:
+        raise ValueError(f"unknown backbone(s) {unknown}; choose from {sorted(FAMILY_PREFIX)}")
+    wanted = [f"{FAMILY_PREFIX[b]}_rgb" for b in backbones]
+    wanted = [f for f in FEATURE_PREFERENCE if f in wanted] + [f for f in wanted if f not in FEATURE_PREFERENCE]
+    present = [f for f in wanted if f in families]
+    if wanted and not present:
+        raise RuntimeError(f"the cache holds none of the backbone features {wanted} "
+                           f"(families: {sorted(families)})")
+    feature = present[0] if present else "kin_pose+hof_flow"
+    exceptions = {}
+    if feature == "i3d_rgb" and "i3d_flow" in families:
+        exceptions["jrg"] = "i3d_rgb+i3d_flow"   # JRG: I3D features of RGB and TV-L1 flow
+    return feature, exceptions
+
+
 def locate_videos(name: str, rows, video_dir) -> tuple[list[tuple[str, Path]], list[str]]:
     """(video_id, path) of each labelled video present under ``video_dir``, and the missing ids."""
     from aqa.data.datasets import video_relpath
@@ -85,7 +116,7 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     from aqa.data.datasets import read_dataset
     from aqa.data.labels import write_labels_csv
     from aqa.extract.runner import ExtractConfig, run_extraction_items
-    from aqa.heads.bench import run_bench, write_report
+    from aqa.heads.bench import run_bench, score_ranges_of, takes_difficulty, write_report
 
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
@@ -93,6 +124,9 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = read_dataset(name, annotation_dir)
+    # R-l2's per-action score range (CoRe eq. 11) over every labelled score, present video or not
+    ranges = score_ranges_of(rows)
+    has_difficulty = any(math.isfinite(r.difficulty) for r in rows)
     items, missing = locate_videos(name, rows, video_dir)
     (out / "missing_videos.txt").write_text("".join(f"{m}\n" for m in missing))
     if not items:
@@ -116,21 +150,35 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     rep = verify(cache)
     if not rep.ok:
         raise RuntimeError(f"{cache} failed verification: {rep.problems[:3]}")
-    feature = feature or ("i3d_rgb" if "i3d" in backbones else
-                          "c3d_rgb" if "c3d" in backbones else "kin_pose+hof_flow")
+    from aqa.data.cache import CacheReader
+    with CacheReader(cache) as reader:
+        families = set(reader.families())
+    auto_feature, head_features = recipe_features(backbones, families)
+    if feature:          # the user's choice holds for every head (bar METHOD_FEATURES)
+        head_features = {}
+    feature = feature or auto_feature
     res = run_bench(cache, labels=rows, heads=heads, seeds=seeds, feature=feature,
                     protocol=recipe.protocol, per_action=recipe.per_action,
-                    params=head_params, benchmark=name, progress=progress)
+                    params=head_params, benchmark=name, progress=progress,
+                    score_ranges=ranges, head_features=head_features)
     res.setup.update({"recipe": name, "description": recipe.description,
                       "videos_found": len(items), "videos_missing": len(missing),
-                      "with_difficulty": with_difficulty,
+                      "difficulty_labels": has_difficulty,
+                      "difficulty_requested": with_difficulty,
                       "extraction_failed": [r.video_id for r in summary.failed]})
     paths = write_report(res, out / "report")
     md = paths["md"].read_text()
+    takes = [h for h in res.heads if takes_difficulty(h)]
+    if not has_difficulty:
+        dd = f"n/a ({name} has no difficulty labels)"
+    elif not with_difficulty:
+        dd = "no (hidden from every head: the w/o DD setting)"
+    else:
+        dd = f"yes, to the heads that take it ({', '.join(takes) or 'none of those run'})"
     head = [f"# {name}: {recipe.description}", "",
             f"- videos: {len(items)} found, {len(missing)} missing (listed in missing_videos.txt), "
             f"{len(summary.failed)} failed extraction (see {cache.name}.failures.json)",
-            f"- difficulty given to heads: {'yes' if with_difficulty else 'no'}", ""]
+            f"- difficulty given to heads: {dd}", ""]
     paths["md"].write_text("\n".join(head) + md)
     (out / "recipe.json").write_text(json.dumps(res.setup, indent=2, default=str))
     return {"result": res, "paths": paths, "cache": cache, "missing": missing,

@@ -116,3 +116,33 @@ def make_benchmark(name: str, synth: list[LabelRow], synth_dir: Path, root: Path
     for row, src in zip(rows, synth):
         _place(synth_dir / f"{src.video_id}.mp4", vids / video_relpath(name, row))
     return vids, ann
+
+
+def place_on_real_labels(name: str, ann_dir: Path, synth: list[LabelRow], synth_dir: Path,
+                         video_dir: Path, n: int = 12) -> list[LabelRow]:
+    """Put ``n`` synthetic videos where the real release keeps the videos of real labelled keys of
+    benchmark ``name`` (annotation files in ``ann_dir``, read by the project's reader), chosen so
+    every per-action protocol has train and test rows: AQA-7 two classes x (4 train + 2 test),
+    JIGSAWS three tasks x one trial per fold, the single-action benchmarks 8 train + 4 test.
+    Returns the chosen label rows (real scores, real keys)."""
+    import warnings
+
+    from aqa.data.datasets import read_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # UNLV-Dive's known missing key is warned about
+        rows = read_dataset(name, ann_dir)
+    by = {}
+    for r in rows:
+        by.setdefault((r.action, r.split), []).append(r)
+    if name == "aqa7":
+        quota = {(a, s): k for a in ("diving", "gym_vault") for s, k in (("train", 4), ("test", 2))}
+    elif name == "jigsaws":
+        quota = {(t, f"fold{k}"): 1 for t in ("Suturing", "Knot_Tying", "Needle_Passing") for k in range(4)}
+    else:
+        quota = {("diving", "train"): 8, ("diving", "test"): 4}
+    chosen = [r for key, k in quota.items() for r in sorted(by[key], key=lambda r: r.video_id)[:k]]
+    assert len(chosen) == n, (name, len(chosen))
+    for row, src in zip(chosen, synth):
+        _place(synth_dir / f"{src.video_id}.mp4", video_dir / video_relpath(name, row))
+    return chosen

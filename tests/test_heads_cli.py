@@ -136,6 +136,27 @@ def test_run_train_eval_svr_and_labels_csv(cache, tmp_path):
     assert json.loads(r.output)["metrics"]["spearman"] == pytest.approx(res["metrics"]["spearman"])
 
 
+def test_run_train_eval_r_l2_uses_each_actions_labelled_range(cache):
+    from aqa.heads.metrics import relative_l2
+
+    path, rows = cache
+    # labelled videos outside the cache still set their action's s_min/s_max (CoRe eq. 11)
+    labels = list(rows) + [LabelRow("elsewhere1", 0.0, "diving", 2.0, "train"),
+                           LabelRow("elsewhere2", 200.0, "vault", 2.0, "test")]
+    res = run_train_eval(path, labels, head="c3d-svr", seed=0)
+    ranges = {"diving": (0.0, max(r.score for r in rows if r.action == "diving")),
+              "vault": (min(r.score for r in rows if r.action == "vault"), 200.0)}
+    assert res["score_ranges"] == ranges
+    test = {r.video_id: r for r in rows if r.split == "test"}
+    for action, (lo, hi) in ranges.items():
+        ids = [v for v, r in test.items() if r.action == action]
+        y = [test[v].score for v in ids]
+        p = [res["predictions"][v] for v in ids]
+        got = res["metrics"]["per_action"][action]["rl2"]
+        assert got == pytest.approx(relative_l2(y, p, lo, hi))
+        assert got < relative_l2(y, p)        # not the test rows' own (narrower) range
+
+
 def test_errors_are_one_line(cache, tmp_path):
     path, _ = cache
     r = CliRunner().invoke(main, ["train", "nohead", str(path)])
