@@ -298,7 +298,11 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             self.loss_curve_, self.validation_scores_ = [], []
             self.n_iter_ = 0
             self.best_loss_ = math.inf
-            self._train(Xc, yn, extras, rng)
+            self._validation_split = None
+            try:
+                self._train(Xc, yn, extras, rng)
+            finally:
+                del self._validation_split
         self.module_.eval()
         return self
 
@@ -357,15 +361,24 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         return self.learning_rate
 
     def _split_validation(self, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Training/validation index arrays; validation is carved from the training data only."""
+        """Training/validation index arrays; validation is carved from the training data only.
+
+        Drawn once per :meth:`fit`, so every stage of a multi-stage head (JRG's branches, the
+        Siamese phases) holds out the same rows (``validation_index_``)."""
+        cached = getattr(self, "_validation_split", None)
+        if cached is not None and len(cached[0]) + len(cached[1]) == n:
+            return cached
         idx = np.arange(n)
-        if not self.early_stopping:
-            return idx, idx[:0]
         n_val = int(round(self.validation_fraction * n))
-        if n_val < 2 or n - n_val < 2:
-            return idx, idx[:0]
-        perm = rng.permutation(n)
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        if not self.early_stopping or n_val < 2 or n - n_val < 2:
+            split = idx, idx[:0]
+        else:
+            perm = rng.permutation(n)
+            split = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        if hasattr(self, "_validation_split"):        # inside fit
+            self._validation_split = split
+            self.validation_index_ = split[1]
+        return split
 
     def _fit_loop(self, X, y, extras, rng, *, n_steps: int, forward: Callable | None = None,
                   parameters: Iterable | None = None, frozen: Iterable = (), freeze_steps: int = 0,

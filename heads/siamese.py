@@ -217,8 +217,10 @@ class SiameseRegressor(TorchRegressor):
         return {"pred": pred}
 
     def _train(self, X, y, extras, rng):
-        """Phase 1 (metric learning on balanced pairs), then phase 2 (regression layer only)."""
-        self._train_dml(X, y, rng)
+        """Phase 1 (metric learning on balanced pairs), then phase 2 (regression layer only); with
+        early stopping both phases leave out the same validation rows."""
+        tr, _ = self._split_validation(len(y), rng)
+        self._train_dml(X[tr], y[tr], rng)
         m = self.module_
         for p in m.parameters():
             p.requires_grad_(False)

@@ -208,3 +208,33 @@ def test_save_load_roundtrip_and_refusals(tmp_path):
 def test_base_requires_hooks():
     with pytest.raises(NotImplementedError, match="_module_config"):
         TorchRegressor(max_iter=1).fit(np.zeros((4, 2)), np.arange(4.0))
+
+
+@pytest.mark.parametrize("name", ["jrg", "siamese"])
+def test_multi_stage_heads_hold_out_one_validation_split(name, monkeypatch):
+    """Every stage of a staged head early-stops on the same rows, and none of them trains on them."""
+    from aqa.heads import base as base_mod
+    from aqa.heads.registry import get, make
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3, 18, 4) if name == "jrg" else (30, 3, 6)).astype(np.float32)
+    y = X.reshape(30, -1)[:, :3].sum(1) * 3 + 20
+    params = dict(get(name).check_params, early_stopping=True, validation_fraction=0.2, random_state=0)
+    if name == "jrg":
+        params.update(layout=None, skeleton="coco17", staged=True, max_iter=20, final_iter=20,
+                      freeze_iter=5)
+    est = make(name, **params)
+    seen = []
+    real = base_mod.TorchRegressor._fit_loop
+
+    def spy(self, X_, y_, extras, rng_, **kw):
+        seen.append(tuple(map(tuple, self._split_validation(len(y_), rng_))))
+        return real(self, X_, y_, extras, rng_, **kw)
+
+    monkeypatch.setattr(base_mod.TorchRegressor, "_fit_loop", spy)
+    est.fit(X, y)
+    assert len(seen) >= (3 if name == "jrg" else 1) and len(set(seen)) == 1
+    tr, va = map(np.asarray, seen[0])
+    assert len(va) == 6 and not set(tr) & set(va)
+    np.testing.assert_array_equal(est.validation_index_, va)
+    assert not hasattr(est, "_validation_split")
