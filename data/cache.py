@@ -12,6 +12,12 @@ Layout (see DESIGN.md)::
     /labels/        column table: video_id, score, action, difficulty, split, sub/<name>
     /_incomplete/<id>   a video being written; never read as data
 
+Pose keypoints and boxes are pixels of the frames features were computed on, ``height x width``
+(the extractor downscales to a 256-pixel short side by default); ``source_height``/``source_width``,
+when present, are the decoded video's size (x_source = x * source_width / width). ``source_relpath``
+is the video's path relative to the folder it was found in (its file name when given directly).
+Frame indices (``frames/index``, ``clip_start``, ``clip_end``) are integers, also when loaded.
+
 Crash safety: a video's arrays are written under ``/_incomplete/<id>`` and the group is moved to
 ``/videos/<id>`` only when every array is in; the file is opened only for the duration of one
 commit and flushed before it is closed, so a writer killed while it computes leaves the file as it
@@ -356,7 +362,8 @@ class CacheReader:
                              "sampling protocol or select videos of one shape")
         if not arrays:
             raise ValueError("no videos selected")
-        return np.stack(arrays).astype(np.float32, copy=False)
+        out = np.stack(arrays)
+        return out if out.dtype.kind in "iub" else out.astype(np.float32, copy=False)  # indices stay int
 
     def load(self, family: str, ids: Iterable[str] | None = None, part: str = "whole") -> np.ndarray:
         """Stack ``features/<family>/<part>`` over ``ids``: (n,S,D) for whole, (n,S,J,D) for joints.

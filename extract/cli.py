@@ -83,7 +83,16 @@ def main():
 @click.option("--streams", default="rgb,flow", show_default=True, help="Backbone streams.")
 @click.option("--no-joints", is_flag=True, help="Backbones on whole frames only.")
 @click.option("--no-weightfree", is_flag=True, help="Skip the weight-free feature families.")
-@click.option("--frame-height", type=int, default=None, help="Resize frames to this height first.")
+@click.option("--short-side", type=click.IntRange(min=0), default=None, metavar="PX",
+              help="Downscale decoded frames so their short side is PX before pose, flow and "
+                   "backbones. Default: 256 whenever flow or a backbone is computed, the Kinetics "
+                   "I3D convention (its flow clipping to [-20, 20] px assumes ~256-px frames; at "
+                   "720p/1080p the clip saturates and TV-L1 is far slower). Never upscales; 0 "
+                   "keeps the source resolution. Recorded in the cache config; pose "
+                   "coordinates are pixels of the resized frames.")
+@click.option("--frame-height", type=click.IntRange(min=1), default=None, metavar="PX",
+              help="Resize frames to exactly this height instead (up or down; replaces the "
+                   "--short-side default).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--batch-size", default=8, show_default=True, help="Clips per backbone batch.")
 @click.option("--shard", default=None, metavar="K/N",
@@ -97,7 +106,7 @@ def main():
               help="Failure manifest (default: OUT.failures.json).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, flow, flow_opt,
-        backbones, backbone_opt, streams, no_joints, no_weightfree, frame_height, device,
+        backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
         batch_size, shard, weights, untrained, manifest, quiet):
     """Extract features of INPUTS (video files, folders of videos or of frame images) into OUT."""
     from .runner import ExtractConfig, OptionError, run_extraction
@@ -110,7 +119,8 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
                             weightfree=not no_weightfree, backbones=backbones,
                             backbone_options=_kv(backbone_opt, "--backbone-opt"),
                             streams=tuple(s.strip() for s in streams.split(",") if s.strip()),
-                            joints=not no_joints, frame_height=frame_height)
+                            joints=not no_joints, frame_height=frame_height,
+                            short_side="auto" if short_side is None else short_side)
         overrides = parse_weight_overrides(weights)
         summary = run_extraction(inputs, out, cfg, labels=labels, device=device,
                                  batch_size=batch_size, weight_overrides=overrides,

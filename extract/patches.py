@@ -22,6 +22,9 @@ Conventions
 * Flow ``flow[p]`` maps decoded frame ``p`` to ``p + 1`` and lives on frame ``p``'s grid; a clip position
   ``p`` reads flow pair ``p`` with frame ``p``'s joint boxes, and the last decoded frame (which has no
   forward pair) reads pair ``F - 2``.
+* Padding: clip positions a sampling marks ``padded`` (a short video filled up to the protocol's
+  length, :attr:`aqa.extract.sampling.Sampling.padded`) are zero frames, as Li et al. pad ("padded with
+  zero frames to length 151"): black RGB, and zero flow (the flow between zero frames).
 
 Everything here is numpy + OpenCV (imported lazily); no torch.
 """
@@ -38,6 +41,7 @@ __all__ = [
     "joint_boxes",
     "crop_resize",
     "clip_positions",
+    "padded_mask",
     "iter_joint_clips",
     "joint_clips",
     "iter_whole_clips",
@@ -265,6 +269,18 @@ def clip_positions(clips: np.ndarray, n_images: int, n_frames: int) -> np.ndarra
                      f"or {n_frames - 1} flow pairs")
 
 
+def padded_mask(padded, clips) -> np.ndarray | None:
+    """``padded`` as an (S, L) bool array of ``clips``' shape, or None when no position is padded."""
+    if padded is None:
+        return None
+    mask = np.asarray(padded)
+    shape = np.shape(clips)
+    if mask.dtype != bool or mask.shape != shape:
+        raise ValueError(f"padded must be a bool array of the clips' shape {shape}, "
+                         f"got {mask.dtype} {mask.shape}")
+    return mask if mask.any() else None
+
+
 def iter_joint_clips(
     images: np.ndarray,
     clips: np.ndarray,
@@ -272,21 +288,26 @@ def iter_joint_clips(
     out_size: int,
     border: str = "constant",
     antialias: bool = True,
+    padded: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield, for each time step ``s``, the joint clips ``(J, L, out, out, C)`` of frames ``clips[s]``.
 
     ``images`` is (F, H, W, C) frames or (F-1, H, W, 2) flow with F = ``len(jboxes)``; ``jboxes`` is
     (F, J, 4) from :func:`joint_boxes`. One step at a time keeps memory at J*L*out^2*C values.
+    Positions where ``padded`` (S, L) is True are zero frames (module docstring).
     """
     jboxes = np.asarray(jboxes)
     if jboxes.ndim != 3 or jboxes.shape[-1] != 4:
         raise ValueError(f"jboxes must be (F, J, 4), got {jboxes.shape}")
     pos = clip_positions(clips, np.asarray(images).shape[0], jboxes.shape[0])
+    pad = padded_mask(padded, pos)
     n_joints = jboxes.shape[1]
-    for row in pos:
+    for s, row in enumerate(pos):
         frames = images[row]                                   # (L, H, W, C)
         step = np.stack([crop_resize(frames, jboxes[row, j], out_size, border, antialias)
                          for j in range(n_joints)])            # (J, L, out, out, C)
+        if pad is not None:
+            step[:, pad[s]] = 0
         yield step
 
 
@@ -298,12 +319,13 @@ def joint_clips(
     border: str = "constant",
     antialias: bool = True,
     progress: bool = False,
+    padded: np.ndarray | None = None,
 ) -> np.ndarray:
     """All joint clips as one array ``(S, J, L, out, out, C)``; see :func:`iter_joint_clips`.
 
     Prefer the iterator for long videos or large ``out_size``: this holds every step at once.
     """
-    it = iter_joint_clips(images, clips, jboxes, out_size, border, antialias)
+    it = iter_joint_clips(images, clips, jboxes, out_size, border, antialias, padded)
     if progress:
         from tqdm import tqdm
         it = tqdm(it, total=len(clips), desc="joint clips", unit="step")
@@ -331,25 +353,33 @@ def iter_whole_clips(
     mode: str = "resize",
     n_frames: int | None = None,
     antialias: bool = True,
+    padded: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield, for each time step, the whole-frame clip ``(L, out, out, C)``.
 
     ``mode="resize"`` squashes the whole frame into the square (nothing is cut off; the JRG whole-scene
     stream uses "whole images"); ``"center_crop"`` takes the centred square of side min(H, W).
     ``n_frames`` (the number of decoded frames) tells flow (F-1 pairs) from frames; default: len(images).
+    Positions where ``padded`` (S, L) is True are zero frames (module docstring).
     """
     images = np.asarray(images)
     n_frames = images.shape[0] if n_frames is None else n_frames
     pos = clip_positions(clips, images.shape[0], n_frames)
+    pad = padded_mask(padded, pos)
     box = _whole_box(images.shape[1], images.shape[2], mode)
-    for row in pos:
-        yield crop_resize(images[row], np.repeat(box[None], len(row), 0), out_size, "replicate", antialias)
+    for s, row in enumerate(pos):
+        clip = crop_resize(images[row], np.repeat(box[None], len(row), 0), out_size, "replicate",
+                           antialias)
+        if pad is not None:
+            clip[pad[s]] = 0
+        yield clip
 
 
 def whole_clips(images: np.ndarray, clips: np.ndarray, out_size: int, mode: str = "resize",
-                n_frames: int | None = None, antialias: bool = True) -> np.ndarray:
+                n_frames: int | None = None, antialias: bool = True,
+                padded: np.ndarray | None = None) -> np.ndarray:
     """All whole-frame clips as one array ``(S, L, out, out, C)``; see :func:`iter_whole_clips`."""
-    steps = list(iter_whole_clips(images, clips, out_size, mode, n_frames, antialias))
+    steps = list(iter_whole_clips(images, clips, out_size, mode, n_frames, antialias, padded))
     if not steps:
         a = np.asarray(images)
         return np.empty((0, np.asarray(clips).shape[1], out_size, out_size, a.shape[-1]), dtype=a.dtype)

@@ -4,6 +4,11 @@ Per video: decode -> temporal sampling -> pose -> person selection -> optical fl
 features (joint kinematics, flow histograms, camera motion) -> backbone features on whole frames
 and joint patches, rgb and flow -> :meth:`aqa.data.cache.CacheWriter.write_video`.
 
+Frame size: decoded frames are downscaled to a 256-pixel short side by default (``short_side``,
+the Kinetics I3D convention the [-20, 20] px flow clipping assumes; see :class:`ExtractConfig`).
+Everything downstream, the stored poses and boxes included, is in pixels of those frames: the
+video's ``height``/``width`` attributes; ``source_height``/``source_width`` are the decoded size.
+
 A video that fails (unreadable, no frames, a backend error) is recorded in the failure manifest
 with its stage and error; the batch goes on. Complete videos whose config hash matches are
 skipped, so an interrupted run is resumed by running the same command again. The hashed config
@@ -32,6 +37,8 @@ BACKBONES = ("i3d", "i3d-r50", "c3d")
 BACKBONE_STREAMS = {"i3d": ("rgb", "flow"), "i3d-r50": ("rgb",), "c3d": ("rgb",)}
 #: feature-family prefix of each backbone in the cache (``<prefix>_<stream>``)
 FAMILY_PREFIX = {"i3d": "i3d", "i3d-r50": "i3dr50", "c3d": "c3d"}
+#: default short side of the frames fed to pose, flow and backbones (the Kinetics I3D convention)
+DEFAULT_SHORT_SIDE = 256
 
 
 @dataclass
@@ -55,12 +62,24 @@ class ExtractConfig:
     streams: tuple = ("rgb", "flow")
     joints: bool = True                      # backbone features on joint patches too
     patch_scale: float = 0.25
-    frame_height: int | None = None          # resize decoded frames to this height (None: keep)
+    frame_height: int | None = None          # resize decoded frames to exactly this height
+    short_side: int | str | None = "auto"    # downscale to this short side; see __post_init__
     camera_band: float = 0.1
 
     def __post_init__(self):
+        """Validate, and resolve ``short_side="auto"``: :data:`DEFAULT_SHORT_SIDE` (the Kinetics I3D
+        frame size that the flow clipping to [-20, 20] px assumes) whenever flow (``hof_flow``, a
+        flow stream) or a backbone is computed, unless ``frame_height`` is set; ``None``/0 keeps
+        the source resolution. The resolved value is part of the config and so of its hash."""
         self.backbones = tuple(self.backbones)
         self.streams = tuple(self.streams)
+        if self.short_side == "auto":
+            uses_flow_or_backbone = self.backbones or (self.weightfree and self.needs_flow)
+            self.short_side = (DEFAULT_SHORT_SIDE if uses_flow_or_backbone
+                               and self.frame_height is None else None)
+        self.short_side = self.short_side or None
+        from .video import resized_size
+        resized_size(1, 1, self.frame_height, self.short_side)  # bad or conflicting sizes fail here
         bad = [b for b in self.backbones if b not in BACKBONES]
         if bad:
             raise ValueError(f"unknown backbone(s) {bad}; choose from {list(BACKBONES)}")
@@ -141,7 +160,7 @@ def _is_frame_folder(dirnames, filenames) -> bool:
     return not dirnames and bool(exts & set(IMAGE_EXTENSIONS)) and not exts & set(VIDEO_EXTENSIONS)
 
 
-def discover_videos(inputs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
+def discover_videos(inputs: Iterable[str | os.PathLike], with_relpath: bool = False) -> list[tuple]:
     """(video_id, path) for every video named or found (recursively) under the inputs.
 
     A video is a file with a video extension or a leaf folder of image frames (no sub-folders,
@@ -149,30 +168,34 @@ def discover_videos(inputs: Iterable[str | os.PathLike]) -> list[tuple[str, Path
     a leaf is one video. The id is the path relative to its input folder (without a video file's
     extension), '/' replaced by '__'; a plain file's id is its stem, a frame folder named directly
     has its folder name. Duplicate ids are an error (rename, or pass folders apart).
+    ``with_relpath``: (video_id, path, relpath) triples, relpath the path relative to its input
+    folder (POSIX form), or the file or folder name of an input named directly.
     """
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, Path, str]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             for root, dirnames, filenames in os.walk(p):
                 d = Path(root)
                 if _is_frame_folder(dirnames, filenames):
-                    rel = d.relative_to(p).parts
-                    found.append(("__".join(rel) if rel else p.name, d))
+                    rel = d.relative_to(p)
+                    found.append(("__".join(rel.parts), d, rel.as_posix()) if rel.parts
+                                 else (p.name, d, p.name))
                     continue
-                found += [("__".join(f.relative_to(p).with_suffix("").parts), f)
+                found += [("__".join(f.relative_to(p).with_suffix("").parts), f,
+                           f.relative_to(p).as_posix())
                           for f in (d / n for n in filenames)
                           if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file()]
         elif p.is_file():
-            found.append((p.stem, p))
+            found.append((p.stem, p, p.name))
         else:
             raise FileNotFoundError(f"no such video or folder: {p}")
-    ids: dict[str, Path] = {}
-    for vid, path in found:
-        if vid in ids and ids[vid] != path:
-            raise ValueError(f"two videos map to the id {vid!r}: {ids[vid]} and {path}")
-        ids[vid] = path
-    return sorted(ids.items())
+    ids: dict[str, tuple[Path, str]] = {}
+    for vid, path, rel in found:
+        if vid in ids and ids[vid][0] != path:
+            raise ValueError(f"two videos map to the id {vid!r}: {ids[vid][0]} and {path}")
+        ids[vid] = (path, rel)
+    return sorted((v, p, r) if with_relpath else (v, p) for v, (p, r) in ids.items())
 
 
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
@@ -312,8 +335,8 @@ class Extractor:
         with stage("decode"):
             from .video import probe, read_frames
             info = probe(path)
-            frames, index = read_frames(path)
-            frames = _resize_height(frames, cfg.frame_height)
+            frames, index = read_frames(path, frame_height=cfg.frame_height,
+                                        short_side=cfg.short_side)
         n_frames = len(frames)
         with stage("sampling"):
             from .sampling import sample
@@ -338,7 +361,8 @@ class Extractor:
                 from .flow import camera_motion
                 from .weightfree import camera_motion_steps
                 cam_pairs = np.stack([camera_motion(f, band=cfg.camera_band) for f in flow])
-                arrays["motion/camera"] = camera_motion_steps(cam_pairs, samp.clips).astype(np.float32)
+                arrays["motion/camera"] = camera_motion_steps(
+                    cam_pairs, samp.clips, padded=samp.padded).astype(np.float32)
         primary_kp = track.keypoints[:, 0]
         primary_box = track.boxes[:, 0]
         from .patches import joint_boxes
@@ -350,33 +374,41 @@ class Extractor:
             with stage("weightfree"):
                 from .weightfree import flow_histograms, kinematics
                 kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0,
-                                    frame_index=index, boxes=track.boxes)
+                                    frame_index=index, boxes=track.boxes, padded=samp.padded)
                 arrays.update(_family("kin_pose", kw, kj, steps))
-                fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4])
+                fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4],
+                                         padded=samp.padded)
                 arrays.update(_family("hof_flow", fw, fj, steps))
         for (name, stream), net in self.backbones.items():
             with stage(f"{name}_{stream}"):
                 images = frames if stream == "rgb" else _flow_input(flow)
-                whole, joints = self._backbone_features(net, images, samp.clips, jboxes, n_frames)
+                whole, joints = self._backbone_features(net, images, samp, jboxes, n_frames)
                 arrays.update(_family(f"{FAMILY_PREFIX[name]}_{stream}", whole, joints, steps))
-        attrs = {"source_relpath": str(path), "fps": float(info.fps or 0.0),
+        attrs = {"source_relpath": path.name, "fps": float(info.fps or 0.0),
                  "n_frames": int(n_frames), "height": int(frames.shape[1]),
                  "width": int(frames.shape[2]), "sampling": samp.name,
+                 "n_padded": int(samp.padded.sum()),
                  "source_height": int(info.height), "source_width": int(info.width)}
         return attrs, arrays
 
-    def _backbone_features(self, net, images, clips, jboxes, n_frames):
+    def _backbone_features(self, net, images, samp, jboxes, n_frames):
         """Whole-frame clips (the backbone resizes and centre-crops) and joint-patch clips
-        (cropped around each joint, resized to the backbone input) -> (S,D), (S,J,D)."""
+        (cropped around each joint, resized to the backbone input) -> (S,D), (S,J,D). Padded
+        positions of the sampling are zero frames (Li et al.'s padding)."""
         from .patches import clip_positions, iter_joint_clips
 
+        clips = samp.clips
         pos = clip_positions(clips, len(images), n_frames)
-        whole = net.extract(np.stack([images[row] for row in pos]), batch_size=self.batch_size,
-                            mode="frame", progress=self.progress)
+        stacked = np.stack([images[row] for row in pos])
+        stacked[samp.padded] = 0
+        whole = net.extract(stacked, batch_size=self.batch_size, mode="frame",
+                            progress=self.progress)
+        del stacked
         joints = None
         if self.config.joints:
             from tqdm.auto import tqdm
-            steps = tqdm(iter_joint_clips(images, clips, jboxes, net.crop_size), total=len(pos),
+            steps = tqdm(iter_joint_clips(images, clips, jboxes, net.crop_size,
+                                          padded=samp.padded), total=len(pos),
                          desc=f"{net.name}/{net.stream} joints", unit="step", leave=False,
                          disable=not self.progress)
             joints = np.stack([net.extract(step, batch_size=self.batch_size, mode="patch")
@@ -398,14 +430,6 @@ class _Stage:
         if exc is not None and not isinstance(exc, (StageError, KeyboardInterrupt)):
             raise StageError(self.name, exc) from exc
         return False
-
-
-def _resize_height(frames: np.ndarray, height: int | None) -> np.ndarray:
-    if not height or frames.shape[1] == height:
-        return frames
-    import cv2
-    width = max(1, round(frames.shape[2] * height / frames.shape[1]))
-    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
 
 
 def _flow_input(flow):
@@ -447,7 +471,7 @@ def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                    untrained: bool = False, shard: str | None = None,
                    manifest: str | os.PathLike | None = None, progress: bool = True) -> RunSummary:
     """Extract every video under ``inputs`` into the cache ``out``; see the module docstring."""
-    videos = discover_videos(inputs)
+    videos = discover_videos(inputs, with_relpath=True)
     if not videos:
         raise FileNotFoundError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) or frame folders "
                                 f"in {[str(i) for i in inputs]}")
@@ -457,20 +481,22 @@ def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                                 progress=progress)
 
 
-def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: ExtractConfig, *,
+def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                          labels=None, device: str = "auto", batch_size: int = 8,
                          weight_overrides: dict | None = None, untrained: bool = False,
-                         shard: str | None = None, manifest=None,
-                         progress: bool = True) -> RunSummary:
-    """Like :func:`run_extraction` for explicit ``(video_id, path)`` pairs; a path may be a video
-    file or a folder of frames (the layout of several benchmark releases)."""
+                         shard: str | None = None, manifest=None, progress: bool = True,
+                         root: str | os.PathLike | None = None) -> RunSummary:
+    """Like :func:`run_extraction` for explicit ``(video_id, path)`` pairs or ``(video_id, path,
+    relpath)`` triples; a path may be a video file or a folder of frames (the layout of several
+    benchmark releases). The cache's ``source_relpath`` is ``relpath``, else the path relative to
+    ``root`` when it lies under it, else the file or folder name."""
     from tqdm.auto import tqdm
 
     from aqa.data.cache import CacheLockedError, CacheWriter
     from aqa.data.labels import read_labels_csv
 
     device = _resolve_device(device)
-    videos = sorted((str(v), Path(p)) for v, p in videos)
+    videos = sorted(_with_relpath(item, root) for item in videos)
     sh = parse_shard(shard)
     if sh is not None:
         videos = videos[sh[0]::sh[1]]
@@ -484,7 +510,7 @@ def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: Extrac
                      untrained=extractor.untrained) as writer:
         done = writer.complete_ids()
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
-        for vid, path in bar:
+        for vid, path, relpath in bar:
             if vid in done:
                 summary.results.append(VideoResult(vid, str(path), "skipped"))
                 continue
@@ -493,6 +519,7 @@ def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: Extrac
             seconds: dict = {}
             try:
                 attrs, arrays = extractor.process(path, seconds)
+                attrs["source_relpath"] = relpath
                 attrs["source_sha256"] = file_sha256(path)
                 t0 = time.perf_counter()
                 writer.write_video(vid, attrs, arrays)
@@ -515,6 +542,21 @@ def run_extraction_items(videos: Sequence[tuple[str, Path]], out, config: Extrac
             writer.write_labels(label_rows)
     _write_manifest(manifest, summary)
     return summary
+
+
+def _with_relpath(item, root) -> tuple[str, Path, str]:
+    """(video_id, path[, relpath]) -> (video_id, path, relpath); see :func:`run_extraction_items`."""
+    if len(item) not in (2, 3):
+        raise ValueError(f"expected (video_id, path) or (video_id, path, relpath), got {item!r}")
+    vid, path = str(item[0]), Path(item[1])
+    if len(item) == 3:
+        return vid, path, str(item[2])
+    if root is not None:
+        try:
+            return vid, path, path.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:  # not under root
+            pass
+    return vid, path, path.name
 
 
 def _write_manifest(path: Path, summary: RunSummary) -> None:

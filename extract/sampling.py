@@ -33,9 +33,12 @@ Protocols (each as its paper states it):
           ``step`` takes every step-th frame (the paper's skating setting drops 4 of 5 frames).
           ``placement="even"`` spreads the fragments over the whole span instead.
 
-Short videos: where a protocol needs more frames than the span has, the missing positions repeat the
-last frame of the span, and ``Sampling.padded`` (same shape as ``clips``) marks them, so a consumer can
-zero them (Li et al. pad with zero frames) or mask them; ``options["n_padded"]`` counts them. A span
+Short videos: where a protocol needs more frames than the span has (Li et al.: "all videos are padded
+with zero frames to length 151"), the missing positions are padding at the end of the span.
+``Sampling.padded`` (same shape as ``clips``) marks them and ``options["n_padded"]`` counts them; in
+``clips`` they hold the span's last frame only so that every index stays a valid frame. Consumers
+must not read them as that frame: the extractor feeds them as zero frames (black RGB, zero flow,
+no person; :mod:`aqa.extract.patches`, :mod:`aqa.extract.weightfree`), as the paper pads. A span
 with no frames, unknown protocols and bad options raise :class:`SamplingError` (a ``ValueError``).
 """
 from __future__ import annotations
@@ -57,8 +60,9 @@ class Sampling:
     """The result of a sampling protocol.
 
     ``clips`` (S, L) int64 absolute frame indices; ``clip_start``/``clip_end`` (S,) the first and last
-    (inclusive) index of each clip; ``padded`` (S, L) bool, True where a missing frame was filled with
-    the span's last frame; ``options`` the fully resolved options (defaults included, plus
+    (inclusive) index of each clip; ``padded`` (S, L) bool, True at padding positions past the span's
+    end (their ``clips`` entry is the last frame; feed them as zero frames, see the module
+    docstring); ``options`` the fully resolved options (defaults included, plus
     ``n_frames`` and ``n_padded``), suitable for provenance.
     """
 

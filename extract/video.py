@@ -31,6 +31,9 @@ Rules:
 - Sequential decoding, not seeking: sparse indices in a long video still decode every frame up to the
   largest requested index (decoding is cheap next to conversion; only the requested frames are
   converted to RGB arrays), which is exact for every codec, unlike keyframe seeking.
+- Resizing: :func:`read_frames` can resize each frame as it is decoded (``frame_height``, or
+  ``short_side`` which only ever downscales; see :func:`resized_size`), so a 1080p video is never
+  held in memory at full resolution.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ import numpy as np
 
 __all__ = [
     "VideoInfo", "VideoDecodeError", "FrameIndexError", "probe", "count_frames", "read_frames",
-    "iter_frames", "IMAGE_EXTENSIONS", "BACKENDS",
+    "iter_frames", "resized_size", "IMAGE_EXTENSIONS", "BACKENDS",
 ]
 
 BACKENDS = ("auto", "pyav", "opencv", "images")
@@ -395,26 +398,71 @@ def iter_frames(path, indices=None, backend: str = "auto") -> Iterator[tuple[int
     yield from _iter(p, wanted, backend, {})
 
 
+def resized_size(height: int, width: int, frame_height: int | None = None,
+                 short_side: int | None = None) -> tuple[int, int]:
+    """(height, width) that frames of ``height x width`` are resized to, aspect ratio kept.
+
+    ``frame_height``: exactly that height (up or down). ``short_side``: downscale so the shorter side
+    is ``short_side`` pixels; a frame whose short side is already at most that is kept as it is
+    (never upscaled). Neither: unchanged. Setting both is a ``ValueError``.
+    """
+    for name, v in (("frame_height", frame_height), ("short_side", short_side)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if frame_height and short_side:
+        raise ValueError("give frame_height or short_side, not both")
+    if frame_height:
+        scale = frame_height / height
+    elif short_side and min(height, width) > short_side:
+        scale = short_side / min(height, width)
+    else:
+        return int(height), int(width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _resizing(p: Path, stream, frame_height, short_side):
+    """Resize every frame of ``stream`` to :func:`resized_size` of the first frame (INTER_AREA)."""
+    first_shape = size = None
+    for i, img in stream:
+        if first_shape is None:
+            first_shape = img.shape
+            size = resized_size(img.shape[0], img.shape[1], frame_height, short_side)
+        elif img.shape != first_shape:
+            raise VideoDecodeError(p, f"frame {i} has shape {img.shape}, the first frame {first_shape}; "
+                                      "resolution changes mid-stream are not supported")
+        if size != img.shape[:2]:
+            import cv2
+            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        yield i, img
+
+
 def read_frames(path, indices=None, backend: str = "auto", on_overflow: str = "clamp",
-                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                progress: bool = False, frame_height: int | None = None,
+                short_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode frames of a video into memory.
 
     Returns ``(frames, indices)``: ``frames`` is ``(F, H, W, 3)`` uint8 RGB, ``indices`` the ``(F,)``
     int32 frame indices actually read, in the order requested (duplicates allowed, e.g. a sampling
     that repeats frames). ``indices=None`` reads the whole video. Indices past the last decodable frame
     are clamped to it (``on_overflow="clamp"``, with a warning) or raise :class:`FrameIndexError`
-    (``on_overflow="error"``).
+    (``on_overflow="error"``). ``frame_height``/``short_side`` resize each frame as it is decoded
+    (:func:`resized_size`).
     """
     if on_overflow not in ("clamp", "error"):
         raise ValueError(f"on_overflow must be 'clamp' or 'error', not {on_overflow!r}")
+    resized_size(1, 1, frame_height, short_side)  # bad sizes fail before decoding
     p = _check_path(path)
     wanted = _normalise_indices(indices)
     if wanted is not None and wanted.size == 0:
         raise ValueError("no frame indices requested")
 
+    def frames_of(wanted_, state_):
+        stream_ = _iter(p, wanted_, backend, state_)
+        return _resizing(p, stream_, frame_height, short_side) if frame_height or short_side else stream_
+
     got: dict[int, np.ndarray] = {}
     state: dict = {}
-    stream = _iter(p, wanted, backend, state)
+    stream = frames_of(wanted, state)
     if progress:
         from tqdm.auto import tqdm
 
@@ -438,7 +486,7 @@ def read_frames(path, indices=None, backend: str = "auto", on_overflow: str = "c
                 raise FrameIndexError(p, msg)
             warnings.warn(f"{p}: {msg}; clamped to {n_dec - 1}", UserWarning, stacklevel=2)
             if n_dec - 1 not in got:
-                got.update(dict(_iter(p, np.array([n_dec - 1]), backend, {})))
+                got.update(dict(frames_of(np.array([n_dec - 1]), {})))
             out_idx = np.minimum(wanted, n_dec - 1)
         else:
             out_idx = wanted

@@ -13,6 +13,11 @@ families, each with the cache's shapes ``whole (S, D)`` and ``joints (S, 17, D)`
 Camera motion per step for ``motion/camera`` is :func:`camera_motion_steps`. Column layouts are in
 :data:`FAMILIES`. Outputs are never NaN: a step without data gives zeros and says so in its ``valid``
 columns. Pure numpy; no torch, no weights.
+
+Padded clip positions (``padded=``, a short video filled up to the protocol's length, see
+:attr:`aqa.extract.sampling.Sampling.padded`) are what zero frames give, as Li et al. pad: no person
+(missing in ``kin_pose``, so its ``valid`` columns drop) and zero flow (no motion in ``hof_flow``,
+no camera motion).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .patches import clip_positions
+from .patches import clip_positions, padded_mask
 
 __all__ = [
     "ColumnGroup",
@@ -250,6 +255,23 @@ def _person_series(kp, ok, boxes, t):
                 angvel=angvel, ext=ext, score=np.where(ok, kp[..., 2], np.nan), ok=ok)
 
 
+def _pad_rows(rows: np.ndarray, padded, n: int, *series: dict) -> tuple:
+    """Point ``padded`` positions of ``rows`` at an extra row ``n`` that every per-frame array of
+    each ``series`` dict gets appended: NaN (float) or False (bool), i.e. missing."""
+    pad = padded_mask(padded, rows)
+    if pad is None:
+        return (rows, *series)
+    out = []
+    for d in series:
+        if d is not None:
+            d = {k: np.concatenate([v, np.full((1,) + v.shape[1:], False if v.dtype == bool
+                                               else np.nan, v.dtype)])
+                 if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == n else v
+                 for k, v in d.items()}
+        out.append(d)
+    return (np.where(pad, n, rows), *out)
+
+
 def _step_mean(x, rows):
     """Mean/std over each step's rows of a per-frame series x (F, ...), skipping NaN entries."""
     xs = x[rows]                                               # (S, L, ...)
@@ -270,6 +292,7 @@ def kinematics(
     frame_index: np.ndarray | None = None,
     boxes: np.ndarray | None = None,
     min_score: float | None = 0.0,
+    padded: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-step pose kinematics of the primary athlete (and the secondary relative to it).
 
@@ -283,6 +306,7 @@ def kinematics(
     frame_index : (F,) decoded frame indices (the cache's ``frames/index``).
     boxes : (F, P, 4) person boxes, used for the body size only when no torso is ever seen.
     min_score : joints scoring below this count as missing (``None``: only NaN is missing).
+    padded : (S, L) bool, clip positions that are padding: missing (module docstring).
 
     Returns
     -------
@@ -318,6 +342,10 @@ def kinematics(
     p = _person_series(kp[:, 0], ok[:, 0], None if boxes is None else boxes[:, 0], t)
     if p is None:
         return whole.astype(np.float32), joints.astype(np.float32)
+    q = None
+    if n_person >= 2:
+        q = _person_series(kp[:, 1], ok[:, 1], None if boxes is None else boxes[:, 1], t)
+    rows, p, q = _pad_rows(rows, padded, n, p, q)
 
     js, ws = fam.slices("joints"), fam.slices("whole")
     m, s = _step_mean(p["rel"], rows)
@@ -341,24 +369,22 @@ def kinematics(
     whole[:, ws["score"]] = _step_pool(p["score"], rows)
     whole[:, ws["valid"]] = np.isfinite(p["centre"]).all(-1)[rows].mean(axis=1)[:, None]
 
-    if n_person >= 2:
-        q = _person_series(kp[:, 1], ok[:, 1], None if boxes is None else boxes[:, 1], t)
-        if q is not None:
-            size = p["size"]
-            off = (q["centre"] - p["centre"]) / size
-            whole[:, ws["pair_offset"]] = _step_mean(off, rows)[0]
-            whole[:, ws["pair_dist"]] = _step_mean(np.linalg.norm(off, axis=-1), rows)[0][:, None]
-            # Centre velocities in primary body sizes: q's are in q's sizes, rescale.
-            rv = q["cvel"] * (q["size"] / size) - p["cvel"]
-            whole[:, ws["pair_rel_vel"]] = _step_mean(rv, rows)[0]
-            pd = np.linalg.norm(q["rel"] - p["rel"], axis=-1)              # (F, 17), NaN where either missing
-            whole[:, ws["pair_pose_diff"]] = _step_pool(pd, rows)
-            vd = np.linalg.norm(q["vel"] - p["vel"], axis=-1)
-            whole[:, ws["pair_vel_diff"]] = _step_pool(vd, rows)
-            da = q["ang"] - p["ang"]
-            whole[:, ws["pair_orient_diff"]] = _step_mean(np.stack([np.cos(da), np.sin(da)], -1), rows)[0]
-            both = np.isfinite(p["centre"]).all(-1) & np.isfinite(q["centre"]).all(-1)
-            whole[:, ws["pair_valid"]] = both[rows].mean(axis=1)[:, None]
+    if q is not None:
+        size = p["size"]
+        off = (q["centre"] - p["centre"]) / size
+        whole[:, ws["pair_offset"]] = _step_mean(off, rows)[0]
+        whole[:, ws["pair_dist"]] = _step_mean(np.linalg.norm(off, axis=-1), rows)[0][:, None]
+        # Centre velocities in primary body sizes: q's are in q's sizes, rescale.
+        rv = q["cvel"] * (q["size"] / size) - p["cvel"]
+        whole[:, ws["pair_rel_vel"]] = _step_mean(rv, rows)[0]
+        pd = np.linalg.norm(q["rel"] - p["rel"], axis=-1)              # (F, 17), NaN where either missing
+        whole[:, ws["pair_pose_diff"]] = _step_pool(pd, rows)
+        vd = np.linalg.norm(q["vel"] - p["vel"], axis=-1)
+        whole[:, ws["pair_vel_diff"]] = _step_pool(vd, rows)
+        da = q["ang"] - p["ang"]
+        whole[:, ws["pair_orient_diff"]] = _step_mean(np.stack([np.cos(da), np.sin(da)], -1), rows)[0]
+        both = np.isfinite(p["centre"]).all(-1) & np.isfinite(q["centre"]).all(-1)
+        whole[:, ws["pair_valid"]] = both[rows].mean(axis=1)[:, None]
     return whole.astype(np.float32), joints.astype(np.float32)
 
 
@@ -437,6 +463,7 @@ def flow_histograms(
     camera: np.ndarray | None = None,
     band: float = 0.1,
     progress: bool = False,
+    padded: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histograms of oriented optical flow per time step, whole frame and inside each joint patch.
 
@@ -454,6 +481,7 @@ def flow_histograms(
     camera : (F-1, 2) per-pair camera translation (dx, dy) to subtract, e.g. the ``median_dx, median_dy``
         columns of ``aqa.extract.flow.camera_motion`` (``cam[:, 2:4]``), which saves recomputing them;
         default: :func:`border_median_flow` with ``band`` (the same border band and statistic).
+    padded : (S, L) bool, clip positions that are padding: they read a zero flow pair (no motion).
 
     Returns
     -------
@@ -480,6 +508,9 @@ def flow_histograms(
     n_bins = int(n_bins)
     n_pairs, h, w = flow.shape[:3]
     rows = clip_positions(clips, n_pairs, n_pairs + 1)
+    pad = padded_mask(padded, rows)
+    if pad is not None:  # pair index n_pairs: a zero pair on the last frame's boxes
+        rows = np.where(pad, n_pairs, rows)
     if camera is not None:
         camera = np.asarray(camera, dtype=np.float64)
         if camera.shape != (n_pairs, 2):
@@ -504,10 +535,11 @@ def flow_histograms(
         from tqdm import tqdm
         it = tqdm(used, desc="flow histograms", unit="pair")
     for p in it:
-        fp = flow[p]
+        fp = flow[p] if p < n_pairs else np.zeros_like(flow[0])
         cam = None
         if subtract_camera or subtract_camera_whole:
-            cam = camera[p] if camera is not None else border_median_flow(fp, band)
+            cam = (camera[p] if camera is not None and p < n_pairs
+                   else border_median_flow(fp, band))
             cam = cam.astype(fp.dtype if fp.dtype.kind == "f" else np.float64)
         whole_bins = _pixel_bins(fp - cam if subtract_camera_whole else fp, n_bins, min_magnitude)
         pair_whole[p] = _raw_hof(*whole_bins, n_bins, float(h * w))
@@ -531,16 +563,21 @@ def flow_histograms(
     return _finish(whole_raw, n_bins).astype(np.float32), _finish(joint_raw, n_bins).astype(np.float32)
 
 
-def camera_motion_steps(per_pair_camera: np.ndarray, clips: np.ndarray, with_std: bool = False) -> np.ndarray:
+def camera_motion_steps(per_pair_camera: np.ndarray, clips: np.ndarray, with_std: bool = False,
+                        padded: np.ndarray | None = None) -> np.ndarray:
     """Aggregate per-pair camera-motion vectors (F-1, Dc) into per-step rows (S, Dc).
 
     Step s averages the pairs its clip positions read (the last frame reads pair F-2). NaN entries are
     skipped; a step with none gives 0. ``with_std`` appends the per-step std: (S, 2 * Dc).
+    Positions where ``padded`` (S, L) is True count as zero motion (zero frames' flow).
     """
     cam = np.asarray(per_pair_camera, dtype=np.float64)
     if cam.ndim != 2:
         raise ValueError(f"per_pair_camera must be (F-1, Dc), got {cam.shape}")
     rows = clip_positions(clips, cam.shape[0], cam.shape[0] + 1)
+    pad = padded_mask(padded, rows)
+    if pad is not None:
+        rows, cam = np.where(pad, cam.shape[0], rows), np.vstack([cam, np.zeros((1, cam.shape[1]))])
     xs = cam[rows]                                                             # (S, L, Dc)
     mean, std = _masked_stats(np.nan_to_num(xs, nan=0.0), np.isfinite(xs), axis=1)
     out = np.concatenate([mean, std], axis=1) if with_std else mean

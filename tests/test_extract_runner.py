@@ -58,6 +58,11 @@ def test_synthetic_extraction_is_valid_and_complete(synth_dir, tmp_path):
         assert prov["config"]["sampling"] == "c3d" and prov["untrained"] is False
         start = r.load("kin_pose", part="clip_start")[0]
         np.testing.assert_array_equal(start, [0, 8, 16, 24])
+        for part in ("clip_start", "clip_end"):   # frame indices stay integers when loaded
+            for fam in ("kin_pose", "kin_pose+hof_flow"):
+                assert r.load(fam, part=part).dtype.kind == "i", (fam, part)
+        assert r.load("kin_pose", part="clip_end")[0].tolist() == [7, 15, 23, 31]
+        assert r.load("kin_pose").dtype == np.float32
 
 
 def test_two_person_extraction(sync_dir, tmp_path):
@@ -388,6 +393,9 @@ def test_frame_folders_are_videos(synth_dir, tmp_path):
         np.testing.assert_array_equal(r.pose("event__clipA")["keypoints"],
                                       r.pose("whole")["keypoints"])
         assert r.video_attrs("event__clipA")["n_frames"] == len(frames)
+        # relative to the input folder, not the path as given on the command line
+        assert r.video_attrs("event__clipA")["source_relpath"] == "event/clipA"
+        assert r.video_attrs("whole")["source_relpath"] == "whole.mp4"
 
 
 def test_pose_stage_shows_progress_when_the_runner_does(synth_dir):
@@ -425,3 +433,141 @@ def test_extraction_waits_for_a_reader_and_stops_clearly_when_locked(synth_dir, 
     (entry,) = json.loads((tmp_path / "f.h5.failures.json").read_text())["failed"]
     assert entry["stage"] == "write" and "locked by another process" in entry["error"]
     assert verify(out).ok and verify(out).n_videos == 2
+
+
+def test_source_relpath_is_relative_to_the_input_folder(synth_dir, tmp_path):
+    from aqa.extract.runner import run_extraction_items
+
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "a" / "sub" / "z.mp4").write_bytes(b"")
+    (tmp_path / "a" / "x.mp4").write_bytes(b"")
+    assert discover_videos([tmp_path / "a"], with_relpath=True) == [
+        ("sub__z", tmp_path / "a" / "sub" / "z.mp4", "sub/z.mp4"),
+        ("x", tmp_path / "a" / "x.mp4", "x.mp4")]
+    assert discover_videos([tmp_path / "a" / "sub" / "z.mp4"], with_relpath=True) == [
+        ("z", tmp_path / "a" / "sub" / "z.mp4", "z.mp4")]  # a file named directly: its name
+    src = sorted(synth_dir.glob("*.mp4"))[0]
+    nested = tmp_path / "root" / "event"
+    nested.mkdir(parents=True)
+    shutil.copy(src, nested / "v.mp4")
+    shutil.copy(src.with_suffix(".pose.json"), nested / "v.pose.json")
+    out = tmp_path / "f.h5"
+    run_extraction([str(tmp_path / "root")], out, ExtractConfig(**FAST), device="cpu", progress=False)
+    run_extraction_items([("given", nested / "v.mp4")], out, ExtractConfig(**FAST), device="cpu",
+                         progress=False, root=tmp_path / "root")
+    with CacheReader(out) as r:
+        assert r.video_attrs("event__v")["source_relpath"] == "event/v.mp4"
+        assert r.video_attrs("given")["source_relpath"] == "event/v.mp4"
+
+
+@pytest.fixture(scope="module")
+def big_dir(tmp_path_factory):
+    """One synthetic video rendered at 640x480 (a short side above the 256 default)."""
+    from aqa.data.synthetic import render_dataset
+
+    d = tmp_path_factory.mktemp("big")
+    render_dataset(d, n=1, kind="single", seed=5, n_frames=32, size=(640, 480), progress=False)
+    return d
+
+
+def test_default_resize_sizes_config(synth_dir):
+    cfg = ExtractConfig(**FAST)
+    assert cfg.short_side == 256 and cfg.as_dict()["short_side"] == 256  # hashed with the config
+    assert ExtractConfig(frame_height=120, **FAST).short_side is None    # an explicit height wins
+    assert ExtractConfig(short_side=0, **FAST).short_side is None        # full resolution on request
+    assert ExtractConfig(short_side=128, **FAST).short_side == 128
+    with pytest.raises(ValueError, match="not both"):
+        ExtractConfig(frame_height=120, short_side=200, **FAST)
+    with pytest.raises(ValueError, match="short_side must be a positive integer"):
+        ExtractConfig(short_side="big", **FAST)
+    res = CliRunner().invoke(extract_cli, ["run", "--help"])
+    assert "--short-side" in res.output and "256" in res.output and "Never upscales" in res.output
+
+
+def test_large_video_is_processed_at_256_short_side_with_patches_on_the_joints(big_dir):
+    from aqa.extract.patches import crop_resize, joint_boxes
+    from aqa.extract.runner import Extractor
+    from aqa.extract.video import read_frames
+
+    video = sorted(big_dir.glob("*.mp4"))[0]
+    ex = Extractor(ExtractConfig(**FAST), device="cpu", progress=False)
+    seen = []
+    real = ex.flow.compute_video
+    ex.flow.compute_video = lambda gray, **k: seen.append(gray.shape) or real(gray, **k)
+    attrs, arrays = ex.process(video, {})
+    assert ex.cache_config()["short_side"] == 256
+    assert seen == [(32, 256, 341)]                       # flow ran on the downscaled frames
+    assert (attrs["height"], attrs["width"]) == (256, 341)
+    assert (attrs["source_height"], attrs["source_width"]) == (480, 640)
+    side = json.loads(video.with_suffix(".pose.json").read_text())
+    src = np.asarray(side["persons"][0]["keypoints"], np.float32)           # source pixels
+    kp = arrays["pose/keypoints"][:, 0]
+    sx, sy = 341 / 640, 256 / 480
+    np.testing.assert_allclose(kp[..., 0], src[..., 0] * sx, rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(kp[..., 1], src[..., 1] * sy, rtol=1e-5, equal_nan=True)
+    # a patch cut around a stored joint of the processed frames shows what the patch around the
+    # sidecar joint of the source frame shows (and patches at unscaled coordinates would not)
+    small, _ = read_frames(video, short_side=256)
+    full, _ = read_frames(video)
+    src_box = np.asarray(side["persons"][0]["boxes"], np.float32)
+    jb = joint_boxes(kp, arrays["pose/boxes"][:, 0], frame_size=small.shape[1:3])
+    jb_src = joint_boxes(src, src_box, frame_size=full.shape[1:3])
+
+    def diff(frames_a, boxes_a, frames_b, boxes_b):
+        d = [np.abs(crop_resize(frames_a[f:f + 1], boxes_a[f, j][None], 24).astype(float)
+                    - crop_resize(frames_b[f:f + 1], boxes_b[f, j][None], 24)).mean()
+             for f in range(0, 32, 4) for j in range(17)]
+        return float(np.mean(d))
+
+    good = diff(small, jb, full, jb_src)
+    wrong = diff(small, jb_src, full, jb_src)       # source coordinates used on the resized frames
+    assert good < 8 and good < wrong / 3, (good, wrong)
+
+
+def test_small_videos_are_not_upscaled(synth_dir):
+    from aqa.extract.runner import Extractor
+
+    ex = Extractor(ExtractConfig(**FAST), device="cpu", progress=False)
+    attrs, _ = ex.process(sorted(synth_dir.glob("*.mp4"))[0], {})
+    assert (attrs["height"], attrs["width"]) == (72, 96)
+
+
+def test_fragments_pad_short_videos_with_zero_frames(synth_dir):
+    """Li et al. pad short videos with zero frames: 32 frames, 3 x 16-frame fragments."""
+    from aqa.extract.runner import Extractor
+    from aqa.extract.sampling import sample
+    from aqa.extract.video import read_frames
+    from aqa.extract.weightfree import FAMILIES
+
+    cfg = ExtractConfig(sampling="fragments", sampling_options={"n_fragments": 3, "length": 16},
+                        flow="tvl1-cpu", flow_options=FAST_FLOW)
+    ex = Extractor(cfg, device="cpu", progress=False)
+    video = sorted(synth_dir.glob("*.mp4"))[0]
+    attrs, arrays = ex.process(video, {})
+    assert attrs["n_padded"] == 16
+    valid = FAMILIES["kin_pose"].slices("joints")["valid"]
+    kin = arrays["features/kin_pose/joints"]
+    assert (kin[:2, :, valid] == 1).all() and not kin[2].any()      # the padded fragment: no person
+    hof = arrays["features/hof_flow/whole"]
+    assert hof[2, 8] == 1.0 and hof[2, :8].sum() == 0 and hof[:2, :8].sum() > 0  # zero flow
+    np.testing.assert_array_equal(arrays["features/hof_flow/clip_end"], [15, 31, 31])
+
+    class Recorder:  # a backbone stand-in that keeps what it is fed
+        name, stream, crop_size = "rec", "rgb", 8
+
+        def __init__(self):
+            self.seen = []
+
+        def extract(self, x, batch_size, mode, progress=False):
+            self.seen.append(np.array(x))
+            return np.asarray(x, float).reshape(len(x), -1).mean(1, keepdims=True)
+
+    frames, _ = read_frames(video)
+    samp = sample("fragments", len(frames), n_fragments=3, length=16)
+    jb = np.tile(np.array([10.0, 10.0, 30.0, 30.0]), (len(frames), 17, 1))
+    net = Recorder()
+    whole, joints = ex._backbone_features(net, frames, samp, jb, len(frames))
+    clips = net.seen[0]                                              # (3, 16, H, W, 3) whole clips
+    assert (clips[2] == 0).all() and (clips[:2].reshape(32, -1).max(1) > 0).all()
+    assert whole[2] == 0 and (whole[:2] > 0).all()
+    assert joints.shape == (3, 17, 1) and not joints[2].any() and (joints[:2] > 0).all()

@@ -216,3 +216,21 @@ def test_whole_clips_modes():
     np.testing.assert_allclose(cc, 0.0)                        # centred 20x20 square misses the quarter
     with pytest.raises(ValueError, match="mode"):
         P.whole_clips(frames, clips, 8, mode="pad")
+
+
+def test_padded_positions_are_zero_frames_in_joint_and_whole_clips():
+    kp, boxes = _person(n_frames=5)
+    jb = P.joint_boxes(kp, boxes, frame_size=(300, 300))
+    frames = np.full((5, 300, 300, 3), 200, np.uint8)
+    flow = np.full((4, 300, 300, 2), 3.0, np.float32)
+    clips = np.array([[0, 1, 2], [3, 4, 4]])               # the sampling put the last frame at padding
+    padded = np.array([[False, False, False], [False, False, True]])
+    for images in (frames, flow):
+        joints = np.stack(list(P.iter_joint_clips(images, clips, jb, 8, padded=padded)))
+        assert (joints[1, :, 2] == 0).all() and (joints[1, :, :2] != 0).all() and (joints[0] != 0).all()
+        whole = P.whole_clips(images, clips, 8, n_frames=5, padded=padded)
+        assert (whole[1, 2] == 0).all() and (whole[1, :2] != 0).all() and (whole[0] != 0).all()
+    unpadded = P.whole_clips(frames, clips, 8, padded=np.zeros_like(padded))
+    assert (unpadded != 0).all()                            # nothing padded: nothing zeroed
+    with pytest.raises(ValueError, match="padded must be a bool array"):
+        P.whole_clips(frames, clips, 8, padded=padded[:, :2])

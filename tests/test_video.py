@@ -190,3 +190,32 @@ def test_real_footage_vtest():
     assert 1.0 < diff < 60.0
     cv_frames, _ = read_frames(path, [400], backend="opencv")
     assert np.abs(cv_frames[0].astype(int) - frames[1].astype(int)).mean() < 2.0
+
+
+def test_resized_size_downscales_only_and_validates():
+    from aqa.extract.video import resized_size
+
+    assert resized_size(1080, 1920, short_side=256) == (256, 455)
+    assert resized_size(1920, 1080, short_side=256) == (455, 256)   # portrait: width is the short side
+    assert resized_size(72, 96, short_side=256) == (72, 96)          # never upscales
+    assert resized_size(48, 64, frame_height=96) == (96, 128)        # an explicit height may upscale
+    assert resized_size(480, 640) == (480, 640)
+    with pytest.raises(ValueError, match="not both"):
+        resized_size(480, 640, frame_height=240, short_side=256)
+    with pytest.raises(ValueError, match="positive integer"):
+        resized_size(480, 640, short_side=-3)
+
+
+def test_read_frames_resizes_as_it_decodes(mp4, tmp_path):
+    full, idx = read_frames(mp4)
+    small, idx2 = read_frames(mp4, short_side=24)                    # 64x48 -> 32x24
+    assert small.shape == (N, 24, 32, 3) and np.array_equal(idx, idx2)
+    assert np.array_equal(_index_of(full), np.arange(N))
+    # content preserved: the area resize of each full frame, frame by frame
+    ref = np.stack([cv2.resize(f, (32, 24), interpolation=cv2.INTER_AREA) for f in full])
+    assert np.abs(small.astype(int) - ref).max() <= 1 and _is_rgb(np.repeat(np.repeat(small, 2, 1), 2, 2))
+    assert read_frames(mp4, [3], short_side=256)[0].shape == (1, H, W, 3)  # larger than the frame: kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        over, _ = read_frames(mp4, [N + 5], frame_height=24)             # the clamped re-read is resized too
+    assert over.shape == (1, 24, 32, 3)

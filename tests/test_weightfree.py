@@ -310,3 +310,31 @@ def test_families_describe_the_outputs():
     flow = np.zeros((2, 8, 8, 2), np.float32)
     whole, joints = W.flow_histograms(flow, np.array([[0, 1]]), _boxes(3, [0, 0, 4, 4]), n_bins=4)
     assert whole.shape[-1] == joints.shape[-1] == W.hof_family(4).whole_dim
+
+
+def test_padded_positions_are_zero_frames_no_person_and_no_motion():
+    n = 6
+    kp = _standing(n)
+    kp[:, L_WRI, 0] += 4.0 * np.arange(n) ** 2                      # an accelerating wrist
+    kp = kp[:, None]                                                # (F, P=1, 17, 3)
+    clips = np.array([[0, 1, 2], [3, 4, 5], [5, 5, 5]])
+    padded = np.array([[False] * 3, [False, False, True], [True] * 3])
+    w, j = W.kinematics(kp, clips, fps=25.0, padded=padded)
+    w_ref, j_ref = W.kinematics(kp, np.array([[0, 1, 2], [3, 4, 5]]), fps=25.0)
+    np.testing.assert_allclose(j[0], j_ref[0])
+    # the padded position is missing, not the last frame repeated: step 1 averages frames 3 and 4 only
+    two = W.kinematics(kp, np.array([[3, 4]]), fps=25.0)[1]
+    np.testing.assert_allclose(j[1, :, JS["pos"]], two[0, :, JS["pos"]])
+    assert j[1, 0, JS["valid"]] == pytest.approx(2 / 3) and w[1, WS["valid"]] == pytest.approx(2 / 3)
+    assert not j[2].any() and not w[2].any()                        # an all-padding step: no person
+    assert np.abs(j[1] - j_ref[1]).max() > 0                        # differs from reading frame 5
+
+    flow = np.full((n - 1, 20, 20, 2), (2.0, 0.0), np.float32)      # motion in every real pair
+    boxes = _boxes(n, [5, 5, 15, 15])
+    hw, hj = W.flow_histograms(flow, clips, boxes, subtract_camera=False, padded=padded)
+    assert hw[0, 0] == pytest.approx(1.0) and hw[0, 8] == 0          # real pairs: +x motion
+    assert hw[2, 8] == 1.0 and hw[2, :8].sum() == 0 and (hj[2, :, 8] == 1.0).all()  # zero flow
+    assert 0 < hw[1, 8] < 1 and hw[1, 9] == pytest.approx(2.0 * 2 / 3)
+    cam = np.full((n - 1, 2), 1.5)
+    steps = W.camera_motion_steps(cam, clips, padded=padded)
+    np.testing.assert_allclose(steps[:, 0], [1.5, 1.0, 0.0])        # padding: the camera is still

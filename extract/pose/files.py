@@ -22,7 +22,8 @@ index and ``role``) are kept in :attr:`FramePoses.ids`/``roles`` for person sele
 ``<stem>.pose.json``, ``<stem>.json`` or an OpenPose folder ``<stem>/``), else ``<stem>.pose.json``
 next to the video. Coordinates are rescaled when the frames given to :meth:`FilePoseBackend.estimate`
 are not the size the poses were computed at (known from the sidecar, from ``source_size``, or by
-probing the video).
+probing the video or frame folder), e.g. when the runner downscales frames to a 256-pixel short
+side: the returned poses are always in pixels of the frames given.
 """
 from __future__ import annotations
 
@@ -334,7 +335,7 @@ class FilePoseBackend(PoseBackend):
         if len(idx) != len(arr):
             raise ValueError(f"{len(idx)} frame indices for {len(arr)} frames")
         src = table.size or self.source_size
-        if src is None and video_path is not None and not Path(video_path).is_dir():
+        if src is None and video_path is not None:  # a video file or a frame folder
             from ..video import probe
 
             info = probe(video_path)
