@@ -7,8 +7,10 @@ Protocol per action (or per task, for JIGSAWS):
   average the per-fold Spearman (as USDL and CoRe report it).
 * Model selection never sees the test rows. Neural (torch) heads get early stopping on a
   validation fraction carved from their training rows (:data:`EARLY_STOPPING`, unless the user's
-  parameters set those keys): the validation MSE is checked every epoch and the best epoch's
-  weights are kept. Heads with a small hyper-parameter grid (:data:`GRIDS`) pick the setting with
+  parameters set those keys): the validation MSE is checked every epoch, with a patience of a
+  quarter of the iteration budget (:data:`PATIENCE_FRACTION`), and the best epoch gives the
+  training length; the head is then refit on all its training rows for that many iterations (a
+  staged JRG keeps each stage's best weights instead). Heads with a small hyper-parameter grid (:data:`GRIDS`) pick the setting with
   the best Spearman on a seeded 20% validation split of the training rows, then refit on all
   training rows; with fewer than :data:`MIN_GRID_ROWS` training rows the grid is skipped (and the
   report says so). What was actually selected (the chosen C, the best iteration) is recorded per
@@ -49,6 +51,9 @@ MIN_GRID_ROWS = 10
 GRID_VALIDATION_FRACTION = 0.2
 #: what every torch head gets unless the user's parameters name these keys
 EARLY_STOPPING = {"early_stopping": True, "validation_fraction": 0.2}
+#: patience of that early stopping, as a fraction of the head's iteration budget (at least 10
+#: epochs): on small training sets an epoch is one step and a 10-step patience stops in the noise
+PATIENCE_FRACTION = 0.25
 #: the feature family a head's method is defined on, used when the cache has it
 METHOD_FEATURES = {"c3d-svr": "c3d_rgb"}
 
@@ -193,6 +198,12 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None):
     if neural:
         for k, v in EARLY_STOPPING.items():
             base.setdefault(k, v)
+        defaults = registry.head_parameters(head)
+        n_fit = len(tr) - int(round(float(base["validation_fraction"]) * len(tr)))
+        bs = int(base.get("batch_size", defaults.get("batch_size", 64)))
+        epoch_steps = max(1, -(-n_fit // bs))
+        budget = int(base.get("max_iter", defaults.get("max_iter", 1000)))
+        base.setdefault("n_iter_no_change", max(10, -(-int(PATIENCE_FRACTION * budget) // epoch_steps)))
     if grid:
         key = next(iter(grid))
         if key in user:
@@ -226,6 +237,16 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None):
     est.fit(Xtr, ytr, **_extras(est, tr))
     if neural:
         selection = _early_stopping_record(est, len(tr), user)
+        best_it = selection.get("best_iteration")
+        if selection["kind"] == "early_stopping" and best_it and "early_stopping" not in user:
+            # the validation rows picked the training length; refit on every training row for it
+            refit = {**base, "early_stopping": False, "max_iter": int(best_it)}
+            if "max_epochs" in registry.head_parameters(head):
+                refit["max_epochs"] = None
+            est = registry.make(head, **refit)
+            log("fit", tr)
+            est.fit(Xtr, ytr, **_extras(est, tr))
+            selection["refit_iterations"] = int(best_it)
     elif not grid:
         selection = {"kind": "none", "reason": "the head has no validation-based selection"}
     log("predict", te)
@@ -257,6 +278,8 @@ def selection_summary(records: list[dict]) -> str:
         if best:
             text += (f": best iteration median {int(np.median(best))} (range {min(best)}-{max(best)}) "
                      f"of max_iter {r0['max_iter']}")
+            if any("refit_iterations" in r for r in es):
+                text += ", then refit on all training rows for that many iterations"
         else:
             epochs = [r["best_epoch"] for r in es]
             text += f": best epoch median {int(np.median(epochs))} (range {min(epochs)}-{max(epochs)})"

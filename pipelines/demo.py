@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from aqa.data.cache import verify
     from aqa.data.synthetic import render_dataset
     from aqa.extract.runner import ExtractConfig, run_extraction
-    from aqa.extract.weights import MissingWeightsError, resolve
+    from aqa.extract.weights import MissingWeightsError, checkpoints_for, resolve_first
     from aqa.heads.bench import run_bench, to_markdown, write_report
 
     out = Path(args.out)
@@ -58,8 +58,8 @@ def main(argv=None) -> int:
 
     backbones = ()
     try:
-        resolve("i3d_rgb_imagenet")
-        resolve("i3d_flow_imagenet")
+        for stream in ("rgb", "flow"):    # any registered I3D checkpoint of each stream will do
+            resolve_first(checkpoints_for(f"backbone:i3d/{stream}", f"i3d_{stream}_imagenet"))
         backbones = ("i3d",)
     except MissingWeightsError:
         print("      (no I3D checkpoint installed: weight-free features only; see "

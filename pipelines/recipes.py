@@ -146,7 +146,7 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     cache = out / "feats.h5"
     summary = run_extraction_items(items, cache, cfg, labels=out / "labels.csv", device=device,
                                    untrained=untrained, weight_overrides=weight_overrides,
-                                   progress=progress)
+                                   progress=progress, root=video_dir)
     rep = verify(cache)
     if not rep.ok:
         raise RuntimeError(f"{cache} failed verification: {rep.problems[:3]}")

@@ -147,8 +147,12 @@ def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
     svr = [c for c in rec.calls if c[0] == "c3d-svr"]
     assert len([c for c in svr if c[1] == "fit"]) == 5         # 4 grid settings + the refit
     assert set(svr[-2][2]) == train                             # the refit sees all training rows
-    (mlp_fit,) = [c for c in rec.calls if c[0] == "mlp" and c[1] == "fit"]
-    assert mlp_fit[3]["early_stopping"] is True and mlp_fit[3]["validation_fraction"] == 0.2
+    # mlp: a selection fit early-stopping on 20% of the training rows, then a refit on all of them
+    # for the chosen number of iterations
+    select_fit, refit = [c for c in rec.calls if c[0] == "mlp" and c[1] == "fit"]
+    assert select_fit[3]["early_stopping"] is True and select_fit[3]["validation_fraction"] == 0.2
+    assert select_fit[3]["n_iter_no_change"] == 50             # a quarter of the 200-step budget
+    assert refit[3]["early_stopping"] is False and set(refit[2]) == train
 
     sel = res.setup["selection"]
     (svr_rec,) = sel["c3d-svr"]["runs"]
@@ -157,9 +161,11 @@ def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
     (mlp_rec,) = sel["mlp"]["runs"]
     assert mlp_rec["kind"] == "early_stopping"
     assert 1 <= mlp_rec["best_iteration"] <= mlp_rec["steps_run"] <= 200
+    assert refit[3]["max_iter"] == mlp_rec["refit_iterations"] == mlp_rec["best_iteration"]
     md = to_markdown(res)
     assert f"selection, c3d-svr: C chosen by Spearman" in md and f"{svr_rec['chosen']:g} (x1)" in md
     assert "selection, mlp: early stopping on 20% of the training rows" in md
+    assert "then refit on all training rows for that many iterations" in md
     assert "model selection on a validation split" not in md   # no blanket sentence
 
 

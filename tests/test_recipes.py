@@ -68,6 +68,13 @@ def test_recipe_end_to_end(name, synth, tmp_path):
         assert cfg["sampling"] == recipe.sampling
         steps = r.load("kin_pose", part="whole").shape[1]
     assert steps == {"fragments": 9}.get(recipe.sampling, 10)
+    # each video's source is recorded in the release's own layout, relative to the video folder
+    import h5py
+    from aqa.data.datasets import read_dataset, video_relpath
+    want = {r.video_id: str(video_relpath(name, r)) for r in read_dataset(name, ann)}
+    with h5py.File(res["cache"], "r") as f:
+        got = {vid: f["videos"][vid].attrs["source_relpath"] for vid in f["videos"]}
+    assert len(got) == 11 and all(want[v] == got[v] for v in got), (want, got)
     dd = "n/a" if name in ("aqa7", "jigsaws") else "yes, to the heads that take it (none of those run)"
     assert f"- difficulty given to heads: {dd}" in md
     if name == "aqa7":  # published figures stand beside ours, per action
