@@ -79,7 +79,7 @@ def main():
               help="Backbone(s) for whole-frame and joint-patch features (repeatable).")
 @click.option("--backbone-opt", multiple=True, metavar="KEY=VALUE",
               help="Backbone option, e.g. crop_size=112, resize=128, clip_len=8, feature_layer=fc7 "
-                   "(C3D); applies to every --backbone (repeatable).")
+                   "(C3D); each --backbone gets the keys it takes (repeatable).")
 @click.option("--streams", default="rgb,flow", show_default=True, help="Backbone streams.")
 @click.option("--no-joints", is_flag=True, help="Backbones on whole frames only.")
 @click.option("--no-weightfree", is_flag=True, help="Skip the weight-free feature families.")

@@ -281,9 +281,24 @@ class Extractor:
                 raise OptionError("--flow-opt", f"flow {name!r}: {e}") from None
             self.flow_name = name
         self.backbones = {}
+        self._backbone_options = self._route_backbone_options()
         for name, stream in config.backbone_streams():
             self.backbones[(name, stream)] = self._build_backbone(
                 name, stream, weight_overrides, untrained)
+
+    def _route_backbone_options(self) -> dict[str, dict]:
+        """``--backbone-opt`` keys per backbone: each gets the ones its builder takes (C3D has a
+        fixed 112-pixel input, I3D a crop size); a key no selected backbone takes is an error."""
+        from .backbones import builder_options
+
+        opts = dict(self.config.backbone_options)
+        names = sorted({n for n, _ in self.config.backbone_streams()})
+        accepted = {n: builder_options(n.replace("-", "_")) for n in names}
+        unused = sorted(k for k in opts if not any(k in a for a in accepted.values()))
+        if unused and names:
+            raise OptionError("--backbone-opt", f"{', '.join(unused)}: not an option of "
+                              + ", ".join(f"{n} ({', '.join(sorted(accepted[n]))})" for n in names))
+        return {n: {k: v for k, v in opts.items() if k in accepted[n]} for n in names}
 
     def _build_backbone(self, name, stream, overrides, untrained):
         """Resolve a checkpoint of this backbone/stream (never downloads) and build; random
@@ -298,7 +313,7 @@ class Extractor:
         self._note_weights({wname: path} if path else {}, path is None)
         try:
             return build_backbone(internal, stream, weights_path=path, device=self.device,
-                                  untrained=path is None, **self.config.backbone_options)
+                                  untrained=path is None, **self._backbone_options[name])
         except TypeError as e:
             raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
 

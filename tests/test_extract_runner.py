@@ -144,6 +144,107 @@ def test_real_footage_vtest(tmp_path):
         assert hof.shape[:3] == (1, 3, 17) and np.isfinite(hof).all()
 
 
+#: family -> D of its backbone (extract/backbones: I3D 1024, I3D-R50 2048, C3D fc6 4096)
+BACKBONE_FAMILIES = {"i3d_rgb": 1024, "i3d_flow": 1024, "i3dr50_rgb": 2048, "c3d_rgb": 4096}
+
+
+@pytest.mark.slow
+def test_real_footage_vtest_blazepose_every_family(tmp_path, monkeypatch):
+    """`aqa-extract` on 16 real frames of vtest.avi with BlazePose, TV-L1 and all three untrained
+    backbones: a valid cache holding every feature family of DESIGN.md, marked untrained, with
+    plausible poses of the walking man."""
+    try:
+        import mediapipe  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - an optional extra; a broken install skips too
+        pytest.skip(f"mediapipe (the blazepose extra) is not importable: {e}")
+    from media import opencv_sample
+
+    try:
+        src = opencv_sample("vtest.avi")
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"opencv-doc sample media unavailable: {e}")
+    import cv2
+
+    from aqa.data.cli import main as data_cli
+    from aqa.extract.video import read_frames
+
+    # pedestrians are ~90 px tall in 768x576, too small for BlazePose's detector on the full frame
+    # (see test_pose.py): crop around the man on the left, with room for him to walk right, x1.6
+    frames, _ = read_frames(src, indices=np.arange(16))  # one 16-frame clip (C3D's length)
+    y0, x0, ch, cw, s = 180, 185, 160, 240, 1.6
+    w, h = round(cw * s), round(ch * s)
+    vdir = tmp_path / "v"
+    vdir.mkdir()
+    writer = cv2.VideoWriter(str(vdir / "vtest_crop.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
+    for f in frames:
+        crop = cv2.resize(f[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_CUBIC)
+        writer.write(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    writer.release()
+    monkeypatch.setenv("AQA_WEIGHTS_DIR", str(tmp_path / "weights"))  # no checkpoint anywhere
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    out = tmp_path / "f.h5"
+    args = [str(vdir), "--out", str(out), "--quiet", "--device", "cpu", "--pose", "blazepose",
+            "--sampling", "c3d", "--sampling-opt", "length=16", "--sampling-opt", "stride=16",
+            "--flow", "tvl1-cpu", "--short-side", str(h),
+            *sum((["--flow-opt", f"{k}={v}"] for k, v in
+                  {"nscales": 2, "warps": 1, "outer_iterations": 2, "inner_iterations": 5}.items()), []),
+            "--backbone", "i3d", "--backbone", "i3d-r50", "--backbone", "c3d", "--untrained",
+            # small I3D / I3D-R50 inputs keep this CPU-cheap; C3D stays at its fixed 112x112
+            "--backbone-opt", "crop_size=64", "--backbone-opt", "resize=64"]
+    res = CliRunner().invoke(extract_cli, args)
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "1 extracted, 0 already complete, 0 failed" in res.output
+
+    res = CliRunner().invoke(data_cli, ["verify", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["ok"] and rep["n_videos"] == 1 and rep["untrained"] is True, rep
+    fams = rep["families"]
+    assert set(fams) == {"kin_pose", "hof_flow", *BACKBONE_FAMILIES}, fams
+    for fam, d in BACKBONE_FAMILIES.items():
+        assert fams[fam] == {"whole": ["S", d], "joints": ["S", 17, d]}, (fam, fams[fam])
+    assert fams["kin_pose"]["joints"][:2] == ["S", 17] and fams["hof_flow"]["joints"][:2] == ["S", 17]
+
+    with CacheReader(out) as r:
+        (vid,) = r.video_ids()
+        assert r.video_attrs(vid)["n_frames"] == 16
+        assert (r.video_attrs(vid)["height"], r.video_attrs(vid)["width"]) == (h, w)
+        for fam in ("kin_pose", "hof_flow", *BACKBONE_FAMILIES):
+            whole, joints = r.load(fam)[0], r.load(fam, part="joints")[0]
+            assert whole.shape[0] == 1 and joints.shape[:2] == (1, 17), (fam, whole.shape)
+            assert np.isfinite(whole).all() and np.isfinite(joints).all(), fam
+            assert r.load(fam, part="clip_start")[0].tolist() == [0]
+            assert r.load(fam, part="clip_end")[0].tolist() == [15]
+        for fam in BACKBONE_FAMILIES:  # patches sit on the joints: head and ankle patches differ
+            j = r.load(fam, part="joints")[0, 0]
+            assert not np.allclose(j[0], j[16]), fam
+        cam = r.load_camera()[0]
+        assert cam.shape[0] == 1 and cam.shape[1] > 0 and np.isfinite(cam).all()
+        prov = r.provenance()
+        assert prov["untrained"] is True and prov["config"]["untrained"] is True
+        assert prov["config"]["pose"] == "blazepose"
+        assert prov["config"]["backbones"] == ["i3d", "i3d-r50", "c3d"]
+        # no backbone checkpoint was used: only the pose models that ship in the mediapipe wheel
+        assert set(prov["config"]["checkpoints"]) == {"mediapipe_pose_detection",
+                                                      "mediapipe_pose_landmark_full"}
+        pose = r.pose(vid)
+
+    kp = pose["keypoints"]
+    assert kp.shape == (16, 1, 17, 3) and list(pose["roles"]) == [0]
+    kp = kp[:, 0]
+    found = np.isfinite(kp[..., :2]).all(axis=(1, 2))
+    assert found.sum() >= 12, found  # the man is found on (almost) every frame
+    k = kp[found]
+    assert (k[..., 0] >= 0).all() and (k[..., 0] <= w).all(), k[..., 0]  # inside the frame
+    assert (k[..., 1] >= 0).all() and (k[..., 1] <= h).all(), k[..., 1]
+    shoulders, hips, ankles = (k[:, idx, 1].mean(1) for idx in ([5, 6], [11, 12], [15, 16]))
+    upright = (shoulders < hips) & (hips < ankles)  # image y grows downwards
+    assert upright.mean() >= 0.8, np.stack([shoulders, hips, ankles], 1)
+    boxes = pose["boxes"][found, 0]
+    assert (boxes[:, 3] - boxes[:, 1]).min() > 0.4 * h  # a whole person, not a fragment
+
+
 @pytest.mark.slow
 def test_backbone_without_weights_is_refused_or_marked(synth_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("AQA_WEIGHTS_DIR", str(tmp_path / "empty"))
@@ -336,6 +437,19 @@ def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
         assert res.exit_code == 2, res.output
         assert f"Invalid value for {opt}" in res.output and "Traceback" not in res.output
         assert not out.exists()  # nothing was decoded or written
+
+
+def test_backbone_options_go_to_the_backbones_that_take_them():
+    from types import SimpleNamespace
+
+    from aqa.extract.runner import Extractor, OptionError
+    cfg = ExtractConfig(backbones=("i3d", "c3d"), backbone_options={"crop_size": 64,
+                                                                     "feature_layer": "fc7"})
+    routed = Extractor._route_backbone_options(SimpleNamespace(config=cfg))
+    assert routed == {"c3d": {"feature_layer": "fc7"}, "i3d": {"crop_size": 64}}
+    cfg = ExtractConfig(backbones=("c3d",), backbone_options={"crop_size": 64})
+    with pytest.raises(OptionError, match=r"crop_size: not an option of c3d \(channel_order, "):
+        Extractor._route_backbone_options(SimpleNamespace(config=cfg))
 
 
 def test_cli_errors_are_one_line(synth_dir, tmp_path, no_weights, monkeypatch):

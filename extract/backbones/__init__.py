@@ -60,10 +60,24 @@ def build_backbone(name: str, stream: str = "rgb", weights_path=None, device="cp
     untrained = weights_path is None  # a checkpoint that was found wins over --untrained
     device = torch.device(device)
     dt = autocast_dtype(device, dtype)
+    return _builder(name)(stream, weights_path, device=device, dtype=dt, untrained=untrained, **options)
+
+
+def _builder(name: str):
     if name == "i3d":
         from .i3d import build_i3d as builder
     elif name == "i3d_r50":
         from .i3d_r50 import build_i3d_r50 as builder
     else:
         from .c3d import build_c3d as builder
-    return builder(stream, weights_path, device=device, dtype=dt, untrained=untrained, **options)
+    return builder
+
+
+def builder_options(name: str) -> set[str]:
+    """The ``options`` that :func:`build_backbone` accepts for backbone ``name`` (its builder's
+    keyword parameters beyond the checkpoint, device and dtype)."""
+    import inspect
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; one of {sorted(BACKBONES)}")
+    params = inspect.signature(_builder(name)).parameters
+    return set(params) - {"stream", "weights_path", "device", "dtype", "untrained"}
