@@ -180,6 +180,15 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             return F.l1_loss(pred, target)
         return F.huber_loss(pred, target)
 
+    def iteration_refit_note(self) -> str | None:
+        """Why this configuration cannot be refit from a best iteration (None: it can).
+
+        Early stopping picks the iteration whose validation loss is lowest; a caller (the bench)
+        may then refit on every training row for that many iterations (``max_iter``). That is only
+        the same training when ``max_iter`` steps are the whole of it; multi-stage heads say why not.
+        """
+        return None
+
     def _ranking_margin_normalised(self) -> float:
         """The hinge margin in normalised target units (``None``: delta = 2 raw points / ``y_std_``)."""
         from .losses import PAPER_MARGIN, margin_in_units

@@ -9,11 +9,12 @@ Protocol per action (or per task, for JIGSAWS):
   validation fraction carved from their training rows (:data:`EARLY_STOPPING`, unless the user's
   parameters set those keys): the validation MSE is checked every epoch, with a patience of a
   quarter of the iteration budget (:data:`PATIENCE_FRACTION`), and the best epoch gives the
-  training length; the head is then refit on all its training rows for that many iterations (a
-  staged JRG keeps each stage's best weights instead). Heads with a small hyper-parameter grid (:data:`GRIDS`) pick the setting with
-  the best Spearman on a seeded 20% validation split of the training rows, then refit on all
-  training rows; with fewer than :data:`MIN_GRID_ROWS` training rows the grid is skipped (and the
-  report says so). What was actually selected (the chosen C, the best iteration) is recorded per
+  training length; the head is then refit on all its training rows for that many iterations
+  (multi-stage training -- a staged JRG, the Siamese head's two phases -- keeps the early-stopped
+  model instead: ``iteration_refit_note``). Heads with a small hyper-parameter grid
+  (:data:`GRIDS`) pick the setting with the best Spearman on a seeded 20% validation split of the
+  training rows, then refit on all training rows; with fewer than :data:`MIN_GRID_ROWS` training
+  rows the grid is skipped (and the report says so). What was actually selected (the chosen C, the best iteration) is recorded per
   head, action, seed and fold in ``setup["selection"]`` and summarised in the report.
 * Spearman, R-l2 (CoRe eq. 11: each action's s_min/s_max from all its labelled scores) and MSE per
   action, mean +- std over seeds, and the Fisher-z average of Spearman over the actions (per seed,
@@ -163,15 +164,15 @@ def _early_stopping_record(est, n_train: int, user: dict) -> dict:
     bs = int(p["batch_size"])
     steps_per_epoch = max(1, n_fit // bs + (1 if n_fit % bs >= 2 else 0))
     best_epoch = int(np.argmin(scores)) + 1
-    staged = bool(p.get("staged"))  # JRG's staged training: each stage keeps its own best epoch
+    keep = getattr(est, "iteration_refit_note", lambda: None)()  # multi-stage training: the early-stopped model is kept
     rec = {"kind": "early_stopping", "validation_fraction": frac, "n_val": n_val, "n_fit": n_fit,
            "patience_epochs": int(p.get("n_iter_no_change", 0)), "epochs": len(scores),
            "best_epoch": best_epoch, "best_val_mse": float(min(scores)),
            "steps_run": int(getattr(est, "n_iter_", 0)), "max_iter": p.get("max_iter"),
-           "best_iteration": None if staged else min(best_epoch * steps_per_epoch,
+           "best_iteration": None if keep else min(best_epoch * steps_per_epoch,
                                                      int(getattr(est, "n_iter_", 0)))}
-    if staged:
-        rec["note"] = "staged training: every stage stops early and restores its own best epoch"
+    if keep:
+        rec["note"] = keep
     return rec
 
 

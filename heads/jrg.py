@@ -284,6 +284,11 @@ class JRGRegressor(TorchRegressor):
             return out
         return forward
 
+    def iteration_refit_note(self):
+        if self.staged:
+            return "staged training: every stage stops early and restores its own best epoch"
+        return None
+
     def _train(self, X, y, extras, rng):
         m = self.module_
         if not self.staged:

@@ -216,6 +216,10 @@ class SiameseRegressor(TorchRegressor):
         pred = torch.zeros(len(X), dtype=s.dtype, device=X.device).index_add_(0, flat_q, s) / counts
         return {"pred": pred}
 
+    def iteration_refit_note(self):
+        return ("two-phase training: early stopping chose the scoring phase's length for one "
+                "metric-learning run, which a refit would redraw; the early-stopped model is kept")
+
     def _train(self, X, y, extras, rng):
         """Phase 1 (metric learning on balanced pairs), then phase 2 (regression layer only); with
         early stopping both phases leave out the same validation rows."""

@@ -169,6 +169,29 @@ def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
     assert "model selection on a validation split" not in md   # no blanket sentence
 
 
+def test_multi_stage_heads_keep_the_early_stopped_model(tmp_path, monkeypatch):
+    """No refit where the best iteration is not the whole training (Siamese's two phases)."""
+    from aqa.data.cache import CacheReader
+    from aqa.heads.inputs import build_inputs
+
+    cache = _learnable_cache(tmp_path / "c.h5", n=40, actions=("diving",))
+    with CacheReader(cache) as r:
+        ids = [x.video_id for x in r.labels()]
+        fp = {"siamese": {np.asarray(x, np.float32).tobytes(): v
+                          for x, v in zip(build_inputs("siamese", r, ids, "kin_pose"), ids)}}
+    rec = _Recorder(monkeypatch, fp)
+    res = run_bench(cache, heads=["siamese"], seeds=1, feature="kin_pose", progress=False,
+                    params={"siamese": {"dml_max_iter": 20, "max_iter": 40, "lstm_dim": 8,
+                                        "similarity_threshold": 2.0}})
+    assert not res.errors
+    assert len([c for c in rec.calls if c[1] == "fit"]) == 1
+    (r0,) = res.setup["selection"]["siamese"]["runs"]
+    assert r0["kind"] == "early_stopping" and r0["best_iteration"] is None
+    assert "refit_iterations" not in r0 and "two-phase training" in r0["note"]
+    md = to_markdown(res)
+    assert "selection, siamese: early stopping" in md and "then refit" not in md
+
+
 def test_selection_overrides_and_small_training_sets_are_said(tmp_path):
     cache = _learnable_cache(tmp_path / "c.h5", n=12, actions=("diving",))   # 9 train rows
     res = run_bench(cache, heads=["c3d-svr", "mlp"], seeds=1, feature="kin_pose",
