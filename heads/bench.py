@@ -176,11 +176,21 @@ def _early_stopping_record(est, n_train: int, user: dict) -> dict:
     return rec
 
 
-def _fit_predict(head, reader, tr, te, feature, seed, params, log=None):
+#: how a neural head's training length is chosen (``run_bench(selection=...)``)
+SELECTIONS = {
+    "refit": "early stopping on a validation part of the training rows picks the length, then a "
+             "refit on every training row for it (multi-stage heads keep the early-stopped model)",
+    "early-stopped": "the early-stopped model itself (trained on the non-validation rows)",
+    "budget": "no selection: the full iteration budget on every training row",
+}
+
+
+def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selection_mode="refit"):
     """Fit ``head`` on rows ``tr`` (selection inside them only), predict rows ``te``.
 
     Returns (predictions, selection record). ``log``, if given, is called as ``log(stage, rows)``
     with each fit/predict and the rows it sees (tests use it to prove no test row is selected on).
+    ``selection_mode``: one of :data:`SELECTIONS` (for neural heads; SVR grids are always searched).
     """
     from . import registry
     from .cli import _extras
@@ -196,7 +206,9 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None):
     grid = GRIDS.get(head)
     neural = _is_neural(head)
     selection: dict
-    if neural:
+    if selection_mode not in SELECTIONS:
+        raise ValueError(f"selection must be one of {sorted(SELECTIONS)}, got {selection_mode!r}")
+    if neural and selection_mode != "budget":
         for k, v in EARLY_STOPPING.items():
             base.setdefault(k, v)
         defaults = registry.head_parameters(head)
@@ -239,7 +251,8 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None):
     if neural:
         selection = _early_stopping_record(est, len(tr), user)
         best_it = selection.get("best_iteration")
-        if selection["kind"] == "early_stopping" and best_it and "early_stopping" not in user:
+        if (selection["kind"] == "early_stopping" and best_it and "early_stopping" not in user
+                and selection_mode == "refit"):
             # the validation rows picked the training length; refit on every training row for it
             refit = {**base, "early_stopping": False, "max_iter": int(best_it)}
             if "max_epochs" in registry.head_parameters(head):
@@ -302,13 +315,14 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
               test_split: str = "test", per_action: bool = True, params: dict | None = None,
               benchmark: str | None = None, progress: bool = True,
               score_ranges: dict | None = None, head_features: dict | None = None,
-              fit_log=None) -> BenchResult:
+              fit_log=None, selection: str = "refit") -> BenchResult:
     """Train and test every head on one cache; see the module docstring.
 
     ``score_ranges``: action -> (s_min, s_max) for R-l2 (default: over every labelled score of the
     action in ``labels``, in the cache or not). ``head_features``: head -> feature family, overriding
     ``feature`` (and :data:`METHOD_FEATURES`) for that head. ``fit_log(stage, rows)`` is called with
-    every fit/predict and the label rows it sees.
+    every fit/predict and the label rows it sees. ``selection``: how neural heads' training
+    length is chosen, one of :data:`SELECTIONS`.
     """
     from tqdm.auto import tqdm
 
@@ -318,6 +332,8 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     from .inputs import default_feature
     from .metrics import evaluate
 
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {sorted(SELECTIONS)}, got {selection!r}")
     names = registry.names() if heads in ("all", ["all"], ("all",)) else list(
         heads.split(",") if isinstance(heads, str) else heads)
     for h in names:
@@ -354,6 +370,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                           setup={"cache": str(cache), "feature": feature, "protocol": protocol,
                                  "train_split": train_split, "test_split": test_split, "folds": folds,
                                  "benchmark": benchmark, "n_videos": len(rows),
+                                 "selection_mode": selection,
                                  "head_features": {h: f for h, f in feats.items() if f != feature},
                                  "published_withheld": withheld,
                                  "with_difficulty": any(math.isfinite(x.difficulty) for x in rows),
@@ -375,7 +392,8 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                     t0 = time.perf_counter()
                     per_fold, all_true, all_pred, sels = [], [], [], []
                     for fold, tr, te in plan:
-                        pred, sel = _fit_predict(head, r, tr, te, feats[head], seed, params, fit_log)
+                        pred, sel = _fit_predict(head, r, tr, te, feats[head], seed, params, fit_log,
+                                                 selection)
                         sels.append({"action": action, "seed": seed, "fold": fold, **sel})
                         y = np.array([x.score for x in te])
                         m = evaluate(y, pred, groups=[x.action for x in te], score_ranges=ranges)

@@ -372,10 +372,15 @@ def explain(model, cache, out_dir, videos, trust_model):
 @click.option("--benchmark", type=click.Choice(["aqa7", "mtl_aqa", "unlv_dive", "jigsaws", "finediving"]),
               help="Show the published figures of this benchmark beside ours.")
 @click.option("-p", "--param", "params", multiple=True, help="HEAD.key=value parameter (repeatable).")
+@click.option("--selection", type=click.Choice(["refit", "early-stopped", "budget"]), default="refit",
+              show_default=True,
+              help="Neural heads' training length: early stopping on a validation part of the "
+                   "training rows then a refit on all of them; the early-stopped model; or the "
+                   "full budget with no selection.")
 @click.option("--out", "out_dir", default="bench_report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_split, no_per_action,
-          benchmark, params, out_dir, as_json):
+          benchmark, params, selection, out_dir, as_json):
     from .bench import rows_for_table, run_bench, to_markdown, write_report
     head_params: dict = {}
     for key, value in _parse_params(params).items():
@@ -387,7 +392,7 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
         res = run_bench(cache, labels=labels, heads=heads, seeds=seeds, feature=feature,
                         protocol=protocol, train_split=train_split, test_split=test_split,
                         per_action=not no_per_action, params=head_params, benchmark=benchmark,
-                        progress=not as_json)
+                        progress=not as_json, selection=selection)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     paths = write_report(res, out_dir)

@@ -169,6 +169,30 @@ def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
     assert "model selection on a validation split" not in md   # no blanket sentence
 
 
+@pytest.mark.parametrize("mode, fits, early", [("refit", 2, [True, False]),
+                                               ("early-stopped", 1, [True]), ("budget", 1, [False])])
+def test_selection_modes(tmp_path, monkeypatch, mode, fits, early):
+    from aqa.data.cache import CacheReader
+    from aqa.heads.inputs import build_inputs
+
+    cache = _learnable_cache(tmp_path / "c.h5", n=30, actions=("diving",))
+    with CacheReader(cache) as r:
+        ids = [x.video_id for x in r.labels()]
+        fp = {"mlp": {np.asarray(x, np.float32).tobytes(): v
+                      for x, v in zip(build_inputs("mlp", r, ids, "kin_pose"), ids)}}
+    rec = _Recorder(monkeypatch, fp)
+    res = run_bench(cache, heads=["mlp"], seeds=1, feature="kin_pose", progress=False,
+                    params={"mlp": {"max_iter": 60}}, selection=mode)
+    calls = [c for c in rec.calls if c[1] == "fit"]
+    assert [c[3]["early_stopping"] for c in calls] == early and len(calls) == fits
+    assert res.setup["selection_mode"] == mode
+    (r0,) = res.setup["selection"]["mlp"]["runs"]
+    assert r0["kind"] == ("none" if mode == "budget" else "early_stopping")
+    assert ("refit_iterations" in r0) == (mode == "refit")
+    with pytest.raises(ValueError, match="selection must be one of"):
+        run_bench(cache, heads=["mlp"], seeds=1, feature="kin_pose", progress=False, selection="test")
+
+
 def test_multi_stage_heads_keep_the_early_stopped_model(tmp_path, monkeypatch):
     """No refit where the best iteration is not the whole training (Siamese's two phases)."""
     from aqa.data.cache import CacheReader
@@ -255,7 +279,7 @@ def test_r_l2_uses_each_actions_range_over_all_labelled_scores(tmp_path):
 def test_failed_seed_is_recorded_per_run_and_keeps_fisher_z_aligned(tmp_path, monkeypatch):
     cache = _learnable_cache(tmp_path / "c.h5")
 
-    def fake_fit_predict(head, reader, tr, te, feature, seed, params, log=None):
+    def fake_fit_predict(head, reader, tr, te, feature, seed, params, log=None, selection_mode="refit"):
         action = te[0].action
         if action == "gym_vault" and seed == 1:
             raise RuntimeError("boom")
