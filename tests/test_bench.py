@@ -119,18 +119,24 @@ class _Recorder:
         return [self.fp[name][np.asarray(x, np.float32).tobytes()] for x in X]
 
 
-def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
+def _fingerprints(cache, heads):
+    """head -> {feature-row bytes: video id}: identifies each video from the X a head is given."""
     from aqa.data.cache import CacheReader
     from aqa.heads.inputs import build_inputs
 
-    cache = _learnable_cache(tmp_path / "c.h5", n=60, actions=("diving",))
-    heads = ["c3d-svr", "mlp"]
     with CacheReader(cache) as r:
         labels = r.labels()
         ids = [x.video_id for x in labels]
         fp = {h: {np.asarray(x, np.float32).tobytes(): v
                   for x, v in zip(build_inputs(h, r, ids, "kin_pose"), ids)} for h in heads}
     assert all(len(v) == len(ids) for v in fp.values())  # the fingerprints identify every video
+    return fp, labels
+
+
+def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
+    cache = _learnable_cache(tmp_path / "c.h5", n=60, actions=("diving",))
+    heads = ["c3d-svr", "mlp"]
+    fp, labels = _fingerprints(cache, heads)
     test = {x.video_id for x in labels if x.split == "test"}
     train = {x.video_id for x in labels if x.split == "train"}
     rec = _Recorder(monkeypatch, fp)
@@ -172,14 +178,8 @@ def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
 @pytest.mark.parametrize("mode, fits, early", [("refit", 2, [True, False]),
                                                ("early-stopped", 1, [True]), ("budget", 1, [False])])
 def test_selection_modes(tmp_path, monkeypatch, mode, fits, early):
-    from aqa.data.cache import CacheReader
-    from aqa.heads.inputs import build_inputs
-
     cache = _learnable_cache(tmp_path / "c.h5", n=30, actions=("diving",))
-    with CacheReader(cache) as r:
-        ids = [x.video_id for x in r.labels()]
-        fp = {"mlp": {np.asarray(x, np.float32).tobytes(): v
-                      for x, v in zip(build_inputs("mlp", r, ids, "kin_pose"), ids)}}
+    fp, _ = _fingerprints(cache, ["mlp"])
     rec = _Recorder(monkeypatch, fp)
     res = run_bench(cache, heads=["mlp"], seeds=1, feature="kin_pose", progress=False,
                     params={"mlp": {"max_iter": 60}}, selection=mode)
@@ -195,14 +195,8 @@ def test_selection_modes(tmp_path, monkeypatch, mode, fits, early):
 
 def test_multi_stage_heads_keep_the_early_stopped_model(tmp_path, monkeypatch):
     """No refit where the best iteration is not the whole training (Siamese's two phases)."""
-    from aqa.data.cache import CacheReader
-    from aqa.heads.inputs import build_inputs
-
     cache = _learnable_cache(tmp_path / "c.h5", n=40, actions=("diving",))
-    with CacheReader(cache) as r:
-        ids = [x.video_id for x in r.labels()]
-        fp = {"siamese": {np.asarray(x, np.float32).tobytes(): v
-                          for x, v in zip(build_inputs("siamese", r, ids, "kin_pose"), ids)}}
+    fp, _ = _fingerprints(cache, ["siamese"])
     rec = _Recorder(monkeypatch, fp)
     res = run_bench(cache, heads=["siamese"], seeds=1, feature="kin_pose", progress=False,
                     params={"siamese": {"dml_max_iter": 20, "max_iter": 40, "lstm_dim": 8,
