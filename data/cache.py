@@ -26,10 +26,12 @@ and removed by the next writer. One writer per file (an ``fcntl`` lock on ``<fil
 
 HDF5's own file lock also refuses to open a file for writing while another process has it open
 (and to read it while a commit is in progress): every open retries with backoff for up to
-:data:`LOCK_TIMEOUT` seconds, then raises :class:`CacheLockedError` ("locked by another process");
+:data:`LOCK_TIMEOUT` seconds (a writer's for :data:`WRITE_LOCK_TIMEOUT`, so that a long `verify`
+does not cost a video), then raises :class:`CacheLockedError` ("locked by another process");
 :func:`verify` reports such a file as busy, not broken.
 
-Provenance: root ``config_json`` is the config of the last writer, ``configs_json`` maps the
+Provenance: root ``config_json`` is the config of the last writer that committed a video (or
+the first writer of a new file), ``configs_json`` maps the
 ``config_sha256`` of every config that ever committed a video to that config, so nothing is lost
 when a file is re-used with another config (the resume rule redoes videos whose hash differs).
 :func:`verify` reports, as a problem, complete videos whose ``config_sha256`` is not the root
@@ -46,6 +48,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +67,9 @@ REQUIRED_VIDEO_ARRAYS = ("frames/index", "pose/keypoints", "pose/boxes", "pose/b
 _STR = h5py.string_dtype("utf-8")
 #: seconds an open waits for another process's HDF5 file lock before giving up
 LOCK_TIMEOUT = 5.0
+#: the same for a writer's opens: a reader such as `aqa-data verify` may hold a large cache for
+#: minutes, and giving up would throw away a video's computed features
+WRITE_LOCK_TIMEOUT = 600.0
 
 
 class CacheError(RuntimeError):
@@ -115,15 +121,22 @@ def _is_lock_error(e: OSError) -> bool:
 
 
 def _open_h5(path: Path, mode: str) -> h5py.File:
-    """``h5py.File(path, mode)``, retrying with backoff while another process holds its lock."""
-    timeout = LOCK_TIMEOUT
-    deadline, delay = time.monotonic() + timeout, 0.05
+    """``h5py.File(path, mode)``, retrying with backoff while another process holds its lock
+    (:data:`LOCK_TIMEOUT` for reads, :data:`WRITE_LOCK_TIMEOUT` for writes, saying so on stderr
+    once the read timeout has passed)."""
+    timeout = LOCK_TIMEOUT if mode == "r" else max(LOCK_TIMEOUT, WRITE_LOCK_TIMEOUT)
+    start, delay, told = time.monotonic(), 0.05, False
+    deadline = start + timeout
     while True:
         try:
             return h5py.File(path, mode)
         except OSError as e:
             if not _is_lock_error(e):
                 raise
+            if not told and time.monotonic() - start > LOCK_TIMEOUT:
+                print(f"{path}: waiting up to {timeout:g} s for another process to close it",
+                      file=sys.stderr, flush=True)
+                told = True
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CacheLockedError(
@@ -208,12 +221,18 @@ class CacheWriter:
         if self._keep_config and "config_json" in a:
             self.config = json.loads(a["config_json"])
             self.config_sha256 = config_hash(self.config)
-        a["config_json"] = json.dumps(self.config, sort_keys=True, default=str)
+        if "config_json" not in a:
+            a["config_json"] = self._config_json()
+        # an existing file's root config changes only when a video of this config is committed
+        # (write_video): a run that commits nothing leaves the file describing what it holds
         weights = json.loads(a.get("weights", "{}"))
         weights.update(self.weights)
         a["weights"] = json.dumps(weights, sort_keys=True)
         a["untrained"] = bool(a.get("untrained", False)) or self.untrained
         f.require_group("videos")
+
+    def _config_json(self) -> str:
+        return json.dumps(self.config, sort_keys=True, default=str)
 
     # -- videos ----------------------------------------------------------------------------
     def complete_ids(self) -> set[str]:
@@ -257,6 +276,8 @@ class CacheWriter:
             if self.config_sha256 not in configs:
                 configs[self.config_sha256] = self.config
                 f.attrs["configs_json"] = json.dumps(configs, sort_keys=True, default=str)
+            if f.attrs.get("config_json") != (cj := self._config_json()):
+                f.attrs["config_json"] = cj
             f.move(tmp, final)
             f[final].attrs["status"] = "complete"
 
@@ -650,5 +671,5 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
             "labels": len(labels), "configs": len(configs), "untrained": untrained}
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LOCK_TIMEOUT", "CacheError", "CacheLockedError", "CacheWriter", "CacheReader", "VerifyReport",
+__all__ = ["FORMAT", "FORMAT_VERSION", "LOCK_TIMEOUT", "WRITE_LOCK_TIMEOUT", "CacheError", "CacheLockedError", "CacheWriter", "CacheReader", "VerifyReport",
            "verify", "merge", "config_hash", "BASE_COLUMNS"]

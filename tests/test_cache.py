@@ -292,10 +292,11 @@ def test_locked_file_is_a_clear_error_and_verify_says_busy(tmp_path, monkeypatch
 
     p = _write(tmp_path / "c.h5", ["a"])
     monkeypatch.setattr(cache_mod, "LOCK_TIMEOUT", 0.3)
+    monkeypatch.setattr(cache_mod, "WRITE_LOCK_TIMEOUT", 0.6)
     proc = _hold(p, "a", 60)  # a writer holds it for longer than the retries last
     try:
-        with pytest.raises(cache_mod.CacheLockedError, match="locked by another process"):
-            CacheWriter(p).__enter__()
+        with pytest.raises(cache_mod.CacheLockedError, match=r"still locked after 0\.6 s"):
+            CacheWriter(p).__enter__()  # a writer waits WRITE_LOCK_TIMEOUT, a reader LOCK_TIMEOUT
         with pytest.raises(CacheError, match="locked by another process"):
             CacheReader(p)
         rep = verify(p)
@@ -321,6 +322,16 @@ def test_verify_flags_videos_of_another_config_and_keeps_every_config(tmp_path):
     assert sorted(c["sampling"] for c in configs.values()) == ["core", "jrg"]
     with CacheWriter(p, config={"sampling": "core"}) as w:  # redoing b makes the file consistent
         w.write_video("b", VIDEO_ATTRS, video_arrays(8))
+    assert verify(p).ok
+
+
+def test_a_run_that_commits_nothing_leaves_the_root_config(tmp_path):
+    """Interrupted (or all-failing) before its first video, another config's run changes nothing."""
+    p = _write(tmp_path / "c.h5", ["a", "b"], config={"sampling": "jrg"})
+    with CacheWriter(p, config={"sampling": "core"}):
+        pass
+    with CacheReader(p) as r:
+        assert r.provenance()["config"] == {"sampling": "jrg"}
     assert verify(p).ok
 
 
