@@ -132,14 +132,15 @@ def _fold_plan(rows, protocol: str, train_split: str, test_split: str):
 
 
 def score_ranges_of(rows) -> dict[str, tuple[float, float]]:
-    """action -> (s_min, s_max) over every labelled (finite) score of that action (CoRe eq. 11)."""
+    """action -> (s_min, s_max) over every labelled (finite) score of that action (CoRe eq. 11);
+    an action whose scores are all equal has no range and is left out."""
     out: dict[str, tuple[float, float]] = {}
     for r in rows:
         if not math.isfinite(r.score):
             continue
         lo, hi = out.get(r.action, (r.score, r.score))
         out[r.action] = (min(lo, r.score), max(hi, r.score))
-    return out
+    return {a: v for a, v in out.items() if v[1] > v[0]}
 
 
 def _is_neural(head: str) -> bool:

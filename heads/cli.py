@@ -100,7 +100,7 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
     from .base import save_head
     from .inputs import default_feature
     from .bench import score_ranges_of
-    from .metrics import evaluate, relative_l2
+    from .metrics import evaluate
     params = dict(params or {})
     spec = registry.get(head)
     with CacheReader(cache) as r:
@@ -129,13 +129,9 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
         yte = np.array([x.score for x in te])
         groups = [x.action for x in te]
         # R-l2 (CoRe eq. 11) with each action's s_min/s_max over all its labelled scores
-        ranges = {a: v for a, v in score_ranges_of(rows).items() if v[1] > v[0]}
-        if any(groups):
-            result["metrics"] = evaluate(yte, pred, groups=groups, score_ranges=ranges)
-        else:
-            result["metrics"] = evaluate(yte, pred)
-            if "" in ranges:
-                result["metrics"]["rl2"] = relative_l2(yte, pred, *ranges[""])
+        ranges = score_ranges_of(rows)
+        result["metrics"] = evaluate(yte, pred, groups=groups if any(groups) else None,
+                                     score_ranges=ranges)
         result["score_ranges"] = ranges
         result["predictions"] = {x.video_id: float(p) for x, p in zip(te, pred)}
     if out is not None:
@@ -255,14 +251,15 @@ def _model_rows(est, cache, labels, split):
                 rows = load_rows(r, labels)
                 sel = [x for x in rows if x.video_id in set(ids)]
             except ValueError:
-                sel = []
+                rows, sel = [], []
             vids = ids if not sel else [x.video_id for x in sel]
         else:
-            sel = select_rows(load_rows(r, labels), split, ids)
+            rows = load_rows(r, labels)
+            sel = select_rows(rows, split, ids)
             vids = [x.video_id for x in sel]
         X = _build_X(head, r, vids, feature)
         untrained = bool(r.provenance().get("untrained"))
-    return head, feature, vids, sel, X, untrained
+    return head, feature, vids, sel, rows, X, untrained
 
 
 @main.command(help="Evaluate a trained head (MODEL) on the --split rows of CACHE.")
@@ -276,15 +273,12 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
     from .metrics import evaluate as _evaluate
     try:
         est = _load_model(model, trust_model)
-        head, feature, vids, sel, X, untrained = _model_rows(est, cache, labels, split)
+        head, feature, vids, sel, rows, X, untrained = _model_rows(est, cache, labels, split)
         pred = est.predict(X, **_extras(est, sel, predict=True))
         groups = [x.action for x in sel]
-        from aqa.data.cache import CacheReader
-        from .bench import score_ranges_of
-        with CacheReader(cache) as r:  # R-l2 ranges over every labelled score of each action
-            ranges = {a: v for a, v in score_ranges_of(load_rows(r, labels)).items() if v[1] > v[0]}
+        from .bench import score_ranges_of   # R-l2 ranges over every labelled score of each action
         m = _evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None,
-                      score_ranges=ranges)
+                      score_ranges=score_ranges_of(rows))
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     _untrained_note(untrained)
@@ -301,7 +295,7 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
 def predict(model, cache, labels, split, out, trust_model):
     try:
         est = _load_model(model, trust_model)
-        head, feature, vids, sel, X, untrained = _model_rows(est, cache, labels, split)
+        head, feature, vids, sel, _, X, untrained = _model_rows(est, cache, labels, split)
         extras = _extras(est, sel, predict=True) if sel and len(sel) == len(vids) else {}
         needed = _extras(est, [], predict=True).keys() if hasattr(est, "fit_extras") else ()
         if needed and not extras:

@@ -81,7 +81,7 @@ def mse(y_true, y_pred) -> float:
 def evaluate(y_true, y_pred, groups=None, score_ranges: Mapping[str, tuple[float, float]] | None = None) -> dict:
     """All metrics. With ``groups`` (action per sample): per-action Spearman and R-l2, their
     Fisher-z / plain averages; ``score_ranges`` maps action -> (s_min, s_max) for R-l2 (default:
-    the range of that action's ground truth in ``y_true``).
+    the range of that action's ground truth in ``y_true``; without groups the key is ``""``).
 
     Returns ``{"spearman", "mse", "rl2", "n", "per_action": {action: {"spearman", "rl2", "n"}},
     "spearman_fisher_z"}`` (the last two only with groups).
@@ -91,8 +91,9 @@ def evaluate(y_true, y_pred, groups=None, score_ranges: Mapping[str, tuple[float
         warnings.simplefilter("ignore", RuntimeWarning)
         out = {"n": int(a.size), "spearman": spearman(a, b), "mse": mse(a, b)}
     score_ranges = dict(score_ranges or {})
-    if groups is None:
-        out["rl2"] = relative_l2(a, b) if np.ptp(a) > 0 else math.nan
+    if groups is None:  # one action: its range is score_ranges[""] when given
+        rng = score_ranges.get("")
+        out["rl2"] = relative_l2(a, b, *rng) if rng else (relative_l2(a, b) if np.ptp(a) > 0 else math.nan)
         return out
     g = np.asarray(groups).astype(str).ravel()
     if g.shape != a.shape:

@@ -76,3 +76,11 @@ def test_summarize_seeds():
     assert s["mse"]["n"] == 2
     with pytest.raises(ValueError):
         summarize_seeds([])
+
+
+def test_evaluate_without_groups_uses_the_unnamed_actions_range():
+    y, p = np.array([10.0, 20.0, 30.0]), np.array([12.0, 18.0, 33.0])
+    m = evaluate(y, p, score_ranges={"": (0.0, 100.0)})
+    assert m["rl2"] == pytest.approx(relative_l2(y, p, 0.0, 100.0))
+    assert evaluate(y, p)["rl2"] == pytest.approx(relative_l2(y, p))   # else the truth's own range
+    assert m["rl2"] != pytest.approx(evaluate(y, p)["rl2"])
