@@ -285,16 +285,14 @@ class AIMRegressor(TorchRegressor):
         return loss
 
     def _train(self, X, y, extras, rng):
-        n, n_val = len(y), int(round(self.validation_fraction * len(y))) if self.early_stopping else 0
-        n_train = n if n_val < 2 or n - n_val < 2 else n - n_val        # as _split_validation
-        bs = int(self.batch_size)      # the loop skips a 1-sample tail batch
-        self._steps_per_epoch = max(1, n_train // bs + (n_train % bs >= 2))
-        n_steps = self.max_iter if self.max_epochs is None else int(self.max_epochs) * self._steps_per_epoch
+        tr, _ = self._split_validation(len(y), rng)      # the split _fit_loop will use
+        self._epoch_steps = self._steps_per_epoch(len(tr))
+        n_steps = self.max_iter if self.max_epochs is None else int(self.max_epochs) * self._epoch_steps
         self._fit_loop(X, y, extras, rng, n_steps=n_steps)
 
     def _lr_at(self, step):
         if self.lr_schedule == "aim":
-            return aim_lr(step // getattr(self, "_steps_per_epoch", 1), self.learning_rate)
+            return aim_lr(step // getattr(self, "_epoch_steps", 1), self.learning_rate)
         return super()._lr_at(step)
 
     # ------------------------------------------------------------------ outputs

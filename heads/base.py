@@ -42,6 +42,8 @@ How a subclass plugs in (see :mod:`aqa.heads.jrg` for a full example)
 Fitted attributes set by the base: ``module_``, ``module_config_``, ``n_features_in_``,
 ``y_mean_``, ``y_std_``, ``loss_curve_`` (mean training loss per epoch), ``validation_scores_``
 (validation MSE per epoch, normalised units; empty without early stopping), ``best_loss_``,
+``best_iteration_`` (steps of the last training run when its best validation weights were taken;
+None without validation), ``validation_index_`` (the rows early stopping held out),
 ``n_iter_`` (optimizer steps taken), ``device_``.
 """
 from __future__ import annotations
@@ -84,6 +86,13 @@ _SCHEDULES = ("constant", "cyclic", "step")
 
 class HeadFormatError(ValueError):
     """A model file is not an aqa head file, or names a class outside ``aqa.heads``."""
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimiser steps of :meth:`TorchRegressor._fit_loop` in one pass over ``n_train`` rows (it
+    skips a 1-sample tail batch)."""
+    bs = int(batch_size)
+    return max(1, n_train // bs + (n_train % bs >= 2))
 
 
 class TorchRegressor(RegressorMixin, BaseEstimator):
@@ -307,6 +316,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             self.loss_curve_, self.validation_scores_ = [], []
             self.n_iter_ = 0
             self.best_loss_ = math.inf
+            self.best_iteration_ = None
             self._validation_split = None
             try:
                 self._train(Xc, yn, extras, rng)
@@ -369,6 +379,9 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             return self.learning_rate * self.lr_decay ** (step // self.lr_step)
         return self.learning_rate
 
+    def _steps_per_epoch(self, n_train: int) -> int:
+        return steps_per_epoch(n_train, self.batch_size)
+
     def _split_validation(self, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
         """Training/validation index arrays; validation is carved from the training data only.
 
@@ -410,7 +423,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         tr, va = self._split_validation(len(y), rng)
         Xt = torch.as_tensor(np.ascontiguousarray(X) if X.flags.writeable else X.copy(), device=dev)
         yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
-        best, best_state, bad = math.inf, None, 0
+        best, best_state, best_step, bad = math.inf, None, 0, 0
         step = 0
         bar = tqdm(total=n_steps, desc=f"{type(self).__name__} {desc}", disable=not self.verbose,
                    leave=False)
@@ -453,7 +466,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
                     vloss = float(torch.mean((vp - yt[vt]) ** 2))
                 self.validation_scores_.append(vloss)
                 if vloss < best - 1e-7:
-                    best, bad = vloss, 0
+                    best, bad, best_step = vloss, 0, step
                     best_state = copy.deepcopy(module.state_dict())
                 else:
                     bad += 1
@@ -463,6 +476,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         if best_state is not None:
             module.load_state_dict(best_state)
             self.best_loss_ = best
+            self.best_iteration_ = best_step      # steps of this run when its best weights were taken
         elif self.loss_curve_:
             self.best_loss_ = min(self.loss_curve_)
         module.eval()

@@ -160,18 +160,14 @@ def _early_stopping_record(est, n_train: int, user: dict) -> dict:
         return {"kind": "none", "n_train": n_train,
                 "reason": f"too few training rows for a {frac:.0%} validation split: trained on all rows "
                           "for the full budget"}
-    n_val = int(round(frac * n_train))
-    n_fit = n_train - n_val
-    bs = int(p["batch_size"])
-    steps_per_epoch = max(1, n_fit // bs + (1 if n_fit % bs >= 2 else 0))
-    best_epoch = int(np.argmin(scores)) + 1
-    keep = getattr(est, "iteration_refit_note", lambda: None)()  # multi-stage training: the early-stopped model is kept
-    rec = {"kind": "early_stopping", "validation_fraction": frac, "n_val": n_val, "n_fit": n_fit,
-           "patience_epochs": int(p.get("n_iter_no_change", 0)), "epochs": len(scores),
-           "best_epoch": best_epoch, "best_val_mse": float(min(scores)),
-           "steps_run": int(getattr(est, "n_iter_", 0)), "max_iter": p.get("max_iter"),
-           "best_iteration": None if keep else min(best_epoch * steps_per_epoch,
-                                                     int(getattr(est, "n_iter_", 0)))}
+    n_val = len(est.validation_index_)
+    keep = est.iteration_refit_note()  # multi-stage training: the early-stopped model is kept
+    rec = {"kind": "early_stopping", "validation_fraction": frac, "n_val": n_val,
+           "n_fit": n_train - n_val, "patience_epochs": int(p.get("n_iter_no_change", 0)),
+           "epochs": len(scores), "best_epoch": int(np.argmin(scores)) + 1,
+           "best_val_mse": float(min(scores)), "steps_run": int(getattr(est, "n_iter_", 0)),
+           "max_iter": p.get("max_iter"),
+           "best_iteration": None if keep else int(est.best_iteration_)}
     if keep:
         rec["note"] = keep
     return rec
@@ -194,6 +190,7 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
     ``selection_mode``: one of :data:`SELECTIONS` (for neural heads; SVR grids are always searched).
     """
     from . import registry
+    from .base import steps_per_epoch
     from .cli import _extras
     from .inputs import build_inputs
     from .metrics import spearman
@@ -214,10 +211,9 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
             base.setdefault(k, v)
         defaults = registry.head_parameters(head)
         n_fit = len(tr) - int(round(float(base["validation_fraction"]) * len(tr)))
-        bs = int(base.get("batch_size", defaults.get("batch_size", 64)))
-        epoch_steps = max(1, -(-n_fit // bs))
+        epochs = steps_per_epoch(n_fit, base.get("batch_size", defaults.get("batch_size", 64)))
         budget = int(base.get("max_iter", defaults.get("max_iter", 1000)))
-        base.setdefault("n_iter_no_change", max(10, -(-int(PATIENCE_FRACTION * budget) // epoch_steps)))
+        base.setdefault("n_iter_no_change", max(10, -(-int(PATIENCE_FRACTION * budget) // epochs)))
     if grid:
         key = next(iter(grid))
         if key in user:

@@ -422,10 +422,6 @@ class CoReRegressor(TorchRegressor):
             loss = loss + self._ranking_term(soft, target, half_mse(soft, target))
         return loss
 
-    def _split_validation(self, n, rng):
-        """The split drawn once at the start of :meth:`_train` (exemplars and bounds depend on it)."""
-        return self._split if hasattr(self, "_split") else super()._split_validation(n, rng)
-
     def _choose_exemplars(self, X, y, rng, train_idx):
         """The fixed inference exemplars: up to M random training rows per (action, difficulty)."""
         act, dd = self._keys_train
@@ -448,20 +444,19 @@ class CoReRegressor(TorchRegressor):
         """Early stopping's validation rows are held out of the training pairs, the group bounds
         and the inference exemplars (``validation_index_``; rows of a class that has no other
         training row stay in training)."""
-        tr, va = super()._split_validation(len(y), rng)
+        tr, va = self._split_validation(len(y), rng)
         act = self._keys_train[0]
         alone = ~np.isin(act[va], act[tr])     # a class with no training row cannot be validated
         tr, va = np.sort(np.concatenate([tr, va[alone]])), va[~alone]
-        self._split = (tr, va)
-        self.validation_index_ = va
-        self._pairs_and_bounds(y, self._split[0])
-        self._choose_exemplars(X, y, rng, self._split[0])
+        self._validation_split, self.validation_index_ = (tr, va), va   # what _fit_loop will use
+        self._pairs_and_bounds(y, tr)
+        self._choose_exemplars(X, y, rng, tr)
         self._train_X, self._train_y = X, y
         self._pair_rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
         try:
             self._fit_loop(X, y, {**extras, "_index": np.arange(len(y))}, rng, n_steps=self.max_iter)
         finally:
-            for k in ("_train_X", "_train_y", "_pair_rng", "_eligible", "_split", "_keys_train"):
+            for k in ("_train_X", "_train_y", "_pair_rng", "_eligible", "_keys_train"):
                 self.__dict__.pop(k, None)
 
     # ------------------------------------------------------------------ explanations

@@ -145,7 +145,7 @@ def test_paper_lr_schedule_and_defaults():
             p["weight_decay"], p["lr_schedule"]) == (512, 128, 0.2, 0.4, 64, 0.5, "aim")
     m = AIMRegressor(dims=(1, 1, 1), batch_size=4, max_iter=1)
     m.fit(np.zeros((8, 2, 3)), np.arange(8.0))
-    assert m._steps_per_epoch == 2 and m._lr_at(2 * 20) == pytest.approx(1e-5)
+    assert m._epoch_steps == 2 and m._lr_at(2 * 20) == pytest.approx(1e-5)
     assert (p["transform_init"], p["max_epochs"]) == ("random", None)
     # max_epochs counts the paper's epochs: 9 videos at batch 4 = 2 steps (the 1-video tail is skipped)
     m = AIMRegressor(dims=(1, 1, 1), hidden_dim=2, reg_hidden_dim=2, batch_size=4, max_epochs=3,

@@ -238,3 +238,17 @@ def test_multi_stage_heads_hold_out_one_validation_split(name, monkeypatch):
     assert len(va) == 6 and not set(tr) & set(va)
     np.testing.assert_array_equal(est.validation_index_, va)
     assert not hasattr(est, "_validation_split")
+
+
+def test_best_iteration_is_the_step_of_the_restored_weights():
+    from aqa.heads.base import steps_per_epoch
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 2, 3)).astype(np.float32)
+    y = X[:, 0, 0] * 4 + rng.normal(scale=0.5, size=50)
+    m = SceneMLPRegressor(max_iter=120, batch_size=16, early_stopping=True, validation_fraction=0.2,
+                          n_iter_no_change=200, random_state=0).fit(X, y)
+    per_epoch = steps_per_epoch(50 - len(m.validation_index_), 16)
+    assert len(m.validation_index_) == 10 and per_epoch == 3
+    assert m.best_iteration_ == (int(np.argmin(m.validation_scores_)) + 1) * per_epoch
+    assert SceneMLPRegressor(max_iter=5).fit(X, y).best_iteration_ is None
