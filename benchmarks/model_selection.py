@@ -1,15 +1,16 @@
 """Neural heads' model selection, measured side by side in one run on one cache.
 
     python benchmarks/model_selection.py [CACHE] [--heads jrg,aim,...] [--seeds 5] [--feature F]
-                                         [--demo-budget | -p HEAD.key=value ...] [--json]
+                                         [-p HEAD.key=value ...] [--json]
 
 For every head and each selection mode of ``aqa-heads bench --selection`` (``refit``: early stopping
 on a validation part of the training rows picks the length, then a refit on every training row;
 ``early-stopped``: that early-stopped model; ``budget``: no selection, the full budget on every
 training row) it prints the test Spearman per seed, mean +- std, and the mean difference of each
 mode against ``budget``. No test row is used for any choice. With no CACHE it renders and extracts
-the demo data first (``make demo``'s cache, in a temporary folder). ``--demo-budget`` (default when
-no ``-p`` is given) uses the demo's training budgets.
+the demo data first (``make demo``'s cache, in a temporary folder). Heads train with the demo's
+budgets (``aqa.pipelines.demo.DEMO_BUDGET``); ``-p`` overrides single keys. A head whose fits
+fail is listed with its errors.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache) if args.cache else _demo_cache(Path(tmp))
         feature = args.feature or (None if args.cache else "kin_pose+hof_flow")
-        per = {}
+        per, errors = {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for mode in MODES:
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
                                 per_action=False, params=params, progress=False, selection=mode)
                 for h in heads:
                     per[(h, mode)] = [float(r["spearman"]) for r in res.runs.get((h, "all"), [])]
+                    errors.setdefault((h, mode), []).extend(res.head_errors(h))
     rows = []
     for h in heads:
         base = np.mean(per[(h, "budget")]) if per[(h, "budget")] else np.nan
@@ -79,13 +81,18 @@ def main(argv=None) -> int:
                          "std": float(v.std()) if v.size else None,
                          "minus_budget": float(v.mean() - base) if v.size else None})
     if args.json:
-        print(json.dumps({"cache": str(args.cache or "demo"), "seeds": args.seeds, "rows": rows}))
+        print(json.dumps({"cache": str(args.cache or "demo"), "seeds": args.seeds, "rows": rows,
+                          "errors": [f"{h} ({m}) {e}" for (h, m), es in errors.items() for e in es]}))
         return 0
+    fmt = lambda v, spec: "failed" if v is None or not np.isfinite(v) else format(v, spec)  # noqa: E731
     print(f"test Spearman, {args.seeds} seeds, cache {args.cache or 'demo (48 synthetic dives)'}")
-    print(f"{'head':10s} {'mode':14s} {'mean':>7s} {'std':>7s} {'- budget':>9s}  per seed")
+    print(f"{'head':12s} {'mode':14s} {'mean':>7s} {'std':>7s} {'- budget':>9s}  per seed")
     for r in rows:
-        print(f"{r['head']:10s} {r['mode']:14s} {r['mean']:7.3f} {r['std']:7.3f} "
-              f"{r['minus_budget']:+9.3f}  {r['spearman_per_seed']}")
+        print(f"{r['head']:12s} {r['mode']:14s} {fmt(r['mean'], '7.3f'):>7s} {fmt(r['std'], '7.3f'):>7s} "
+              f"{fmt(r['minus_budget'], '+9.3f'):>9s}  {r['spearman_per_seed']}")
+    for (h, m), es in errors.items():
+        for e in es:
+            print(f"FAILED {h} ({m}) {e}")
     return 0
 
 
