@@ -295,7 +295,9 @@ class Extractor:
         names = sorted({n for n, _ in self.config.backbone_streams()})
         accepted = {n: builder_options(n.replace("-", "_")) for n in names}
         unused = sorted(k for k in opts if not any(k in a for a in accepted.values()))
-        if unused and names:
+        if unused and not names:
+            raise OptionError("--backbone-opt", f"{', '.join(unused)}: no --backbone is selected")
+        if unused:
             raise OptionError("--backbone-opt", f"{', '.join(unused)}: not an option of "
                               + ", ".join(f"{n} ({', '.join(sorted(accepted[n]))})" for n in names))
         return {n: {k: v for k, v in opts.items() if k in accepted[n]} for n in names}

@@ -450,6 +450,9 @@ def test_backbone_options_go_to_the_backbones_that_take_them():
     cfg = ExtractConfig(backbones=("c3d",), backbone_options={"crop_size": 64})
     with pytest.raises(OptionError, match=r"crop_size: not an option of c3d \(channel_order, "):
         Extractor._route_backbone_options(SimpleNamespace(config=cfg))
+    cfg = ExtractConfig(backbones=(), backbone_options={"crop_size": 64})  # would only change the hash
+    with pytest.raises(OptionError, match="crop_size: no --backbone is selected"):
+        Extractor._route_backbone_options(SimpleNamespace(config=cfg))
 
 
 def test_cli_errors_are_one_line(synth_dir, tmp_path, no_weights, monkeypatch):
