@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     backbones = ()
     try:
         for stream in ("rgb", "flow"):    # any registered I3D checkpoint of each stream will do
-            resolve_first(checkpoints_for(f"backbone:i3d/{stream}", f"i3d_{stream}_imagenet"))
+            resolve_first(checkpoints_for(f"backbone:i3d/{stream}", f"i3d_{stream}_imagenet"),
+                          check=False)   # presence only: the extractor verifies the sha256
         backbones = ("i3d",)
     except MissingWeightsError:
         print("      (no I3D checkpoint installed: weight-free features only; see "
