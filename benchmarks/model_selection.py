@@ -66,8 +66,9 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for mode in MODES:
+                print(f"selection={mode}", file=sys.stderr, flush=True)
                 res = run_bench(cache, heads=heads, seeds=args.seeds, feature=feature,
-                                per_action=False, params=params, progress=False, selection=mode)
+                                per_action=False, params=params, progress=True, selection=mode)
                 for h in heads:
                     per[(h, mode)] = [float(r["spearman"]) for r in res.runs.get((h, "all"), [])]
                     errors.setdefault((h, mode), []).extend(res.head_errors(h))

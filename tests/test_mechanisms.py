@@ -47,6 +47,12 @@ def _aim_rhos(interactions, data, max_iter, **kw):
     return {k: np.asarray(v) for k, v in r.items()}
 
 
+def measure_aim_same_domain():
+    """Test Spearman per seed: AIM (identity start declared) vs concat vs no_transform."""
+    return _aim_rhos({"aim": {"transform_init": "identity"}, "concat": {"interaction": "concat"},
+                      "no_transform": {"interaction": "no_transform"}}, _aim_data, 300)
+
+
 @pytest.mark.slow
 def test_aim_beats_concatenation_when_quality_is_the_difference():
     """Same-domain secondary (the other diver's joints), declared with ``transform_init="identity"``:
@@ -54,8 +60,7 @@ def test_aim_beats_concatenation_when_quality_is_the_difference():
     written (seeds 0/1/2): AIM 0.867/0.888/0.887, concat 0.170/0.322/0.339, no_transform
     0.897/0.901/0.916. Here the difference is what matters (AIM ~ no_transform); with the default
     random start of T, AIM is no better than concat at this budget (0.083/0.014/0.312)."""
-    r = _aim_rhos({"aim": {"transform_init": "identity"}, "concat": {"interaction": "concat"},
-                   "no_transform": {"interaction": "no_transform"}}, _aim_data, 300)
+    r = measure_aim_same_domain()
     gains = r["aim"] - r["concat"]
     assert gains.mean() > 0.3 and gains.min() > 0.2, r
     assert (r["aim"] - r["no_transform"]).mean() > -0.1, r
@@ -64,14 +69,19 @@ def test_aim_beats_concatenation_when_quality_is_the_difference():
 _MIX = 2.0 * np.linalg.qr(np.random.default_rng(7).normal(size=(6, 6)))[0]
 
 
+def measure_aim_other_domain():
+    """Test Spearman per seed: AIM (default init) vs no_transform, secondary in another space."""
+    return _aim_rhos({"aim": {}, "no_transform": {"interaction": "no_transform"}},
+                     lambda n, seed: _aim_data(n, seed, common=2.0, mix=_MIX), 600)
+
+
 @pytest.mark.slow
 def test_aim_transformation_is_needed_when_the_secondary_is_another_domain():
     """Secondary in another space (rotated and scaled by ``_MIX``), T randomly initialised (the
     default): the learned transform vs the "w/o transformation" ablation (``A_p - A_s``). Measured
     when written (seeds 0/1/2): AIM 0.912/0.918/0.938, no_transform 0.721/0.850/0.756 (mean gain
     0.15), concat 0.753/0.918/0.876."""
-    r = _aim_rhos({"aim": {}, "no_transform": {"interaction": "no_transform"}},
-                  lambda n, seed: _aim_data(n, seed, common=2.0, mix=_MIX), 600)
+    r = measure_aim_other_domain()
     gains = r["aim"] - r["no_transform"]
     assert gains.mean() > 0.07 and gains.min() > 0.0, r
 
@@ -102,6 +112,14 @@ def test_core_with_same_class_exemplars_beats_regression_with_the_same_dd_handli
     (seeds 0/1/2): CoRe 0.997/0.996/0.995, MLP w/ DD 0.825/0.827/0.817, CoRe without classes
     0.790/0.764/0.784. (An MLP given the class one-hot as input reaches 0.994/0.995/0.995: the gain
     is using the class, which CoRe does through its exemplars and the baseline does not.)"""
+    r = measure_core()
+    for other in ("mlp_dd", "core_no_class"):
+        gains = r["core"] - r[other]
+        assert gains.mean() > 0.08 and gains.min() > 0.05, r
+
+
+def measure_core():
+    """Test Spearman per seed: CoRe w/ DD, CoRe w/ DD without classes, MLP w/ DD."""
     from aqa.heads.core import CoReRegressor
     from aqa.heads.mlp import SceneMLPRegressor
     r = {k: [] for k in ("core", "core_no_class", "mlp_dd")}
@@ -116,10 +134,7 @@ def test_core_with_same_class_exemplars_beats_regression_with_the_same_dd_handli
         mlp = SceneMLPRegressor(layout=(1, -1), encoder_dim=32, hidden_dim=16, max_iter=300, batch_size=32,
                                 learning_rate=1e-3, lr_schedule="constant", random_state=seed)
         r["mlp_dd"].append(_rho(mlp.fit(Xtr, ytr / dtr).predict(Xte) * dte, yte))
-    r = {k: np.asarray(v) for k, v in r.items()}
-    for other in ("mlp_dd", "core_no_class"):
-        gains = r["core"] - r[other]
-        assert gains.mean() > 0.08 and gains.min() > 0.05, r
+    return {k: np.asarray(v) for k, v in r.items()}
 
 
 # ------------------------------------------------------------------------------------------ ranking
@@ -138,19 +153,24 @@ def test_ranking_loss_raises_spearman_over_mse_alone():
     """Li et al.'s MSE + balanced ranking loss vs MSE alone on the fragment network: the hinge's
     per-pair gradient is bounded, so outlying labels pull less than under MSE. Measured when
     written: MSE 0.14/0.62/0.24, MSE+rank 0.49/0.87/0.43 (mean gain 0.26)."""
+    r = measure_ranking()
+    gains = list(r["mse+rank"] - r["mse"])
+    assert np.mean(gains) > 0.1, gains
+    assert min(gains) > 0.0, gains
+
+
+def measure_ranking():
+    """Test Spearman (clean scores) per seed: fragment network with MSE alone and MSE + ranking."""
     from aqa.heads.fragment import FragmentRegressor
-    gains = []
+    r = {"mse": [], "mse+rank": []}
     for seed in SEEDS:
         Xtr, ytr, _ = _rank_data(200, seed)
         Xte, _, yte = _rank_data(300, 100 + seed)
-        r = {}
-        for rw in (0.0, "balanced"):
+        for name, rw in (("mse", 0.0), ("mse+rank", "balanced")):
             m = FragmentRegressor(fragment_dim=8, hidden=(32, 8), max_iter=400, batch_size=32,
                                   ranking_weight=rw, random_state=seed).fit(Xtr, ytr)
-            r[rw] = _rho(m.predict(Xte), yte)
-        gains.append(r["balanced"] - r[0.0])
-    assert np.mean(gains) > 0.1, gains
-    assert min(gains) > 0.0, gains
+            r[name].append(_rho(m.predict(Xte), yte))
+    return {k: np.asarray(v) for k, v in r.items()}
 
 
 # ------------------------------------------------------------------------------------------ Siamese
@@ -172,17 +192,22 @@ def test_siamese_type_specific_reference_beats_constant_reference():
     """Sec. III-B: the expert of the same type is a type-dependent bias of the frozen embedding; a
     constant reference carries no type. Measured when written: expert 0.39/0.62/0.68, constant
     0.33/0.16/0.17 (mean gain 0.34)."""
+    r = measure_siamese()
+    gains = list(r["expert"] - r["constant"])
+    assert np.mean(gains) > 0.15, gains
+
+
+def measure_siamese():
+    """Test Spearman per seed: Siamese scoring against the type's expert vs a constant reference."""
     from aqa.heads.siamese import SiameseRegressor
-    gains = []
+    r = {"expert": [], "constant": []}
     for seed in SEEDS:
         Xtr, ytr, gtr = _siamese_data(150, seed)
         Xte, yte, gte = _siamese_data(200, 100 + seed)
-        r = {}
-        for ref in ("expert", "constant"):
+        for ref in r:
             m = SiameseRegressor(lstm_dim=16, d1_dim=32, d2_dim=16, dml_max_iter=400, max_iter=300,
                                  batch_size=32, learning_rate=1e-2, dml_learning_rate=5e-3,
                                  reference=ref, similarity_threshold=8.0,
                                  random_state=seed).fit(Xtr, ytr, groups=gtr)
-            r[ref] = _rho(m.predict(Xte, groups=gte), yte)
-        gains.append(r["expert"] - r["constant"])
-    assert np.mean(gains) > 0.15, gains
+            r[ref].append(_rho(m.predict(Xte, groups=gte), yte))
+    return {k: np.asarray(v) for k, v in r.items()}
