@@ -14,8 +14,9 @@ Protocol per action (or per task, for JIGSAWS):
   model instead: ``iteration_refit_note``). Heads with a small hyper-parameter grid
   (:data:`GRIDS`) pick the setting with the best Spearman on a seeded 20% validation split of the
   training rows, then refit on all training rows; with fewer than :data:`MIN_GRID_ROWS` training
-  rows the grid is skipped (and the report says so). What was actually selected (the chosen C, the best iteration) is recorded per
-  head, action, seed and fold in ``setup["selection"]`` and summarised in the report.
+  rows the grid is skipped (and the report says so). What was actually selected (the chosen C,
+  the best iteration) is recorded per head, action, seed and fold in ``setup["selection"]`` and
+  summarised in the report.
 * Spearman, R-l2 (CoRe eq. 11: each action's s_min/s_max from all its labelled scores) and MSE per
   action, mean +- std over seeds, and the Fisher-z average of Spearman over the actions (per seed,
   over the seeds that ran for every action).
@@ -211,9 +212,10 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
             base.setdefault(k, v)
         defaults = registry.head_parameters(head)
         n_fit = len(tr) - int(round(float(base["validation_fraction"]) * len(tr)))
-        epochs = steps_per_epoch(n_fit, base.get("batch_size", defaults.get("batch_size", 64)))
+        epoch_steps = steps_per_epoch(n_fit, base.get("batch_size", defaults.get("batch_size", 64)))
         budget = int(base.get("max_iter", defaults.get("max_iter", 1000)))
-        base.setdefault("n_iter_no_change", max(10, -(-int(PATIENCE_FRACTION * budget) // epochs)))
+        patience = -(-int(PATIENCE_FRACTION * budget) // epoch_steps)     # in epochs, rounded up
+        base.setdefault("n_iter_no_change", max(10, patience))
     if grid:
         key = next(iter(grid))
         if key in user:
