@@ -12,11 +12,13 @@ Sanchez Perez, Meinhardt-Llopis & Facciolo (IPOL 2013) as implemented by OpenCV'
   (``cv2.remap(..., INTER_CUBIC)``, ``BORDER_CONSTANT``);
 - per warp: thresholding step with ``rho``, divergence by backward differences (zero outside), forward
   differences (zero at the last row/column) for the flow gradient, the projected dual update, and a 5x5
-  median of the flow (replicated borders) at the start of every outer iteration;
+  median of the flow (replicated borders, by comparator networks: ``median.py``) at the start of every
+  outer iteration;
 - stopping: per pair, the sum over pixels of the squared flow update must exceed
   ``epsilon^2 * area`` to go on (checked after each inner iteration, reset at every warp).
 
-Each pair in a batch keeps its own stopping state (a mask), so batched and one-by-one results agree.
+Each pair in a batch keeps its own stopping state (a mask), so batched and one-by-one results agree;
+pairs that have stopped are dropped from the working set, so a batch costs what its pairs need.
 The inner iteration is a pure function of tensors, compiled with ``torch.compile`` on CUDA to fuse its
 element-wise work; every pyramid level stays on the device.
 """
@@ -27,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .base import FlowBackend, TVL1Params
+from .median import median_filter
 
 _FLT_EPS = float(np.finfo(np.float32).eps)
 _CUBIC_A = -0.75
@@ -132,23 +135,6 @@ def centered_gradient(x):
     dx = 0.5 * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2])
     dy = 0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1])
     return dx, dy
-
-
-def median_filter(x, k: int):
-    """k x k median of (B,C,H,W) with replicated borders (``cv2.medianBlur`` on float data)."""
-    import torch.nn.functional as F
-
-    import torch
-
-    r = k // 2
-    # chunks over the batch bound the k*k-fold window copy to ~2^26 elements
-    per = max(1, (1 << 26) // max(1, x[0].numel() * k * k))
-    out = []
-    for chunk in torch.split(x, per):
-        p = F.pad(chunk, (r, r, r, r), mode="replicate")
-        win = p.unfold(2, k, 1).unfold(3, k, 1)
-        out.append(win.reshape(*chunk.shape, k * k).median(dim=-1).values)
-    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def _forward_diff(u):
@@ -300,7 +286,6 @@ class TorchTVL1(FlowBackend):
 
         p = self.params
         b, h, w = i0.shape
-        step = self._get_step()
         eps = torch.tensor(float(np.float32(p.epsilon * p.epsilon * h * w)), device=i0.device)
         l_t = float(np.float32(p.lambda_ * p.theta))
         taut = float(np.float32(p.tau / p.theta))
@@ -318,19 +303,53 @@ class TorchTVL1(FlowBackend):
             grad = gx * gx + gy * gy
             inv_grad = torch.where(grad > _FLT_EPS, 1.0 / grad.clamp_min(_FLT_EPS), torch.zeros_like(grad))
             rho_c = i1w - gx * u[:, 0] - gy * u[:, 1] - i0
-            active = torch.ones(b, dtype=torch.bool, device=i0.device)
-            for _outer in range(p.outer_iterations):
-                if not bool(active.any()):
-                    break
-                if p.median_filtering > 1:
-                    med = median_filter(u[:, :2], p.median_filtering)
-                    u = torch.cat([torch.where(active[:, None, None, None], med, u[:, :2]), u[:, 2:]], 1)
-                n = 0
-                while n < p.inner_iterations:
-                    for _ in range(min(self.check_every, p.inner_iterations - n)):
-                        u, px, py, active = step(u, px, py, gx, gy, inv_grad, rho_c, active,
-                                                 l_t, theta, taut, gamma, eps)
-                        n += 1
-                    if not bool(active.any()):
-                        break
+            u, px, py = self._iterate_warp(u, px, py, (gx, gy, inv_grad, rho_c),
+                                           (l_t, theta, taut, gamma, eps))
         return u
+
+    def _iterate_warp(self, u, px, py, data, consts):
+        """The outer/inner iterations of one warp for a batch; returns (u, px, py).
+
+        A pair that meets the stopping rule keeps its state from then on, so once at least an eighth of
+        the rows being iterated have stopped they are dropped from the working set (written back to the
+        full batch first): a batch costs the iterations each pair needs, not the slowest pair's count
+        times the batch size. Results are those of the masked iteration on the full batch.
+        """
+        import torch
+
+        p = self.params
+        step = self._get_step()
+        rows = None  # full-batch index of each working row; None while the working set is the batch
+        out = (u, px, py)
+        active = torch.ones(u.shape[0], dtype=torch.bool, device=u.device)
+        n_active = u.shape[0]
+        for _outer in range(p.outer_iterations):
+            if p.median_filtering > 1:
+                med = median_filter(u[:, :2], p.median_filtering)
+                u = torch.cat([torch.where(active[:, None, None, None], med, u[:, :2]), u[:, 2:]], 1)
+            n = 0
+            while n < p.inner_iterations:
+                for _ in range(min(self.check_every, p.inner_iterations - n)):
+                    u, px, py, active = step(u, px, py, *data, active, *consts)
+                    n += 1
+                n_active = int(active.sum())  # the one host sync per check_every iterations
+                if n_active == 0:
+                    break
+                if active.numel() - n_active >= max(1, active.numel() // 8):
+                    if rows is None:
+                        rows = torch.arange(active.numel(), device=u.device)
+                        out = tuple(t.clone() for t in (u, px, py))
+                    for dst, src in zip(out, (u, px, py)):
+                        dst.index_copy_(0, rows, src)
+                    keep = active.nonzero().squeeze(1)
+                    rows = rows[keep]
+                    u, px, py = u[keep], px[keep], py[keep]
+                    data = tuple(t[keep] for t in data)
+                    active = active[keep]
+            if n_active == 0:
+                break
+        if rows is None:
+            return u, px, py
+        for dst, src in zip(out, (u, px, py)):
+            dst.index_copy_(0, rows, src)
+        return out
