@@ -336,11 +336,12 @@ class TorchTVL1(FlowBackend):
                 if n_active == 0:
                     break
                 if active.numel() - n_active >= max(1, active.numel() // 8):
-                    if rows is None:
+                    if rows is None:  # the step's outputs are fresh tensors: they become the full batch
                         rows = torch.arange(active.numel(), device=u.device)
-                        out = tuple(t.clone() for t in (u, px, py))
-                    for dst, src in zip(out, (u, px, py)):
-                        dst.index_copy_(0, rows, src)
+                        out = (u, px, py)
+                    else:
+                        for dst, src in zip(out, (u, px, py)):
+                            dst.index_copy_(0, rows, src)
                     keep = active.nonzero().squeeze(1)
                     rows = rows[keep]
                     u, px, py = u[keep], px[keep], py[keep]
