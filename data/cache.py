@@ -4,9 +4,9 @@ Layout (see DESIGN.md)::
 
     /  attrs: format="aqa-cache", format_version, aqa_version, created_utc, config_json,
               configs_json (json: config_sha256 -> config, every config that wrote a video),
-              weights (json: name -> sha256), untrained (bool)
+              weights (json: name -> sha256), untrained (bool: some video holds untrained features)
     /videos/<id>/   attrs: source_relpath, source_sha256, fps, n_frames, height, width,
-                           config_sha256, status="complete" (written last)
+                           config_sha256, untrained (bool), status="complete" (written last)
         frames/index, pose/{keypoints,boxes,box_scores,roles},
         features/<backbone>_<stream>/{whole,joints,clip_start,clip_end}, motion/camera
     /labels/        column table: video_id, score, action, difficulty, split, sub/<name>
@@ -163,8 +163,11 @@ class CacheWriter:
 
     ``config`` is the resolved extraction config (stored as JSON; its hash is stored per video and
     drives the resume rule; ``None`` keeps the file's config, e.g. to add labels), ``weights`` maps
-    checkpoint names to sha256, ``untrained`` marks features from random weights (sticky: once a
-    cache holds untrained features it stays marked).
+    checkpoint names to sha256, ``untrained`` marks features from random weights. Both reach the
+    file with the first video this writer commits: each video carries its own ``untrained`` mark,
+    and the root one is true while any video in the file holds untrained features (a trained
+    re-extraction of them clears it; a run that commits nothing changes nothing). Root ``weights``
+    is the union of the checkpoints of every writer that committed a video.
     """
 
     def __init__(self, path: str | os.PathLike, config: Mapping | None = None,
@@ -175,6 +178,7 @@ class CacheWriter:
         self.config_sha256 = config_hash(self.config)
         self.weights = dict(weights or {})
         self.untrained = bool(untrained)
+        self._untrained_ids: set[str] = set()  # videos in the file that hold untrained features
         self._lock = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -223,12 +227,9 @@ class CacheWriter:
             self.config_sha256 = config_hash(self.config)
         if "config_json" not in a:
             a["config_json"] = self._config_json()
-        # an existing file's root config changes only when a video of this config is committed
+        # an existing file's root provenance changes only when a video of this writer is committed
         # (write_video): a run that commits nothing leaves the file describing what it holds
-        weights = json.loads(a.get("weights", "{}"))
-        weights.update(self.weights)
-        a["weights"] = json.dumps(weights, sort_keys=True)
-        a["untrained"] = bool(a.get("untrained", False)) or self.untrained
+        self._untrained_ids = _untrained_videos(f)
         f.require_group("videos")
 
     def _config_json(self) -> str:
@@ -265,6 +266,7 @@ class CacheWriter:
             for key, value in attrs.items():
                 g.attrs[key] = value
             g.attrs["config_sha256"] = self.config_sha256
+            g.attrs["untrained"] = self.untrained
             for rel, arr in arrays.items():
                 arr = np.asarray(arr)
                 g.create_dataset(rel, data=arr, **_dataset_kwargs(arr))
@@ -278,6 +280,11 @@ class CacheWriter:
                 f.attrs["configs_json"] = json.dumps(configs, sort_keys=True, default=str)
             if f.attrs.get("config_json") != (cj := self._config_json()):
                 f.attrs["config_json"] = cj
+            weights = json.loads(f.attrs.get("weights", "{}"))
+            if any(weights.get(k) != v for k, v in self.weights.items()):
+                f.attrs["weights"] = json.dumps({**weights, **self.weights}, sort_keys=True)
+            (self._untrained_ids.add if self.untrained else self._untrained_ids.discard)(video_id)
+            f.attrs["untrained"] = bool(self._untrained_ids)
             f.move(tmp, final)
             f[final].attrs["status"] = "complete"
 
@@ -286,6 +293,14 @@ class CacheWriter:
         """Replace the /labels table with ``rows`` (see :mod:`aqa.data.labels`)."""
         with self._file() as f:
             _write_labels(f, rows)
+
+
+def _untrained_videos(f: h5py.File) -> set[str]:
+    """Ids of the videos in ``f`` that hold untrained features: by each video's ``untrained`` mark;
+    a video written before those marks existed counts as untrained when the root mark is set."""
+    root = bool(f.attrs.get("untrained", False))
+    return {vid for vid, g in f.get("videos", {}).items()
+            if bool(g.attrs.get("untrained", root))}
 
 
 def _check_id(video_id: str) -> None:
@@ -503,6 +518,10 @@ def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
             _verify_video(vid, g, rep)
         rep.n_videos = sum(1 for _, g in vids.items() if g.attrs.get("status") == "complete")
         _verify_configs(a, vids, rep)
+        marked = sorted(v for v, g in vids.items() if g.attrs.get("untrained", False))
+        if marked and not rep.untrained:
+            rep.problems.append(f"{len(marked)} video(s) hold untrained features (e.g. {marked[:3]}) "
+                                "but the root 'untrained' mark is false")
         if "labels" in f:
             try:
                 rows = _read_labels(f)

@@ -95,12 +95,45 @@ def test_resume_rule_skips_only_matching_config(tmp_path):
                                       video_arrays(7)["features/kin_pose/whole"])
 
 
-def test_untrained_mark_is_sticky(tmp_path):
-    p = _write(tmp_path / "c.h5", ["a"], untrained=True)
-    _write(p, ["b"], untrained=False)
+def _untrained(p):
     with CacheReader(p) as r:
-        assert r.provenance()["untrained"] is True
+        return r.provenance()["untrained"], {v: r.video_attrs(v).get("untrained") for v in r.video_ids()}
+
+
+def test_untrained_mark_follows_the_videos_the_file_holds(tmp_path):
+    p = _write(tmp_path / "c.h5", ["a"], untrained=True, weights={"w1": "1" * 64})
+    _write(p, ["b"], untrained=False, weights={"w2": "2" * 64})
+    assert _untrained(p) == (True, {"a": True, "b": False})  # a still holds untrained features
     assert verify(p).untrained
+    with CacheWriter(p, config={"sampling": "jrg"}, untrained=True, weights={"w3": "3" * 64}):
+        pass  # an untrained run that commits nothing leaves the file as it was
+    assert _untrained(p) == (True, {"a": True, "b": False})
+    with CacheReader(p) as r:
+        assert r.provenance()["weights"] == {"w1": "1" * 64, "w2": "2" * 64}
+    _write(p, ["a"], untrained=False)  # a trained re-extraction of a clears the mark
+    assert _untrained(p) == (False, {"a": False, "b": False})
+    rep = verify(p)
+    assert rep.ok and not rep.untrained
+
+
+def test_verify_flags_untrained_videos_under_a_trained_root(tmp_path):
+    p = _write(tmp_path / "c.h5", ["a", "b"], untrained=True)
+    with h5py.File(p, "a") as f:
+        f.attrs["untrained"] = False
+    assert any("untrained" in m and "'a'" in m for m in verify(p).problems)
+
+
+def test_videos_without_their_own_mark_inherit_the_roots(tmp_path):
+    """Caches written before per-video marks: a trained re-extraction of one video keeps the root
+    marked while the others (unmarked, under an untrained root) may hold untrained features."""
+    p = _write(tmp_path / "c.h5", ["a", "b"], untrained=True)
+    with h5py.File(p, "a") as f:
+        for v in ("a", "b"):
+            del f[f"videos/{v}"].attrs["untrained"]
+    _write(p, ["a"], untrained=False)
+    assert _untrained(p)[0] is True
+    _write(p, ["b"], untrained=False)
+    assert _untrained(p) == (False, {"a": False, "b": False})
 
 
 def test_one_writer_per_file(tmp_path):
