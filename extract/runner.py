@@ -25,6 +25,7 @@ import json
 import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -152,32 +153,40 @@ class StageError(RuntimeError):
 
 # ------------------------------------------------------------------------------------------
 # discovery, ids, shards
-def _is_frame_folder(dirnames, filenames) -> bool:
-    """A leaf folder (no sub-folders, no video files) holding image frames: one video."""
+def _frame_count(dirnames, filenames) -> int:
+    """Image files of a leaf folder (no sub-folders, no video files), else 0. Two or more make it a
+    frame-folder video; a single image (a poster, a thumbnail) is no video."""
     from .video import IMAGE_EXTENSIONS
 
-    exts = {os.path.splitext(f)[1].lower() for f in filenames}
-    return not dirnames and bool(exts & set(IMAGE_EXTENSIONS)) and not exts & set(VIDEO_EXTENSIONS)
+    exts = [os.path.splitext(f)[1].lower() for f in filenames]
+    if dirnames or set(exts) & set(VIDEO_EXTENSIONS):
+        return 0
+    return sum(e in IMAGE_EXTENSIONS for e in exts)
 
 
 def discover_videos(inputs: Iterable[str | os.PathLike], with_relpath: bool = False) -> list[tuple]:
     """(video_id, path) for every video named or found (recursively) under the inputs.
 
-    A video is a file with a video extension or a leaf folder of image frames (no sub-folders,
-    no video files; the layout of several benchmark releases); an input folder that is itself such
-    a leaf is one video. The id is the path relative to its input folder (without a video file's
+    A video is a file with a video extension or a leaf folder of two or more image frames (no
+    sub-folders, no video files; the layout of several benchmark releases); an input folder that is
+    itself such a leaf is one video. Leaf folders holding a single image are left out, with a warning
+    that names them. The id is the path relative to its input folder (without a video file's
     extension), '/' replaced by '__'; a plain file's id is its stem, a frame folder named directly
     has its folder name. Duplicate ids are an error (rename, or pass folders apart).
     ``with_relpath``: (video_id, path, relpath) triples, relpath the path relative to its input
     folder (POSIX form), or the file or folder name of an input named directly.
     """
     found: list[tuple[str, Path, str]] = []
+    single: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             for root, dirnames, filenames in os.walk(p):
                 d = Path(root)
-                if _is_frame_folder(dirnames, filenames):
+                n_images = _frame_count(dirnames, filenames)
+                if n_images == 1:
+                    single.append(d)
+                if n_images >= 2:
                     rel = d.relative_to(p)
                     found.append(("__".join(rel.parts), d, rel.as_posix()) if rel.parts
                                  else (p.name, d, p.name))
@@ -190,6 +199,10 @@ def discover_videos(inputs: Iterable[str | os.PathLike], with_relpath: bool = Fa
             found.append((p.stem, p, p.name))
         else:
             raise FileNotFoundError(f"no such video or folder: {p}")
+    if single:
+        warnings.warn(f"left out {len(single)} folder(s) holding a single image, not a frame "
+                      f"sequence: {', '.join(str(d) for d in single[:5])}"
+                      + (" ..." if len(single) > 5 else ""), UserWarning, stacklevel=2)
     ids: dict[str, tuple[Path, str]] = {}
     for vid, path, rel in found:
         if vid in ids and ids[vid][0] != path:

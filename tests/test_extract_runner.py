@@ -502,6 +502,13 @@ def test_frame_folders_are_videos(synth_dir, tmp_path):
     (mixed / "a.mp4").write_bytes(b"")
     (mixed / "cover.jpg").write_bytes(b"")
     assert discover_videos([mixed]) == [("a", mixed / "a.mp4")]
+    (vids / "poster").mkdir()  # one image is no frame sequence: left out, and said so
+    (vids / "poster" / "cover.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"left out 1 folder\(s\) holding a single image.*poster"):
+        assert discover_videos([vids]) == [("event__clipA", clip), ("whole", vids / "whole.mp4")]
+    with pytest.warns(UserWarning, match="single image"), pytest.raises(FileNotFoundError):
+        run_extraction([vids / "poster"], tmp_path / "p.h5", ExtractConfig(**FAST), progress=False)
+    shutil.rmtree(vids / "poster")
     out = tmp_path / "f.h5"
     s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False)
     assert s.count("done") == 2 and not s.failed, s.failed
