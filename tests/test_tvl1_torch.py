@@ -233,15 +233,30 @@ def test_compiled_step_matches_eager_on_cpu():
     eager = get_flow_backend("tvl1-torch", device="cpu", compile=False, **fast).compute(a[None], b[None])
     comp = get_flow_backend("tvl1-torch", device="cpu", compile=True, **fast).compute(a[None], b[None])
     np.testing.assert_allclose(comp, eager, atol=1e-3)
+    # a batch whose working set shrinks as pairs stop: the compiled step meets new batch sizes
+    firsts, seconds = _stopping_batch()
+    fast = dict(nscales=2, warps=2, outer_iterations=4, inner_iterations=10)
+    eager = get_flow_backend("tvl1-torch", device="cpu", check_every=2, **fast).compute(firsts, seconds)
+    be = get_flow_backend("tvl1-torch", device="cpu", check_every=2, compile=True, **fast)
+    compiled, sizes = be._get_step(), []
+    be._step = lambda u, *rest: sizes.append(u.shape[0]) or compiled(u, *rest)
+    np.testing.assert_allclose(be.compute(firsts, seconds), eager, atol=1e-3)
+    assert len(set(sizes)) >= 3, sorted(set(sizes))
+
+
+def _stopping_batch():
+    """Six pairs of which two have no motion at all (they stop first) and the others stop later."""
+    f0, f1 = _gray("basketball1.png"), _gray("basketball2.png")
+    firsts = np.stack([f0, f0, np.roll(f0, 1, axis=1), f0, np.roll(f0, (2, -1), (0, 1)), f0])
+    seconds = np.stack([f0, f1, f0, np.roll(f1, 3, axis=0), f0, f0])
+    return firsts, seconds
 
 
 def test_stopped_pairs_leave_the_working_set_without_changing_results():
     """Pairs that stop early (identical frames) are dropped from the iterated batch, repeatedly, and the
     batch's flow still equals each pair's flow computed alone."""
     fast = dict(nscales=2, warps=2, outer_iterations=4, inner_iterations=10)
-    f0, f1 = _gray("basketball1.png"), _gray("basketball2.png")
-    firsts = np.stack([f0, f0, np.roll(f0, 1, axis=1), f0, np.roll(f0, (2, -1), (0, 1)), f0])
-    seconds = np.stack([f0, f1, f0, np.roll(f1, 3, axis=0), f0, f0])  # pairs 0, 5: no motion at all
+    firsts, seconds = _stopping_batch()  # pairs 0, 5: no motion at all
     be = get_flow_backend("tvl1-torch", device="cpu", check_every=2, **fast)
     sizes = []
 
