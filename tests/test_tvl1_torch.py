@@ -12,10 +12,11 @@ cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")
 
 from aqa.extract.flow import TVL1Params, get_flow_backend  # noqa: E402
+from aqa.extract.flow.median import median_filter  # noqa: E402
 from aqa.extract.flow.tvl1_torch import (  # noqa: E402
     centered_gradient,
     inner_step,
-    median_filter,
+    median_step,
     pyramid_sizes,
     remap_cubic,
     resize_linear,
@@ -86,6 +87,16 @@ def test_median_and_gradient_match_opencv():
     for k in (3, 5):
         np.testing.assert_array_equal(median_filter(torch.from_numpy(x)[None, None], k)[0, 0].numpy(),
                                       cv2.medianBlur(x, k))
+    from aqa.extract.flow.median import median_network, sorting_network
+
+    u = torch.from_numpy(rng.random((3, 3, H, W)).astype(np.float32))
+    active = torch.tensor([True, False, True])
+    got = median_step(u, active, 5, sorting_network(5), median_network(5))
+    for i in (0, 2):  # pairs still iterating: (u1, u2) filtered, the illumination term u3 kept
+        for c in (0, 1):
+            np.testing.assert_array_equal(got[i, c].numpy(), cv2.medianBlur(u[i, c].numpy(), 5))
+    np.testing.assert_array_equal(got[:, 2].numpy(), u[:, 2].numpy())
+    np.testing.assert_array_equal(got[1].numpy(), u[1].numpy())  # a stopped pair keeps its state
     dx, dy = centered_gradient(torch.from_numpy(x)[None])
     p = np.pad(x, 1, mode="edge")
     np.testing.assert_allclose(dx[0].numpy(), 0.5 * (p[1:-1, 2:] - p[1:-1, :-2]), atol=1e-4)
