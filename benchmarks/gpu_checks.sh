@@ -6,8 +6,8 @@
 # Runs, in order: nvidia-smi; the tests marked `gpu` (tvl1-torch on CUDA vs the CPU and OpenCV, I3D under
 # bf16/fp16 autocast vs fp32, a GPU-trained head unpickled on the CPU); benchmarks/tvl1.py at 224x224,
 # 340x256 and 640x360 (tvl1-torch batched on CUDA vs OpenCV on every core; the CPU tvl1-torch is skipped);
-# benchmarks/extract_throughput.py on CUDA with I3D (untrained weights: timing only); benchmarks/tvl1_median.py
-# (the compiled median filter vs the eager one inside tvl1-torch on CUDA).
+# benchmarks/extract_throughput.py on CUDA with I3D (untrained weights: timing only); benchmarks/tvl1_compile.py
+# (which parts of tvl1-torch pay for torch.compile on CUDA; TorchTVL1.compiled_parts is the default).
 # Needs the project's requirements (opencv-contrib for OpenCV's TV-L1) and the opencv-doc sample media
 # (see tests/media.py; AQA_OPENCV_SAMPLES names a folder holding basketball1.png, basketball2.png and
 # vtest.avi on an offline machine). Without an installed aqa-pipeline it imports the working tree.
@@ -45,7 +45,7 @@ step versions 40 "$py" -c "import torch, torchvision, cv2; print('torch', torch.
   'device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None); print('torchvision',
   torchvision.__version__, 'opencv', cv2.__version__, 'optflow', hasattr(cv2, 'optflow'))"
 step pytest-gpu 120 "$py" -m pytest -m gpu -q -p no:cacheprovider --timeout 100 tests
-step tvl1 180 "$py" benchmarks/tvl1.py --skip-torch-cpu
-step extract-throughput 120 "$py" benchmarks/extract_throughput.py --device cuda --backbone i3d --untrained
-step tvl1-median 90 "$py" benchmarks/tvl1_median.py --device cuda --pairs 128
+step tvl1 170 "$py" benchmarks/tvl1.py --skip-torch-cpu
+step extract-throughput 100 "$py" benchmarks/extract_throughput.py --device cuda --backbone i3d --untrained
+step tvl1-compile 120 "$py" benchmarks/tvl1_compile.py --device cuda --pairs 128
 exit $failed

@@ -20,9 +20,9 @@ Sanchez Perez, Meinhardt-Llopis & Facciolo (IPOL 2013) as implemented by OpenCV'
 Each pair in a batch keeps its own stopping state (a mask), so batched and one-by-one results agree;
 pairs that have stopped are dropped from the working set, so a batch costs what its pairs need.
 The inner iteration and the median filter are pure functions of tensors, compiled with ``torch.compile``
-on CUDA to fuse their element-wise work (the 5x5 median's 164 min/max become one kernel; with the inner
-iteration compiled too, x1.2 faster on the CPU: ``benchmarks/tvl1_median.py``); every pyramid level stays
-on the device.
+on CUDA to fuse their element-wise work (the 5x5 median's 164 min/max become one kernel: x1.3 on the CPU
+over compiling the inner iteration alone, ``benchmarks/tvl1_compile.py``); every pyramid level stays on
+the device.
 """
 from __future__ import annotations
 
@@ -129,6 +129,20 @@ def remap_cubic(img, map_x, map_y):
     return out
 
 
+def warp_data(stack, u, grid_x, grid_y, i0):
+    """The data term of one warp: I1 and its gradient (``stack``, (B,3,H,W)) sampled at x + u, their
+    squared gradient norm inverted (0 where below FLT_EPSILON) and the linearised residual at u = 0.
+    Returns (gx, gy, inv_grad, rho_c), each (B,H,W)."""
+    import torch
+
+    warped = remap_cubic(stack, grid_x + u[:, 0], grid_y + u[:, 1])
+    i1w, gx, gy = warped[:, 0], warped[:, 1], warped[:, 2]
+    grad = gx * gx + gy * gy
+    inv_grad = torch.where(grad > _FLT_EPS, 1.0 / grad.clamp_min(_FLT_EPS), torch.zeros_like(grad))
+    rho_c = i1w - gx * u[:, 0] - gy * u[:, 1] - i0
+    return gx, gy, inv_grad, rho_c
+
+
 def centered_gradient(x):
     """Centred differences (x[i+1] - x[i-1]) / 2 with replicated borders, of (B,H,W): (dx, dy)."""
     import torch.nn.functional as F
@@ -214,6 +228,10 @@ class TorchTVL1(FlowBackend):
 
     name = "tvl1-torch"
     default_batch_size = 8
+    #: the parts ``compile`` compiles: the inner iteration and the median filter;
+    #: the warp ("warp", cubic remap + data term) measured no faster compiled on the CPU, so it runs eager
+    #: until a GPU measurement says otherwise (``benchmarks/tvl1_compile.py``)
+    compiled_parts: tuple[str, ...] = ("step", "median")
 
     def __init__(self, params: TVL1Params | None = None, device: str | None = None,
                  batch_size: int | None = None, compile: bool | str = "auto",
@@ -235,8 +253,7 @@ class TorchTVL1(FlowBackend):
         if int(check_every) != check_every or check_every < 1:
             raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
         self.check_every = int(check_every)
-        self._step: Callable | None = None
-        self._median: Callable | None = None
+        self._compiled: dict[str, Callable] = {}  # name -> the function, compiled when self.compile
 
     def _auto_batch_size(self, height: int, width: int) -> int:
         import torch
@@ -247,30 +264,26 @@ class TorchTVL1(FlowBackend):
         per_pair = height * width * 4 * 160  # ~160 float32 per full-res pixel: pyramid, state, temporaries
         return int(max(1, min(1024, 0.6 * free // per_pair)))
 
-    def _get_step(self) -> Callable:
-        if self._step is None:
-            if self.compile:
+    def _get_compiled(self, name: str, fn: Callable) -> Callable:
+        """``fn`` under ``torch.compile`` when ``self.compile`` and ``name`` is one of
+        :attr:`compiled_parts` (compiled once per backend), else ``fn``."""
+        if name not in self._compiled:
+            if self.compile and name in self.compiled_parts:
                 import torch
 
                 # dynamic=None: the first shape compiles static, later pyramid levels / batch sizes reuse one
                 # shape-generic graph instead of hitting dynamo's recompile limit
-                self._step = torch.compile(inner_step, dynamic=None, fullgraph=True)
-            else:
-                self._step = inner_step
-        return self._step
+                fn = torch.compile(fn, dynamic=None, fullgraph=True)
+            self._compiled[name] = fn
+        return self._compiled[name]
 
     def _get_median(self) -> Callable:
-        """``median_step(u, active)`` with this backend's window, compiled with the inner step."""
-        if self._median is None:
-            import functools
+        """``median_step(u, active)`` with this backend's window."""
+        import functools
 
-            import torch
-
-            k = self.params.median_filtering
-            fn = functools.partial(median_step, k=k, column_sort=sorting_network(k),
-                                   selection=median_network(k))
-            self._median = torch.compile(fn, dynamic=None, fullgraph=True) if self.compile else fn
-        return self._median
+        k = self.params.median_filtering
+        return self._get_compiled("median", functools.partial(
+            median_step, k=k, column_sort=sorting_network(k), selection=median_network(k)))
 
     def _compute_gray(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         import torch
@@ -322,13 +335,9 @@ class TorchTVL1(FlowBackend):
                                   torch.arange(w, device=i0.device, dtype=torch.float32), indexing="ij")
         px = torch.zeros_like(u)
         py = torch.zeros_like(u)
+        warp = self._get_compiled("warp", warp_data)
         for _ in range(p.warps):
-            warped = remap_cubic(stack, gx_ + u[:, 0], gy_ + u[:, 1])
-            i1w, gx, gy = warped[:, 0], warped[:, 1], warped[:, 2]
-            grad = gx * gx + gy * gy
-            inv_grad = torch.where(grad > _FLT_EPS, 1.0 / grad.clamp_min(_FLT_EPS), torch.zeros_like(grad))
-            rho_c = i1w - gx * u[:, 0] - gy * u[:, 1] - i0
-            u, px, py = self._iterate_warp(u, px, py, (gx, gy, inv_grad, rho_c),
+            u, px, py = self._iterate_warp(u, px, py, warp(stack, u, gx_, gy_, i0),
                                            (l_t, theta, taut, gamma, eps))
         return u
 
@@ -343,7 +352,7 @@ class TorchTVL1(FlowBackend):
         import torch
 
         p = self.params
-        step = self._get_step()
+        step = self._get_compiled("step", inner_step)
         rows = None  # full-batch index of each working row; None while the working set is the batch
         out = (u, px, py)
         active = torch.ones(u.shape[0], dtype=torch.bool, device=u.device)
