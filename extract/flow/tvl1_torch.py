@@ -20,7 +20,7 @@ Sanchez Perez, Meinhardt-Llopis & Facciolo (IPOL 2013) as implemented by OpenCV'
 Each pair in a batch keeps its own stopping state (a mask), so batched and one-by-one results agree;
 pairs that have stopped are dropped from the working set, so a batch costs what its pairs need.
 The inner iteration and the median filter are pure functions of tensors, compiled with ``torch.compile``
-on CUDA to fuse their element-wise work (the 5x5 median's 164 min/max become one kernel: x1.3 on the CPU
+on CUDA to fuse their element-wise work (the 5x5 median's 164 min/max become one kernel: x1.5 on the CPU
 over compiling the inner iteration alone, ``benchmarks/tvl1_compile.py``); every pyramid level stays on
 the device.
 """
@@ -34,7 +34,6 @@ from .base import FlowBackend, TVL1Params
 from .median import apply_median, median_network, sorting_network
 
 _FLT_EPS = float(np.finfo(np.float32).eps)
-_CUBIC_A = -0.75
 _TAB = 32  # OpenCV's INTER_TAB_SIZE: remap coordinates are rounded to 1/32 px
 
 
@@ -84,49 +83,26 @@ def resize_linear(x, out_hw: tuple[int, int], scale_yx: tuple[float, float] | No
     return rows.index_select(-2, y0) * (1 - fy) + rows.index_select(-2, y1) * fy
 
 
-def _cubic_weights(t):
-    """OpenCV's bicubic kernel (a = -0.75) for fractional offsets ``t`` in [0, 1): 4 weights."""
-    a = _CUBIC_A
-    t1 = t + 1
-    w0 = ((a * t1 - 5 * a) * t1 + 8 * a) * t1 - 4 * a
-    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
-    u = 1 - t
-    w2 = ((a + 2) * u - (a + 3)) * u * u + 1
-    w3 = 1 - w0 - w1 - w2
-    return (w0, w1, w2, w3)
-
-
 def remap_cubic(img, map_x, map_y):
-    """Sample ``img`` (B,C,H,W) at ``(map_x, map_y)`` (B,H,W) like ``cv2.remap(INTER_CUBIC)``.
+    """Sample ``img`` (B,C,H,W) at ``(map_x, map_y)`` (B,H,W) like ``cv2.remap(INTER_CUBIC)``; the result
+    has the maps' dtype.
 
-    Coordinates are rounded to 1/32 px and taps outside the image read 0 (``BORDER_CONSTANT``).
+    Coordinates are rounded to 1/32 px as OpenCV does; the taps and weights are then OpenCV's (Keys'
+    kernel with a = -0.75, taps outside the image read 0: ``BORDER_CONSTANT``), which is what
+    ``grid_sample(mode="bicubic", padding_mode="zeros")`` computes in one op on any device. It runs in
+    float64 (pass ``img`` as float64 to convert it once for many calls): grid_sample's normalised
+    float32 grid would move points by ~1e-5 px, and TV-L1's iteration amplifies such noise into flow
+    differences of 1e-3 px (benchmarks/tvl1.py's EPE to OpenCV rose from 0.011 to 0.014 px).
     """
     import torch
     import torch.nn.functional as F
 
-    b, c, h, w = img.shape
-    pad = 2
-    padded = F.pad(img, (pad, pad, pad, pad)).reshape(b, c, -1)
-    wp = w + 2 * pad
-    qx = torch.round(map_x * _TAB).to(torch.int64)
-    qy = torch.round(map_y * _TAB).to(torch.int64)
-    ix = torch.div(qx, _TAB, rounding_mode="floor")
-    iy = torch.div(qy, _TAB, rounding_mode="floor")
-    wx = _cubic_weights((qx - ix * _TAB).to(img.dtype) / _TAB)
-    wy = _cubic_weights((qy - iy * _TAB).to(img.dtype) / _TAB)
-    out = None
-    for j in range(4):
-        # clamp into the zero frame: any tap outside the image reads a padded zero
-        ry = torch.clamp(iy + (j - 1), -pad, h + pad - 1) + pad
-        row = None
-        for i in range(4):
-            cx = torch.clamp(ix + (i - 1), -pad, w + pad - 1) + pad
-            idx = (ry * wp + cx).reshape(b, 1, -1).expand(b, c, -1)
-            v = torch.gather(padded, 2, idx).reshape(b, c, h, w) * wx[i][:, None]
-            row = v if row is None else row + v
-        v = row * wy[j][:, None]
-        out = v if out is None else out + v
-    return out
+    _, _, h, w = img.shape
+    gx = torch.round(map_x.double() * _TAB) * (2.0 / (_TAB * max(w - 1, 1))) - 1.0
+    gy = torch.round(map_y.double() * _TAB) * (2.0 / (_TAB * max(h - 1, 1))) - 1.0
+    out = F.grid_sample(img.double(), torch.stack([gx, gy], dim=-1), mode="bicubic", padding_mode="zeros",
+                        align_corners=True)
+    return out.to(map_x.dtype)
 
 
 def warp_data(stack, u, grid_x, grid_y, i0):
@@ -229,8 +205,8 @@ class TorchTVL1(FlowBackend):
     name = "tvl1-torch"
     default_batch_size = 8
     #: the parts ``compile`` compiles: the inner iteration and the median filter;
-    #: the warp ("warp", cubic remap + data term) measured no faster compiled on the CPU, so it runs eager
-    #: until a GPU measurement says otherwise (``benchmarks/tvl1_compile.py``)
+    #: the warp ("warp": bicubic grid_sample + data term) ran x1.8 slower compiled on the CPU, so it runs
+    #: eager until a GPU measurement says otherwise (``benchmarks/tvl1_compile.py``)
     compiled_parts: tuple[str, ...] = ("step", "median")
 
     def __init__(self, params: TVL1Params | None = None, device: str | None = None,
@@ -330,7 +306,7 @@ class TorchTVL1(FlowBackend):
         theta = float(np.float32(p.theta))
         gamma = float(np.float32(p.gamma))
         ix, iy = centered_gradient(i1)
-        stack = torch.stack([i1, ix, iy], dim=1)
+        stack = torch.stack([i1, ix, iy], dim=1).double()  # sampled in float64 by every warp
         gy_, gx_ = torch.meshgrid(torch.arange(h, device=i0.device, dtype=torch.float32),
                                   torch.arange(w, device=i0.device, dtype=torch.float32), indexing="ij")
         px = torch.zeros_like(u)
