@@ -257,7 +257,13 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 # ------------------------------------------------------------------------------------------
 class Extractor:
-    """Holds the backends (built once) and turns one video into the cache's arrays."""
+    """Holds the backends (built once) and turns one video into the cache's arrays.
+
+    Construction checks the options and resolves every checkpoint (so :meth:`cache_config`, which the
+    resume rule hashes, is known), but the models that load checkpoints (Keypoint R-CNN, detectron2,
+    the backbones) are built by :meth:`build`, on the first video that needs them: a re-run whose
+    videos are all complete loads none.
+    """
 
     def __init__(self, config: ExtractConfig, device: str = "cpu", batch_size: int = 8,
                  weight_overrides: dict | None = None, untrained: bool = False,
@@ -267,7 +273,7 @@ class Extractor:
         self.on_stage = None             # callback(stage name), e.g. to show it on a progress bar
         self.untrained = False           # set when a backbone actually runs without weights
         self.weights: dict[str, str] = {}
-        from .pose import get_pose_backend
+        from .pose import pose_backend_class
         from .sampling import sample
 
         try:  # bad options fail here, once, instead of once per video
@@ -275,12 +281,16 @@ class Extractor:
         except (ValueError, TypeError) as e:
             msg = str(e) if str(e).startswith(f"{config.sampling}:") else f"{config.sampling}: {e}"
             raise OptionError("--sampling-opt", msg) from None
-        try:
-            self.pose = get_pose_backend(config.pose, device=device, weights=weight_overrides,
-                                         untrained=untrained, **config.pose_options)
-        except TypeError as e:
-            raise _option_error("--pose-opt", str(e), e) from None
-        self._note_weights(getattr(self.pose, "weights", {}), getattr(self.pose, "untrained", False))
+        self._pose_kwargs = dict(device=device, weights=weight_overrides, untrained=untrained)
+        pose_cls = pose_backend_class(config.pose)
+        self.pose = None
+        if pose_cls.default_checkpoint is None:  # loads no checkpoint: cheap, built now
+            self._build_pose()
+        else:
+            _, used = pose_cls.resolve_checkpoint(weight_overrides, untrained,
+                                                  config.pose_options.get("checkpoint"))
+            self._note_weights(used, not used)
+            self._pose_provenance = (used, not used)
         self.flow, self.flow_name = None, "none"
         if config.needs_flow:
             from .flow import get_flow_backend
@@ -293,11 +303,41 @@ class Extractor:
             except (ValueError, TypeError) as e:
                 raise OptionError("--flow-opt", f"flow {name!r}: {e}") from None
             self.flow_name = name
-        self.backbones = {}
+        self.backbones = {}              # (name, stream) -> backbone, filled by build()
         self._backbone_options = self._route_backbone_options()
-        for name, stream in config.backbone_streams():
-            self.backbones[(name, stream)] = self._build_backbone(
-                name, stream, weight_overrides, untrained)
+        self._backbone_paths = {(name, stream): self._resolve_backbone(name, stream, weight_overrides,
+                                                                       untrained)
+                                for name, stream in config.backbone_streams()}
+
+    def build(self) -> None:
+        """Build the models that load checkpoints (once); :meth:`process` calls it. A broken option or
+        checkpoint fails here, before any video, not once per video."""
+        if self.pose is None:
+            self._build_pose()
+            got = (dict(self.pose.weights), bool(self.pose.untrained))
+            if got != (self._pose_provenance[0], self._pose_provenance[1]):
+                raise RuntimeError(f"pose backend {self.config.pose!r} loaded {got}, not the checkpoint "
+                                   f"resolved before ({self._pose_provenance})")
+        from .backbones import build_backbone
+
+        for (name, stream), path in self._backbone_paths.items():
+            if (name, stream) in self.backbones:
+                continue
+            try:
+                self.backbones[(name, stream)] = build_backbone(
+                    name.replace("-", "_"), stream, weights_path=path, device=self.device,
+                    untrained=path is None, **self._backbone_options[name])
+            except TypeError as e:
+                raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
+
+    def _build_pose(self) -> None:
+        from .pose import get_pose_backend
+
+        try:
+            self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs, **self.config.pose_options)
+        except TypeError as e:
+            raise _option_error("--pose-opt", str(e), e) from None
+        self._note_weights(getattr(self.pose, "weights", {}), getattr(self.pose, "untrained", False))
 
     def _route_backbone_options(self) -> dict[str, dict]:
         """``--backbone-opt`` keys per backbone: each gets the ones its builder takes (C3D has a
@@ -315,22 +355,18 @@ class Extractor:
                               + ", ".join(f"{n} ({', '.join(sorted(accepted[n]))})" for n in names))
         return {n: {k: v for k, v in opts.items() if k in accepted[n]} for n in names}
 
-    def _build_backbone(self, name, stream, overrides, untrained):
-        """Resolve a checkpoint of this backbone/stream (never downloads) and build; random
-        weights only if allowed. Any registered checkpoint for it may be named by ``--weights``."""
+    def _resolve_backbone(self, name, stream, overrides, untrained):
+        """The checkpoint path of this backbone/stream (never downloads; None: random weights, only if
+        allowed), noted for provenance. Any registered checkpoint for it may be named by ``--weights``."""
         from . import weights as W
-        from .backbones import DEFAULT_WEIGHTS, build_backbone
+        from .backbones import DEFAULT_WEIGHTS
 
         internal = name.replace("-", "_")
         names = W.checkpoints_for(f"backbone:{internal}/{stream}",
                                   default=DEFAULT_WEIGHTS[(internal, stream)])
         wname, path = W.resolve_first(names, overrides=overrides, untrained=untrained)
         self._note_weights({wname: path} if path else {}, path is None)
-        try:
-            return build_backbone(internal, stream, weights_path=path, device=self.device,
-                                  untrained=path is None, **self._backbone_options[name])
-        except TypeError as e:
-            raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
+        return path
 
     def cache_config(self) -> dict:
         """The config stored in the cache and hashed by the resume rule: :class:`ExtractConfig`
@@ -355,6 +391,7 @@ class Extractor:
     # -- one video -----------------------------------------------------------------------
     def process(self, path: Path, seconds: dict) -> tuple[dict, dict]:
         """Return (attrs, arrays) for one video; ``seconds`` receives per-stage wall times."""
+        self.build()
         cfg = self.config
 
         def stage(name):
@@ -536,8 +573,12 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     extractor = Extractor(config, device=device, batch_size=batch_size,
                           weight_overrides=weight_overrides, untrained=untrained, progress=progress)
     summary = RunSummary(str(out))
-    with CacheWriter(out, config=extractor.cache_config(), weights=extractor.weights,
-                     untrained=extractor.untrained) as writer:
+    writer = CacheWriter(out, config=extractor.cache_config(), weights=extractor.weights,
+                         untrained=extractor.untrained)
+    done = writer.complete_ids() if out.exists() else set()
+    if any(vid not in done for vid, _, _ in videos):
+        extractor.build()  # before the cache is touched; a model that cannot load stops the run
+    with writer:
         done = writer.complete_ids()
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
         for vid, path, relpath in bar:

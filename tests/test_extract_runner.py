@@ -386,8 +386,9 @@ def _i3d_checkpoint(path, stream, layout):
     return path
 
 
-def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no_weights):
-    """Untrained I3D rgb+flow on one video (S=1), marked so; installing weights redoes it."""
+def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no_weights, monkeypatch):
+    """Untrained I3D rgb+flow on one video (S=1), marked so; installing weights redoes it; a re-run
+    with nothing left to do loads no model."""
     one = sorted(synth_dir.glob("*.mp4"))[:1]
     out, cfg = tmp_path / "f.h5", ExtractConfig(**TINY_I3D)
     s = run_extraction(one, out, cfg, device="cpu", untrained=True, progress=False)
@@ -412,8 +413,13 @@ def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no
         assert cfg_stored["untrained"] is False
         assert set(cfg_stored["checkpoints"]) == {"i3d_rgb_kinetics_hassony2", "i3d_flow_imagenet"}
     assert verify(out).ok
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built for a run with nothing to do")
+
+    monkeypatch.setattr("aqa.extract.backbones.build_backbone", no_model)
     s = run_extraction(one, out, cfg, device="cpu", weight_overrides=overrides, progress=False)
-    assert s.count("skipped") == 1  # same weights: resumed
+    assert s.count("skipped") == 1  # same weights: resumed, without building the backbones
 
 
 def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path):
@@ -431,7 +437,9 @@ def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
     i3d = ["--backbone", "i3d", "--streams", "rgb", "--untrained"]
     for opt, value, *extra in (("--sampling-opt", "bogus=1"), ("--sampling-opt", "length=0"),
                                ("--flow-opt", "warps=0"), ("--flow-opt", "nope=3"),
-                               ("--pose-opt", "nope=3"), ("--backbone-opt", "nope=3", *i3d)):
+                               ("--pose-opt", "nope=3"), ("--backbone-opt", "nope=3", *i3d),
+                               # a model built only for the first video to extract: still before it
+                               ("--pose-opt", "nope=3", "--pose", "keypoint-rcnn", "--untrained")):
         res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--quiet",
                                                "--flow", "tvl1-cpu", opt, value, *extra])
         assert res.exit_code == 2, res.output
@@ -695,3 +703,22 @@ def test_fragments_pad_short_videos_with_zero_frames(synth_dir):
     assert (clips[2] == 0).all() and (clips[:2].reshape(32, -1).max(1) > 0).all()
     assert whole[2] == 0 and (whole[:2] > 0).all()
     assert joints.shape == (3, 17, 1) and not joints[2].any() and (joints[:2] > 0).all()
+
+
+def test_checkpoint_models_resolve_at_once_and_build_on_demand(tmp_path, monkeypatch):
+    """Keypoint R-CNN: a missing checkpoint fails at construction; with --untrained the provenance
+    (hashed by the resume rule) is known before the model is built, and the built model agrees."""
+    from aqa.extract.runner import Extractor
+    from aqa.extract.weights import MissingWeightsError
+
+    monkeypatch.setenv("AQA_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = ExtractConfig(pose="keypoint-rcnn", **FAST)
+    with pytest.raises(MissingWeightsError, match="keypointrcnn_resnet50_fpn_coco"):
+        Extractor(cfg, device="cpu", progress=False)
+    ex = Extractor(cfg, device="cpu", untrained=True, progress=False)
+    before = ex.cache_config()
+    assert ex.pose is None and before["untrained"] is True and before["checkpoints"] == {}
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        ex.build()
+    assert ex.pose.untrained and ex.cache_config() == before

@@ -23,10 +23,25 @@ from .selection import PoseTrack, box_iou, select_persons
 __all__ = [
     "COCO_KEYPOINTS", "COCO_SKELETON", "FramePoses", "PoseBackend", "PoseError", "PoseBackendUnavailable",
     "PoseFileError", "PoseTrack", "select_persons", "box_iou", "boxes_from_keypoints", "get_pose_backend",
-    "BACKENDS",
+    "pose_backend_class", "BACKENDS",
 ]
 
 BACKENDS = ("keypoint-rcnn", "detectron2", "blazepose", "file")
+
+
+def pose_backend_class(name: str) -> type[PoseBackend]:
+    """The class of pose backend ``name`` (importing it imports no heavy library)."""
+    if name == "keypoint-rcnn":
+        from .rcnn import KeypointRCNNBackend as cls
+    elif name == "detectron2":
+        from .detectron import Detectron2Backend as cls
+    elif name == "blazepose":
+        from .blazepose import BlazePoseBackend as cls
+    elif name == "file":
+        from .files import FilePoseBackend as cls
+    else:
+        raise ValueError(f"unknown pose backend {name!r}; choose from {', '.join(BACKENDS)}")
+    return cls
 
 
 def get_pose_backend(name: str, device: str = "cpu", weights=None, batch_size: int = 4,
@@ -38,18 +53,9 @@ def get_pose_backend(name: str, device: str = "cpu", weights=None, batch_size: i
     ``options`` go to the backend (e.g. ``score_threshold`` for the R-CNNs, ``path`` for ``file``,
     ``static_image_mode`` for ``blazepose``); unknown options are a ``TypeError``.
     """
-    if name == "keypoint-rcnn":
-        from .rcnn import KeypointRCNNBackend as cls
-    elif name == "detectron2":
-        from .detectron import Detectron2Backend as cls
-    elif name == "blazepose":
-        from .blazepose import BlazePoseBackend as cls
-    elif name == "file":
-        from .files import FilePoseBackend
-
-        return FilePoseBackend(**options)  # no model: device, weights, batch size do not apply
-    else:
-        raise ValueError(f"unknown pose backend {name!r}; choose from {', '.join(BACKENDS)}")
+    cls = pose_backend_class(name)
+    if name == "file":
+        return cls(**options)  # no model: device, weights, batch size do not apply
     try:
         return cls(device=device, weights=weights, batch_size=batch_size, untrained=untrained, **options)
     except TypeError as exc:

@@ -119,9 +119,23 @@ class PoseBackend:
 
     name = "base"
     untrained = False
+    #: registry name of the checkpoint file the model loads by default; None: the backend loads none
+    #: through the registry (stored poses, MediaPipe's bundled models) and is cheap to build
+    default_checkpoint: str | None = None
 
     def __init__(self):
         self.weights: dict[str, str] = {}
+
+    @classmethod
+    def resolve_checkpoint(cls, weights=None, untrained: bool = False, checkpoint: str | None = None):
+        """(path, provenance) of the checkpoint this backend would load, without building its model:
+        path is None for random weights (``untrained``; a missing file otherwise raises
+        :class:`aqa.extract.weights.MissingWeightsError`), provenance maps the name to its sha256."""
+        from .. import weights as W
+
+        name = checkpoint or cls.default_checkpoint
+        path = W.resolve(name, overrides=weights, untrained=untrained)
+        return path, ({name: W.sha256_file(path)} if path is not None else {})
 
     def estimate(self, frames, video_path=None, frame_indices=None, progress: bool = True) -> list[FramePoses]:
         raise NotImplementedError

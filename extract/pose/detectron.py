@@ -62,9 +62,10 @@ class Detectron2Backend(PoseBackend):
     """detectron2 Keypoint R-CNN R50-FPN 3x (see module docstring)."""
 
     name = "detectron2"
+    default_checkpoint = "detectron2_keypoint_rcnn_R_50_FPN_3x"
 
     def __init__(self, device: str = "cpu", weights=None, batch_size: int = 4, untrained: bool = False,
-                 score_threshold: float = 0.5, checkpoint: str = "detectron2_keypoint_rcnn_R_50_FPN_3x"):
+                 score_threshold: float = 0.5, checkpoint: str | None = None):
         super().__init__()
         try:
             from detectron2 import model_zoo
@@ -72,11 +73,9 @@ class Detectron2Backend(PoseBackend):
             from detectron2.engine import DefaultPredictor
         except ImportError as exc:
             raise PoseBackendUnavailable(INSTALL_HINT) from exc
-        from .. import weights as W
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        path = W.resolve(checkpoint, overrides=weights, untrained=untrained)
+        path, provenance = self.resolve_checkpoint(weights, untrained, checkpoint)
         cfg = get_cfg()
         cfg.merge_from_file(model_zoo.get_config_file(ZOO_CONFIG))
         cfg.MODEL.DEVICE = str(device)
@@ -88,7 +87,7 @@ class Detectron2Backend(PoseBackend):
                           stacklevel=2)
         else:
             cfg.MODEL.WEIGHTS = str(path)
-            self.weights[checkpoint] = W.sha256_file(path)
+            self.weights.update(provenance)
         self.cfg = cfg
         self.predictor = DefaultPredictor(cfg)
         self.batch_size, self.score_threshold = int(batch_size), float(score_threshold)

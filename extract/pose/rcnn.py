@@ -36,6 +36,24 @@ def convert_torchvision_output(out: dict, score_threshold: float = 0.0) -> Frame
     return FramePoses(boxes[keep], scores[keep], kp[keep])
 
 
+def _check_model_options(options: dict) -> None:
+    """torchvision's constructors pass unknown keywords on to the image transform, which ignores them:
+    refuse any that neither ``KeypointRCNN`` nor ``GeneralizedRCNNTransform`` names."""
+    import inspect
+
+    from torchvision.models.detection.keypoint_rcnn import KeypointRCNN
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    taken = {"backbone", "num_classes", "num_keypoints", "box_score_thresh", "box_detections_per_img", "self",
+             "kwargs"}  # set by the backend, or not options
+    known = {n for c in (KeypointRCNN, GeneralizedRCNNTransform)
+             for n in inspect.signature(c.__init__).parameters} - taken
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)}; Keypoint R-CNN takes "
+                        f"score_threshold, max_detections, checkpoint and {', '.join(sorted(known))}")
+
+
 class KeypointRCNNBackend(PoseBackend):
     """torchvision ``keypointrcnn_resnet50_fpn`` on batches of frames (see module docstring).
 
@@ -46,20 +64,20 @@ class KeypointRCNNBackend(PoseBackend):
     """
 
     name = "keypoint-rcnn"
+    default_checkpoint = "keypointrcnn_resnet50_fpn_coco"
 
     def __init__(self, device: str = "cpu", weights=None, batch_size: int = 4, untrained: bool = False,
                  score_threshold: float = 0.5, max_detections: int = 100, min_size: int = 800,
                  max_size: int = 1333,
-                 checkpoint: str = "keypointrcnn_resnet50_fpn_coco", **model_options):
+                 checkpoint: str | None = None, **model_options):
         super().__init__()
-        from .. import weights as W
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        path = W.resolve(checkpoint, overrides=weights, untrained=untrained)  # fails fast, before torch
+        path, provenance = self.resolve_checkpoint(weights, untrained, checkpoint)  # fails fast, before torch
         import torch
         from torchvision.models.detection import keypointrcnn_resnet50_fpn
 
+        _check_model_options(model_options)
         self.device = torch.device(device)
         self.batch_size, self.score_threshold = int(batch_size), float(score_threshold)
         model = keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_keypoints=17,
@@ -78,7 +96,7 @@ class KeypointRCNNBackend(PoseBackend):
             if missing or unexpected:
                 raise RuntimeError(f"{path} does not match keypointrcnn_resnet50_fpn: {len(missing)} missing "
                                    f"keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-            self.weights[checkpoint] = W.sha256_file(path)
+            self.weights.update(provenance)
         self.model = model.eval().to(self.device)
 
     def estimate(self, frames, video_path=None, frame_indices=None, progress: bool = True) -> list[FramePoses]:
