@@ -315,7 +315,7 @@ class Extractor:
         if self.pose is None:
             self._build_pose()
             got = (dict(self.pose.weights), bool(self.pose.untrained))
-            if got != (self._pose_provenance[0], self._pose_provenance[1]):
+            if got != self._pose_provenance:
                 raise RuntimeError(f"pose backend {self.config.pose!r} loaded {got}, not the checkpoint "
                                    f"resolved before ({self._pose_provenance})")
         from .backbones import build_backbone

@@ -196,10 +196,10 @@ def median_step(u, active, k: int, column_sort, selection):
 class TorchTVL1(FlowBackend):
     """Batched dual TV-L1 in PyTorch; see the module docstring for the conventions it shares with OpenCV.
 
-    Options: ``device`` (default CUDA when available, else CPU); ``compile`` (``"auto"``: compile the inner
-    iteration and the median filter with ``torch.compile`` on CUDA only; True/False to force); ``check_every``: how many inner
-    iterations run between host-side checks that some pair is still iterating (default 1 on the CPU, 10 on
-    CUDA; results do not depend on it, finished pairs are masked).
+    Options: ``device`` (default CUDA when available, else CPU); ``compile`` (``"auto"``: compile the
+    :attr:`compiled_parts` with ``torch.compile`` on CUDA only; True/False to force); ``check_every``: how
+    many inner iterations run between host-side checks that some pair is still iterating (default 1 on
+    the CPU, 10 on CUDA; results do not depend on it, finished pairs are masked).
     """
 
     name = "tvl1-torch"
