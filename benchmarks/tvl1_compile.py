@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-#: variant -> the parts of TorchTVL1 left compiled (see TorchTVL1._get_compiled)
+#: variant -> the parts of TorchTVL1 it compiles (TorchTVL1.compiled_parts; None: the class default)
 VARIANTS = {"default": None, "all": ("step", "median", "warp"), "step": ("step",), "eager": ()}
 
 
@@ -52,6 +52,8 @@ def main(argv=None):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from tvl1 import _load_frames, _pairs
 
+    from aqa.extract.flow.tvl1_torch import TorchTVL1
+
     w, h = (int(v) for v in args.size.split("x"))
     a, b = _pairs(_load_frames(None, args.pairs + 1), (w, h), args.pairs)
     backends = {}
@@ -75,8 +77,6 @@ def main(argv=None):
         for name in names:
             dt, flows[name] = timed(backends[name])
             secs[name].append(dt)
-    from aqa.extract.flow.tvl1_torch import TorchTVL1
-
     print(f"# {args.pairs} pairs {w}x{h} on {args.device}, torch {torch.__version__}")
     ref, worst = min(secs[names[0]]), 0.0
     for name in names:
