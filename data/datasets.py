@@ -159,6 +159,8 @@ def _load_split(path: Path, normalise: Callable[[Any, Path], Any]) -> list:
     obj = safe_load(path)
     if not isinstance(obj, (list, tuple)):
         raise ValueError(f"{path}: expected a list of keys, got {type(obj).__name__}")
+    if not obj:
+        raise ValueError(f"{path}: the split lists no keys")
     keys = [normalise(k, path) for k in obj]
     seen, dups = set(), set()
     for k in keys:
@@ -189,8 +191,13 @@ def _assign_splits(dataset: str, splits: dict[str, tuple[list, Path]], annotated
                           f"published annotations lack (known defect): {_show(missing)}",
                           stacklevel=3)
         out.update((k, name) for k in keys if k in annotated)
+    unsplit = [k for k in annotated if k not in out]
     if include_unsplit:
-        out.update((k, "") for k in annotated if k not in out)
+        out.update((k, "") for k in unsplit)
+    elif unsplit:
+        warnings.warn(f"{dataset}: leaving out {len(unsplit)} annotated key(s) of {ann_path} that no "
+                      f"split lists: {_show(unsplit)} (include_unsplit=True keeps them, split '')",
+                      stacklevel=3)
     return out
 
 
@@ -218,13 +225,16 @@ def read_aqa7(ann_dir: str | Path) -> list[LabelRow]:
     seen: dict[str, str] = {}
     for split, path in paths.items():
         var = f"consolidated_{split}_list"
-        mat = loadmat(path)
+        try:
+            mat = loadmat(path)
+        except Exception as e:          # scipy raises ValueError, OSError, TypeError... on bad files
+            raise ValueError(f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {e})") from e
         if var not in mat:
             raise ValueError(f"{path}: no variable {var!r}; has "
                              f"{[k for k in mat if not k.startswith('__')]}")
         a = np.asarray(mat[var], dtype=float)
-        if a.ndim != 2 or a.shape[1] != 3:
-            raise ValueError(f"{path}: {var} has shape {a.shape}, expected (n, 3) rows of "
+        if a.ndim != 2 or a.shape[1] != 3 or len(a) == 0:
+            raise ValueError(f"{path}: {var} has shape {a.shape}, expected (n >= 1, 3) rows of "
                              f"[action_class, sample_no, score*100]")
         for i, (cls, sample, score100) in enumerate(a):
             if cls not in AQA7_ACTIONS:
@@ -350,8 +360,8 @@ def read_jigsaws(ann_dir: str | Path) -> list[LabelRow]:
     for trial in sorted(labels):
         items = labels[trial]
         task = _jigsaws_task(trial, lab_path)
-        if len(items) != len(JIGSAWS_GRS_ITEMS):
-            raise ValueError(f"{lab_path}: trial {trial!r} has {len(items)} GRS items, expected 6")
+        if not isinstance(items, (list, tuple, np.ndarray)) or len(items) != len(JIGSAWS_GRS_ITEMS):
+            raise ValueError(f"{lab_path}: trial {trial!r} has GRS items {items!r}, expected a list of 6")
         vals = [_number(v, name, trial, lab_path) for v, name in zip(items, JIGSAWS_GRS_ITEMS)]
         rows.append(LabelRow(video_id=trial, score=float(sum(vals)), action=task,
                              split=fold_of[trial], sub_scores=dict(zip(JIGSAWS_GRS_ITEMS, vals))))
@@ -408,6 +418,9 @@ def read_finediving(ann_dir: str | Path, *, include_unsplit: bool = False) -> li
         if key not in split_of:
             continue
         code, pos = _parse_dive_number(v[0], key, ann_path)
+        if not isinstance(v[4], (list, tuple, np.ndarray)):
+            raise ValueError(f"{ann_path}: {key!r} frame labels are a {type(v[4]).__name__}, "
+                             f"expected a sequence (one step label per frame)")
         subs = {"dive_code": code, "dive_position": pos, "n_frames": float(len(v[4]))}
         for i, s in enumerate(np.asarray(v[3]).ravel(), 1):
             subs[f"step_end_{i}"] = _number(s, f"step end {i}", key, ann_path)

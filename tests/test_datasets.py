@@ -62,6 +62,13 @@ def test_aqa7_wrong_shape_and_missing_file(tmp_path):
     savemat(tmp_path / "consolidated_test_list.mat", {"consolidated_test_list": np.ones((1, 3))})
     with pytest.raises(ValueError, match=r"shape \(2, 4\)"):
         read_aqa7(tmp_path)
+    savemat(tmp_path / "consolidated_train_list.mat", {"consolidated_train_list": np.zeros((0, 3))})
+    with pytest.raises(ValueError, match=r"consolidated_train_list.mat: .*expected \(n >= 1, 3\)"):
+        read_aqa7(tmp_path)
+    for junk in (b"", b"MATLAB 5.0 MAT-file truncated", bytes(range(256)) * 4):
+        (tmp_path / "consolidated_train_list.mat").write_bytes(junk)
+        with pytest.raises(ValueError, match=r"consolidated_train_list.mat: not a readable MATLAB"):
+            read_aqa7(tmp_path)
 
 
 # ----------------------------------------------------------------------------- synthetic: MTL-AQA
@@ -132,9 +139,13 @@ def test_mtl_aqa_errors_name_the_keys(tmp_path, mutate, msg):
 
 def test_unsplit_annotations_dropped_or_kept(tmp_path):
     d = _mtl(tmp_path, _mtl_ann(), [(1, 1)], [(4, 49)])
-    assert {r.video_id for r in read_mtl_aqa(d)} == {"01_01", "04_49"}
+    with pytest.warns(UserWarning, match=r"leaving out 1 annotated key\(s\).*\(12, 3\)"):
+        assert {r.video_id for r in read_mtl_aqa(d)} == {"01_01", "04_49"}
     kept = _by_id(read_mtl_aqa(d, include_unsplit=True))
     assert kept["12_03"].split == ""
+    _dump(d / "test_split_0.pkl", [])
+    with pytest.raises(ValueError, match=r"test_split_0.pkl: the split lists no keys"):
+        read_mtl_aqa(d)
 
 
 # --------------------------------------------------------------------------- synthetic: UNLV-Dive
@@ -189,7 +200,8 @@ def test_jigsaws_synthetic(tmp_path):
     (lambda l, s: l.update(Suturing_Z009=[1] * 6), r"in no fold.*Suturing_Z009"),
     (lambda l, s: s["Knot_Tying"][0].append("Suturing_C002"), r"fold 0 of 'Knot_Tying' holds 'Suturing_C002'"),
     (lambda l, s: s["Knot_Tying"].pop(), r"'Knot_Tying' should have 4 folds"),
-    (lambda l, s: l.update(Suturing_B001=[1, 2, 3]), r"'Suturing_B001' has 3 GRS items"),
+    (lambda l, s: l.update(Suturing_B001=[1, 2, 3]), r"'Suturing_B001' has GRS items \[1, 2, 3\], expected"),
+    (lambda l, s: l.update(Suturing_B001=7), r"'Suturing_B001' has GRS items 7, expected a list of 6"),
     (lambda l, s: s.update(Cutting=[[], [], [], []]), r"unknown task 'Cutting'"),
 ])
 def test_jigsaws_errors(tmp_path, mutate, msg):
@@ -220,6 +232,10 @@ def test_finediving_synthetic(tmp_path):
     ann[("01", 1)][0] = "forward"
     _dump(tmp_path / "fine-grained_annotation_aqa.pkl", ann)
     with pytest.raises(ValueError, match=r"dive number of \('01', 1\) is 'forward'"):
+        read_finediving(tmp_path)
+    ann[("01", 1)][0], ann[("01", 1)][4] = "407c", 5
+    _dump(tmp_path / "fine-grained_annotation_aqa.pkl", ann)
+    with pytest.raises(ValueError, match=r"\('01', 1\) frame labels are a int, expected a sequence"):
         read_finediving(tmp_path)
 
 
@@ -328,8 +344,10 @@ def test_real_mtl_aqa():
 
 @needs_real
 def test_real_unlv_dive():
-    with pytest.warns(UserWarning, match=r"\(1, 64\)"):
+    with pytest.warns(UserWarning) as said:
         rows = read_unlv_dive(SHARED / "unlv_dive")
+    said = " | ".join(str(w.message) for w in said)
+    assert "(1, 64)" in said and "leaving out 3 annotated key(s)" in said and "(3, 73)" in said
     assert _split_counts(rows) == {"train": 299, "test": 70}
     with pytest.warns(UserWarning):
         allrows = read_unlv_dive(SHARED / "unlv_dive", include_unsplit=True)
