@@ -144,7 +144,8 @@ class AIMRegressor(TorchRegressor):
     given when the secondary stream looks zero-padded (a smaller stream padded to the primary's size).
 
     Defaults are the paper's: LSTM and encoder width 512, regression FCs 512 -> 128 -> 1, dropout 0.2,
-    theta 0.4, Adam with weight decay 0.5, batch 64, the cyclic {1e-4, 1e-5, 1e-6} learning rate
+    theta 0.4, Adam with weight decay 0.5 (against the MSE on the scores as given, which the
+    paper does not rescale: ``reg_units="raw"``), batch 64, the cyclic {1e-4, 1e-5, 1e-6} learning rate
     switching at epochs {20, 50, 100} of every 100 (``lr_schedule="aim"``). Training length: the
     paper's 3000 epochs exactly with ``max_epochs=3000``; by default (``max_epochs=None``)
     ``max_iter`` iterations, 9000 being 3000 epochs of a ~190-video training set at batch 64. Any base
@@ -162,7 +163,8 @@ class AIMRegressor(TorchRegressor):
                  learning_rate=1e-4, lr_schedule="aim", lr_step=500,
                  lr_decay=0.1, lr_cycles=3, weight_decay=0.5, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-                 ranking_margin=None, device="cpu", random_state=None, verbose=False):
+                 ranking_margin=None, reg_units="raw", device="cpu", random_state=None,
+                 verbose=False):
         self.dims = dims
         self.layout = layout
         self.hidden_dim = hidden_dim
@@ -290,6 +292,10 @@ class AIMRegressor(TorchRegressor):
         n_steps = self.max_iter if self.max_epochs is None else int(self.max_epochs) * self._epoch_steps
         self._fit_loop(X, y, extras, rng, n_steps=n_steps)
 
+    def refit_params(self):
+        """The base's, with ``max_epochs=None`` so that ``max_iter`` counts."""
+        return {**super().refit_params(), "max_epochs": None}
+
     def _lr_at(self, step):
         if self.lr_schedule == "aim":
             return aim_lr(step // getattr(self, "_epoch_steps", 1), self.learning_rate)
@@ -358,6 +364,15 @@ def pose_step_kinematics(keypoints, frame_index, starts, ends) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0).reshape(len(starts), -1).astype(np.float32)
 
 
+def _secondary_track(pose: dict) -> int | None:
+    """Index of the secondary person (role 1) when it is seen in at least half the frames."""
+    s_idx = np.flatnonzero(np.asarray(pose["roles"]) == 1)
+    if len(s_idx) == 0:
+        return None
+    seen = np.isfinite(pose["keypoints"][:, s_idx[0], :, 0]).any(axis=1)
+    return int(s_idx[0]) if np.mean(seen) >= 0.5 else None
+
+
 def aim_inputs(reader, ids, feature=None, secondary: str = "auto") -> np.ndarray:
     """AIM's X from a cache: (n, S, 3, D) with streams primary, secondary, whole-scene.
 
@@ -365,8 +380,9 @@ def aim_inputs(reader, ids, feature=None, secondary: str = "auto") -> np.ndarray
     ``pose/keypoints`` of role 0, steps from ``features/<feature>/clip_start|clip_end``). Secondary:
     the other athlete's joint kinematics (role 1) in the same space when ``secondary="pose"``, the
     camera motion ``motion/camera`` (the paper's choice for one-person actions, Sec. 5.5) when
-    ``"camera"``; ``"auto"`` uses the pose when every video has a secondary person in at least half
-    its frames, else the camera for all videos (one convention per dataset). Whole-scene: the
+    ``"camera"``; ``"auto"`` uses the pose when every video of the cache (not only ``ids``: a
+    training and a test set of one cache always get the same convention) has a secondary person in
+    at least half its frames, else the camera for all videos. Whole-scene: the
     ``feature`` family's ``whole`` rows. Streams are zero-padded to a common D, so equal sizes say
     nothing about domains: only a pose secondary suits ``AIMRegressor(transform_init="identity")``.
     """
@@ -384,14 +400,15 @@ def aim_inputs(reader, ids, feature=None, secondary: str = "auto") -> np.ndarray
         fi = reader.group(vid)["frames/index"][()]
         kp, roles = pose["keypoints"], np.asarray(pose["roles"])
         p_idx = np.flatnonzero(roles == 0)
-        s_idx = np.flatnonzero(roles == 1)
         if len(p_idx) == 0:
             raise ValueError(f"video {vid!r} has no primary person (pose/roles has no 0)")
         prim.append(pose_step_kinematics(kp[:, p_idx[0]], fi, starts[k], ends[k]))
-        ok = len(s_idx) > 0 and np.mean(np.isfinite(kp[:, s_idx[0], :, 0]).any(axis=1)) >= 0.5
-        has_sec.append(bool(ok))
-        sec.append(pose_step_kinematics(kp[:, s_idx[0]], fi, starts[k], ends[k]) if ok else None)
-    use_pose = secondary == "pose" or (secondary == "auto" and all(has_sec))
+        s = _secondary_track(pose)
+        has_sec.append(s is not None)
+        sec.append(None if s is None else pose_step_kinematics(kp[:, s], fi, starts[k], ends[k]))
+    use_pose = secondary == "pose" or (
+        secondary == "auto" and all(has_sec)
+        and all(_secondary_track(reader.pose(v)) is not None for v in reader.video_ids()))
     if use_pose:
         missing = [v for v, h in zip(ids, has_sec) if not h]
         if missing:

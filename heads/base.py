@@ -43,7 +43,7 @@ Fitted attributes set by the base: ``module_``, ``module_config_``, ``n_features
 ``y_mean_``, ``y_std_``, ``loss_curve_`` (mean training loss per epoch), ``validation_scores_``
 (validation MSE per epoch, normalised units; empty without early stopping), ``best_loss_``,
 ``best_iteration_`` (steps of the last training run when its best validation weights were taken;
-None without validation), ``validation_index_`` (the rows early stopping held out),
+None without validation), ``validation_index_`` (the rows early stopping held out), ``reg_scale_`` (see ``reg_units``),
 ``n_iter_`` (optimizer steps taken), ``device_``.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ BASE_PARAMS: dict[str, Any] = dict(
     max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant", lr_step=500,
     lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True, early_stopping=False,
     validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-    ranking_margin=None, device="cpu", random_state=None, verbose=False,
+    ranking_margin=None, reg_units="normalized", device="cpu", random_state=None, verbose=False,
 )
 
 
@@ -81,6 +81,7 @@ def base_kwargs(namespace: dict) -> dict:
     return {k: namespace[k] for k in BASE_PARAMS}
 
 _LOSSES = ("mse", "l1", "huber")
+_REG_UNITS = ("normalized", "raw", "percent")
 _SCHEDULES = ("constant", "cyclic", "step")
 
 
@@ -131,6 +132,14 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     ranking_margin : float >= 0 or None
         The hinge margin in normalised target units; ``None`` (default) is the paper's
         ``delta = 2`` raw score points, i.e. ``2 / y_std_``.
+    reg_units : {"normalized", "raw", "percent"}
+        The target units in which the regularisers' weights (a head's ``"reg"`` terms and
+        ``weight_decay``) are stated, so that a paper's balance between its loss and its regularisers
+        survives training on standardised targets: ``"normalized"`` (they act on the standardised
+        loss as given), ``"raw"`` (the targets as passed to ``fit``), ``"percent"`` (the training
+        targets min-max mapped to 0-100, JRG's "normalized to 0-100"). The loss on standardised
+        targets is k^2 times smaller than in those units (k: one training unit in stated units), so
+        the regularisers are multiplied by ``reg_scale_ = 1 / k^2`` (``1 / k`` for ``loss="l1"``).
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
     random_state : int, RandomState or None
@@ -146,8 +155,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, *, max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
-                 ranking_weight=0.0, ranking_margin=None, device="cpu", random_state=None,
-                 verbose=False):
+                 ranking_weight=0.0, ranking_margin=None, reg_units="normalized", device="cpu",
+                 random_state=None, verbose=False):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -163,6 +172,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.loss = loss
         self.ranking_weight = ranking_weight
         self.ranking_margin = ranking_margin
+        self.reg_units = reg_units
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -189,14 +199,16 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             return F.l1_loss(pred, target)
         return F.huber_loss(pred, target)
 
-    def iteration_refit_note(self) -> str | None:
-        """Why this configuration cannot be refit from a best iteration (None: it can).
-
-        Early stopping picks the iteration whose validation loss is lowest; a caller (the bench)
-        may then refit on every training row for that many iterations (``max_iter``). That is only
-        the same training when ``max_iter`` steps are the whole of it; multi-stage heads say why not.
-        """
-        return None
+    def refit_params(self) -> dict:
+        """Parameters that repeat this fit's training on every row, without a validation split:
+        early stopping off and the length it chose (``max_iter = best_iteration_``). A caller (the
+        bench) refits with them after early stopping on a validation part of the training rows;
+        multi-stage heads return every stage's length."""
+        check_is_fitted(self, "module_")
+        if self.best_iteration_ is None:
+            raise ValueError(f"{type(self).__name__} held out no validation rows in its fit "
+                             f"(early_stopping={self.early_stopping}): no early-stopped length to repeat")
+        return {"early_stopping": False, "max_iter": int(self.best_iteration_)}
 
     def _ranking_margin_normalised(self) -> float:
         """The hinge margin in normalised target units (``None``: delta = 2 raw points / ``y_std_``)."""
@@ -225,8 +237,25 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         loss = loss + self._ranking_term(pred, target, loss)
         reg = outputs.get("reg")
         if reg is not None:
-            loss = loss + reg
+            loss = loss + self.reg_scale_ * reg
         return loss
+
+    def _reg_scale(self, y_raw: np.ndarray) -> float:
+        """``reg_scale_`` of ``reg_units`` for the raw training targets (``y_std_`` already set)."""
+        if self.reg_units == "normalized":
+            std = float(y_raw.std())
+            k = self.y_std_ / (std if std > 1e-12 else 1.0)      # exactly 1 with normalize_y
+        elif self.reg_units == "raw":
+            k = self.y_std_
+        else:
+            span = float(np.ptp(y_raw))
+            k = self.y_std_ * (100.0 / span if span > 1e-12 else 1.0)
+        return 1.0 / k if self.loss == "l1" else 1.0 / k ** 2
+
+    def _parameter_groups(self, params: list) -> list[dict]:
+        """Adam parameter groups of one :meth:`_fit_loop` run over ``params``; a group's
+        ``"lr_scale"`` multiplies the scheduled learning rate (Li et al.'s two learning rates)."""
+        return [{"params": params}]
 
     def _train(self, X, y, extras, rng):
         """The training procedure; the base runs one :meth:`_fit_loop` over all parameters."""
@@ -251,6 +280,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"lr_schedule must be one of {_SCHEDULES}, got {self.lr_schedule!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+        if self.reg_units not in _REG_UNITS:
+            raise ValueError(f"reg_units must be one of {_REG_UNITS}, got {self.reg_units!r}")
         if not 0.0 < float(self.validation_fraction) < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
         rw = self.ranking_weight
@@ -309,6 +340,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         std = float(y.std()) if self.normalize_y else 1.0
         self.y_std_ = std if std > 1e-12 else 1.0
         yn = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
+        self.reg_scale_ = self._reg_scale(y)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module_config_ = self._module_config(Xc, yn, extras)
@@ -382,11 +414,13 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     def _steps_per_epoch(self, n_train: int) -> int:
         return steps_per_epoch(n_train, self.batch_size)
 
-    def _split_validation(self, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    def _split_validation(self, n: int, rng, groups=None) -> tuple[np.ndarray, np.ndarray]:
         """Training/validation index arrays; validation is carved from the training data only.
 
         Drawn once per :meth:`fit`, so every stage of a multi-stage head (JRG's branches, the
-        Siamese phases) holds out the same rows (``validation_index_``)."""
+        Siamese phases) holds out the same rows (``validation_index_``). With ``groups`` (one key
+        per row), validation rows of a group that has no training row stay in training (a head
+        that scores against same-group training rows could not score them)."""
         cached = getattr(self, "_validation_split", None)
         if cached is not None and len(cached[0]) + len(cached[1]) == n:
             return cached
@@ -397,6 +431,10 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         else:
             perm = rng.permutation(n)
             split = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+            if groups is not None:
+                groups = np.asarray(groups)
+                alone = ~np.isin(groups[split[1]], groups[split[0]])
+                split = np.sort(np.concatenate([split[0], split[1][alone]])), split[1][~alone]
         if hasattr(self, "_validation_split"):        # inside fit
             self._validation_split = split
             self.validation_index_ = split[1]
@@ -419,7 +457,9 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         dev = self._module_device()
         params = [p for p in (module.parameters() if parameters is None else parameters) if p.requires_grad]
         frozen = {id(p) for p in frozen}
-        opt = torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+        groups = self._parameter_groups(params)
+        opt = torch.optim.Adam(groups, lr=self.learning_rate,
+                               weight_decay=self.weight_decay * self.reg_scale_)
         tr, va = self._split_validation(len(y), rng)
         Xt = torch.as_tensor(np.ascontiguousarray(X) if X.flags.writeable else X.copy(), device=dev)
         yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
@@ -436,7 +476,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
                 if len(b) < 2 and len(perm) >= 2:      # avoid degenerate 1-sample tail batches
                     continue
                 for g in opt.param_groups:
-                    g["lr"] = self._lr_at(step)
+                    g["lr"] = self._lr_at(step) * g.get("lr_scale", 1.0)
                 bt = torch.as_tensor(b, device=dev)
                 out = forward(module, Xt[bt], {k: v[b] for k, v in extras.items()}, True)
                 loss = self._batch_loss(out["pred"], yt[bt], out)

@@ -10,8 +10,8 @@ Protocol per action (or per task, for JIGSAWS):
   parameters set those keys): the validation MSE is checked every epoch, with a patience of a
   quarter of the iteration budget (:data:`PATIENCE_FRACTION`), and the best epoch gives the
   training length; the head is then refit on all its training rows for that many iterations
-  (multi-stage training -- a staged JRG, the Siamese head's two phases -- keeps the early-stopped
-  model instead: ``iteration_refit_note``). Heads with a small hyper-parameter grid
+  (a staged JRG: each stage for its own best length; ``refit_params``). Heads with a small
+  hyper-parameter grid
   (:data:`GRIDS`) pick the setting with the best Spearman on a seeded 20% validation split of the
   training rows, then refit on all training rows; with fewer than :data:`MIN_GRID_ROWS` training
   rows the grid is skipped (and the report says so). What was actually selected (the chosen C,
@@ -162,22 +162,20 @@ def _early_stopping_record(est, n_train: int, user: dict) -> dict:
                 "reason": f"too few training rows for a {frac:.0%} validation split: trained on all rows "
                           "for the full budget"}
     n_val = len(est.validation_index_)
-    keep = est.iteration_refit_note()  # multi-stage training: the early-stopped model is kept
-    rec = {"kind": "early_stopping", "validation_fraction": frac, "n_val": n_val,
-           "n_fit": n_train - n_val, "patience_epochs": int(p.get("n_iter_no_change", 0)),
-           "epochs": len(scores), "best_epoch": int(np.argmin(scores)) + 1,
-           "best_val_mse": float(min(scores)), "steps_run": int(getattr(est, "n_iter_", 0)),
-           "max_iter": p.get("max_iter"),
-           "best_iteration": None if keep else int(est.best_iteration_)}
-    if keep:
-        rec["note"] = keep
-    return rec
+    refit = est.refit_params()
+    return {"kind": "early_stopping", "validation_fraction": frac, "n_val": n_val,
+            "n_fit": n_train - n_val, "patience_epochs": int(p.get("n_iter_no_change", 0)),
+            "epochs": len(scores), "best_epoch": int(np.argmin(scores)) + 1,
+            "best_val_mse": float(min(scores)), "steps_run": int(getattr(est, "n_iter_", 0)),
+            "max_iter": p.get("max_iter"),
+            # one run's best iteration, or each stage's (a staged head)
+            "best_iteration": refit.get("max_iter", refit.get("stage_iter")), "refit_params": refit}
 
 
 #: how a neural head's training length is chosen (``run_bench(selection=...)``)
 SELECTIONS = {
-    "refit": "early stopping on a validation part of the training rows picks the length, then a "
-             "refit on every training row for it (multi-stage heads keep the early-stopped model)",
+    "refit": "early stopping on a validation part of the training rows picks the length (of each "
+             "stage, for a staged head), then a refit on every training row for it",
     "early-stopped": "the early-stopped model itself (trained on the non-validation rows)",
     "budget": "no selection: the full iteration budget on every training row",
 }
@@ -249,17 +247,13 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
     est.fit(Xtr, ytr, **_extras(est, tr))
     if neural:
         selection = _early_stopping_record(est, len(tr), user)
-        best_it = selection.get("best_iteration")
-        if (selection["kind"] == "early_stopping" and best_it and "early_stopping" not in user
+        if (selection["kind"] == "early_stopping" and "early_stopping" not in user
                 and selection_mode == "refit"):
             # the validation rows picked the training length; refit on every training row for it
-            refit = {**base, "early_stopping": False, "max_iter": int(best_it)}
-            if "max_epochs" in registry.head_parameters(head):
-                refit["max_epochs"] = None
-            est = registry.make(head, **refit)
+            est = registry.make(head, **{**base, **selection["refit_params"]})
             log("fit", tr)
             est.fit(Xtr, ytr, **_extras(est, tr))
-            selection["refit_iterations"] = int(best_it)
+            selection["refit_iterations"] = selection["best_iteration"]
     elif not grid:
         selection = {"kind": "none", "reason": "the head has no validation-based selection"}
     log("predict", te)
@@ -287,17 +281,16 @@ def selection_summary(records: list[dict]) -> str:
         r0 = es[0]
         text = (f"early stopping on {r0['validation_fraction']:.0%} of the training rows "
                 f"(patience {r0['patience_epochs']} epochs) in {len(es)} fit(s)")
-        best = [r["best_iteration"] for r in es if r["best_iteration"] is not None]
-        if best:
+        best = [r["best_iteration"] for r in es]
+        if isinstance(best[0], dict):          # a staged head: each stage's best length
+            text += ": best iterations per stage, median (range): " + ", ".join(
+                f"{k} {int(np.median(v))} ({min(v)}-{max(v)})"
+                for k, v in ((k, [b[k] for b in best]) for k in best[0]))
+        else:
             text += (f": best iteration median {int(np.median(best))} (range {min(best)}-{max(best)}) "
                      f"of max_iter {r0['max_iter']}")
-            if any("refit_iterations" in r for r in es):
-                text += ", then refit on all training rows for that many iterations"
-        else:
-            epochs = [r["best_epoch"] for r in es]
-            text += f": best epoch median {int(np.median(epochs))} (range {min(epochs)}-{max(epochs)})"
-        if r0.get("note"):
-            text += f" ({r0['note']})"
+        if any("refit_iterations" in r for r in es):
+            text += ", then refit on all training rows for that many iterations"
         parts.append(text)
     none = Counter(r["reason"] for r in records if r["kind"] == "none")
     for reason, n in none.items():

@@ -226,8 +226,8 @@ class CoReRegressor(TorchRegressor):
                  score_scale=None, max_iter=2000, batch_size=64, learning_rate=1e-3,
                  lr_schedule="constant", lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0,
                  normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 loss="mse", ranking_weight=0.0, ranking_margin=None, device="cpu", random_state=None,
-                 verbose=False):
+                 loss="mse", ranking_weight=0.0, ranking_margin=None, reg_units="normalized",
+                 device="cpu", random_state=None, verbose=False):
         self.depth = depth
         self.hidden_dim = hidden_dim
         self.n_exemplars = n_exemplars
@@ -444,11 +444,7 @@ class CoReRegressor(TorchRegressor):
         """Early stopping's validation rows are held out of the training pairs, the group bounds
         and the inference exemplars (``validation_index_``; rows of a class that has no other
         training row stay in training)."""
-        tr, va = self._split_validation(len(y), rng)
-        act = self._keys_train[0]
-        alone = ~np.isin(act[va], act[tr])     # a class with no training row cannot be validated
-        tr, va = np.sort(np.concatenate([tr, va[alone]])), va[~alone]
-        self._validation_split, self.validation_index_ = (tr, va), va   # what _fit_loop will use
+        tr, va = self._split_validation(len(y), rng, groups=self._keys_train[0])
         self._pairs_and_bounds(y, tr)
         self._choose_exemplars(X, y, rng, tr)
         self._train_X, self._train_y = X, y

@@ -3,21 +3,31 @@ action quality assessment").
 
 The paper splits a video into N fragments of 16 frames and gives each fragment its *own* C3D extractor
 (weights not shared, so each extractor specialises in one stage of the action, e.g. take-off or
-entry), concatenates the fragment features, applies two further layers and regresses the score
-(Sec. 3). Here the fragment features come from the cache (one feature vector per fragment), so the
-unshared per-fragment extractor is an unshared per-fragment layer (FC + ReLU) on the cached feature;
-the concatenation goes through two fully connected layers (ReLU, dropout) and a linear output.
+entry), concatenates the fragment features, applies two 3-D convolutions (ReLU, 3x3x3 max-pooling)
+and two fully connected layers, and regresses the score (Sec. 3). Here the fragment features come
+from the cache (one pooled vector per fragment, so there are no feature maps left for the 3-D
+convolutions to act on): the unshared per-fragment extractor is an unshared per-fragment layer
+(FC + ReLU) on the cached feature, and the concatenation goes through the two fully connected layers
+(ReLU, dropout) and a linear output.
+
+Which fragments: Sec. 5.3 finds that the last fragment (the splash of a dive, the landing of a vault)
+predicts best, "so we only use the last fragment in the following experiments" -- every figure of
+its Tables 1-2. ``fragments="last"`` (default) is that setting; ``"all"`` is the full network of
+Sec. 3; a list of indices keeps those fragments. Leaving a fragment out is the same as the paper's
+"set to zero" (a zero input gives its unshared layer a constant output).
 
 The loss is eq. 3, ``L = L1 + alpha * L2 + beta ||w||^2``: ``L1`` the (half) MSE, ``L2`` the pairwise
 ranking hinge with margin ``delta = 2`` score points, ``alpha`` balanced by gradient magnitudes
 (eq. 7), ``beta`` the optimiser's weight decay (see :mod:`aqa.heads.losses`).
 
-Training defaults follow Sec. 5.2: Adam, learning rate 1e-3 for the score-prediction layers, decayed by
-0.45 every 600 iterations. The paper writes "Dropout = 0.8"; read as the keep probability (the
-TensorFlow convention of the time), i.e. a drop probability of 0.2.
+Training defaults follow Sec. 5.2: Adam, "different learning rate for the feature extraction
+(lr = 10e-4) and the score prediction (lr = 10e-3)", read as 1e-4 and 1e-3 (``learning_rate=1e-3``
+for the score-prediction layers, ``fragment_lr_ratio=0.1`` for the per-fragment layers that stand in
+for the extractors), decayed by 0.45 every 600 iterations. The paper writes "Dropout = 0.8"; read as
+the keep probability (the TensorFlow convention of the time), i.e. a drop probability of 0.2.
 
-Explanation: fragment contributions by occlusion, the paper's own probe (Sec. 5.3 scores with one
-fragment kept and the others set to zero): the contribution of fragment k is the prediction minus the
+Explanation: fragment contributions by occlusion of a trained model (ours, not the paper's probe,
+which retrains with one fragment kept): the contribution of fragment k is the prediction minus the
 prediction with fragment k set to zero.
 """
 from __future__ import annotations
@@ -65,22 +75,29 @@ class FragmentRegressor(TorchRegressor):
     Input X: per-fragment features of shape (n, N, D), or 2-D X with ``n_fragments=N`` (columns read
     fragment-major, N blocks of D); a 2-D X without ``n_fragments`` is one fragment.
 
-    Parameters: ``fragment_dim`` (64) and ``hidden`` ((256, 64)) are the widths of the unshared
-    per-fragment layers and of the two fully connected layers (the paper's C3D layers have no
-    counterpart on cached features, so these are ours); ``dropout`` 0.2 (keep 0.8);
+    Parameters: ``fragments`` (``"last"``, ``"all"`` or a list of fragment indices, negative ones
+    counting from the end; see the module docstring); ``fragment_dim`` (64) and ``hidden``
+    ((256, 64)) are the widths of the unshared per-fragment layers and of the two fully connected
+    layers (the paper's C3D layers have no counterpart on cached features, so these are ours);
+    ``fragment_lr_ratio`` (0.1) the per-fragment layers' learning rate relative to
+    ``learning_rate``; ``dropout`` 0.2 (keep 0.8);
     ``ranking_weight="balanced"`` (eq. 7) with ``ranking_margin=None`` (delta = 2 score points; pass
     ``ranking_weight=0`` for MSE only); ``weight_decay`` is beta of eq. 3 (the paper gives no value).
     """
 
-    def __init__(self, *, n_fragments=None, fragment_dim=64, hidden=(256, 64), dropout=0.2,
-                 max_iter=3000, batch_size=64, learning_rate=1e-3, lr_schedule="step", lr_step=600,
+    def __init__(self, *, n_fragments=None, fragments="last", fragment_dim=64, hidden=(256, 64),
+                 dropout=0.2, fragment_lr_ratio=0.1, max_iter=3000, batch_size=64, learning_rate=1e-3,
+                 lr_schedule="step", lr_step=600,
                  lr_decay=0.45, lr_cycles=3, weight_decay=1e-4, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight="balanced",
-                 ranking_margin=None, device="cpu", random_state=None, verbose=False):
+                 ranking_margin=None, reg_units="normalized", device="cpu", random_state=None,
+                 verbose=False):
         self.n_fragments = n_fragments
+        self.fragments = fragments
         self.fragment_dim = fragment_dim
         self.hidden = hidden
         self.dropout = dropout
+        self.fragment_lr_ratio = fragment_lr_ratio
         super().__init__(**base_kwargs(locals()))
 
     def _check_X(self, X, reset):
@@ -95,15 +112,40 @@ class FragmentRegressor(TorchRegressor):
                              f"got shape {X.shape}")
         if reset:
             self.input_shape_ = tuple(int(v) for v in X.shape[1:])
+            self.fragment_index_ = self._fragment_index(X.shape[1])
         elif tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(f"X has fragments x features {tuple(X.shape[1:])}, but FragmentRegressor "
                              f"was fitted with {self.input_shape_}")
-        return np.ascontiguousarray(X, dtype=np.float32)
+        idx = getattr(self, "fragment_index_", None)      # None: a head file from before `fragments`
+        return np.ascontiguousarray(X if idx is None else X[:, np.asarray(idx)], dtype=np.float32)
+
+    def _fragment_index(self, n: int) -> list[int]:
+        """The kept fragments (``fragments``) of an input with ``n`` fragments, as indices 0..n-1."""
+        f = self.fragments
+        if isinstance(f, str):
+            if f not in ("all", "last"):
+                raise ValueError(f"fragments must be 'all', 'last' or a list of indices, got {f!r}")
+            return list(range(n)) if f == "all" else [n - 1]
+        try:
+            idx = [int(v) for v in f]
+        except (TypeError, ValueError):
+            raise ValueError(f"fragments must be 'all', 'last' or a list of indices, got {f!r}") from None
+        if not idx:
+            raise ValueError("fragments must keep at least one fragment, got an empty list")
+        if any(not -n <= v < n for v in idx):
+            raise ValueError(f"fragments {f!r} out of range for X with {n} fragment(s)")
+        out = sorted({v % n for v in idx})
+        if len(out) != len(idx):
+            raise ValueError(f"fragments {f!r} names a fragment twice")
+        return out
 
     def _module_config(self, X, y, extras):
         hidden = tuple(int(v) for v in self.hidden)
         if len(hidden) != 2 or min(hidden) < 1:
             raise ValueError(f"hidden must be two positive layer widths, got {self.hidden!r}")
+        r = self.fragment_lr_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 0:
+            raise ValueError(f"fragment_lr_ratio must be > 0, got {r!r}")
         return {"n_fragments": int(X.shape[1]), "in_dim": int(X.shape[2]),
                 "fragment_dim": int(self.fragment_dim), "hidden": list(hidden),
                 "dropout": float(self.dropout)}
@@ -115,6 +157,12 @@ class FragmentRegressor(TorchRegressor):
     def _forward(self, module, X, extras, training):
         return {"pred": module(X)}
 
+    def _parameter_groups(self, params):
+        """The per-fragment layers (the paper's extractors) at ``fragment_lr_ratio`` x the rate."""
+        frag = {id(self.module_.frag_weight), id(self.module_.frag_bias)}
+        return [{"params": [p for p in params if id(p) in frag], "lr_scale": float(self.fragment_lr_ratio)},
+                {"params": [p for p in params if id(p) not in frag]}]
+
     def _regression_loss(self, pred, target):
         """Eq. 1 (half MSE) for ``loss="mse"``; the base's l1/huber otherwise."""
         if self.loss == "mse":
@@ -123,7 +171,8 @@ class FragmentRegressor(TorchRegressor):
         return super()._regression_loss(pred, target)
 
     def fragment_contributions(self, X) -> np.ndarray:
-        """(n, N): prediction minus the prediction with fragment k set to zero, in target units."""
+        """(n, K): prediction minus the prediction with kept fragment k (``fragment_index_[k]``)
+        set to zero, in target units."""
         check_is_fitted(self, "module_")
         Xc = self._check_X(X, reset=False)
         full = self._predict_normalised(Xc, {})
@@ -152,7 +201,7 @@ def plot_explain(estimator: FragmentRegressor, X, ids, out_dir, **extras) -> lis
     fig = Figure(figsize=(11, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax0, ax1 = fig.subplots(1, 2)
-    n = np.arange(1, c.shape[1] + 1)
+    n = np.asarray(estimator.fragment_index_) + 1
     ax0.bar(n, np.abs(c).mean(0))
     ax0.set(xlabel="fragment", ylabel="mean |contribution|", title="fragment importance (occlusion)")
     lim = float(np.abs(c).max()) or 1.0

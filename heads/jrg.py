@@ -186,19 +186,32 @@ class JRGRegressor(TorchRegressor):
         gamma of the orthogonal regularisation, eq. (7).
     graph_l2 : float, default 0.1
         Weight of the L2 regularisation on A_s and A_p.
-    staged : bool, default False
-        The paper's multi-stage training: first the whole-scene branch, the Joint Difference branch
-        and the Joint Commonality branch (on the A_s learned so far) are trained separately for
-        ``max_iter`` iterations each, each with its own temporary Scoring Module and without feature
-        pooling (a branch's encoded features are summed); then the full model (feature pooling
-        included, Scoring Module freshly initialised) for ``final_iter`` iterations, with the loaded
-        branch weights frozen during the first ``freeze_iter`` of them.
+    staged : bool, default True
+        The paper's multi-stage training (Sec. 4.1): first the whole-scene branch (``whole_iter``
+        iterations), the Joint Difference branch and the Joint Commonality branch (on the A_s learned
+        so far; ``max_iter`` each) are trained separately, each with its own temporary Scoring Module
+        and without feature pooling (a branch's encoded features are summed); then the full model
+        (feature pooling included, Scoring Module freshly initialised) for ``final_iter`` iterations,
+        with the loaded branch weights frozen during the first ``freeze_iter`` of them. ``False``:
+        the full model alone for ``max_iter`` iterations.
+    whole_iter : int, default 1500
+        The whole-scene branch's length: the paper trains every branch for 4500 iterations but loads
+        "the 1500-iteration whole-scene checkpoints" into the full model, which is this.
     final_iter, freeze_iter : int, defaults 3000 and 500 (the paper's second stage).
+    stage_iter : dict or None
+        Per-stage lengths overriding the above, keys ``"whole"``, ``"difference"``,
+        ``"commonality"``, ``"full"``: what :meth:`refit_params` returns to repeat an early-stopped
+        staged fit (each stage's best iteration, :attr:`stage_iterations_`).
     freeze_commonality_graph : bool, default False
         Stage 1's commonality branch is trained "based on the A_s learned so far" (by the difference
         branch): False fine-tunes that A_s in the commonality branch, True keeps it fixed there.
     max_iter : int, default 4500
-        Iterations of the full model when ``staged=False``; of each branch when ``staged=True``.
+        Iterations of the difference and commonality branches when ``staged``; of the full model
+        otherwise.
+    reg_units : default "percent"
+        The paper's MSE is on scores "normalized to 0-100" (Sec. 4.1), the scale its weights 0.8
+        and 0.1 balance against; training runs on standardised targets, so the regularisers are
+        rescaled to keep that balance (see :class:`~aqa.heads.base.TorchRegressor`).
     Training defaults follow Section 4.1: Adam, batch 64, cyclic learning rate {1e-4, 1e-5, 1e-6}
     changing every 500 iterations (``learning_rate=1e-4, lr_schedule="cyclic", lr_decay=0.1,
     lr_cycles=3, lr_step=500``). Other parameters: see :class:`~aqa.heads.base.TorchRegressor`.
@@ -209,12 +222,13 @@ class JRGRegressor(TorchRegressor):
     """
 
     def __init__(self, *, layout=None, skeleton="coco17", encoder_dim=512, hidden_dim=128,
-                 ortho_weight=0.8, graph_l2=0.1, staged=False, final_iter=3000, freeze_iter=500,
-                 freeze_commonality_graph=False, max_iter=4500, batch_size=64, learning_rate=1e-4,
-                 lr_schedule="cyclic", lr_step=500,
+                 ortho_weight=0.8, graph_l2=0.1, staged=True, whole_iter=1500, final_iter=3000,
+                 freeze_iter=500, stage_iter=None, freeze_commonality_graph=False, max_iter=4500,
+                 batch_size=64, learning_rate=1e-4, lr_schedule="cyclic", lr_step=500,
                  lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-                 ranking_margin=None, device="cpu", random_state=None, verbose=False):
+                 ranking_margin=None, reg_units="percent", device="cpu", random_state=None,
+                 verbose=False):
         self.layout = layout
         self.skeleton = skeleton
         self.encoder_dim = encoder_dim
@@ -222,8 +236,10 @@ class JRGRegressor(TorchRegressor):
         self.ortho_weight = ortho_weight
         self.graph_l2 = graph_l2
         self.staged = staged
+        self.whole_iter = whole_iter
         self.final_iter = final_iter
         self.freeze_iter = freeze_iter
+        self.stage_iter = stage_iter
         self.freeze_commonality_graph = freeze_commonality_graph
         super().__init__(**base_kwargs(locals()))
 
@@ -248,12 +264,13 @@ class JRGRegressor(TorchRegressor):
 
     def _module_config(self, X, y, extras):
         J = int(X.shape[2] - 1)
-        for name in ("encoder_dim", "hidden_dim", "final_iter"):
+        for name in ("encoder_dim", "hidden_dim", "whole_iter", "final_iter"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not 0 <= self.freeze_iter <= self.final_iter:
             raise ValueError(f"freeze_iter must be in [0, final_iter], got {self.freeze_iter!r}")
+        self._stage_lengths()
         return {"whole_dim": int(X.shape[3]), "joint_dim": int(X.shape[3]), "n_joints": J,
                 "mask": skeleton_mask(self.skeleton, J).tolist(),
                 "encoder_dim": int(self.encoder_dim), "hidden_dim": int(self.hidden_dim)}
@@ -284,16 +301,38 @@ class JRGRegressor(TorchRegressor):
             return out
         return forward
 
-    def iteration_refit_note(self):
-        if self.staged:
-            return "staged training: every stage stops early and restores its own best epoch"
-        return None
+    def _stage_lengths(self) -> dict[str, int]:
+        """Iterations of each stage of the staged training (``stage_iter`` over the defaults)."""
+        lengths = {"whole": self.whole_iter, "difference": self.max_iter,
+                   "commonality": self.max_iter, "full": self.final_iter}
+        given = self.stage_iter or {}
+        if not isinstance(given, dict) or set(given) - set(lengths) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+                for v in given.values()):
+            raise ValueError(f"stage_iter must map stages {sorted(lengths)} to positive integers, "
+                             f"got {self.stage_iter!r}")
+        return {k: int(given.get(k, v)) for k, v in lengths.items()}
+
+    def refit_params(self):
+        """Staged: every stage's early-stopped length as ``stage_iter`` (see the base class)."""
+        if not self.staged:
+            return super().refit_params()
+        check_is_fitted(self, "stage_iterations_")
+        return {"early_stopping": False, "stage_iter": dict(self.stage_iterations_)}
 
     def _train(self, X, y, extras, rng):
         m = self.module_
         if not self.staged:
             self._fit_loop(X, y, extras, rng, n_steps=self.max_iter)
             return
+        lengths = self._stage_lengths()
+        self.stage_iterations_ = {}
+
+        def stage(name, **kw):
+            """One stage; records its length (its best iteration when early stopping)."""
+            self.best_iteration_ = None
+            self._fit_loop(X, y, extras, rng, n_steps=lengths[name], **kw)
+            self.stage_iterations_[name] = int(self.best_iteration_ or lengths[name])
         dev = self._module_device()
         branches = [("whole", ("q",), list(m.encoders["q"].parameters())),
                     ("difference", ("ds", "dp"), [m.As_raw, m.Ap_raw, m.w]
@@ -304,15 +343,14 @@ class JRGRegressor(TorchRegressor):
         for name, keys, params in branches:
             head = nn.Sequential(nn.Linear(self.encoder_dim, self.hidden_dim), nn.ReLU(),
                                  nn.Linear(self.hidden_dim, 1)).to(dev)
-            self._fit_loop(X, y, extras, rng, n_steps=self.max_iter, forward=self._branch_forward(keys, head),
-                           parameters=params + list(head.parameters()), desc=f"stage 1 {name}")
+            stage(name, forward=self._branch_forward(keys, head), parameters=params + list(head.parameters()),
+                  desc=f"stage 1 {name}")
             loaded += [p for p in params if all(p is not q for q in loaded)]
         # stage 2: full model, Scoring Module re-initialised, loaded weights frozen at first
         for layer in m.score:
             if isinstance(layer, nn.Linear):
                 layer.reset_parameters()
-        self._fit_loop(X, y, extras, rng, n_steps=self.final_iter, frozen=loaded,
-                       freeze_steps=self.freeze_iter, desc="stage 2 full")
+        stage("full", frozen=loaded, freeze_steps=min(self.freeze_iter, lengths["full"]), desc="stage 2 full")
 
     # ------------------------------------------------------------------ interpretation
     def predict_steps(self, X) -> np.ndarray:

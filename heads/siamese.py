@@ -19,7 +19,10 @@ Two phases (Sec. III):
    linear regression layer trained on pairs (reference video of the same action type, video). The
    reference is a fixed, type-dependent bias (Sec. III-B): ``reference="expert"`` (the best-scored
    training videos of the type, all of them when tied), ``"worst"`` (the worst-scored ones) or
-   ``"constant"`` (the expert of the first action type, for every type).
+   ``"constant"`` (the expert of the first action type, for every type). The loss has one term per
+   (reference, video) pair, as the paper counts its training pairs; a video's prediction is the
+   mean over its type's tied references. References come from the rows phase 2 trains on (never
+   from early stopping's validation rows).
 
 Clip-level feedback (Sec. IV): the similarity of clip ``j`` of a video to clip ``j`` of the reference
 is the DML sigmoid on the LSTM's hidden states at the end of clip ``j`` of the *trimmed* sequences
@@ -97,8 +100,8 @@ class SiameseRegressor(TorchRegressor):
                  dml_learning_rate=1e-3, max_iter=1000, batch_size=64, learning_rate=1e-3,
                  lr_schedule="constant", lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0,
                  normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 loss="mse", ranking_weight=0.0, ranking_margin=None, device="cpu", random_state=None,
-                 verbose=False):
+                 loss="mse", ranking_weight=0.0, ranking_margin=None, reg_units="normalized",
+                 device="cpu", random_state=None, verbose=False):
         self.layout = layout
         self.lstm_dim = lstm_dim
         self.d1_dim = d1_dim
@@ -149,11 +152,17 @@ class SiameseRegressor(TorchRegressor):
 
     # ------------------------------------------------------------------ module
     def _module_config(self, X, y, extras):
-        y_raw = y * self.y_std_ + self.y_mean_
+        return {"in_dim": int(X.shape[2]), "lstm_dim": int(self.lstm_dim), "d1": int(self.d1_dim),
+                "d2": int(self.d2_dim)}
+
+    def _choose_references(self, X, y_raw, extras, rows):
+        """The similarity threshold and the references per action type, from training ``rows``
+        only (early stopping's validation rows are never a reference)."""
         if self.similarity_threshold is None:
             d = extras.get("difficulty")
-            d = np.asarray([np.nan if v is None else v for v in np.asarray(d, dtype=object).reshape(-1)],
-                           dtype=np.float64) if d is not None else np.full(1, np.nan)
+            d = np.full(1, np.nan) if d is None else np.asarray(
+                [np.nan if v is None else v for v in np.asarray(d, dtype=object)[rows].reshape(-1)],
+                dtype=np.float64)
             d = d[np.isfinite(d) & (d > 0)]
             if d.size:
                 dd = float(d.mean() + d.std())               # the upper end of "3 +- 0.3"
@@ -163,16 +172,15 @@ class SiameseRegressor(TorchRegressor):
                               f"judges' tolerance alone, {self.judge_tolerance} x {self.n_judges} = "
                               f"{self.judge_tolerance * self.n_judges:g} score points (the paper's ~5 points "
                               f"for diving also multiply by the difficulty); pass difficulty= or "
-                              f"similarity_threshold=", UserWarning, stacklevel=3)
+                              f"similarity_threshold=", UserWarning, stacklevel=4)
             self.threshold_ = float(self.judge_tolerance) * float(self.n_judges) * dd
         else:
             self.threshold_ = float(self.similarity_threshold)
-        # references per action type (indices into the training set)
-        groups = self._group_keys(extras, len(y))
-        types = sorted(set(groups))
+        groups = self._group_keys(extras, len(y_raw))
+        types = sorted(set(groups[rows]))
         refs: dict[str, np.ndarray] = {}
         for t in types:
-            idx = np.flatnonzero(groups == t)
+            idx = rows[groups[rows] == t]
             target = y_raw[idx].max() if self.reference != "worst" else y_raw[idx].min()
             refs[t] = idx[np.isclose(y_raw[idx], target)]
         if self.reference == "constant":
@@ -183,8 +191,6 @@ class SiameseRegressor(TorchRegressor):
         self.reference_X_ = X[uniq].copy()
         self.reference_scores_ = y_raw[uniq].astype(np.float64)
         self.references_ = {t: np.asarray([pos[int(v)] for v in refs[t]], dtype=np.int64) for t in types}
-        return {"in_dim": int(X.shape[2]), "lstm_dim": int(self.lstm_dim), "d1": int(self.d1_dim),
-                "d2": int(self.d2_dim)}
 
     def _make_module(self, config):
         return SiameseNet(config["in_dim"], config["lstm_dim"], config["d1"], config["d2"])
@@ -214,16 +220,19 @@ class SiameseRegressor(TorchRegressor):
         z = module.pair_embedding(o_ref_all[flat_ref], o_q[flat_q])
         s = module.regression(z).squeeze(-1)
         pred = torch.zeros(len(X), dtype=s.dtype, device=X.device).index_add_(0, flat_q, s) / counts
-        return {"pred": pred}
+        return {"pred": pred, "pair_pred": s, "pair_owner": flat_q}
 
-    def iteration_refit_note(self):
-        return ("two-phase training: early stopping chose the scoring phase's length for one "
-                "metric-learning run, which a refit would redraw; the early-stopped model is kept")
+    def _batch_loss(self, pred, target, outputs):
+        """Phase 2's loss over the (reference, video) pairs, one term per pair as the paper trains
+        ("around 380 pairs ... in case of expert bias", Sec. V-D), not over each video's mean."""
+        owner = outputs["pair_owner"]
+        return super()._batch_loss(outputs["pair_pred"], target[owner], outputs)
 
     def _train(self, X, y, extras, rng):
         """Phase 1 (metric learning on balanced pairs), then phase 2 (regression layer only); with
         early stopping both phases leave out the same validation rows."""
-        tr, _ = self._split_validation(len(y), rng)
+        tr, _ = self._split_validation(len(y), rng, groups=self._group_keys(extras, len(y)))
+        self._choose_references(X, y * self.y_std_ + self.y_mean_, extras, tr)
         self._train_dml(X[tr], y[tr], rng)
         m = self.module_
         for p in m.parameters():

@@ -217,8 +217,11 @@ def test_aim_inputs_from_cache(tmp_path):
                                   "features/kin_pose/clip_end": np.arange(S, dtype=np.int32) * 3 + 2,
                                   "motion/camera": rng.normal(size=(S, 2)).astype(np.float32)})
     with CacheReader(path) as r:
-        X2 = aim_inputs(r, ["v0", "v1"], "kin_pose")                     # both two-person: pose
+        X2 = aim_inputs(r, ["v0", "v1"], "kin_pose", secondary="pose")   # both two-person
         X3 = aim_inputs(r, ["v0", "v1", "v2"], "kin_pose")               # one lacks it: camera
+        # "auto" decides once per cache: a subset of two-person videos (a training set) gets the
+        # camera like the rest, never a different stream in the same slot than its test set
+        np.testing.assert_array_equal(aim_inputs(r, ["v0", "v1"], "kin_pose"), X3[:2])
         cam = r.load_camera(["v0", "v1", "v2"])
         whole = r.load("kin_pose", ["v0", "v1"])
         with pytest.raises(ValueError, match="no secondary person"):

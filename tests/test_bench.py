@@ -193,21 +193,36 @@ def test_selection_modes(tmp_path, monkeypatch, mode, fits, early):
         run_bench(cache, heads=["mlp"], seeds=1, feature="kin_pose", progress=False, selection="test")
 
 
-def test_multi_stage_heads_keep_the_early_stopped_model(tmp_path, monkeypatch):
-    """No refit where the best iteration is not the whole training (Siamese's two phases)."""
+def test_multi_stage_heads_refit_every_stage_for_its_early_stopped_length(tmp_path, monkeypatch):
+    """A staged JRG is refit with each stage's best length; the Siamese head with its scoring
+    phase's (its metric-learning phase has a fixed length)."""
     cache = _learnable_cache(tmp_path / "c.h5", n=40, actions=("diving",))
-    fp, _ = _fingerprints(cache, ["siamese"])
+    fp, labels = _fingerprints(cache, ["jrg", "siamese"])
+    train = {x.video_id for x in labels if x.split == "train"}
     rec = _Recorder(monkeypatch, fp)
-    res = run_bench(cache, heads=["siamese"], seeds=1, feature="kin_pose", progress=False,
+    res = run_bench(cache, heads=["jrg", "siamese"], seeds=1, feature="kin_pose", progress=False,
                     params={"siamese": {"dml_max_iter": 20, "max_iter": 40, "lstm_dim": 8,
-                                        "similarity_threshold": 2.0}})
+                                        "similarity_threshold": 2.0},
+                            "jrg": {"encoder_dim": 8, "hidden_dim": 4, "whole_iter": 12, "max_iter": 30,
+                                    "final_iter": 20, "freeze_iter": 5, "learning_rate": 1e-3}})
     assert not res.errors
-    assert len([c for c in rec.calls if c[1] == "fit"]) == 1
-    (r0,) = res.setup["selection"]["siamese"]["runs"]
-    assert r0["kind"] == "early_stopping" and r0["best_iteration"] is None
-    assert "refit_iterations" not in r0 and "two-phase training" in r0["note"]
+    jrg = res.setup["selection"]["jrg"]["runs"][0]
+    stages = jrg["best_iteration"]
+    assert set(stages) == {"whole", "difference", "commonality", "full"}
+    assert 1 <= stages["whole"] <= 12 and 1 <= stages["full"] <= 20
+    assert jrg["refit_iterations"] == stages == jrg["refit_params"]["stage_iter"]
+    for head in ("jrg", "siamese"):
+        select_fit, refit = [c for c in rec.calls if c[0] == head and c[1] == "fit"]
+        assert select_fit[3]["early_stopping"] and not refit[3]["early_stopping"]
+        assert set(refit[2]) == train
+    refit_jrg = [c for c in rec.calls if c[0] == "jrg" and c[1] == "fit"][1][3]
+    assert refit_jrg["stage_iter"] == stages
+    sia = res.setup["selection"]["siamese"]["runs"][0]
+    assert [c for c in rec.calls if c[0] == "siamese" and c[1] == "fit"][1][3]["max_iter"] \
+        == sia["refit_iterations"] == sia["best_iteration"]
     md = to_markdown(res)
-    assert "selection, siamese: early stopping" in md and "then refit" not in md
+    assert "selection, jrg: early stopping" in md and "best iterations per stage" in md
+    assert md.count("then refit on all training rows") == 2
 
 
 def test_selection_overrides_and_small_training_sets_are_said(tmp_path):

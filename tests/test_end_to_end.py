@@ -25,7 +25,8 @@ def test_videos_to_scores_through_the_clis(tmp_path):
     assert run.invoke(data_cli, ["verify", str(cache)]).exit_code == 0
     model = tmp_path / "jrg.pt"
     res = run.invoke(heads_cli, ["train", "jrg", str(cache), "--feature", "kin_pose", "--out", str(model),
-                                 "--json", "-p", "max_iter=60", "-p", "encoder_dim=16", "-p", "hidden_dim=8",
+                                 "--json", "-p", "max_iter=30", "-p", "whole_iter=20", "-p", "final_iter=30",
+                                 "-p", "freeze_iter=5", "-p", "encoder_dim=16", "-p", "hidden_dim=8",
                                  "-p", "learning_rate=0.001", "-p", "lr_schedule='constant'"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)

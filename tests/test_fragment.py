@@ -61,7 +61,8 @@ def test_loss_is_eq3_with_balanced_alpha_and_paper_margin():
 
 def test_fragment_contributions_are_occlusion_differences(tmp_path):
     X, y = _data()
-    m = FragmentRegressor(fragment_dim=4, hidden=(8, 4), max_iter=30, random_state=0).fit(X, y)
+    m = FragmentRegressor(fragments="all", fragment_dim=4, hidden=(8, 4), max_iter=30,
+                          random_state=0).fit(X, y)
     c = m.fragment_contributions(X[:5])
     assert c.shape == (5, 3)
     for k in range(3):
@@ -75,12 +76,14 @@ def test_fragment_contributions_are_occlusion_differences(tmp_path):
 
 def test_paper_defaults_and_inputs():
     p = FragmentRegressor().get_params()
-    assert (p["learning_rate"], p["lr_schedule"], p["lr_step"], p["lr_decay"], p["ranking_weight"],
-            p["ranking_margin"], p["dropout"]) == (1e-3, "step", 600, 0.45, "balanced", None, 0.2)
+    assert (p["learning_rate"], p["fragment_lr_ratio"], p["lr_schedule"], p["lr_step"], p["lr_decay"],
+            p["ranking_weight"], p["ranking_margin"], p["dropout"], p["fragments"]) \
+        == (1e-3, 0.1, "step", 600, 0.45, "balanced", None, 0.2, "last")
     X, y = _data()
     m = FragmentRegressor(n_fragments=3, fragment_dim=2, hidden=(4, 2), max_iter=2,
                           random_state=0).fit(X.reshape(len(X), -1), y)
-    assert m.input_shape_ == (3, 4)
+    assert m.input_shape_ == (3, 4) and m.fragment_index_ == [2]       # the last fragment (Sec. 5.3)
+    assert m.module_config_["n_fragments"] == 1
     assert m.predict(X.reshape(len(X), -1)).shape == (len(X),)
     with pytest.raises(ValueError, match="not divisible"):
         FragmentRegressor(n_fragments=5, max_iter=1).fit(X.reshape(len(X), -1), y)
@@ -93,3 +96,38 @@ def test_paper_defaults_and_inputs():
         FragmentRegressor(ranking_weight="auto", max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match="hidden"):
         FragmentRegressor(hidden=(4,), max_iter=1).fit(X, y)
+
+
+def test_fragment_selection_and_the_papers_two_learning_rates():
+    X, y = _data()
+    last = FragmentRegressor(fragment_dim=2, hidden=(4, 2), max_iter=3, random_state=0).fit(X, y)
+    only = FragmentRegressor(fragments=[-1], fragment_dim=2, hidden=(4, 2), max_iter=3,
+                             random_state=0).fit(X[:, 2:], y)
+    np.testing.assert_allclose(last.predict(X), only.predict(X[:, 2:]))       # the others unused
+    Xz = X.copy()
+    Xz[:, :2] = 99.0
+    np.testing.assert_allclose(last.predict(Xz), last.predict(X))
+    two = FragmentRegressor(fragments=[0, 2], fragment_dim=2, hidden=(4, 2), max_iter=3,
+                            random_state=0).fit(X, y)
+    assert two.fragment_index_ == [0, 2] and two.fragment_contributions(X[:4]).shape == (4, 2)
+    for bad, msg in (([3], "out of range"), ([0, -3], "twice"), ("first", "'all', 'last'"),
+                     ([], "at least one")):
+        with pytest.raises(ValueError, match=msg):
+            FragmentRegressor(fragments=bad, max_iter=1).fit(X, y)
+    # Sec. 5.2: the per-fragment layers (the extractors) learn at a tenth of the score layers' rate
+    seen = []
+    real = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append([(len(g["params"]), g["lr"]) for g in self.param_groups])
+        return real(self, *a, **k)
+
+    try:
+        torch.optim.Adam.step = spy
+        m = FragmentRegressor(fragments="all", fragment_dim=2, hidden=(4, 2), max_iter=2,
+                              random_state=0).fit(X, y)
+    finally:
+        torch.optim.Adam.step = real
+    assert seen[0] == [(2, pytest.approx(1e-4)), (6, pytest.approx(1e-3))]
+    with pytest.raises(ValueError, match="fragment_lr_ratio"):
+        FragmentRegressor(fragment_lr_ratio=0, max_iter=1).fit(X, y)

@@ -7,7 +7,8 @@ from aqa.heads import jrg as J  # noqa: E402
 from aqa.heads.jrg import JRGRegressor, skeleton_mask  # noqa: E402
 
 torch.set_num_threads(1)
-TINY = dict(encoder_dim=8, hidden_dim=4, max_iter=40, learning_rate=1e-2, lr_schedule="constant")
+TINY = dict(encoder_dim=8, hidden_dim=4, max_iter=40, learning_rate=1e-2, lr_schedule="constant",
+            staged=False)
 
 
 def _data(n=24, S=3, Jn=17, D=4, seed=0):
@@ -172,8 +173,10 @@ def test_staged_training_freezes_loaded_weights():
                 snaps["before"] = {k: v.clone() for k, v in self.module_.state_dict().items()}
             return super()._fit_loop(*args, desc=desc, **kw)
 
-    est = Spy(**{**TINY, "max_iter": 10}, staged=True, final_iter=6, freeze_iter=6, random_state=0).fit(X, y)
-    assert est.n_iter_ == 3 * 10 + 6
+    est = Spy(**{**TINY, "max_iter": 10, "staged": True}, whole_iter=4, final_iter=6, freeze_iter=6,
+              random_state=0).fit(X, y)
+    assert est.n_iter_ == 4 + 2 * 10 + 6               # whole-scene, difference, commonality, full
+    assert est.stage_iterations_ == {"whole": 4, "difference": 10, "commonality": 10, "full": 6}
     after = est.module_.state_dict()
     for k in ("encoders.q.0.weight", "encoders.ds.0.weight", "encoders.h1.0.weight", "As_raw", "Ap_raw", "w"):
         assert torch.equal(after[k], snaps["before"][k]), k
@@ -191,7 +194,7 @@ def test_staged_commonality_branch_can_keep_the_learned_spatial_graph(freeze):
             snaps[desc] = self.module_.As_raw.detach().clone()
             return super()._fit_loop(*args, desc=desc, **kw)
 
-    Spy(**{**TINY, "max_iter": 10}, staged=True, final_iter=2, freeze_iter=0,
+    Spy(**{**TINY, "max_iter": 10, "staged": True}, whole_iter=3, final_iter=2, freeze_iter=0,
         freeze_commonality_graph=freeze, random_state=0).fit(X, y)
     moved = not torch.equal(snaps["stage 1 commonality"], snaps["stage 2 full"])
     assert moved is not freeze
@@ -207,3 +210,24 @@ def test_bad_input_errors():
         est.predict(np.zeros((2, 2, 4, 4), np.float32))
     with pytest.raises(ValueError, match=r"\(n, S, 1\+J, D\)"):
         JRGRegressor(**TINY).fit(X.reshape(8, -1), y)
+
+
+def test_staged_defaults_are_the_papers_and_stage_iter_repeats_an_early_stopped_fit():
+    p = JRGRegressor().get_params()
+    assert p["staged"] and (p["whole_iter"], p["max_iter"], p["final_iter"], p["freeze_iter"]) \
+        == (1500, 4500, 3000, 500)
+    X, y = _data(n=30, S=2, D=3)
+    kw = {**TINY, "staged": True, "whole_iter": 12, "max_iter": 30, "final_iter": 20, "freeze_iter": 4,
+          "learning_rate": 1e-3}
+    es = JRGRegressor(**kw, early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
+                      random_state=0).fit(X, y)
+    refit = es.refit_params()
+    lengths = refit["stage_iter"]
+    assert refit["early_stopping"] is False and lengths == es.stage_iterations_
+    assert 1 <= lengths["whole"] <= 12 and 1 <= lengths["difference"] <= 30 and 1 <= lengths["full"] <= 20
+    again = JRGRegressor(**{**kw, **refit}, random_state=0).fit(X, y)
+    assert again.stage_iterations_ == lengths and again.n_iter_ == sum(lengths.values())
+    with pytest.raises(ValueError, match="stage_iter must map stages"):
+        JRGRegressor(**{**kw, "stage_iter": {"wholes": 3}}).fit(X, y)
+    with pytest.raises(ValueError, match="held out no validation rows"):
+        JRGRegressor(**TINY).fit(X, y).refit_params()

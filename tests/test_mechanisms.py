@@ -152,7 +152,8 @@ def _rank_data(n, seed, N=3, D=4):
 def test_ranking_loss_raises_spearman_over_mse_alone():
     """Li et al.'s MSE + balanced ranking loss vs MSE alone on the fragment network: the hinge's
     per-pair gradient is bounded, so outlying labels pull less than under MSE. Measured when
-    written: MSE 0.14/0.62/0.24, MSE+rank 0.49/0.87/0.43 (mean gain 0.26)."""
+    written: MSE 0.14/0.62/0.24, MSE+rank 0.49/0.87/0.43 (mean gain 0.26); with the paper's two
+    learning rates (per-fragment layers at 0.1x): MSE 0.08/0.62/0.21, MSE+rank 0.50/0.81/0.32 (0.24)."""
     r = measure_ranking()
     gains = list(r["mse+rank"] - r["mse"])
     assert np.mean(gains) > 0.1, gains
@@ -167,8 +168,8 @@ def measure_ranking():
         Xtr, ytr, _ = _rank_data(200, seed)
         Xte, _, yte = _rank_data(300, 100 + seed)
         for name, rw in (("mse", 0.0), ("mse+rank", "balanced")):
-            m = FragmentRegressor(fragment_dim=8, hidden=(32, 8), max_iter=400, batch_size=32,
-                                  ranking_weight=rw, random_state=seed).fit(Xtr, ytr)
+            m = FragmentRegressor(fragments="all", fragment_dim=8, hidden=(32, 8), max_iter=400,
+                                  batch_size=32, ranking_weight=rw, random_state=seed).fit(Xtr, ytr)
             r[name].append(_rho(m.predict(Xte), yte))
     return {k: np.asarray(v) for k, v in r.items()}
 

@@ -90,6 +90,36 @@ def test_phase2_trains_only_the_regression_layer_and_averages_tied_references():
     np.testing.assert_allclose(m.predict(X[:2], groups=["fwd", "fwd"]),
                                s.numpy() * m.y_std_ + m.y_mean_, rtol=1e-5)
     assert 0.0 <= m.dml_accuracy_ <= 1.0 and len(m.dml_loss_curve_) == 3
+    # the training loss has one term per (reference, video) pair, not one per video's mean
+    out = m._forward(net, xq, {"groups": np.array(["fwd", "fwd"], dtype=object)}, True)
+    target = torch.tensor([0.3, -0.2])
+    pairs = out["pair_pred"].reshape(2, len(refs))          # video-major: each video's references
+    want = torch.mean((pairs - target[:, None]) ** 2)
+    torch.testing.assert_close(m._batch_loss(out["pred"], target, out), want)
+    pairs = {"pred": torch.tensor([2.0, 0.0]), "pair_pred": torch.tensor([1.0, 3.0, 0.0, 0.0]),
+             "pair_owner": torch.tensor([0, 0, 1, 1])}
+    loss = m._batch_loss(pairs["pred"], torch.tensor([2.0, 0.0]), pairs)
+    assert float(loss) == pytest.approx((1 + 1 + 0 + 0) / 4)          # the mean's error would be 0
+
+
+def test_references_never_come_from_the_validation_rows():
+    X, y, g = _data()
+    y[np.flatnonzero(g == "fwd")[:2]] = y.max() + 5                  # two clear experts of "fwd"
+    held_out_an_expert = False
+    for seed in range(6):
+        m = SiameseRegressor(**{**TINY, "similarity_threshold": 2.0, "random_state": seed},
+                             early_stopping=True, validation_fraction=0.3).fit(X, y, groups=g)
+        va = m.validation_index_
+        fit_rows = np.setdiff1d(np.arange(len(y)), va)
+        assert len(va)
+        for t, refs in m.references_.items():
+            want = y[fit_rows][g[fit_rows] == t].max()                 # the best of the fit rows
+            np.testing.assert_allclose(m.reference_scores_[refs], want, rtol=1e-6)
+        X32 = X.astype(np.float32)
+        ref_rows = [int(np.flatnonzero(np.all(X32 == r, axis=(1, 2)))[0]) for r in m.reference_X_]
+        assert not set(ref_rows) & set(va.tolist())
+        held_out_an_expert |= bool(set(np.flatnonzero(y == y.max())) & set(va.tolist()))
+    assert held_out_an_expert              # the case the rule is for did occur
 
 
 def test_trimmed_sequences_and_clip_similarity(tmp_path):
