@@ -7,14 +7,26 @@ import sys
 import click
 
 
-def _fail(msg: str, code: int = 1):
+def fail(msg: str, code: int = 1):
+    """One ``error:`` line on stderr, then exit with ``code`` (every CLI's bad-input ending)."""
     click.echo(f"error: {msg}", err=True)
     sys.exit(code)
 
 
+def plain_warnings(ctx: click.Context) -> None:
+    """For the rest of the command, warnings print as one ``warning: message`` line (not Python's
+    source file, line number and code line); the formatter is restored when the command ends."""
+    import warnings
+    saved = warnings.formatwarning
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    ctx.call_on_close(lambda: setattr(warnings, "formatwarning", saved))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+@click.pass_context
+def main(ctx):
     """Data tools for aqa-pipeline: the HDF5 feature cache, dataset labels, synthetic videos."""
+    plain_warnings(ctx)
 
 
 @main.command()
@@ -55,7 +67,7 @@ def merge(inputs, out, as_json):
     try:
         summary = _merge(inputs, out, progress=not as_json)
     except CacheError as e:
-        _fail(str(e))
+        fail(str(e))
     click.echo(json.dumps(summary) if as_json else
                f"merged {summary['videos']} videos from {summary['inputs']} file(s) into {out}"
                f" ({summary['duplicates_skipped']} duplicate(s) skipped, {summary['labels']} labels)")
@@ -71,11 +83,11 @@ def labels(dataset, annotation_dir, out):
     from .labels import write_labels_csv
 
     if dataset not in DATASETS:
-        _fail(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}", 2)
+        fail(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}", 2)
     try:
         rows = read_dataset(dataset, annotation_dir)
     except (ValueError, FileNotFoundError, KeyError) as e:
-        _fail(str(e))
+        fail(str(e))
     write_labels_csv(rows, out)
     splits = {}
     for r in rows:
@@ -105,7 +117,7 @@ def synth(out_dir, n, kind, seed, frames, size, jobs):
     try:
         rows = render_dataset(out_dir, n=n, kind=kind, seed=seed, n_frames=frames, size=wh, jobs=jobs)
     except ValueError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     click.echo(f"rendered {len(rows)} {kind} videos into {out_dir} (labels: {out_dir}/labels.csv)")
 
 

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from aqa.data.cli import plain_warnings
+
 
 class _DefaultRun(click.Group):
     """`aqa-extract VIDEOS... --out F` runs extraction; `merge` and `weights` are subcommands."""
@@ -47,7 +49,8 @@ def _kv(items, what):
 
 
 @click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+@click.pass_context
+def main(ctx):
     """Extract pose, TV-L1 flow and I3D/C3D features from videos into an HDF5 cache.
 
     \b
@@ -55,6 +58,7 @@ def main():
       aqa-extract merge parts/*.h5 --out feats.h5
       aqa-extract weights list | fetch NAME
     """
+    plain_warnings(ctx)
 
 
 @main.command("run")

@@ -25,6 +25,8 @@ from typing import Sequence
 import click
 import numpy as np
 
+from aqa.data.cli import fail, plain_warnings
+
 __all__ = ["main", "run_train_eval", "load_rows", "select_rows"]
 
 #: labels column passed for each per-sample keyword a head declares in ``fit_extras``.
@@ -157,11 +159,6 @@ def _parse_params(items) -> dict:
     return out
 
 
-def _fail(msg: str):
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
-
-
 def _print_metrics(m: dict | None, as_json: bool, extra: dict):
     if as_json:
         click.echo(json.dumps({**extra, "metrics": m}, indent=2, default=float))
@@ -184,9 +181,11 @@ def _untrained_note(untrained: bool):
                    "meaningful for comparison with the papers.", err=True)
 
 
-@click.group(help="Train, evaluate and explain AQA scoring heads on a feature cache.")
-def main():
-    pass
+@click.group(help="Train, evaluate and explain AQA scoring heads on a feature cache.",
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx):
+    plain_warnings(ctx)
 
 
 @main.command("list", help="List the registered heads and their parameters.")
@@ -226,7 +225,7 @@ def train(head, cache, labels, feature, split, test_split, seed, out, params, as
         res = run_train_eval(cache, labels, head, feature, seed, _parse_params(params), split,
                              test_split or None, out, verbose)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+        fail(str(e).strip("'\""))
     _untrained_note(res["untrained_features"])
     extra = {k: res[k] for k in ("head", "feature", "seed", "n_train", "n_test", "model_path",
                                  "untrained_features")}
@@ -280,7 +279,7 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
         m = _evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None,
                       score_ranges=score_ranges_of(rows))
     except (ValueError, KeyError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+        fail(str(e).strip("'\""))
     _untrained_note(untrained)
     _print_metrics(m, as_json, {"head": head, "feature": feature, "split": split, "n": len(vids)})
 
@@ -302,7 +301,7 @@ def predict(model, cache, labels, split, out, trust_model):
             raise ValueError(f"{head} needs labels columns {sorted(needed)} to predict; pass --labels")
         pred = est.predict(X, **extras)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+        fail(str(e).strip("'\""))
     _untrained_note(untrained)
     rows = [{"video_id": v, "pred_score": float(p)} for v, p in zip(vids, pred)]
     if out and Path(out).suffix.lower() == ".json":
@@ -344,7 +343,7 @@ def explain(model, cache, out_dir, videos, trust_model):
                 extras = _extras(est, [by_id[v] for v in ids], predict=True)
         paths = _explain(est, X, ids, out_dir, **extras)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+        fail(str(e).strip("'\""))
     for p in paths:
         click.echo(str(p))
 
@@ -380,7 +379,7 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
     for key, value in _parse_params(params).items():
         head, dot, name = key.partition(".")
         if not dot:
-            _fail(f"bench parameters are HEAD.key=value, got {key!r}")
+            fail(f"bench parameters are HEAD.key=value, got {key!r}")
         head_params.setdefault(head, {})[name] = value
     try:
         res = run_bench(cache, labels=labels, heads=heads, seeds=seeds, feature=feature,
@@ -388,7 +387,7 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
                         per_action=not no_per_action, params=head_params, benchmark=benchmark,
                         progress=not as_json, selection=selection)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+        fail(str(e).strip("'\""))
     paths = write_report(res, out_dir)
     if as_json:
         click.echo(json.dumps(rows_for_table(res), default=float))

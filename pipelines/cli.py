@@ -5,10 +5,14 @@ import sys
 
 import click
 
+from aqa.data.cli import plain_warnings
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+@click.pass_context
+def main(ctx):
     """Benchmark recipes: labels -> extraction -> every head -> report (see `list`)."""
+    plain_warnings(ctx)
 
 
 @main.command("list")

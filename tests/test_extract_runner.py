@@ -2,6 +2,7 @@
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -722,3 +723,25 @@ def test_checkpoint_models_resolve_at_once_and_build_on_demand(tmp_path, monkeyp
     with pytest.warns(UserWarning, match="RANDOM weights"):
         ex.build()
     assert ex.pose.untrained and ex.cache_config() == before
+
+
+def test_cli_warnings_are_one_plain_line(tmp_path):
+    """A warning in a command prints as `warning: ...`, not Python's file:line and code line (run as
+    the console script: pytest records warnings in-process); in-process the formatter is restored
+    when the command ends."""
+    import subprocess
+    import warnings
+    (tmp_path / "vids" / "poster").mkdir(parents=True)
+    (tmp_path / "vids" / "poster" / "cover.jpg").write_bytes(b"")
+    exe = Path(sys.executable).with_name("aqa-extract")
+    res = subprocess.run([str(exe), str(tmp_path / "vids"), "--out", str(tmp_path / "f.h5")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert res.stderr.splitlines()[0] == ("warning: left out 1 folder(s) holding a single image, not a "
+                                          f"frame sequence: {tmp_path / 'vids' / 'poster'}")
+    assert "UserWarning" not in res.stderr and "runner.py" not in res.stderr
+    assert res.stderr.splitlines()[1].startswith("error: no video files")
+    before = warnings.formatwarning
+    with pytest.warns(UserWarning, match="single image"):
+        CliRunner().invoke(extract_cli, [str(tmp_path / "vids"), "--out", str(tmp_path / "f.h5")])
+    assert warnings.formatwarning is before
