@@ -146,12 +146,21 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
 
 
 # ---------------------------------------------------------------------- click
+#: spellings of the Python constants a shell user types (``-p staged=false``)
+_CONSTANTS = {"true": True, "false": False, "none": None, "null": None}
+
+
 def _parse_params(items) -> dict:
+    """``key=value`` pairs: a Python literal (``3``, ``1e-3``, ``(4, 2)``, ``'cyclic'``),
+    ``true``/``false``/``none`` in any case, else the text itself."""
     out = {}
     for it in items:
         key, eq, val = it.partition("=")
         if not eq or not key:
             raise click.BadParameter(f"expected key=value, got {it!r}", param_hint="--param")
+        if val.strip().lower() in _CONSTANTS:
+            out[key.strip()] = _CONSTANTS[val.strip().lower()]
+            continue
         try:
             out[key.strip()] = ast.literal_eval(val)
         except (ValueError, SyntaxError):

@@ -264,6 +264,9 @@ class JRGRegressor(TorchRegressor):
 
     def _module_config(self, X, y, extras):
         J = int(X.shape[2] - 1)
+        for name in ("staged", "freeze_commonality_graph"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("encoder_dim", "hidden_dim", "whole_iter", "final_iter"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:

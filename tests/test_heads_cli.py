@@ -190,3 +190,14 @@ def test_predict_time_extras_never_include_sub_scores():
     assert set(pred) == {"groups", "difficulty"} and list(pred["difficulty"]) == [2.0, 3.0]
     Head.predict_extras = ("groups",)
     assert set(_extras(Head(), rows, predict=True)) == {"groups"}
+
+
+def test_params_parse_shell_spellings_of_constants():
+    from aqa.heads.cli import _parse_params
+    got = _parse_params(["staged=false", "a=None", "b=TRUE", "c=1e-3", "d=(4, 2)", "e=cyclic", "f='x'",
+                         "g=null"])
+    assert got == {"staged": False, "a": None, "b": True, "c": 1e-3, "d": (4, 2), "e": "cyclic", "f": "x",
+                   "g": None}
+    from aqa.heads.jrg import JRGRegressor
+    with pytest.raises(ValueError, match="staged must be True or False, got 'no'"):
+        JRGRegressor(staged="no").fit(np.zeros((4, 2, 18, 3)), np.arange(4.0))
