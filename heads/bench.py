@@ -460,7 +460,7 @@ def takes_difficulty(head: str) -> bool:
 
 
 def rows_for_table(res: BenchResult) -> list[dict]:
-    from .published import published
+    from .published import protocol_difference, published
     bm = res.setup.get("benchmark")
     withheld = res.setup.get("published_withheld") or {}
     untrained = bool(res.provenance.get("untrained"))
@@ -491,6 +491,7 @@ def rows_for_table(res: BenchResult) -> list[dict]:
                 pub, src = None, None
             row["published_spearman"] = pub if pub is not None else math.nan
             row["published_source"] = src or ""
+            row["published_differs"] = (protocol_difference(bm, head) or "") if pub is not None else ""
             row["untrained"] = untrained
             row["error"] = "; ".join(errors)
             out.append(row)
@@ -509,6 +510,7 @@ def to_markdown(res: BenchResult) -> str:
                   "|---|---|---|---|---|\n")
         for r in (x for x in table if x["action"] == action):
             pub = "" if not np.isfinite(r["published_spearman"]) else f"{r['published_spearman']:.4f}"
+            pub += " (other protocol)" if pub and r["published_differs"] else ""
             if r["error"] and not np.isfinite(r["spearman"]):
                 buf.write(f"| {r['head']} | failed: {r['error'][:80]} | | | {pub} |\n")
                 continue
@@ -519,6 +521,8 @@ def to_markdown(res: BenchResult) -> str:
     sources = sorted({r["published_source"] for r in table if r["published_source"]})
     if sources:
         buf.write("\nPublished figures: " + "; ".join(sources) + ".\n")
+    for head, why in sorted({r["head"]: r["published_differs"] for r in table if r["published_differs"]}.items()):
+        buf.write(f"\nPublished figure of {head} is from another protocol, not comparable: {why}.\n")
     for head, why in sorted((res.setup.get("published_withheld") or {}).items()):
         buf.write(f"\nPublished figure withheld: {why}.\n")
     if res.errors:

@@ -4,7 +4,8 @@ Every figure is copied from one of the seed papers (``source`` says where; ``pap
 text in ../shared/papers it can be checked against, where the figure appears either as a decimal
 or in percent); a report shows it only for the benchmark and action it was published for, and only
 beside the head that is that method. Keys: benchmark -> head name -> {action or "avg": rho,
-"source", "paper"}. Head names are the registry's; methods we have no head for are left out.
+"source", "paper"[, "differs"]}; ``differs`` says how the published run's protocol differs from
+the benchmark's recipe here (reports mark such figures: beside ours, not comparable to it). Head names are the registry's; methods we have no head for are left out.
 
 The ``mlp`` head is JRG's Whole-Scene baseline (:mod:`aqa.heads.mlp`: per-step encoder + scoring
 MLP summed over the 10 steps), so its figures are JRG's "Whole Scene" rows, not CoRe's I3D+MLP
@@ -54,11 +55,19 @@ PUBLISHED: dict[str, dict[str, dict]] = {
     },
     "jigsaws": {
         "jrg": {"suturing": 0.36, "needle_passing": 0.54, "knot_tying": 0.75, "avg": 0.57,
-                "source": "JRG (ICCV 2019) Table 4", "paper": "jrg"},
+                "source": "JRG (ICCV 2019) Table 4", "paper": "jrg",
+                "differs": "JRG's nodes are the robot's manipulators with DCT features of their 3-D "
+                           "kinematics, left and right views are separate samples, and the folds are "
+                           "those of its ref. [6], not MUSDL's folds of left-view videos"},
         "mlp": {"suturing": 0.09, "needle_passing": 0.10, "knot_tying": 0.15, "avg": 0.11,
-                "source": "JRG's Whole-scene baseline, JRG (ICCV 2019) Table 4", "paper": "jrg"},
+                "source": "JRG's Whole-scene baseline, JRG (ICCV 2019) Table 4", "paper": "jrg",
+                "differs": "left and right views as separate samples on the folds of JRG's ref. [6], "
+                           "not MUSDL's folds of left-view videos"},
         "aim": {"suturing": 0.63, "needle_passing": 0.65, "knot_tying": 0.82, "avg": 0.71,
-                "source": "AIM (ECCV 2020) Table 2 (in %)", "paper": "aim"},
+                "source": "AIM (ECCV 2020) Table 2 (in %)", "paper": "aim",
+                "differs": "all 206 videos (both views) with the manipulators' 3-D kinematics as the "
+                           "primary and secondary, on the folds of its ref. [15], not MUSDL's folds of "
+                           "the 103 left-view videos"},
         # CoRe's Table 4 (per task) is not in the text of the paper we hold; the average is stated
         # in its Introduction ("70% to 85% on JIGSAWS"), so only the average is given.
         "core": {"avg": 0.85, "source": "CoRe (ICCV 2021) Introduction: \"70% to 85% on JIGSAWS\" "
@@ -82,9 +91,14 @@ def published(benchmark: str | None, head: str, action: str = "avg", with_dd: bo
         key = "avg_with_dd"
     else:
         key = _norm(action)
-    if key in ("source", "paper"):
+    if key in ("source", "paper", "differs"):
         return None, None
     return entry.get(key), entry.get("source")
+
+
+def protocol_difference(benchmark: str | None, head: str) -> str | None:
+    """How the published run of ``head`` on ``benchmark`` differs from our recipe (None: it does not)."""
+    return PUBLISHED.get(benchmark or "", {}).get(head, {}).get("differs")
 
 
 #: ``paper`` key of an entry -> the file stem of that paper's text in ../shared/papers

@@ -262,6 +262,20 @@ def test_published_figure_of_the_one_action_present():
     assert _row(table, "all", "jrg")["published_spearman"] == pytest.approx(0.57)
     table = rows_for_table(_result("aqa7", ["gym_vault"], ["jrg"]))
     assert _row(table, "gym_vault", "jrg")["published_spearman"] == pytest.approx(0.7358)
+    assert _row(table, "gym_vault", "jrg")["published_differs"] == ""
+
+
+def test_published_figures_of_another_protocol_are_marked():
+    """JRG's and AIM's JIGSAWS runs used the robot kinematics, both views and other folds."""
+    res = _result("jigsaws", ["Suturing"], ["jrg", "aim", "core"])
+    res.setup.update(feature="kin_pose", protocol="folds", folds=["fold0"], cache="c.h5", n_videos=3)
+    table = rows_for_table(res)
+    assert "kinematics" in _row(table, "Suturing", "jrg")["published_differs"]
+    assert "206 videos" in _row(table, "Suturing", "aim")["published_differs"]
+    md = to_markdown(res)
+    assert "| jrg |" in md and "0.3600 (other protocol)" in md and "0.6300 (other protocol)" in md
+    assert "Published figure of jrg is from another protocol, not comparable: JRG's nodes" in md
+    assert "Published figure of core" not in md
 
 
 def test_r_l2_uses_each_actions_range_over_all_labelled_scores(tmp_path):
@@ -383,7 +397,7 @@ def test_published_figures_appear_in_the_papers(bm, head, entry):
     if not path.exists():
         pytest.skip(f"{path} is absent")
     lines = path.read_text(errors="replace").splitlines()
-    values = [v for k, v in entry.items() if k not in ("source", "paper", "avg_with_dd")]
+    values = [v for k, v in entry.items() if k not in ("source", "paper", "avg_with_dd", "differs")]
 
     def pattern(v):
         return "(" + "|".join(re.escape(f) for f in _formats(v)) + ")"
