@@ -22,7 +22,9 @@ mtl_aqa    split 0          core: 103 frames ending at the dive's  train/test   
                             last frame (CoRe's MTL-AQA loader)
 unlv_dive  370 split        fragments: 9 x 16 frames (Li et al.)   train/test   no
 jigsaws    4-fold           core-jigsaws: 160 frames, 10 snippets  4-fold CV    yes (3)
-finediving official split   core (103 frames, 10 windows)          train/test   no
+finediving official split   core: 96 frames evenly over the    train/test   no
+                            clip (FineDiving's loader), 10
+                            windows of 16, one every 9 frames
 ========== ================ ====================================== ============ ==========
 
 The benchmarks with difficulty labels (MTL-AQA, UNLV-Dive, FineDiving) run with the difficulty
@@ -65,7 +67,10 @@ RECIPES: dict[str, Recipe] = {
                         "UNLV-Dive, the 300/70 split of Parmar & Morris"),
     "jigsaws": Recipe("jigsaws", "core-jigsaws", {}, "folds", True, 1,
                       "JIGSAWS 4-fold cross-validation per task (Suturing, Knot_Tying, Needle_Passing)"),
-    "finediving": Recipe("finediving", "core", {"anchor": "end"}, "split", False, 1,
+    # FineDiving's clips are often shorter than 103 frames (1783 of 3000): its official loader
+    # samples 96 frames evenly over the trimmed clip instead of padding a 103-frame window
+    "finediving": Recipe("finediving", "core", {"frames": 96, "resample": "uniform", "stride": 9},
+                         "split", False, 1,
                          "FineDiving official train/test split"),
 }
 

@@ -180,3 +180,14 @@ def test_recipe_on_the_real_label_files(name, synth, tmp_path):
             assert np.isfinite(bench.runs[(head, a)][0]["mse"])
     # with so few rows no selection is possible, and the report says so
     assert "selection, c3d-svr: NO model selection" in md
+
+
+@pytest.mark.parametrize("n_frames", [40, 70, 96, 140])
+def test_finediving_samples_its_clips_evenly_without_padding(n_frames):
+    """Most FineDiving clips are shorter than CoRe's 103 frames: 96 frames over the whole clip."""
+    from aqa.extract.sampling import sample
+    r = RECIPES["finediving"]
+    s = sample(r.sampling, n_frames, **r.sampling_options)
+    assert s.clips.shape == (10, 16) and not s.padded.any()
+    assert s.clips.min() == 0 and s.clips.max() == n_frames - 1      # first to last frame
+    assert len(set(s.clips[:, 0].tolist())) == 10                    # no window repeated
