@@ -77,7 +77,9 @@ def merge(inputs, out, as_json):
 @click.argument("dataset")
 @click.argument("annotation_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="labels CSV to write.")
-def labels(dataset, annotation_dir, out):
+@click.option("--raw", is_flag=True, help="Keep the published values as they are (no correction of "
+              "the MTL-AQA judge score that is off the scale; see aqa.data.datasets.ERRATA).")
+def labels(dataset, annotation_dir, out, raw):
     """Write the common labels table of DATASET (aqa7, mtl_aqa, unlv_dive, jigsaws, finediving)."""
     from .datasets import DATASETS, read_dataset
     from .labels import write_labels_csv
@@ -85,7 +87,8 @@ def labels(dataset, annotation_dir, out):
     if dataset not in DATASETS:
         fail(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}", 2)
     try:
-        rows = read_dataset(dataset, annotation_dir)
+        raw_kw = {"errata": False} if raw and dataset == "mtl_aqa" else {}
+        rows = read_dataset(dataset, annotation_dir, **raw_kw)
     except (ValueError, FileNotFoundError, KeyError) as e:
         fail(str(e))
     write_labels_csv(rows, out)

@@ -20,9 +20,10 @@ Facts about the real files that these readers encode (checked against ../shared/
   readers divide by 100 and round to 6 decimals to drop float noise (1667.0000000000002 -> 16.67).
   This is also what the authors' own loader (C3D-LSTM--PyTorch) does.
 - MTL-AQA: both annotation files have the same 1412 keys and identical shared fields; the augmented one
-  adds ``judge_scores`` (7 floats). One judge score is a typo: key (4, 49) has ``45.0`` where the final
-  score (39.6 = 3.3 x (4 + 4 + 4)) proves ``4.5``; :data:`ERRATA` corrects it (``errata=False`` keeps
-  the raw value). ``primary_view`` is 0 for every dive.
+  adds ``judge_scores`` (7 floats). One judge score is off the 0-10 scale: key (4, 49) has ``45.0``,
+  read as a decimal slip for ``4.5``; the final score (39.6 = 3.3 x (4 + 4 + 4), the middle three of
+  the seven) is consistent with it but does not pin it (any value >= 4 would drop out the same).
+  :data:`ERRATA` corrects it (``errata=False``, ``aqa-data labels --raw``, keeps the raw value). ``primary_view`` is 0 for every dive.
 - UNLV-Dive: its annotation dict is the MTL-AQA format (same keys, same values for videos 1-3). The
   train split names (1, 64), which no annotation file holds (MTL-AQA numbering of video 1 skips clip
   64); it is dropped with a warning (:data:`KNOWN_MISSING`), so the protocol has 299 train / 70 test
@@ -71,8 +72,8 @@ JIGSAWS_GRS_ITEMS = ("grs_respect_for_tissue", "grs_suture_needle_handling", "gr
 MTL_AQA_FIELDS = ("position", "armstand", "rotation_type", "ss_no", "tw_no", "primary_view",
                   "start_frame", "end_frame")
 
-# (dataset, key, field, index or None) -> (published value, corrected value). Each entry is proven by
-# the published final score (difficulty x sum of the middle 3 of 7 judges).
+# (dataset, key, field, index or None) -> (published value, corrected value): values off the judging
+# scale, each consistent with the published final score (difficulty x sum of the middle 3 of 7 judges).
 ERRATA: dict[tuple, tuple[float, float]] = {
     ("mtl_aqa", (4, 49), "judge_scores", 3): (45.0, 4.5),
 }

@@ -23,6 +23,20 @@ def test_labels_command_writes_the_common_table(tmp_path, name, folder, n):
     assert all(r.split for r in rows)
 
 
+def test_labels_raw_keeps_the_published_judge_score(tmp_path):
+    if not (SHARED / "mtl_aqa").is_dir():
+        pytest.skip(f"{SHARED / 'mtl_aqa'} absent (real annotation files not available)")
+    judge = {}
+    for flag in ([], ["--raw"]):
+        out = tmp_path / f"labels{len(flag)}.csv"
+        res = CliRunner().invoke(data_cli, ["labels", "mtl_aqa", str(SHARED / "mtl_aqa"), "--out", str(out),
+                                            *flag])
+        assert res.exit_code == 0, res.output
+        row = next(r for r in read_labels_csv(out) if r.video_id == "04_49")
+        judge[len(flag)] = row.sub_scores["judge_4"]
+    assert judge == {0: 4.5, 1: 45.0}
+
+
 def test_labels_command_errors(tmp_path):
     res = CliRunner().invoke(data_cli, ["labels", "nope", str(tmp_path), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown dataset" in res.output
