@@ -228,8 +228,10 @@ def list_cmd(as_json):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the trained head here (e.g. model.pt).")
 @click.option("-p", "--param", "params", multiple=True, help="Head parameter key=value (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("-v", "--verbose", is_flag=True, help="Progress bars while training.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Progress bars while training (the default on a terminal, without --json).")
 def train(head, cache, labels, feature, split, test_split, seed, out, params, as_json, verbose):
+    verbose = verbose or (not as_json and sys.stderr.isatty())
     try:
         res = run_train_eval(cache, labels, head, feature, seed, _parse_params(params), split,
                              test_split or None, out, verbose)
