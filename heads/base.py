@@ -188,8 +188,17 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         raise NotImplementedError(f"{type(self).__name__} must implement _forward")
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
-        """Validate X (2-D or N-d, finite, numeric) and set/check ``n_features_in_``."""
-        return validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32)
+        """Validate X (2-D or N-d, finite, numeric) and set/check ``n_features_in_`` (for N-d X,
+        scikit-learn's "features" are the second axis: the time steps)."""
+        try:
+            return validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32)
+        except ValueError as e:
+            shape = np.shape(X)
+            if reset or len(shape) < 3 or "features" not in str(e):
+                raise
+            raise ValueError(f"X has {shape[1]} time steps per video (axis 1 of shape {shape}), but "
+                             f"{type(self).__name__} was fitted on {self.n_features_in_}: were these "
+                             f"features extracted with another sampling (--sampling-opt T=...)?") from None
 
     def _regression_loss(self, pred, target):
         import torch.nn.functional as F
@@ -662,7 +671,9 @@ def load_head(path, *, device: str = "cpu", allow_pickle: bool = False):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our format"
-        raise HeadFormatError(f"{path} is not an aqa head file: {e}") from None
+        raise HeadFormatError(f"{path} is not an aqa head file (those are written by "
+                              f"`aqa-heads train --out` or a head's .save(); torch.load failed: "
+                              f"{type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise HeadFormatError(f"{path} is not an aqa head file (format tag missing)")
     if payload.get("format_version", 0) > FORMAT_VERSION:

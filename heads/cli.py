@@ -65,6 +65,19 @@ def select_rows(rows, split: str, available: Sequence[str]):
     return sel
 
 
+def _warn_unmatched(rows, ids) -> None:
+    """Say which cache videos have no label row, and which label rows no cache video."""
+    import warnings
+    labelled = {x.video_id for x in rows}
+    for what, missing, total in (("cache videos have no label row", sorted(set(ids) - labelled), len(ids)),
+                                 ("label rows have no video in the cache", sorted(labelled - set(ids)),
+                                  len(labelled))):
+        if missing:
+            warnings.warn(f"{len(missing)} of {total} {what} and are left out: "
+                          f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}", UserWarning,
+                          stacklevel=3)
+
+
 def _extras(estimator, rows, predict: bool = False) -> dict:
     """Per-sample keywords from the labels. At fit time every name in ``fit_extras``; at predict
     time only ``predict_extras`` if the head declares it, else the ones known before a performance
@@ -108,7 +121,9 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
     with CacheReader(cache) as r:
         rows = load_rows(r, labels)
         ids = r.video_ids()
-        feature = feature or (default_feature(r) if spec.inputs != "pose_traj" else None)
+        _warn_unmatched(rows, ids)
+        feature = feature or (None if spec.inputs == "pose_traj" else
+                              default_feature(r, part="joints" if spec.inputs == "jrg" else "whole"))
         tr = select_rows(rows, train_split, ids)
         te = select_rows(rows, test_split, ids) if test_split else []
         overlap = {x.video_id for x in tr} & {x.video_id for x in te}
@@ -166,6 +181,18 @@ def _parse_params(items) -> dict:
         except (ValueError, SyntaxError):
             out[key.strip()] = val
     return out
+
+
+def _reason(e: BaseException) -> str:
+    """The message of an expected error: a KeyError's text without the quotes str() adds."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def _expected_errors() -> tuple[type, ...]:
+    """Bad input or environment (a missing file, a cache that is not one or is held by another
+    process, a bad parameter): an ``error:`` line, not a traceback."""
+    from aqa.data.cache import CacheError
+    return (ValueError, KeyError, FileNotFoundError, CacheError)
 
 
 def _print_metrics(m: dict | None, as_json: bool, extra: dict):
@@ -235,8 +262,8 @@ def train(head, cache, labels, feature, split, test_split, seed, out, params, as
     try:
         res = run_train_eval(cache, labels, head, feature, seed, _parse_params(params), split,
                              test_split or None, out, verbose)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        fail(str(e).strip("'\""))
+    except _expected_errors() as e:
+        fail(_reason(e))
     _untrained_note(res["untrained_features"])
     extra = {k: res[k] for k in ("head", "feature", "seed", "n_train", "n_test", "model_path",
                                  "untrained_features")}
@@ -275,10 +302,11 @@ def _model_rows(est, cache, labels, split):
 @main.command(help="Evaluate a trained head (MODEL) on the --split rows of CACHE.")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
-@click.option("--labels", type=click.Path(exists=True, dir_okay=False))
-@click.option("--split", default="test", show_default=True)
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False),
+              help="Labels CSV (default: the cache's /labels).")
+@click.option("--split", default="test", show_default=True, help="Split value(s) to evaluate, comma-separated.")
 @click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def evaluate(model, cache, labels, split, trust_model, as_json):
     from .metrics import evaluate as _evaluate
     try:
@@ -289,8 +317,8 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
         from .bench import score_ranges_of   # R-l2 ranges over every labelled score of each action
         m = _evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None,
                       score_ranges=score_ranges_of(rows))
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        fail(str(e).strip("'\""))
+    except _expected_errors() as e:
+        fail(_reason(e))
     _untrained_note(untrained)
     _print_metrics(m, as_json, {"head": head, "feature": feature, "split": split, "n": len(vids)})
 
@@ -298,7 +326,8 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
 @main.command(help="Predict scores with a trained head; writes CSV or JSON (by --out suffix) or prints CSV.")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
-@click.option("--labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False),
+              help="Labels CSV (default: the cache's /labels; heads that score by action need it).")
 @click.option("--split", default=None, help="Only these split value(s) (default: every video in the cache).")
 @click.option("--out", type=click.Path(dir_okay=False), help="preds.csv or preds.json")
 @click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
@@ -311,8 +340,8 @@ def predict(model, cache, labels, split, out, trust_model):
         if needed and not extras:
             raise ValueError(f"{head} needs labels columns {sorted(needed)} to predict; pass --labels")
         pred = est.predict(X, **extras)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        fail(str(e).strip("'\""))
+    except _expected_errors() as e:
+        fail(_reason(e))
     _untrained_note(untrained)
     rows = [{"video_id": v, "pred_score": float(p)} for v, p in zip(vids, pred)]
     if out and Path(out).suffix.lower() == ".json":
@@ -335,7 +364,7 @@ def predict(model, cache, labels, split, out, trust_model):
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--video", "videos", multiple=True, help="Video id(s) to explain (default: the first 3).")
-@click.option("--trust-model", is_flag=True)
+@click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
 def explain(model, cache, out_dir, videos, trust_model):
     from aqa.data.cache import CacheReader
     from .plots import explain as _explain
@@ -353,8 +382,8 @@ def explain(model, cache, out_dir, videos, trust_model):
                     raise ValueError(f"no label rows (action/difficulty) for {missing[:3]}")
                 extras = _extras(est, [by_id[v] for v in ids], predict=True)
         paths = _explain(est, X, ids, out_dir, **extras)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        fail(str(e).strip("'\""))
+    except _expected_errors() as e:
+        fail(_reason(e))
     for p in paths:
         click.echo(str(p))
 
@@ -366,12 +395,13 @@ def explain(model, cache, out_dir, videos, trust_model):
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False), help="Labels CSV (default: the cache's /labels).")
 @click.option("--heads", default="all", show_default=True, help="Comma-separated head names, or all.")
-@click.option("--seeds", default=5, show_default=True, type=int, help="Seeds 0..N-1 per head.")
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1), help="Seeds 0..N-1 per head.")
 @click.option("--feature", help="Feature family; families joined with + are concatenated.")
 @click.option("--protocol", type=click.Choice(["split", "folds"]), default="split", show_default=True,
               help="train/test split, or k-fold over split values fold0..foldK (JIGSAWS).")
-@click.option("--split", "train_split", default="train", show_default=True)
-@click.option("--test-split", default="test", show_default=True)
+@click.option("--split", "train_split", default="train", show_default=True,
+              help="Training split value (split protocol).")
+@click.option("--test-split", default="test", show_default=True, help="Test split value (split protocol).")
 @click.option("--no-per-action", is_flag=True, help="One table over all actions.")
 @click.option("--benchmark", type=click.Choice(["aqa7", "mtl_aqa", "unlv_dive", "jigsaws", "finediving"]),
               help="Show the published figures of this benchmark beside ours.")
@@ -397,8 +427,8 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
                         protocol=protocol, train_split=train_split, test_split=test_split,
                         per_action=not no_per_action, params=head_params, benchmark=benchmark,
                         progress=not as_json, selection=selection)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        fail(str(e).strip("'\""))
+    except _expected_errors() as e:
+        fail(_reason(e))
     paths = write_report(res, out_dir)
     if as_json:
         click.echo(json.dumps(rows_for_table(res), default=float))
@@ -408,6 +438,8 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
     for head in res.heads:
         for err in res.head_errors(head):
             click.echo(f"warning: {head} {err}", err=True)
+    if res.errors:
+        fail(f"{len(res.errors)} run(s) failed (listed above and in {paths['md']})")
 
 
 if __name__ == "__main__":

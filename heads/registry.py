@@ -132,10 +132,26 @@ def get(name: str) -> HeadSpec:
     raise KeyError(f"unknown head {name!r}; known heads: {', '.join(names())}")
 
 
+def resolve_heads(heads) -> list[str]:
+    """Head names from ``"all"``, a comma-separated string or a sequence; an unknown name is a
+    ValueError naming the known ones (checked before any work starts)."""
+    wanted = names() if heads in ("all", ["all"], ("all",)) else [
+        h.strip() for h in (heads.split(",") if isinstance(heads, str) else heads) if h.strip()]
+    unknown = [h for h in wanted if h not in names()]
+    if unknown or not wanted:
+        raise ValueError(f"unknown head(s) {unknown or heads!r}; known heads: {', '.join(names())}")
+    return wanted
+
+
 def make(name: str, **params):
     """A fresh, unfitted estimator for head ``name`` with ``params`` (keyword arguments)."""
     spec = get(name)
     factory = spec.load_factory()
+    known = head_parameters(name)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"head {name!r} has no parameter(s) {unknown}; its parameters: {sorted(known)} "
+                         f"(`aqa-heads list` shows their defaults)")
     try:
         return factory(**params)
     except TypeError as e:

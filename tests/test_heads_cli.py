@@ -14,7 +14,7 @@ from aqa.heads.cli import main, run_train_eval  # noqa: E402
 
 torch.set_num_threads(1)
 JRG_P = ["-p", "encoder_dim=16", "-p", "hidden_dim=8", "-p", "max_iter=150", "-p", "learning_rate=0.01",
-         "-p", "lr_schedule='constant'"]
+         "-p", "lr_schedule='constant'", "-p", "staged=false"]
 
 
 def make_cache(path, n=60, S=4, D=6, seed=0, untrained=False):
@@ -166,7 +166,37 @@ def test_errors_are_one_line(cache, tmp_path):
     r = CliRunner().invoke(main, ["train", "mlp", str(path), "--feature", "i3d_rgb"])
     assert r.exit_code == 1 and "i3d_rgb" in r.output
     r = CliRunner().invoke(main, ["train", "mlp", str(path), "-p", "nonsense=3"])
-    assert r.exit_code == 1 and "nonsense" in r.output
+    assert r.exit_code == 1 and "has no parameter(s) ['nonsense']" in r.output
+    assert "random_state']" not in r.output.split("its parameters")[0]      # only what the user gave
+    r = CliRunner().invoke(main, ["train", "mlp", str(path), "--feature", "nope"])
+    assert r.exit_code == 1 and r.output.rstrip().endswith("no feature family 'nope'; has ['kin_pose']")
+    from aqa.heads.cli import _reason
+    assert _reason(KeyError("no complete video 'x'")) == "no complete video 'x'"     # closing quote kept
+    assert _reason(ValueError("max_iter must be a positive integer, got 'abc'")).endswith("'abc'")
+    assert "Traceback" not in r.output
+    for junk in (b"", b"not hdf5 at all", b"\x89HDF\r\n\x1a\n" + bytes(40)):
+        bad = tmp_path / "bad.h5"
+        bad.write_bytes(junk)
+        for cmd in (["train", "mlp", str(bad)], ["bench", str(bad), "--heads", "mlp", "--seeds", "1"]):
+            r = CliRunner().invoke(main, cmd)
+            assert r.exit_code == 1 and r.output.startswith("error: ") and "not a readable HDF5" in r.output, r.output
+    (tmp_path / "notes.txt").write_text("hello")
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "notes.txt"), str(path)])
+    assert r.exit_code == 1 and "is not an aqa head file" in r.output and "weights_only" not in r.output
+
+
+def test_bench_fails_loudly(cache, tmp_path):
+    path, _ = cache
+    out = ["--out", str(tmp_path / "rep")]
+    r = CliRunner().invoke(main, ["bench", str(path), "--heads", "c3d-svr", "--seeds", "1", "-p", "c3d-svr.foo=2",
+                                  *out])
+    assert r.exit_code == 1 and "error: 2 run(s) failed" in r.output and "has no parameter(s) ['foo']" in r.output
+    r = CliRunner().invoke(main, ["bench", str(path), "--heads", "c3d-svr", "-p", "jrgg.max_iter=5", *out])
+    assert r.exit_code == 1 and "head(s) ['jrgg'] that this bench does not run" in r.output
+    r = CliRunner().invoke(main, ["bench", str(path), "--heads", "c3d-svr", "--seeds", "0", *out])
+    assert r.exit_code == 2 and "--seeds" in r.output
+    r = CliRunner().invoke(main, ["bench", str(path), "--heads", "c3d-svr", "--feature", "nope", *out])
+    assert r.exit_code == 1 and "no feature family 'nope'" in r.output and "kin_pose" in r.output
 
 
 def test_untrained_cache_is_flagged(tmp_path):
@@ -201,3 +231,44 @@ def test_params_parse_shell_spellings_of_constants():
     from aqa.heads.jrg import JRGRegressor
     with pytest.raises(ValueError, match="staged must be True or False, got 'no'"):
         JRGRegressor(staged="no").fit(np.zeros((4, 2, 18, 3)), np.arange(4.0))
+
+
+def test_jrg_defaults_to_a_family_with_joints_and_says_what_it_needs(tmp_path):
+    import math
+    from cachekit import VIDEO_ATTRS, video_arrays
+    from aqa.data.cache import CacheReader
+    from aqa.heads.inputs import build_inputs, default_feature
+
+    path = tmp_path / "c.h5"
+    rows = []
+    with CacheWriter(path, config={"sampling": "jrg"}) as w:
+        for i in range(6):
+            a = video_arrays(i, families=("i3d_rgb", "kin_pose"))
+            del a["features/i3d_rgb/joints"]                     # extracted with --no-joints
+            w.write_video(f"v{i}", VIDEO_ATTRS, a)
+            rows.append(LabelRow(f"v{i}", float(i), "diving", math.nan, "train" if i < 4 else "test"))
+        w.write_labels(rows)
+    with CacheReader(path) as r:
+        assert default_feature(r) == "i3d_rgb" and default_feature(r, part="joints") == "kin_pose"
+        assert build_inputs("jrg", r, ["v0"]).shape == (1, 4, 18, 6)
+        with pytest.raises(ValueError, match=r"jrg needs joint features, and 'i3d_rgb' has none.*\['kin_pose'\]"):
+            build_inputs("jrg", r, ["v0"], "i3d_rgb")
+    res = run_train_eval(path, head="jrg", params={"staged": False, "max_iter": 2, "encoder_dim": 4,
+                                                   "hidden_dim": 2})
+    assert res["feature"] == "kin_pose"
+
+
+def test_unmatched_labels_and_another_sampling_are_said(cache, tmp_path):
+    path, rows = cache
+    labels = tmp_path / "l.csv"
+    write_labels_csv(rows[:-5] + [LabelRow("ghost", 1.0, split="train")], labels)
+    with pytest.warns(UserWarning) as said:
+        run_train_eval(path, labels, head="mlp", params={"max_iter": 2})
+    said = " | ".join(str(w.message) for w in said)
+    assert "5 of 60 cache videos have no label row and are left out: vid055, vid056, vid057, ..." in said
+    assert "1 of 56 label rows have no video in the cache and are left out: ghost" in said
+    from aqa.heads.mlp import SceneMLPRegressor
+    X = np.zeros((6, 4, 5), np.float32)
+    m = SceneMLPRegressor(max_iter=1).fit(X, np.arange(6.0))
+    with pytest.raises(ValueError, match=r"X has 3 time steps per video .*fitted on 4.*--sampling-opt T"):
+        m.predict(X[:, :3])
