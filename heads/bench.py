@@ -326,11 +326,14 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
 
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {sorted(SELECTIONS)}, got {selection!r}")
-    names = registry.names() if heads in ("all", ["all"], ("all",)) else list(
-        heads.split(",") if isinstance(heads, str) else heads)
-    for h in names:
-        registry.get(h)  # unknown names fail before any training
+    names = registry.resolve_heads(heads)      # unknown names fail before any training
+    stray = sorted(set(params or {}) - set(names))
+    if stray:
+        raise ValueError(f"parameters given for head(s) {stray} that this bench does not run "
+                         f"(heads: {names})")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise ValueError("no seeds to run: seeds must be a positive count or a non-empty list")
     if protocol not in ("split", "folds"):
         raise ValueError(f"protocol must be 'split' or 'folds', not {protocol!r}")
     params = params or {}
@@ -342,6 +345,10 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
             raise ValueError(f"no labelled videos of {cache} are in the cache")
         feature = feature or default_feature(r)
         fams = set(r.families())
+        absent = [f for f in feature.split("+") if f not in fams]
+        if absent:
+            raise ValueError(f"the cache has no feature family {absent[0]!r} in every video; it has "
+                             f"{sorted(fams)}")
         feats = {h: feature for h in names}
         for h, f in METHOD_FEATURES.items():
             if h in feats and f in fams:
@@ -521,7 +528,8 @@ def to_markdown(res: BenchResult) -> str:
     sources = sorted({r["published_source"] for r in table if r["published_source"]})
     if sources:
         buf.write("\nPublished figures: " + "; ".join(sources) + ".\n")
-    for head, why in sorted({r["head"]: r["published_differs"] for r in table if r["published_differs"]}.items()):
+    differs = {r["head"]: r["published_differs"] for r in table if r["published_differs"]}
+    for head, why in sorted(differs.items()):
         buf.write(f"\nPublished figure of {head} is from another protocol, not comparable: {why}.\n")
     for head, why in sorted((res.setup.get("published_withheld") or {}).items()):
         buf.write(f"\nPublished figure withheld: {why}.\n")

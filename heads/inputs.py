@@ -23,8 +23,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["register_input", "get_builder", "build_inputs", "default_feature", "jrg_inputs",
-           "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
+__all__ = ["register_input", "get_builder", "build_inputs", "default_feature", "families_with_joints",
+           "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
 
 _BUILDERS: dict[str, Callable] = {}
 
@@ -49,15 +49,25 @@ def get_builder(name: str) -> Callable:
         raise KeyError(f"unknown input builder {name!r}; known: {sorted(_BUILDERS)}") from None
 
 
-def default_feature(reader, prefer: Iterable[str] = ()) -> str:
-    """The first family present in the cache among ``prefer`` then :data:`FEATURE_PREFERENCE`."""
+def default_feature(reader, prefer: Iterable[str] = (), part: str = "whole") -> str:
+    """The first family present in the cache among ``prefer`` then :data:`FEATURE_PREFERENCE`;
+    ``part="joints"``: among the families that have joint features (JRG's input)."""
     fams = reader.families()
+    if part == "joints":
+        fams = families_with_joints(reader, fams)
     for f in list(prefer) + list(FEATURE_PREFERENCE):
         if f in fams:
             return f
     if fams:
         return fams[0]
-    raise ValueError(f"{reader.path}: the cache holds no feature family present in every video")
+    raise ValueError(f"{reader.path}: the cache holds no feature family"
+                     f"{' with joint features' if part == 'joints' else ''} present in every video")
+
+
+def families_with_joints(reader, fams: Iterable[str]) -> list[str]:
+    """The families among ``fams`` whose ``joints`` part every video of the cache has."""
+    ids = reader.video_ids()
+    return [f for f in fams if all(f"features/{f}/joints" in reader.group(v) for v in ids)]
 
 
 def build_inputs(head_name: str, reader, ids, feature: str | None = None) -> np.ndarray:
@@ -68,7 +78,12 @@ def build_inputs(head_name: str, reader, ids, feature: str | None = None) -> np.
 
 @register_input("jrg")
 def jrg_inputs(reader, ids, feature=None) -> np.ndarray:
-    feature = feature or default_feature(reader)
+    feature = feature or default_feature(reader, part="joints")
+    lacking = [f for f in feature.split("+") if not families_with_joints(reader, [f])]
+    if lacking:
+        raise ValueError(f"jrg needs joint features, and {lacking[0]!r} has none (extracted with "
+                         f"--no-joints?); families with joints: "
+                         f"{families_with_joints(reader, reader.families()) or 'none'}")
     whole = reader.load(feature, ids, part="whole")            # (n,S,Dw)
     joints = reader.load(feature, ids, part="joints")          # (n,S,J,Dj)
     if whole.shape[:2] != joints.shape[:2]:

@@ -350,7 +350,7 @@ def test_bench_folds_protocol_and_untrained_mark(tmp_path):
 
 def test_bench_errors(tmp_path):
     cache = _learnable_cache(tmp_path / "c.h5", n=8)
-    with pytest.raises(KeyError, match="unknown head"):
+    with pytest.raises(ValueError, match=r"unknown head\(s\) \[.nope.\]"):
         run_bench(cache, heads=["nope"], progress=False)
     with pytest.raises(ValueError, match="protocol"):
         run_bench(cache, heads=["mlp"], protocol="loo", progress=False)
