@@ -48,6 +48,14 @@ def main(argv=None) -> int:
                     help="train the neural heads with the papers' iteration counts (slow on a CPU)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
+    from aqa.heads.registry import resolve_heads
+    try:
+        heads = resolve_heads(args.heads)
+    except ValueError as e:
+        ap.error(str(e))
+    for name in ("n", "frames", "seeds"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
 
     from aqa.data.cache import verify
     from aqa.data.synthetic import render_dataset
@@ -96,10 +104,10 @@ def main(argv=None) -> int:
         return 1
 
     feature = "i3d_rgb" if backbones else "kin_pose+hof_flow"
-    budget = {} if args.paper_defaults else DEMO_BUDGET
+    budget = {} if args.paper_defaults else {h: p for h, p in DEMO_BUDGET.items() if h in heads}
     print(f"[4/4] bench: heads={args.heads}, seeds={args.seeds}, feature={feature}, training "
           f"budget: {'papers' if args.paper_defaults else 'demo (see DEMO_BUDGET)'}")
-    res = run_bench(cache, heads=args.heads, seeds=args.seeds, feature=feature,
+    res = run_bench(cache, heads=heads, seeds=args.seeds, feature=feature,
                     per_action=False, params=budget)
     res.setup["training_budget"] = budget or "papers' defaults"
     paths = write_report(res, out / "bench")

@@ -123,8 +123,11 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     from aqa.extract.runner import ExtractConfig, run_extraction_items
     from aqa.heads.bench import run_bench, score_ranges_of, takes_difficulty, write_report
 
+    from aqa.heads.registry import resolve_heads
+
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    heads = resolve_heads(heads)             # a typo fails now, not after hours of extraction
     recipe = RECIPES[name]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -191,3 +191,15 @@ def test_finediving_samples_its_clips_evenly_without_padding(n_frames):
     assert s.clips.shape == (10, 16) and not s.padded.any()
     assert s.clips.min() == 0 and s.clips.max() == n_frames - 1      # first to last frame
     assert len(set(s.clips[:, 0].tolist())) == 10                    # no window repeated
+
+
+def test_unknown_heads_fail_before_any_work(tmp_path):
+    from aqa.pipelines.demo import main as demo
+    with pytest.raises(ValueError, match=r"unknown head\(s\) \['foo'\]; known heads: jrg"):
+        run_recipe("aqa7", tmp_path, tmp_path, tmp_path / "out", heads="mlp,foo")
+    assert not (tmp_path / "out").exists()                   # nothing read, nothing written
+    with pytest.raises(SystemExit):
+        demo(["--out", str(tmp_path / "demo"), "--heads", "foo"])
+    with pytest.raises(SystemExit):
+        demo(["--out", str(tmp_path / "demo"), "--n", "0"])
+    assert not (tmp_path / "demo").exists()
