@@ -400,6 +400,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                         all_true.append(y)
                         all_pred.append(pred)
                     run = {k: _nanmean([f[k] for f in per_fold]) for k in per_fold[0]}
+                    run["n_test"] = sum(len(te) for _, _, te in plan)
                     run["seconds"] = time.perf_counter() - t0
                     res.runs.setdefault((head, action), []).append({"seed": seed, **run})
                     records[head].extend(sels)
@@ -483,6 +484,8 @@ def rows_for_table(res: BenchResult) -> list[dict]:
                     row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
                     row[f"{k}_std"] = math.nan
                 row["n_seeds"] = len(res.fisher_z_seeds(head))
+                row["n_test"] = sum(max((x.get("n_test", 0) for x in res.runs.get((head, a), [])), default=0)
+                                    for a in res.actions)
                 pub, src = published(bm, head, "avg", with_dd=with_dd)
                 errors = res.head_errors(head)
             else:
@@ -492,6 +495,7 @@ def rows_for_table(res: BenchResult) -> list[dict]:
                     row[k] = summ.get(k, {}).get("mean", math.nan)
                     row[f"{k}_std"] = summ.get(k, {}).get("std", math.nan)
                 row["n_seeds"] = len(res.runs.get((head, action), []))
+                row["n_test"] = max((x.get("n_test", 0) for x in res.runs.get((head, action), [])), default=0)
                 pub, src = published(bm, head, "avg" if action == "all" else action, with_dd=with_dd)
                 errors = res.head_errors(head, action)
             if head in withheld or pub is None:
@@ -513,18 +517,18 @@ def to_markdown(res: BenchResult) -> str:
     table = rows_for_table(res)
     for action in dict.fromkeys(r["action"] for r in table):
         title = "Fisher-z average over actions" if action == "fisher_z_avg" else f"action: {action}"
-        buf.write(f"\n## {title}\n\n| head | Spearman | R-l2 (x100) | MSE | published Spearman |\n"
-                  "|---|---|---|---|---|\n")
+        buf.write(f"\n## {title}\n\n| head | Spearman | R-l2 (x100) | MSE | published Spearman "
+                  "| test videos |\n|---|---|---|---|---|---|\n")
         for r in (x for x in table if x["action"] == action):
             pub = "" if not np.isfinite(r["published_spearman"]) else f"{r['published_spearman']:.4f}"
             pub += " (other protocol)" if pub and r["published_differs"] else ""
             if r["error"] and not np.isfinite(r["spearman"]):
-                buf.write(f"| {r['head']} | failed: {r['error'][:80]} | | | {pub} |\n")
+                buf.write(f"| {r['head']} | failed: {r['error'][:80]} | | | {pub} | |\n")
                 continue
             mark = f" ({r['n_seeds']} of {len(res.seeds)} seeds)" if r["n_seeds"] < len(res.seeds) else ""
             buf.write(f"| {r['head']} | {_fmt(r['spearman'], r['spearman_std'])}{mark} | "
                       f"{_fmt(100 * r['r_l2'], 100 * r['r_l2_std'], 3)} | "
-                      f"{_fmt(r['mse'], r['mse_std'], 3)} | {pub} |\n")
+                      f"{_fmt(r['mse'], r['mse_std'], 3)} | {pub} | {r['n_test']} |\n")
     sources = sorted({r["published_source"] for r in table if r["published_source"]})
     if sources:
         buf.write("\nPublished figures: " + "; ".join(sources) + ".\n")

@@ -408,3 +408,17 @@ def test_published_figures_appear_in_the_papers(bm, head, entry):
     if "avg_with_dd" in entry:
         one = r"(?<![\d.])" + pattern(entry["avg_with_dd"]) + r"(?![\d.])"
         assert any(re.search(one, line) for line in lines), (bm, head, entry["avg_with_dd"])
+
+
+def test_tables_say_how_many_test_videos_each_figure_stands_on(tmp_path):
+    from aqa.data.cache import CacheReader
+    cache = _learnable_cache(tmp_path / "c.h5", n=20, actions=("diving", "gym_vault"))
+    res = run_bench(cache, heads=["c3d-svr"], seeds=1, feature="kin_pose", progress=False)
+    table = rows_for_table(res)
+    per = {a: _row(table, a, "c3d-svr")["n_test"] for a in res.actions}
+    with CacheReader(cache) as r:
+        labels = r.labels()
+    assert per == {a: sum(x.action == a and x.split == "test" for x in labels) for a in res.actions}
+    assert _row(table, "fisher_z_avg", "c3d-svr")["n_test"] == sum(per.values())
+    md = to_markdown(res)
+    assert "| published Spearman | test videos |" in md and f"| {per['diving']} |" in md
