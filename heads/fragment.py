@@ -10,10 +10,11 @@ convolutions to act on): the unshared per-fragment extractor is an unshared per-
 (FC + ReLU) on the cached feature, and the concatenation goes through the two fully connected layers
 (ReLU, dropout) and a linear output.
 
-Which fragments: Sec. 5.3 finds that the last fragment (the splash of a dive, the landing of a vault)
-predicts best, "so we only use the last fragment in the following experiments" -- every figure of
-its Tables 1-2. ``fragments="last"`` (default) is that setting; ``"all"`` is the full network of
-Sec. 3; a list of indices keeps those fragments. Leaving a fragment out is the same as the paper's
+Which fragments: ``fragments="all"`` (default) is the network of Sec. 3. Sec. 5.3 then finds on its
+datasets that the last fragment (the splash of a dive, the landing of a vault) predicts best, "so we
+only use the last fragment in the following experiments" -- every figure of its Tables 1-2:
+``fragments="last"`` is that setting (the ``unlv_dive`` recipe uses it); a list of indices keeps
+those fragments. Leaving a fragment out is the same as the paper's
 "set to zero" (a zero input gives its unshared layer a constant output).
 
 The loss is eq. 3, ``L = L1 + alpha * L2 + beta ||w||^2``: ``L1`` the (half) MSE, ``L2`` the pairwise
@@ -75,7 +76,7 @@ class FragmentRegressor(TorchRegressor):
     Input X: per-fragment features of shape (n, N, D), or 2-D X with ``n_fragments=N`` (columns read
     fragment-major, N blocks of D); a 2-D X without ``n_fragments`` is one fragment.
 
-    Parameters: ``fragments`` (``"last"``, ``"all"`` or a list of fragment indices, negative ones
+    Parameters: ``fragments`` (``"all"``, ``"last"`` or a list of fragment indices, negative ones
     counting from the end; see the module docstring); ``fragment_dim`` (64) and ``hidden``
     ((256, 64)) are the widths of the unshared per-fragment layers and of the two fully connected
     layers (the paper's C3D layers have no counterpart on cached features, so these are ours);
@@ -85,7 +86,7 @@ class FragmentRegressor(TorchRegressor):
     ``ranking_weight=0`` for MSE only); ``weight_decay`` is beta of eq. 3 (the paper gives no value).
     """
 
-    def __init__(self, *, n_fragments=None, fragments="last", fragment_dim=64, hidden=(256, 64),
+    def __init__(self, *, n_fragments=None, fragments="all", fragment_dim=64, hidden=(256, 64),
                  dropout=0.2, fragment_lr_ratio=0.1, max_iter=3000, batch_size=64, learning_rate=1e-3,
                  lr_schedule="step", lr_step=600,
                  lr_decay=0.45, lr_cycles=3, weight_decay=1e-4, normalize_y=True, early_stopping=False,

@@ -56,6 +56,8 @@ class Recipe:
     per_action: bool = False
     persons: int = 1
     description: str = ""
+    #: head -> parameters the published run used on this benchmark (the user's -p keys win)
+    head_params: dict = field(default_factory=dict)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -64,7 +66,9 @@ RECIPES: dict[str, Recipe] = {
     "mtl_aqa": Recipe("mtl_aqa", "core", {"anchor": "end"}, "split", False, 1,
                       "MTL-AQA split 0 (1059/353), with or without difficulty"),
     "unlv_dive": Recipe("unlv_dive", "fragments", {}, "split", False, 1,
-                        "UNLV-Dive, the 300/70 split of Parmar & Morris"),
+                        "UNLV-Dive, the 300/70 split of Parmar & Morris",
+                        # Li et al. Sec. 5.3: "we only use the last fragment" for their Table 2
+                        head_params={"fragment": {"fragments": "last"}}),
     "jigsaws": Recipe("jigsaws", "core-jigsaws", {}, "folds", True, 1,
                       "JIGSAWS 4-fold cross-validation per task (Suturing, Knot_Tying, Needle_Passing)"),
     # FineDiving's clips are often shorter than 103 frames (1783 of 3000): its official loader
@@ -73,6 +77,13 @@ RECIPES: dict[str, Recipe] = {
                          "split", False, 1,
                          "FineDiving official train/test split"),
 }
+
+
+def recipe_head_params(recipe: Recipe, heads: Sequence[str], user: dict | None) -> dict:
+    """Per-head parameters of a run: the recipe's published settings, the user's keys over them."""
+    user = user or {}
+    return {h: {**recipe.head_params.get(h, {}), **user.get(h, {})}
+            for h in heads if h in recipe.head_params or h in user}
 
 
 def recipe_features(backbones: Sequence[str], families) -> tuple[str, dict[str, str]]:
@@ -167,7 +178,8 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     feature = feature or auto_feature
     res = run_bench(cache, labels=rows, heads=heads, seeds=seeds, feature=feature,
                     protocol=recipe.protocol, per_action=recipe.per_action,
-                    params=head_params, benchmark=name, progress=progress,
+                    params=recipe_head_params(recipe, heads, head_params),
+                    benchmark=name, progress=progress,
                     score_ranges=ranges, head_features=head_features)
     res.setup.update({"recipe": name, "description": recipe.description,
                       "videos_found": len(items), "videos_missing": len(missing),

@@ -78,12 +78,12 @@ def test_paper_defaults_and_inputs():
     p = FragmentRegressor().get_params()
     assert (p["learning_rate"], p["fragment_lr_ratio"], p["lr_schedule"], p["lr_step"], p["lr_decay"],
             p["ranking_weight"], p["ranking_margin"], p["dropout"], p["fragments"]) \
-        == (1e-3, 0.1, "step", 600, 0.45, "balanced", None, 0.2, "last")
+        == (1e-3, 0.1, "step", 600, 0.45, "balanced", None, 0.2, "all")
     X, y = _data()
     m = FragmentRegressor(n_fragments=3, fragment_dim=2, hidden=(4, 2), max_iter=2,
                           random_state=0).fit(X.reshape(len(X), -1), y)
-    assert m.input_shape_ == (3, 4) and m.fragment_index_ == [2]       # the last fragment (Sec. 5.3)
-    assert m.module_config_["n_fragments"] == 1
+    assert m.input_shape_ == (3, 4) and m.fragment_index_ == [0, 1, 2]   # Sec. 3's network
+    assert m.module_config_["n_fragments"] == 3
     assert m.predict(X.reshape(len(X), -1)).shape == (len(X),)
     with pytest.raises(ValueError, match="not divisible"):
         FragmentRegressor(n_fragments=5, max_iter=1).fit(X.reshape(len(X), -1), y)
@@ -100,7 +100,8 @@ def test_paper_defaults_and_inputs():
 
 def test_fragment_selection_and_the_papers_two_learning_rates():
     X, y = _data()
-    last = FragmentRegressor(fragment_dim=2, hidden=(4, 2), max_iter=3, random_state=0).fit(X, y)
+    last = FragmentRegressor(fragments="last", fragment_dim=2, hidden=(4, 2), max_iter=3,
+                             random_state=0).fit(X, y)                 # Sec. 5.3's setting
     only = FragmentRegressor(fragments=[-1], fragment_dim=2, hidden=(4, 2), max_iter=3,
                              random_state=0).fit(X[:, 2:], y)
     np.testing.assert_allclose(last.predict(X), only.predict(X[:, 2:]))       # the others unused

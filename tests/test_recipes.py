@@ -203,3 +203,15 @@ def test_unknown_heads_fail_before_any_work(tmp_path):
     with pytest.raises(SystemExit):
         demo(["--out", str(tmp_path / "demo"), "--n", "0"])
     assert not (tmp_path / "demo").exists()
+
+
+def test_unlv_dive_gives_the_fragment_head_lis_last_fragment():
+    """The recipe runs Li et al.'s published setting (Sec. 5.3: the last fragment); -p keys win."""
+    from aqa.pipelines.recipes import recipe_head_params
+    r = RECIPES["unlv_dive"]
+    assert recipe_head_params(r, ["fragment", "mlp"], None) == {"fragment": {"fragments": "last"}}
+    assert recipe_head_params(r, ["fragment", "mlp"], {"fragment": {"fragments": "all", "max_iter": 5},
+                                                      "mlp": {"max_iter": 7}}) \
+        == {"fragment": {"fragments": "all", "max_iter": 5}, "mlp": {"max_iter": 7}}
+    assert recipe_head_params(r, ["mlp"], None) == {}                    # only heads that run
+    assert recipe_head_params(RECIPES["aqa7"], ["fragment"], None) == {}
