@@ -43,8 +43,8 @@ Fitted attributes set by the base: ``module_``, ``module_config_``, ``n_features
 ``y_mean_``, ``y_std_``, ``loss_curve_`` (mean training loss per epoch), ``validation_scores_``
 (validation MSE per epoch, normalised units; empty without early stopping), ``best_loss_``,
 ``best_iteration_`` (steps of the last training run when its best validation weights were taken;
-None without validation), ``validation_index_`` (the rows early stopping held out), ``reg_scale_`` (see ``reg_units``),
-``n_iter_`` (optimizer steps taken), ``device_``.
+None without validation), ``validation_index_`` (the rows early stopping held out),
+``reg_scale_`` (see ``reg_units``), ``n_iter_`` (optimizer steps taken), ``device_``.
 """
 from __future__ import annotations
 

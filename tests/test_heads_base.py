@@ -252,3 +252,44 @@ def test_best_iteration_is_the_step_of_the_restored_weights():
     assert len(m.validation_index_) == 10 and per_epoch == 3
     assert m.best_iteration_ == (int(np.argmin(m.validation_scores_)) + 1) * per_epoch
     assert SceneMLPRegressor(max_iter=5).fit(X, y).best_iteration_ is None
+
+
+def test_reg_units_keep_a_papers_balance_between_loss_and_regularisers(monkeypatch):
+    """On standardised targets the MSE is k^2 smaller than in the units a paper states its
+    regularisers' weights in; the regularisers (reg terms and weight decay) shrink by the same k^2."""
+    import torch
+    from aqa.heads.aim import AIMRegressor
+    from aqa.heads.jrg import JRGRegressor
+
+    rng = np.random.default_rng(0)
+    y = 40 + 15 * rng.random(20)
+    X = rng.normal(size=(20, 12)).astype(np.float32)
+    std, span = y.std(), np.ptp(y)
+    fits = {u: SceneMLPRegressor(layout=(3, 4), encoder_dim=4, hidden_dim=2, max_iter=1, reg_units=u,
+                                 random_state=0).fit(X, y) for u in ("normalized", "raw", "percent")}
+    assert fits["normalized"].reg_scale_ == 1.0                       # the old behaviour, exactly
+    assert fits["raw"].reg_scale_ == pytest.approx(1 / std ** 2)
+    assert fits["percent"].reg_scale_ == pytest.approx((span / (100 * std)) ** 2)
+    l1 = SceneMLPRegressor(layout=(3, 4), max_iter=1, loss="l1", reg_units="raw").fit(X, y)
+    assert l1.reg_scale_ == pytest.approx(1 / std)
+    raw = SceneMLPRegressor(layout=(3, 4), max_iter=1, normalize_y=False, reg_units="normalized").fit(X, y)
+    assert raw.reg_scale_ == pytest.approx(std ** 2)                  # the raw loss is std^2 larger
+    m = fits["percent"]
+    pred, target, reg = torch.tensor([0.1, 0.4]), torch.tensor([0.0, 1.0]), torch.tensor(3.0)
+    assert float(m._batch_loss(pred, target, {"reg": reg})) == pytest.approx(
+        float(torch.mean((pred - target) ** 2)) + m.reg_scale_ * 3.0)
+    # the papers' units by default, and Adam's weight decay is scaled like the reg terms
+    assert JRGRegressor().reg_units == "percent" and AIMRegressor().reg_units == "raw"
+    seen = []
+    real = torch.optim.Adam.__init__
+
+    def spy(self, params, lr, weight_decay=0, **kw):
+        seen.append(weight_decay)
+        real(self, params, lr=lr, weight_decay=weight_decay, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "__init__", spy)
+    a = AIMRegressor(hidden_dim=4, reg_hidden_dim=4, max_iter=1, random_state=0).fit(
+        rng.normal(size=(20, 2, 6)).astype(np.float32), y)
+    assert seen == [pytest.approx(0.5 / std ** 2)] and a.reg_scale_ == pytest.approx(1 / std ** 2)
+    with pytest.raises(ValueError, match="reg_units must be one of"):
+        SceneMLPRegressor(reg_units="percentage", max_iter=1).fit(X, y)
