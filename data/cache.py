@@ -634,15 +634,31 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
 
     A video id present in two inputs is an error unless both copies have the same
     ``source_sha256`` and ``config_sha256`` (then the first is kept). Returns a summary dict.
+    The merge is written to a hidden temporary file next to ``out`` and renamed to ``out`` only
+    when complete; a merge that fails (or is interrupted) leaves no ``out`` behind.
     """
-    from tqdm import tqdm
-
     out = Path(out)
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise CacheError("merge: no input caches given")
-    if out.exists():
-        raise CacheError(f"merge: output {out} already exists; choose a new file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(out):
+        if out.exists():
+            raise CacheError(f"merge: output {out} already exists; choose a new file")
+        tmp = out.with_name(f".{out.name}.merging-{os.getpid()}")
+        try:
+            summary = _merge_into(inputs, tmp, progress)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp.with_name(tmp.name + ".lock").unlink(missing_ok=True)  # CacheWriter's lock of tmp
+    return {"out": str(out), **summary}
+
+
+def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
+    """The body of :func:`merge`: write the merged cache to the new file ``out``."""
+    from tqdm import tqdm
+
     for p in inputs:
         rep = verify(p)
         if not rep.ok:
@@ -686,7 +702,7 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
                 {"merged_configs": [json.loads(c) for c in sorted(configs)]}, sort_keys=True)
         if labels:
             _write_labels(fo, list(labels.values()))
-    return {"out": str(out), "inputs": len(inputs), "videos": n_copied, "duplicates_skipped": n_dupes,
+    return {"inputs": len(inputs), "videos": n_copied, "duplicates_skipped": n_dupes,
             "labels": len(labels), "configs": len(configs), "untrained": untrained}
 
 

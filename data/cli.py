@@ -2,15 +2,24 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from pathlib import Path
 
 import click
+
+from .synthetic import MIN_FRAMES, MIN_SIZE
 
 
 def fail(msg: str, code: int = 1):
     """One ``error:`` line on stderr, then exit with ``code`` (every CLI's bad-input ending)."""
     click.echo(f"error: {msg}", err=True)
     sys.exit(code)
+
+
+def os_error(e: OSError) -> str:
+    """An ``OSError`` as one line: ``path: reason`` when it names a path, else its message."""
+    return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
 
 
 def plain_warnings(ctx: click.Context) -> None:
@@ -68,6 +77,8 @@ def merge(inputs, out, as_json):
         summary = _merge(inputs, out, progress=not as_json)
     except CacheError as e:
         fail(str(e))
+    except OSError as e:
+        fail(os_error(e))
     click.echo(json.dumps(summary) if as_json else
                f"merged {summary['videos']} videos from {summary['inputs']} file(s) into {out}"
                f" ({summary['duplicates_skipped']} duplicate(s) skipped, {summary['labels']} labels)")
@@ -89,9 +100,11 @@ def labels(dataset, annotation_dir, out, raw):
     try:
         raw_kw = {"errata": False} if raw and dataset == "mtl_aqa" else {}
         rows = read_dataset(dataset, annotation_dir, **raw_kw)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+        write_labels_csv(rows, out)
+    except (ValueError, KeyError) as e:
         fail(str(e))
-    write_labels_csv(rows, out)
+    except OSError as e:
+        fail(os_error(e))
     splits = {}
     for r in rows:
         splits[r.split] = splits.get(r.split, 0) + 1
@@ -101,26 +114,39 @@ def labels(dataset, annotation_dir, out, raw):
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--n", default=48, show_default=True, help="Number of videos.")
+@click.option("--n", type=click.IntRange(min=1), default=48, show_default=True,
+              help="Number of videos.")
 @click.option("--kind", type=click.Choice(["single", "sync"]), default="single", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--frames", default=72, show_default=True, help="Frames per video.")
-@click.option("--size", default="160x120", show_default=True, help="Frame size WIDTHxHEIGHT.")
-@click.option("--jobs", default=1, show_default=True, help="Worker processes.")
+@click.option("--frames", type=click.IntRange(min=MIN_FRAMES), default=72, show_default=True,
+              help="Frames per video.")
+@click.option("--size", default="160x120", show_default=True,
+              help=f"Frame size WIDTHxHEIGHT, both even, at least {MIN_SIZE[0]}x{MIN_SIZE[1]}.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes.")
 def synth(out_dir, n, kind, seed, frames, size, jobs):
-    """Render N synthetic AQA videos with pose sidecars and labels.csv into OUT_DIR."""
-    from .synthetic import render_dataset
+    """Render N synthetic AQA videos with pose sidecars and labels.csv into OUT_DIR (a new or
+    empty folder, or one without a labels.csv: an existing labels.csv is never overwritten)."""
+    from .synthetic import check_size, render_dataset
 
+    m = re.fullmatch(r"(\d+)x(\d+)", size.strip().lower())
+    if not m:
+        fail(f"--size must be WIDTHxHEIGHT, e.g. 160x120, got {size!r}", 2)
     try:
-        wh = tuple(int(v) for v in size.lower().split("x"))
-        if len(wh) != 2:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"expected WIDTHxHEIGHT, e.g. 160x120, got {size!r}", param_hint="--size")
+        wh = check_size((int(m[1]), int(m[2])), "--size")
+    except ValueError as e:
+        fail(str(e), 2)
+    labels_csv = Path(out_dir) / "labels.csv"
+    if labels_csv.exists():
+        n_videos = len(list(labels_csv.parent.glob("*.mp4")))
+        fail(f"{out_dir} already holds a labels.csv (and {n_videos} .mp4 video(s)), which synth "
+             "would overwrite: render into a new or empty folder")
     try:
         rows = render_dataset(out_dir, n=n, kind=kind, seed=seed, n_frames=frames, size=wh, jobs=jobs)
     except ValueError as e:
         fail(str(e), 2)
+    except OSError as e:
+        fail(os_error(e))
     click.echo(f"rendered {len(rows)} {kind} videos into {out_dir} (labels: {out_dir}/labels.csv)")
 
 

@@ -111,14 +111,17 @@ def safe_loads(data: bytes, *, source: str = "<bytes>", encoding: str = "latin1"
     """Unpickle ``data`` with :class:`RestrictedUnpickler`.
 
     Raises :class:`UnsafePickleError` for a disallowed global and ``ValueError`` (naming ``source``)
-    for a truncated or corrupt pickle.
+    for data that is not a pickle or a truncated/corrupt one.
     """
     try:
         return RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding).load()
     except UnsafePickleError:
         raise
-    except (pickle.UnpicklingError, EOFError, UnicodeDecodeError) as e:
-        raise ValueError(f"{source}: not a readable pickle ({type(e).__name__}: {e})") from e
+    except Exception as e:  # noqa: BLE001 - garbage bytes make the opcodes fail in any way
+        # (UnpicklingError, EOFError, ValueError from a bad INT line, TypeError, OverflowError,
+        # MemoryError from a corrupt length...): all of them mean the file is not a usable pickle
+        raise ValueError(f"{source}: not a pickle file, or a truncated/corrupt one "
+                         f"({type(e).__name__}: {e})") from e
 
 
 def safe_load(path: str | Path, *, encoding: str = "latin1") -> Any:

@@ -101,7 +101,7 @@ __all__ = [
     "JOINT_NAMES", "SKELETON", "KINDS", "PHASES", "SIDECAR_FORMAT", "SIDECAR_VERSION",
     "QualityParams", "SynthVideo", "sample_params", "difficulty_for", "simulate",
     "quality_measures", "execution_model", "judge_panel", "render_frames", "render_video",
-    "read_pose_sidecar", "render_dataset",
+    "read_pose_sidecar", "render_dataset", "MIN_FRAMES", "MIN_SIZE", "check_size",
 ]
 
 JOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
@@ -135,7 +135,8 @@ W_PAIR_EXEC, W_PAIR_SYNC = 0.6, 0.4
 JUDGE_BIAS_SD, JUDGE_NOISE_SD = 0.2, 0.45
 
 _PHASE_FRAC = (0.30, 0.80)   # approach ends / flight ends, as fractions of n_frames
-_MIN_FRAMES = 32
+MIN_FRAMES = 32        #: the fewest frames a video may have (room for its three phases)
+MIN_SIZE = (64, 48)    #: the smallest frame (width, height); both must also be even
 
 # Joint index pairs (left, right) and the angle triples (a, vertex, c) used by the quality model.
 _ANGLES_L = ((11, 5, 7), (5, 7, 9), (5, 11, 13), (11, 13, 15))   # shoulder, elbow, hip, knee
@@ -553,15 +554,23 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def _check_geometry(n_frames: int, size: tuple[int, int], fps: float) -> tuple[int, int]:
-    if int(n_frames) != n_frames or n_frames < _MIN_FRAMES:
-        raise ValueError(f"n_frames must be an integer >= {_MIN_FRAMES}, got {n_frames!r}")
+def check_size(size: tuple[int, int], what: str = "size") -> tuple[int, int]:
+    """``size`` as (width, height) ints, or a ValueError naming ``what`` unless both are even and at
+    least :data:`MIN_SIZE`."""
     try:
         w, h = (int(v) for v in size)
     except (TypeError, ValueError):
-        raise ValueError(f"size must be (width, height), got {size!r}") from None
-    if w < 64 or h < 48 or w % 2 or h % 2:
-        raise ValueError(f"size must be even and at least (64, 48), got {size!r}")
+        raise ValueError(f"{what} must be (width, height), got {size!r}") from None
+    if w < MIN_SIZE[0] or h < MIN_SIZE[1] or w % 2 or h % 2:
+        raise ValueError(f"{what} must be even and at least {MIN_SIZE[0]}x{MIN_SIZE[1]}, "
+                         f"got {w}x{h}")
+    return w, h
+
+
+def _check_geometry(n_frames: int, size: tuple[int, int], fps: float) -> tuple[int, int]:
+    if int(n_frames) != n_frames or n_frames < MIN_FRAMES:
+        raise ValueError(f"n_frames must be an integer >= {MIN_FRAMES}, got {n_frames!r}")
+    w, h = check_size(size)
     if not (fps > 0):
         raise ValueError(f"fps must be positive, got {fps!r}")
     return w, h
@@ -921,7 +930,7 @@ def render_video(sim: SynthVideo, out_dir: str | Path) -> tuple[Path, Path]:
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(sim.fps),
                              (sim.width, sim.height))
     if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot open an mp4v writer for {tmp}")
+        raise OSError(f"{tmp}: OpenCV cannot open an mp4v writer there (folder not writable?)")
     try:
         for frame in render_frames(sim):
             writer.write(frame)
@@ -993,12 +1002,15 @@ def render_dataset(out_dir: str | Path, n: int = 48, kind: str = "single", seed:
     tasks = [(str(out_dir), i, kind, int(seed), int(n_frames), tuple(int(v) for v in size),
               float(fps), str(split[i])) for i in range(int(n))]
     bar = dict(total=len(tasks), desc=f"synth {kind}", unit="video", disable=not progress)
+    # the bars are closed before an error propagates, so that its message is not drawn over
     if jobs == 1:
-        rows = [_render_one(a) for a in tqdm(tasks, **bar)]
+        with tqdm(tasks, **bar) as it:
+            rows = [_render_one(a) for a in it]
     else:
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(min(int(jobs), len(tasks))) as pool:
-            rows = list(tqdm(pool.imap(_render_one, tasks), **bar))
+        with mp.get_context("spawn").Pool(min(int(jobs), len(tasks))) as pool, \
+                tqdm(pool.imap(_render_one, tasks), **bar) as it:
+            rows = list(it)
     write_labels_csv(rows, out_dir / "labels.csv")
     return rows

@@ -295,6 +295,38 @@ def test_merge_conflicts_are_errors(tmp_path):
     assert s["videos"] == 1 and s["duplicates_skipped"] == 1
 
 
+def test_failed_merge_leaves_no_output_and_a_retry_works(tmp_path):
+    a = _write(tmp_path / "s0.h5", ["a"])
+    b = _write(tmp_path / "s1.h5", ["a"], config={"sampling": "core"})
+    before = set(os.listdir(tmp_path))
+    out = tmp_path / "m.h5"
+    res = CliRunner().invoke(data_cli, ["merge", str(a), str(b), "--out", str(out)])
+    assert res.exit_code == 1
+    assert res.output.splitlines()[-1] == (f"error: merge: video 'a' appears in two inputs with "
+                                           f"different content/config (second: {b})")
+    assert set(os.listdir(tmp_path)) == before | {"m.h5.lock"}   # no m.h5, no temporary file
+    assert CliRunner().invoke(data_cli, ["verify", str(out)]).exit_code == 1
+    res = CliRunner().invoke(data_cli, ["merge", str(a), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert verify(out).ok and verify(out).n_videos == 1
+
+
+def test_interrupted_merge_leaves_no_output(tmp_path, monkeypatch):
+    from aqa.data import cache
+
+    a = _write(tmp_path / "s0.h5", ["a"])
+    with CacheWriter(a) as w:
+        w.write_labels([LabelRow("a", 1.0)])
+    before = set(os.listdir(tmp_path))
+
+    def interrupt(*args):  # Ctrl-C while the merged file is being written
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cache, "_write_labels", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        merge([a], tmp_path / "m.h5", progress=False)
+    assert set(os.listdir(tmp_path)) == before | {"m.h5.lock"}
+
+
 def test_merge_labels_nan_equal_but_conflicts_refused(tmp_path):
     a = _write(tmp_path / "s0.h5", ["a"])
     b = _write(tmp_path / "s1.h5", ["b"])

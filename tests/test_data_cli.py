@@ -61,7 +61,76 @@ def test_synth_frames_and_size(tmp_path):
     assert (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (32, 96, 72)
     cap.release()
-    res = CliRunner().invoke(data_cli, ["synth", str(tmp_path / "t"), "--size", "96by72"])
-    assert res.exit_code == 2 and "WIDTHxHEIGHT" in res.output
-    res = CliRunner().invoke(data_cli, ["synth", str(tmp_path / "t"), "--size", "95x72"])
-    assert res.exit_code == 2 and "size must be even" in res.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--size", "96by72"], "error: --size must be WIDTHxHEIGHT, e.g. 160x120, got '96by72'"),
+    (["--size", "97x73"], "error: --size must be even and at least 64x48, got 97x73"),
+    (["--size", "62x48"], "error: --size must be even and at least 64x48, got 62x48"),
+    (["--frames", "10"], "Error: Invalid value for '--frames': 10 is not in the range x>=32."),
+    (["--n", "0"], "Error: Invalid value for '--n': 0 is not in the range x>=1."),
+])
+def test_synth_bad_options_are_named(tmp_path, args, message):
+    res = CliRunner().invoke(data_cli, ["synth", str(tmp_path / "t"), *args])
+    assert res.exit_code == 2 and res.output.endswith(message + "\n")
+    assert not (tmp_path / "t").exists()
+
+
+def test_synth_help_states_the_limits():
+    res = CliRunner().invoke(data_cli, ["synth", "--help"])
+    text = " ".join(res.output.split())
+    assert "x>=32" in text and "WIDTHxHEIGHT, both even, at least 64x48" in text
+
+
+def test_synth_refuses_a_folder_with_labels(tmp_path):
+    out = tmp_path / "s"
+    args = ["synth", str(out), "--frames", "32", "--size", "64x48"]
+    assert CliRunner().invoke(data_cli, [*args, "--n", "2"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = CliRunner().invoke(data_cli, [*args, "--n", "1"])
+    assert res.exit_code == 1
+    assert res.output == (f"error: {out} already holds a labels.csv (and 2 .mp4 video(s)), which synth "
+                          "would overwrite: render into a new or empty folder\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_synth_into_a_folder_without_labels(tmp_path):
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    res = CliRunner().invoke(data_cli, ["synth", str(out), "--n", "1", "--frames", "32", "--size", "64x48"])
+    assert res.exit_code == 0, res.output
+    assert (out / "notes.txt").read_text() == "mine" and len(read_labels_csv(out / "labels.csv")) == 1
+
+
+def test_labels_garbage_pickle_names_the_file(tmp_path):
+    (tmp_path / "label.pkl").write_text("garbage\n")
+    (tmp_path / "splits.pkl").write_text("garbage\n")
+    res = CliRunner().invoke(data_cli, ["labels", "jigsaws", str(tmp_path), "--out", str(tmp_path / "x.csv")])
+    assert res.exit_code == 1
+    assert res.output.startswith(f"error: {tmp_path / 'label.pkl'}: not a pickle file, or a truncated/corrupt "
+                                 "one (ValueError: invalid literal for int()")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def _cli_args(command, tmp_path, blocked):
+    if command == "merge":
+        from aqa.data.cache import CacheWriter
+        with CacheWriter(tmp_path / "a.h5", config={}):
+            pass
+        return ["merge", str(tmp_path / "a.h5"), "--out", str(blocked / "m.h5")]
+    if command == "labels":
+        if not (SHARED / "jigsaws").is_dir():
+            pytest.skip(f"{SHARED / 'jigsaws'} absent (real annotation files not available)")
+        return ["labels", "jigsaws", str(SHARED / "jigsaws"), "--out", str(blocked / "x.csv")]
+    return ["synth", str(blocked / "s"), "--n", "1", "--frames", "32", "--size", "64x48"]
+
+
+@pytest.mark.parametrize("command", ["merge", "labels", "synth"])
+def test_output_under_a_file_is_an_error_line(tmp_path, command):
+    blocked = tmp_path / "plain_file"   # a file where the output's folder should be
+    blocked.write_text("")
+    res = CliRunner().invoke(data_cli, _cli_args(command, tmp_path, blocked))
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    last = res.output.splitlines()[-1]
+    assert last in (f"error: {blocked}: File exists", f"error: {blocked / 's'}: Not a directory"), res.output

@@ -175,5 +175,16 @@ def test_bad_files(tmp_path):
         safe_load(tmp_path / "nope.pkl")
     p = tmp_path / "trunc.pkl"
     p.write_bytes(pickle.dumps({"a": list(range(100))})[:-20])
-    with pytest.raises(ValueError, match="trunc.pkl.*not a readable pickle"):
+    with pytest.raises(ValueError, match="trunc.pkl: not a pickle file, or a truncated/corrupt one"):
         safe_load(p)
+
+
+@pytest.mark.parametrize("data", [b"garbage\n", b"Ifoo\n.", b"hello world", b"\x80\x02K",
+                                  b"K\x01)R.", b"N}b."])  # ValueError, TypeError, AttributeError...
+def test_files_that_are_not_pickles_are_named(tmp_path, data):
+    p = tmp_path / "label.pkl"
+    p.write_bytes(data)
+    with pytest.raises(ValueError) as err:
+        safe_load(p)
+    assert not isinstance(err.value, UnsafePickleError)
+    assert str(err.value).startswith(f"{p}: not a pickle file, or a truncated/corrupt one (")
