@@ -76,7 +76,9 @@ def main(ctx):
 @click.option("--persons", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1, or 2 for two-person events (synchronised diving).")
 @click.option("--flow", type=click.Choice(["auto", "tvl1-cpu", "tvl1-torch", "none"]), default="auto",
-              show_default=True, help="Optical flow (auto: tvl1-torch on CUDA, else OpenCV).")
+              show_default=True,
+              help="Optical flow (auto: tvl1-torch on CUDA, else OpenCV). 'none' needs "
+                   "--no-weightfree and backbones on the rgb stream only (--streams rgb).")
 @click.option("--flow-opt", multiple=True, metavar="KEY=VALUE",
               help="TV-L1 parameter with OpenCV's name, e.g. warps=3 (repeatable).")
 @click.option("--backbone", "backbones", multiple=True, type=click.Choice(["i3d", "i3d-r50", "c3d"]),
@@ -97,17 +99,21 @@ def main(ctx):
 @click.option("--frame-height", type=click.IntRange(min=1), default=None, metavar="PX",
               help="Resize frames to exactly this height instead (up or down; replaces the "
                    "--short-side default).")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
-@click.option("--batch-size", default=8, show_default=True, help="Clips per backbone batch.")
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:N, mps or auto (cuda when available, else cpu).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Clips per backbone batch.")
 @click.option("--shard", default=None, metavar="K/N",
-              help="Process every N-th video starting at K (0-based) into its own file; "
-                   "'auto' reads torchrun/Slurm variables.")
+              help="Process every N-th video starting at K (0-based) into its own file: "
+                   "OUT.shardK-of-N.h5 instead of OUT (feats.h5 -> feats.shard0-of-4.h5; join "
+                   "them with `aqa-extract merge`). 'auto' reads torchrun/Slurm variables.")
 @click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
               help="Checkpoint file for a registry name (see `aqa-extract weights list`).")
 @click.option("--untrained", is_flag=True,
               help="Allow random backbone weights when a checkpoint is missing (marked in the cache).")
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
-              help="Failure manifest (default: OUT.failures.json).")
+              help="Manifest of the failed videos and of those extracted with warnings "
+                   "(default: OUT.failures.json).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, flow, flow_opt,
         backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
@@ -145,11 +151,17 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
     if n_done:
         click.echo("mean seconds per video: " + ", ".join(
             f"{k} {v:.2f}" for k, v in summary.stage_seconds().items()))
+    manifest = manifest or summary.out + ".failures.json"
+    if summary.warned:
+        for r in summary.warned[:10]:
+            for w in r.warnings:
+                click.echo(f"  WARNING {w}", err=True)
+        click.echo(f"warning: {len(summary.warned)} video(s) extracted with warnings; see the "
+                   f"manifest {manifest}", err=True)
     if failed:
         for r in failed[:10]:
             click.echo(f"  FAILED {r.path} [{r.stage}] {r.error}", err=True)
-        click.echo(f"error: {len(failed)} video(s) failed; see the manifest "
-                   f"{manifest or summary.out + '.failures.json'}", err=True)
+        click.echo(f"error: {len(failed)} video(s) failed; see the manifest {manifest}", err=True)
         sys.exit(1)
 
 

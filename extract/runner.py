@@ -10,19 +10,27 @@ Everything downstream, the stored poses and boxes included, is in pixels of thos
 video's ``height``/``width`` attributes; ``source_height``/``source_width`` are the decoded size.
 
 A video that fails (unreadable, no frames, a backend error) is recorded in the failure manifest
-with its stage and error; the batch goes on. Complete videos whose config hash matches are
-skipped, so an interrupted run is resumed by running the same command again. The hashed config
+with its stage and error; the batch goes on. A video that is extracted despite a problem (fewer
+frames decode than its container declares, no primary person in most sampled frames: a
+:class:`~aqa.extract.video.VideoWarning`) is warned about as it happens and listed with its
+warnings in the summary and the manifest; a re-run that skips it keeps them there. Complete
+videos whose config hash matches are skipped, so an interrupted run is resumed by running the
+same command again. The hashed config
 (:meth:`Extractor.cache_config`) is the :class:`ExtractConfig` with ``flow`` resolved to the backend
 that runs, plus the sha256 of every checkpoint used and the untrained mark: features made with
-``--untrained`` are redone once real weights are installed. Bad sampling, flow or pose options
-fail once, before any video (:class:`OptionError`), not once per video.
+``--untrained`` are redone once real weights are installed. Bad sampling, flow, pose or backbone
+options and an unusable device fail once, before any video (:class:`OptionError`), not once per
+video. A labels table is checked against the input videos (a warning lists the ids that do not
+match) and written into the cache before the first video, so an interrupted run keeps it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 import traceback
 import warnings
@@ -40,6 +48,9 @@ BACKBONE_STREAMS = {"i3d": ("rgb", "flow"), "i3d-r50": ("rgb",), "c3d": ("rgb",)
 FAMILY_PREFIX = {"i3d": "i3d", "i3d-r50": "i3dr50", "c3d": "c3d"}
 #: default short side of the frames fed to pose, flow and backbones (the Kinetics I3D convention)
 DEFAULT_SHORT_SIDE = 256
+#: ``--backbone-opt`` keys whose value is a count of pixels, frames or classes (``resize`` also
+#: takes a [height, width] pair)
+COUNT_BACKBONE_OPTIONS = ("crop_size", "resize", "clip_len", "num_classes")
 
 
 @dataclass
@@ -143,6 +154,7 @@ class VideoResult:
     seconds: dict = field(default_factory=dict)
     error: str = ""
     stage: str = ""
+    warnings: list = field(default_factory=list)  # messages of the VideoWarnings it raised
 
 
 class StageError(RuntimeError):
@@ -331,12 +343,14 @@ class Extractor:
                 raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
 
     def _build_pose(self) -> None:
-        from .pose import get_pose_backend
+        from .pose import PoseFileError, get_pose_backend
 
         try:
             self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs, **self.config.pose_options)
         except TypeError as e:
             raise _option_error("--pose-opt", str(e), e) from None
+        except PoseFileError as e:  # the file backend's path option names nothing
+            raise OptionError("--pose-opt", str(e)) from None
         self._note_weights(getattr(self.pose, "weights", {}), getattr(self.pose, "untrained", False))
 
     def _route_backbone_options(self) -> dict[str, dict]:
@@ -353,6 +367,8 @@ class Extractor:
         if unused:
             raise OptionError("--backbone-opt", f"{', '.join(unused)}: not an option of "
                               + ", ".join(f"{n} ({', '.join(sorted(accepted[n]))})" for n in names))
+        for k in set(opts) & set(COUNT_BACKBONE_OPTIONS):
+            opts[k] = _count_option(k, opts[k])
         return {n: {k: v for k, v in opts.items() if k in accepted[n]} for n in names}
 
     def _resolve_backbone(self, name, stream, overrides, untrained):
@@ -413,6 +429,7 @@ class Extractor:
             per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
                                            progress=self.progress)
             track = select_persons(per_frame, n_persons=cfg.persons, n_frames=n_frames)
+            _warn_missing_primary(path, cfg.pose, track, samp)
         arrays = {"frames/index": index.astype(np.int32),
                   "pose/keypoints": track.keypoints.astype(np.float32),
                   "pose/boxes": track.boxes.astype(np.float32),
@@ -483,6 +500,20 @@ class Extractor:
         return whole, joints
 
 
+def _count_option(key: str, value):
+    """A :data:`COUNT_BACKBONE_OPTIONS` value: a positive integer (``resize``: or a [height, width]
+    pair, returned as a tuple), else :class:`OptionError`."""
+    def positive_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if positive_int(value):
+        return value
+    if key == "resize" and isinstance(value, list) and len(value) == 2 and all(map(positive_int, value)):
+        return tuple(value)
+    allowed = "a positive integer" + (" or [height, width]" if key == "resize" else "")
+    raise OptionError("--backbone-opt", f"{key}={value!r}: expected {allowed}")
+
+
 class _Stage:
     """Times a stage and tags exceptions with its name."""
 
@@ -497,6 +528,20 @@ class _Stage:
         if exc is not None and not isinstance(exc, (StageError, KeyboardInterrupt)):
             raise StageError(self.name, exc) from exc
         return False
+
+
+def _warn_missing_primary(path, pose: str, track, samp) -> None:
+    """A :class:`~aqa.extract.video.VideoWarning` when the primary person has no keypoint in more
+    than half of the frames the sampling uses (padding excluded): its pose features are NaN or
+    zero there."""
+    from .video import VideoWarning
+
+    sampled = np.unique(samp.clips[~samp.padded])
+    missing = int((~np.isfinite(track.keypoints[sampled, 0, :, :2]).any(axis=(1, 2))).sum())
+    if 2 * missing > len(sampled):
+        warnings.warn(f"{path}: no primary person in {missing} of the {len(sampled)} sampled frames "
+                      f"(pose {pose!r}); its pose and joint features are missing there",
+                      VideoWarning, stacklevel=2)
 
 
 def _flow_input(flow):
@@ -524,6 +569,11 @@ class RunSummary:
     @property
     def failed(self) -> list:
         return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def warned(self) -> list:
+        """Videos not failed that raised warnings (this run or, when skipped, the one before)."""
+        return [r for r in self.results if r.warnings and r.status != "failed"]
 
     def stage_seconds(self) -> dict:
         """Mean seconds per processed video for each stage."""
@@ -564,12 +614,15 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
 
     device = _resolve_device(device)
     videos = sorted(_with_relpath(item, root) for item in videos)
+    label_rows = read_labels_csv(labels) if labels else None
+    if label_rows is not None:
+        _warn_label_mismatch(labels, label_rows, [vid for vid, _, _ in videos])
     sh = parse_shard(shard)
     if sh is not None:
         videos = videos[sh[0]::sh[1]]
     out = shard_out_path(Path(out), sh)
-    label_rows = read_labels_csv(labels) if labels else None
     manifest = Path(manifest) if manifest else out.with_name(out.name + ".failures.json")
+    earlier = _manifest_warnings(manifest)
     extractor = Extractor(config, device=device, batch_size=batch_size,
                           weight_overrides=weight_overrides, untrained=untrained, progress=progress)
     summary = RunSummary(str(out))
@@ -579,40 +632,80 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     if any(vid not in done for vid, _, _ in videos):
         extractor.build()  # before the cache is touched; a model that cannot load stops the run
     with writer:
+        if label_rows is not None:  # before any video: an interrupted run keeps the labels too
+            writer.write_labels(label_rows)
         done = writer.complete_ids()
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
         for vid, path, relpath in bar:
             if vid in done:
-                summary.results.append(VideoResult(vid, str(path), "skipped"))
+                summary.results.append(VideoResult(vid, str(path), "skipped",
+                                                   warnings=earlier.get(vid, [])))
                 continue
             bar.set_postfix_str(vid)
             extractor.on_stage = lambda st, vid=vid: bar.set_postfix_str(f"{vid}: {st}")
             seconds: dict = {}
+            notes: list = []
+            result = VideoResult(vid, str(path), "failed", seconds, warnings=notes)
+            summary.results.append(result)
             try:
-                attrs, arrays = extractor.process(path, seconds)
+                with _noting_video_warnings(notes):
+                    attrs, arrays = extractor.process(path, seconds)
                 attrs["source_relpath"] = relpath
                 attrs["source_sha256"] = file_sha256(path)
                 t0 = time.perf_counter()
                 writer.write_video(vid, attrs, arrays)
                 seconds["write"] = time.perf_counter() - t0
-                summary.results.append(VideoResult(vid, str(path), "done", seconds))
+                result.status = "done"
             except StageError as e:
-                summary.results.append(VideoResult(vid, str(path), "failed", seconds,
-                                                   f"{type(e.error).__name__}: {e.error}", e.stage))
+                result.error, result.stage = f"{type(e.error).__name__}: {e.error}", e.stage
             except CacheLockedError as e:  # every later write would fail too: stop, resumable
-                summary.results.append(VideoResult(vid, str(path), "failed", seconds, str(e),
-                                                   "write"))
+                result.error, result.stage = str(e), "write"
                 _write_manifest(manifest, summary)
                 raise
             except Exception as e:  # noqa: BLE001 - recorded in the manifest, the batch goes on
-                summary.results.append(VideoResult(vid, str(path), "failed", seconds,
-                                                   f"{type(e).__name__}: {e}", "write"))
+                result.error, result.stage = f"{type(e).__name__}: {e}", "write"
                 if os.environ.get("AQA_DEBUG"):
                     traceback.print_exc()
-        if label_rows is not None:
-            writer.write_labels(label_rows)
     _write_manifest(manifest, summary)
     return summary
+
+
+@contextlib.contextmanager
+def _noting_video_warnings(notes: list):
+    """Append the message of every :class:`~aqa.extract.video.VideoWarning` shown meanwhile to
+    ``notes``; each is still shown as usual, and shown (so noted) even where the same message was
+    shown before, unless a warnings filter of the user's says otherwise."""
+    from .video import VideoWarning
+
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+        warnings.filterwarnings("always", category=VideoWarning, append=True)
+        show = warnings.showwarning
+
+        def noting(message, category, *args, **kwargs):
+            if issubclass(category, VideoWarning):
+                notes.append(str(message))
+            show(message, category, *args, **kwargs)
+
+        warnings.showwarning = noting
+        yield
+
+
+def _warn_label_mismatch(labels, rows, video_ids: Sequence[str]) -> None:
+    """Warn when the labels table and the input videos do not match, with counts and a few ids."""
+    def few(ids):
+        ids = sorted(ids)
+        return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+
+    labelled, inputs = {r.video_id for r in rows}, set(video_ids)
+    problems = []
+    if labelled - inputs:
+        problems.append(f"{len(labelled - inputs)} of {len(labelled)} labelled videos are not "
+                        f"among the inputs ({few(labelled - inputs)})")
+    if inputs - labelled:
+        problems.append(f"{len(inputs - labelled)} of {len(inputs)} input videos have no label "
+                        f"row ({few(inputs - labelled)})")
+    if problems:
+        warnings.warn(f"labels {labels}: " + "; ".join(problems), UserWarning, stacklevel=3)
 
 
 def _with_relpath(item, root) -> tuple[str, Path, str]:
@@ -631,18 +724,50 @@ def _with_relpath(item, root) -> tuple[str, Path, str]:
 
 
 def _write_manifest(path: Path, summary: RunSummary) -> None:
+    """``{"cache", "failed": [...], "warned": [...]}``: the failed videos and those extracted with
+    warnings; removed when there is neither."""
     failed = [dataclasses.asdict(r) for r in summary.failed]
-    if failed:
-        path.write_text(json.dumps({"cache": summary.out, "failed": failed}, indent=2))
+    warned = [{"video_id": r.video_id, "path": r.path, "warnings": r.warnings}
+              for r in summary.warned]
+    if failed or warned:
+        path.write_text(json.dumps({"cache": summary.out, "failed": failed, "warned": warned},
+                                   indent=2))
     elif path.exists():  # a clean re-run clears an old manifest
         path.unlink()
 
 
+def _manifest_warnings(path: Path) -> dict[str, list]:
+    """video_id -> warnings of the videos an earlier run's manifest lists as warned."""
+    try:
+        return {w["video_id"]: list(w["warnings"])
+                for w in json.loads(path.read_text()).get("warned", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not ours
+        return {}
+
+
 def _resolve_device(device: str) -> str:
-    if device != "auto":
+    """``auto``: cuda when available, else cpu. ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are
+    checked against this machine: anything else, or a device it lacks, is an :class:`OptionError`."""
+    device = str(device)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise OptionError("--device", f"{device!r}: expected cpu, cuda, cuda:N, mps or auto")
+    if device == "cpu":
         return device
     try:
         import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:  # pragma: no cover
-        return "cpu"
+        torch = None
+    n_cuda = torch.cuda.device_count() if torch is not None else 0
+    if device == "auto":
+        return "cuda" if n_cuda else "cpu"
+    if device == "mps":
+        if torch is None or not torch.backends.mps.is_available():
+            raise OptionError("--device", "mps: PyTorch's MPS backend is not available on this "
+                                          "machine; use --device cpu or auto")
+        return device
+    k = int(device.partition(":")[2] or 0)
+    if k >= n_cuda:
+        have = (f"this machine has {n_cuda} CUDA device(s), cuda:0..cuda:{n_cuda - 1}" if n_cuda
+                else "CUDA is not available on this machine")
+        raise OptionError("--device", f"{device}: {have}; use --device cpu or auto")
+    return device

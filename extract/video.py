@@ -23,10 +23,13 @@ Rules:
 - Corrupt input: a missing file, an unopenable container, a stream without video, or a video that
   decodes to zero frames raises :class:`VideoDecodeError` (with the path and the reason); it never
   returns an empty array. A decode error in the middle of a stream ends the stream there (the frames
-  before it are kept) with a :class:`UserWarning`, so a truncated download still yields its frames.
+  before it are kept) with a :class:`VideoWarning`, so a truncated download still yields its frames.
+- Short streams: when PyAV decodes to the end of a stream and gets fewer frames than the container
+  declares (a trusted header count, see above; e.g. a faststart mp4 cut at a packet boundary, which
+  decodes without any error), a :class:`VideoWarning` names the video and both counts.
 - Indices beyond the end: with ``on_overflow="clamp"`` (default) every index past the last decodable
   frame is replaced by the last decodable frame's index (the returned ``indices`` hold the clamped
-  values, and a warning says how many were clamped); with ``on_overflow="error"`` a
+  values, and a :class:`VideoWarning` says how many were clamped); with ``on_overflow="error"`` a
   :class:`FrameIndexError` is raised. Negative indices are always a ``ValueError``.
 - Sequential decoding, not seeking: sparse indices in a long video still decode every frame up to the
   largest requested index (decoding is cheap next to conversion; only the requested frames are
@@ -46,8 +49,8 @@ from typing import Iterator
 import numpy as np
 
 __all__ = [
-    "VideoInfo", "VideoDecodeError", "FrameIndexError", "probe", "count_frames", "read_frames",
-    "iter_frames", "resized_size", "IMAGE_EXTENSIONS", "BACKENDS",
+    "VideoInfo", "VideoDecodeError", "FrameIndexError", "VideoWarning", "probe", "count_frames",
+    "read_frames", "iter_frames", "resized_size", "IMAGE_EXTENSIONS", "BACKENDS",
 ]
 
 BACKENDS = ("auto", "pyav", "opencv", "images")
@@ -65,6 +68,11 @@ class VideoDecodeError(RuntimeError):
 
 class FrameIndexError(VideoDecodeError, IndexError):
     """Requested frame indices lie beyond the last decodable frame (``on_overflow="error"``)."""
+
+
+class VideoWarning(UserWarning):
+    """Something wrong with one input video that does not stop its extraction (a truncated stream,
+    a mid-stream decode error, no person found): the extraction runner lists these at the end."""
 
 
 @dataclass(frozen=True)
@@ -159,23 +167,30 @@ def _pyav_decode(path: Path, container, stream) -> Iterator:
         if n == 0:
             raise VideoDecodeError(path, f"decoding failed before the first frame ({type(exc).__name__}: {exc})") from exc
         warnings.warn(f"{path}: decode error after frame {n - 1}; treating it as the end of the video "
-                      f"({type(exc).__name__}: {exc})", UserWarning, stacklevel=3)
+                      f"({type(exc).__name__}: {exc})", VideoWarning, stacklevel=3)
+
+
+def _pyav_declared(container, stream) -> tuple[float, int | None]:
+    """(fps, frame count the container declares), the count None unless it is present and agrees
+    (within one frame) with duration x rate."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    n_meta = int(stream.frames or 0)
+    n_dur = None
+    if stream.duration is not None and stream.time_base is not None and fps > 0:
+        n_dur = float(stream.duration * stream.time_base) * fps
+    elif container.duration is not None and fps > 0:
+        n_dur = container.duration / 1e6 * fps
+    trusted = n_meta > 0 and (n_dur is None or abs(n_meta - n_dur) <= 1.0)
+    return fps, n_meta if trusted else None
 
 
 def _pyav_probe(path: Path, exact: bool) -> VideoInfo:
     container, stream = _pyav_open(path)
     try:
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        n_meta = int(stream.frames or 0)
-        n_dur = None
-        if stream.duration is not None and stream.time_base is not None and fps > 0:
-            n_dur = float(stream.duration * stream.time_base) * fps
-        elif container.duration is not None and fps > 0:
-            n_dur = container.duration / 1e6 * fps
-        trusted = n_meta > 0 and (n_dur is None or abs(n_meta - n_dur) <= 1.0)
+        fps, n_meta = _pyav_declared(container, stream)
         width, height = stream.codec_context.width, stream.codec_context.height
-        if trusted and not exact and width and height:
+        if n_meta and not exact and width and height:
             return VideoInfo(str(path), fps, n_meta, int(height), int(width), "pyav", "metadata")
         n = 0
         for frame in _pyav_decode(path, container, stream):
@@ -201,6 +216,11 @@ def _pyav_iter(path: Path, wanted: np.ndarray | None, state: dict) -> Iterator[t
                 yield i, frame.to_ndarray(format="rgb24")
             if last is not None and i >= last:
                 break
+        else:  # the stream ran out
+            declared = _pyav_declared(container, stream)[1]
+            if n and declared and n < declared:
+                warnings.warn(f"{path}: decoded only {n} of the {declared} frames the container "
+                              "declares (a truncated file?)", VideoWarning, stacklevel=3)
         state["n_decoded"] = n
         if n == 0:
             raise VideoDecodeError(path, "the video stream decodes to zero frames")
@@ -258,7 +278,7 @@ def _cv_iter(path: Path, wanted: np.ndarray | None, state: dict) -> Iterator[tup
                 ok, img = cap.retrieve()
                 if not ok:
                     warnings.warn(f"{path}: OpenCV could not retrieve frame {i}; treating it as the end",
-                                  UserWarning, stacklevel=3)
+                                  VideoWarning, stacklevel=3)
                     break
                 yield i, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             i += 1
@@ -484,7 +504,7 @@ def read_frames(path, indices=None, backend: str = "auto", on_overflow: str = "c
                    f"past the last decodable frame {n_dec - 1}")
             if on_overflow == "error":
                 raise FrameIndexError(p, msg)
-            warnings.warn(f"{p}: {msg}; clamped to {n_dec - 1}", UserWarning, stacklevel=2)
+            warnings.warn(f"{p}: {msg}; clamped to {n_dec - 1}", VideoWarning, stacklevel=2)
             if n_dec - 1 not in got:
                 got.update(dict(frames_of(np.array([n_dec - 1]), {})))
             out_idx = np.minimum(wanted, n_dec - 1)

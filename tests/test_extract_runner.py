@@ -1,7 +1,10 @@
 """aqa-extract end to end on synthetic videos and real footage: cache validity, resume, failures."""
+import dataclasses
 import json
+import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +109,101 @@ def test_missing_pose_sidecar_is_a_recorded_failure(synth_dir, tmp_path):
     s = run_extraction([vids], tmp_path / "f.h5", ExtractConfig(**FAST), device="cpu",
                        progress=False)
     assert s.failed and s.failed[0].stage == "pose"
+
+
+def _fast_cli_args():
+    return ["--quiet", "--sampling", "c3d", "--sampling-opt", "length=8", "--sampling-opt", "stride=8",
+            "--flow", "tvl1-cpu", *sum((["--flow-opt", f"{k}={v}"] for k, v in FAST_FLOW.items()), [])]
+
+
+def _with_poses_only_in(sidecar: Path, out: Path, frames) -> None:
+    """A copy of a synthetic pose sidecar whose persons are present only in ``frames``."""
+    doc = json.loads(sidecar.read_text())
+    for person in doc["persons"]:
+        for f in set(range(doc["n_frames"])) - set(frames):
+            person["keypoints"][f] = [[None, None, 0.0]] * 17
+            if person.get("boxes") is not None:
+                person["boxes"][f] = [None] * 4
+    out.write_text(json.dumps(doc))
+
+
+def test_short_and_personless_videos_are_warned_and_listed_at_the_end(synth_dir, tmp_path):
+    """Extracted, not failed, but never silently: a truncated video (fewer frames decode than its
+    header declares) and videos whose primary person is missing in more than half of the sampled
+    frames are listed at the end of the run and in the manifest, also by a re-run that skips them."""
+    from test_video import cut_faststart_mp4
+
+    src = sorted(synth_dir.glob("*.mp4"))[0]
+    sidecar = src.with_suffix(".pose.json")
+    vids = tmp_path / "v"
+    vids.mkdir()
+    for name in ("ok", "cut", "nobody", "few", "half"):
+        shutil.copy(src, vids / f"{name}.mp4")
+        shutil.copy(sidecar, vids / f"{name}.pose.json")
+    cut_faststart_mp4(src, vids / "cut.mp4", 12)
+    doc = json.loads(sidecar.read_text())
+    (vids / "nobody.pose.json").write_text(json.dumps({**doc, "persons": []}))
+    _with_poses_only_in(sidecar, vids / "few.pose.json", range(10))      # 22 of 32 missing
+    _with_poses_only_in(sidecar, vids / "half.pose.json", range(16))     # 16 of 32: not more than half
+    out = tmp_path / "f.h5"
+    expected = {
+        "cut": [f"{vids / 'cut.mp4'}: decoded only 12 of the 32 frames the container declares "
+                "(a truncated file?)"],
+        "nobody": [f"{vids / 'nobody.mp4'}: no primary person in 32 of the 32 sampled frames "
+                   "(pose 'file'); its pose and joint features are missing there"],
+        "few": [f"{vids / 'few.mp4'}: no primary person in 22 of the 32 sampled frames "
+                "(pose 'file'); its pose and joint features are missing there"]}
+    manifest = tmp_path / "f.h5.failures.json"
+    for run, counts in enumerate(("5 extracted, 0 already complete", "0 extracted, 5 already complete")):
+        res = CliRunner().invoke(extract_cli, [str(vids), "--out", str(out), *_fast_cli_args()])
+        assert res.exit_code == 0, res.output
+        assert f"{counts}, 0 failed" in res.output
+        for (msg,) in expected.values():
+            assert f"  WARNING {msg}\n" in res.output, (run, res.output)
+        assert (f"warning: 3 video(s) extracted with warnings; see the manifest {manifest}"
+                in res.output)
+        doc = json.loads(manifest.read_text())
+        assert doc["failed"] == []
+        assert {w["video_id"]: w["warnings"] for w in doc["warned"]} == expected
+    assert verify(out).ok and verify(out).n_videos == 5
+    with CacheReader(out) as r:
+        assert r.pose("cut")["keypoints"].shape[0] == 12
+
+
+def test_labels_that_do_not_match_the_videos_are_warned_and_survive_an_interrupt(
+        synth_dir, tmp_path, monkeypatch):
+    from aqa.data.labels import read_labels_csv, write_labels_csv
+    from aqa.extract.runner import Extractor
+
+    rows = read_labels_csv(synth_dir / "labels.csv")
+    ids = sorted(r.video_id for r in rows)
+    ghosts = [dataclasses.replace(rows[0], video_id=v) for v in ("ghost_a", "ghost_b")]
+    labels = write_labels_csv([r for r in rows if r.video_id != ids[-1]] + ghosts,
+                              tmp_path / "labels.csv")
+    with warnings.catch_warnings():  # every input labelled: no word, also in a shard of the inputs
+        warnings.filterwarnings("error", message="labels")
+        run_extraction([synth_dir], tmp_path / "ok.h5", ExtractConfig(**FAST), shard="1/4",
+                       labels=synth_dir / "labels.csv", device="cpu", progress=False)
+    process, calls = Extractor.process, []
+
+    def interrupted_on_the_second_video(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return process(self, *args)
+
+    monkeypatch.setattr(Extractor, "process", interrupted_on_the_second_video)
+    out = tmp_path / "f.h5"
+    with pytest.warns(UserWarning) as rec, pytest.raises(KeyboardInterrupt):
+        run_extraction([synth_dir], out, ExtractConfig(**FAST), labels=labels, device="cpu",
+                       progress=False)
+    assert [str(w.message) for w in rec if "labels" in str(w.message)] == [
+        f"labels {labels}: 2 of 5 labelled videos are not among the inputs (ghost_a, ghost_b); "
+        f"1 of 4 input videos have no label row ({ids[-1]})"]
+    assert verify(out).ok
+    with CacheReader(out) as r:  # the labels are in from the start, not only once the run ends
+        assert r.video_ids() == ids[:1]
+        assert sorted(x.video_id for x in r.labels()) == sorted(ids[:-1] + ["ghost_a", "ghost_b"])
 
 
 def test_real_footage_vtest(tmp_path):
@@ -298,6 +396,9 @@ def test_cli_help_lists_everything():
     for opt in ("--pose", "--flow", "--backbone", "--sampling", "--device", "--batch-size",
                 "--shard", "--weights", "--untrained", "--labels"):
         assert opt in res.output
+    text = re.sub(r"-\s+", "-", " ".join(res.output.split()))  # undo the wrapping
+    assert "into its own file: OUT.shardK-of-N.h5 instead of OUT" in text
+    assert "'none' needs --no-weightfree and backbones on the rgb stream only" in text
     res = CliRunner().invoke(extract_cli, ["--help"])
     assert "merge" in res.output and "weights" in res.output
 
@@ -436,16 +537,51 @@ def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path):
 def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
     out = tmp_path / "f.h5"
     i3d = ["--backbone", "i3d", "--streams", "rgb", "--untrained"]
-    for opt, value, *extra in (("--sampling-opt", "bogus=1"), ("--sampling-opt", "length=0"),
-                               ("--flow-opt", "warps=0"), ("--flow-opt", "nope=3"),
-                               ("--pose-opt", "nope=3"), ("--backbone-opt", "nope=3", *i3d),
-                               # a model built only for the first video to extract: still before it
-                               ("--pose-opt", "nope=3", "--pose", "keypoint-rcnn", "--untrained")):
+    for opt, value, msg, *extra in (
+            ("--sampling-opt", "bogus=1", "bogus"), ("--sampling-opt", "length=0", "length"),
+            ("--flow-opt", "warps=0", "TV-L1 parameter warps must be an integer >= 1, got 0"),
+            ("--flow-opt", "warps=abc", "TV-L1 parameter warps must be an integer >= 1, got 'abc'"),
+            ("--flow-opt", "nope=3", "nope"), ("--pose-opt", "nope=3", "nope"),
+            ("--pose-opt", "path=/nonexist", "path=/nonexist: no such pose file or directory"),
+            ("--backbone-opt", "nope=3", "nope", *i3d),
+            ("--backbone-opt", "crop_size=abc", "crop_size='abc': expected a positive integer", *i3d),
+            ("--device", "gpu", "'gpu': expected cpu, cuda, cuda:N, mps or auto"),
+            ("--device", "cuda:99", "cuda:99: "),
+            # a model built only for the first video to extract: still before it
+            ("--pose-opt", "nope=3", "nope", "--pose", "keypoint-rcnn", "--untrained")):
         res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--quiet",
                                                "--flow", "tvl1-cpu", opt, value, *extra])
         assert res.exit_code == 2, res.output
-        assert f"Invalid value for {opt}" in res.output and "Traceback" not in res.output
+        assert f"Invalid value for {opt}: " in res.output and msg in res.output, res.output
+        assert "Traceback" not in res.output
         assert not out.exists()  # nothing was decoded or written
+    for n in ("0", "-1"):
+        res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--batch-size", n])
+        assert res.exit_code == 2 and f"'--batch-size': {n} is not in the range x>=1" in res.output
+    assert not out.exists()
+
+
+def test_devices_are_checked_against_the_machine(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from aqa.extract.runner import OptionError, _resolve_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert _resolve_device("auto") == "cpu" and _resolve_device("cpu") == "cpu"
+    with pytest.raises(OptionError, match="^cuda: CUDA is not available on this machine; use "
+                                          "--device cpu or auto$") as ei:
+        _resolve_device("cuda")
+    assert ei.value.option == "--device"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _resolve_device("auto") == "cuda" and _resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(OptionError, match=r"^cuda:2: this machine has 2 CUDA device\(s\), "
+                                          "cuda:0..cuda:1; use --device cpu or auto$"):
+        _resolve_device("cuda:2")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(OptionError, match="^mps: PyTorch's MPS backend is not available"):
+        _resolve_device("mps")
+    for bad in ("cuda:", "cuda:x", "CPU", "tpu"):
+        with pytest.raises(OptionError, match="expected cpu, cuda, cuda:N, mps or auto"):
+            _resolve_device(bad)
 
 
 def test_backbone_options_go_to_the_backbones_that_take_them():
@@ -462,6 +598,16 @@ def test_backbone_options_go_to_the_backbones_that_take_them():
     cfg = ExtractConfig(backbones=(), backbone_options={"crop_size": 64})  # would only change the hash
     with pytest.raises(OptionError, match="crop_size: no --backbone is selected"):
         Extractor._route_backbone_options(SimpleNamespace(config=cfg))
+    cfg = ExtractConfig(backbones=("i3d",), backbone_options={"resize": [128, 171], "clip_len": 8})
+    assert Extractor._route_backbone_options(SimpleNamespace(config=cfg)) == {
+        "i3d": {"resize": (128, 171), "clip_len": 8}}
+    for key, bad, allowed in (("crop_size", "abc", "a positive integer"),
+                              ("clip_len", 0, "a positive integer"),
+                              ("crop_size", True, "a positive integer"),
+                              ("resize", [128], "a positive integer or [height, width]")):
+        cfg = ExtractConfig(backbones=("i3d",), backbone_options={key: bad})
+        with pytest.raises(OptionError, match=re.escape(f"{key}={bad!r}: expected {allowed}") + "$"):
+            Extractor._route_backbone_options(SimpleNamespace(config=cfg))
 
 
 def test_cli_errors_are_one_line(synth_dir, tmp_path, no_weights, monkeypatch):

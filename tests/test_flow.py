@@ -63,10 +63,20 @@ def test_params_passed_through_to_opencv():
     assert cv.getGamma() == pytest.approx(0.1) and cv.getEpsilon() == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("bad", [dict(tau=0), dict(nscales=0), dict(scale_step=1.0), dict(warps=1.5),
-                                 dict(median_filtering=4), dict(epsilon=-1)])
-def test_params_rejected(bad):
-    with pytest.raises(ValueError, match="TVL1Params"):
+@pytest.mark.parametrize("bad, message", [
+    (dict(tau=0), "tau must be a number > 0, got 0"),
+    (dict(tau="abc"), "tau must be a number > 0, got 'abc'"),
+    (dict(nscales=0), "nscales must be an integer >= 1, got 0"),
+    (dict(scale_step=1.0), r"scale_step must be a number in \(0, 1\), got 1.0"),
+    (dict(warps=1.5), "warps must be an integer >= 1, got 1.5"),
+    (dict(warps=-1), "warps must be an integer >= 1, got -1"),
+    (dict(warps="abc"), "warps must be an integer >= 1, got 'abc'"),
+    (dict(warps=True), "warps must be an integer >= 1, got True"),
+    ({"lambda": float("nan")}, "lambda must be a number > 0, got nan"),
+    (dict(median_filtering=4), r"median_filtering must be 0, 1 \(off\), 3 or 5, got 4"),
+    (dict(epsilon=-1), "epsilon must be a number >= 0, got -1")])
+def test_params_rejected_naming_the_parameter_and_allowed_values(bad, message):
+    with pytest.raises(ValueError, match=f"^TV-L1 parameter {message}$"):
         TVL1Params.from_kwargs(**bad)
 
 

@@ -279,6 +279,8 @@ def test_file_backend_missing_file_says_where_it_looked(tmp_path):
         get_pose_backend("file").estimate(np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(TypeError, match="unknown options"):
         get_pose_backend("file", score_threshold=0.3)
+    with pytest.raises(PoseFileError, match=f"^path={tmp_path / 'nope'}: no such pose file or directory$"):
+        get_pose_backend("file", path=str(tmp_path / "nope"))  # at once, before any video
     with pytest.raises(ValueError, match="unknown pose backend"):
         get_pose_backend("openpifpaf")
 

@@ -8,8 +8,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from aqa.extract.video import (FrameIndexError, VideoDecodeError, count_frames, iter_frames, probe,  # noqa: E402
-                               read_frames)
+from aqa.extract.video import (FrameIndexError, VideoDecodeError, VideoWarning, count_frames,  # noqa: E402
+                               iter_frames, probe, read_frames)
 
 N = 30
 W, H = 64, 48
@@ -157,6 +157,43 @@ def test_truncated_avi_metadata_lies_and_frames_are_counted(avi, tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             read_frames(bad, [0, N - 1], on_overflow="error")
+
+
+def cut_faststart_mp4(src, dst, n_frames: int):
+    """``src`` remuxed into a faststart mp4 (the header with its frame count first, as a web
+    download has it) and cut right after the packet of frame ``n_frames - 1``: a truncated file
+    that decodes to ``n_frames`` frames without any decode error."""
+    av = pytest.importorskip("av")
+    full = dst.with_name(dst.stem + ".full.mp4")
+    with av.open(str(src)) as inp, av.open(str(full), "w", options={"movflags": "faststart"}) as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for pkt in inp.demux(stream):
+            if pkt.dts is not None:
+                pkt.stream = copy
+                out.mux(pkt)
+    with av.open(str(full)) as c:
+        ends = sorted(p.pos + p.size for p in c.demux(c.streams.video[0]) if p.size)
+    dst.write_bytes(full.read_bytes()[:ends[n_frames - 1]])
+    full.unlink()
+    return dst
+
+
+def test_cut_faststart_mp4_warns_declared_and_decoded_counts(mp4, tmp_path):
+    whole = cut_faststart_mp4(mp4, tmp_path / "whole.mp4", N)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the complete file: no warning
+        assert len(read_frames(whole)[0]) == N
+    cut = cut_faststart_mp4(mp4, tmp_path / "cut.mp4", 10)
+    assert probe(cut).n_frames == N  # the header still declares every frame
+    with pytest.warns(VideoWarning) as rec:
+        frames, idx = read_frames(cut)
+    assert [str(w.message) for w in rec] == [
+        f"{cut}: decoded only 10 of the {N} frames the container declares (a truncated file?)"]
+    assert len(frames) == 10 and np.array_equal(_index_of(frames), np.arange(10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # stopping before the end is no evidence of truncation
+        read_frames(cut, [0, 5])
 
 
 def test_image_directory(tmp_path):

@@ -42,6 +42,22 @@ _BACKEND_OPTIONS = {"tvl1-cpu": {"batch_size", "workers"},
                     "tvl1-torch": {"batch_size", "compile", "check_every"}}
 
 
+#: TVL1Params field -> (integer?, test, the allowed values in words)
+_TVL1_RULES = {
+    "tau": (False, lambda v: v > 0, "a number > 0"),
+    "lambda_": (False, lambda v: v > 0, "a number > 0"),
+    "theta": (False, lambda v: v > 0, "a number > 0"),
+    "nscales": (True, lambda v: v >= 1, "an integer >= 1"),
+    "warps": (True, lambda v: v >= 1, "an integer >= 1"),
+    "epsilon": (False, lambda v: v >= 0, "a number >= 0"),
+    "inner_iterations": (True, lambda v: v >= 1, "an integer >= 1"),
+    "outer_iterations": (True, lambda v: v >= 1, "an integer >= 1"),
+    "scale_step": (False, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "gamma": (False, lambda v: v >= 0, "a number >= 0"),
+    "median_filtering": (True, lambda v: v in (0, 1, 3, 5), "0, 1 (off), 3 or 5"),
+}
+
+
 @dataclass(frozen=True)
 class TVL1Params:
     """Dual TV-L1 parameters, named and defaulted as in OpenCV's ``DualTVL1OpticalFlow``.
@@ -64,24 +80,14 @@ class TVL1Params:
     median_filtering: int = 5
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.tau > 0, "tau must be > 0"),
-            (self.lambda_ > 0, "lambda must be > 0"),
-            (self.theta > 0, "theta must be > 0"),
-            (int(self.nscales) == self.nscales and self.nscales >= 1, "nscales must be an integer >= 1"),
-            (int(self.warps) == self.warps and self.warps >= 1, "warps must be an integer >= 1"),
-            (self.epsilon >= 0, "epsilon must be >= 0"),
-            (int(self.inner_iterations) == self.inner_iterations and self.inner_iterations >= 1,
-             "inner_iterations must be an integer >= 1"),
-            (int(self.outer_iterations) == self.outer_iterations and self.outer_iterations >= 1,
-             "outer_iterations must be an integer >= 1"),
-            (0 < self.scale_step < 1, "scale_step must be in (0, 1)"),
-            (self.gamma >= 0, "gamma must be >= 0"),
-            (self.median_filtering in (0, 1, 3, 5), "median_filtering must be 0, 1 (off), 3 or 5"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"TVL1Params: {msg} (got {self})")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            integer, ok, allowed = _TVL1_RULES[f.name]
+            number = isinstance(value, (int, float, np.integer, np.floating))
+            if isinstance(value, bool) or not (number and (not integer or float(value).is_integer())
+                                               and ok(value)):
+                name = "lambda" if f.name == "lambda_" else f.name
+                raise ValueError(f"TV-L1 parameter {name} must be {allowed}, got {value!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TVL1Params":

@@ -308,8 +308,9 @@ def find_pose_file(video_path=None, path=None) -> Path:
 
 
 class FilePoseBackend(PoseBackend):
-    """Poses from files (see module docstring). Options: ``path`` (file or directory) and
-    ``source_size`` ((height, width) the stored coordinates refer to, when the file does not say)."""
+    """Poses from files (see module docstring). Options: ``path`` (file or directory; one that does
+    not exist is a :class:`PoseFileError` at once) and ``source_size`` ((height, width) the stored
+    coordinates refer to, when the file does not say)."""
 
     name = "file"
 
@@ -317,6 +318,8 @@ class FilePoseBackend(PoseBackend):
         super().__init__()
         if unused:
             raise TypeError(f"file pose backend: unknown options {sorted(unused)}")
+        if path is not None and not Path(path).exists():
+            raise PoseFileError(f"path={path}: no such pose file or directory")
         self.path = path
         self.source_size = tuple(int(v) for v in source_size) if source_size is not None else None
         self._cache: dict[str, PoseTable] = {}
