@@ -342,13 +342,18 @@ def _read_labels(f: h5py.File) -> list[LabelRow]:
 
 
 class CacheReader:
-    """Read-only access to a cache: ids, feature families, stacked arrays, labels, provenance."""
+    """Read-only access to a cache: ids, feature families, stacked arrays, labels, provenance.
+
+    Reading a video's features or poses refuses, with a :class:`CacheError` naming the video,
+    what :func:`verify` calls broken: a video of another config than the file's, a corrupted
+    array, features with NaN/inf. Training never runs on them silently."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.exists():
             raise CacheError(f"{self.path}: no such cache file")
         self._f = _open_checked(self.path, "r")
+        self._allowed: set[str] | None = None  # hashes of the root config(s), read on first use
         if self._f.attrs.get("format") != FORMAT:
             self._f.close()
             raise CacheError(f"{self.path}: not an aqa cache (no format={FORMAT!r} attribute)")
@@ -383,13 +388,41 @@ class CacheReader:
     def _ids(self, ids: Iterable[str] | None) -> list[str]:
         return self.video_ids() if ids is None else list(ids)
 
+    def _data_group(self, video_id: str) -> h5py.Group:
+        """:meth:`group`, refusing a video extracted with another config than the file's root
+        config (what :func:`verify` reports as a provenance problem): its features would be
+        silently mixed with features of a different extraction."""
+        g = self.group(video_id)
+        if self._allowed is None:
+            self._allowed = _root_config_hashes(self._f.attrs)
+        h = g.attrs.get("config_sha256")
+        if h is not None and h not in self._allowed:
+            raise CacheError(
+                f"{self.path}: video {video_id!r} was extracted with config {str(h)[:12]}, not the "
+                "file's root config; its features are not comparable with the others. Re-run the "
+                "extraction with one config to redo it (`aqa-data verify` lists every such video)")
+        return g
+
+    def _read(self, g: h5py.Group, rel: str, video_id: str) -> np.ndarray:
+        """``g[rel][()]``, a corrupted chunk (fletcher32) a :class:`CacheError` naming the video."""
+        try:
+            return g[rel][()]
+        except (OSError, RuntimeError) as e:
+            raise CacheError(f"{self.path}: videos/{video_id}/{rel} is unreadable (corrupted: "
+                             f"{e}); re-extract that video (`aqa-data verify` lists every damaged "
+                             "array)") from None
+
     def _stack(self, rel: str, ids: list[str]) -> np.ndarray:
         arrays, shapes = [], {}
+        check_finite = rel.startswith("features/") and rel.rsplit("/", 1)[-1] in ("whole", "joints")
         for vid in ids:
-            g = self.group(vid)
+            g = self._data_group(vid)
             if rel not in g:
                 raise KeyError(f"{self.path}: video {vid!r} has no {rel!r}")
-            a = g[rel][()]
+            a = self._read(g, rel, vid)
+            if check_finite and not np.isfinite(a).all():
+                raise CacheError(f"{self.path}: videos/{vid}/{rel} contains NaN/inf; re-extract "
+                                 "that video")
             arrays.append(a)
             shapes.setdefault(a.shape, []).append(vid)
         if len(shapes) > 1:
@@ -426,8 +459,8 @@ class CacheReader:
         return self._stack("motion/camera", self._ids(ids))
 
     def pose(self, video_id: str) -> dict[str, np.ndarray]:
-        g = self.group(video_id)["pose"]
-        return {k: g[k][()] for k in g}
+        g = self._data_group(video_id)
+        return {k: self._read(g, f"pose/{k}", video_id) for k in g["pose"]}
 
     def video_attrs(self, video_id: str) -> dict:
         return dict(self.group(video_id).attrs)

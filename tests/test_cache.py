@@ -241,6 +241,30 @@ def test_verify_catches_corrupted_data(tmp_path):
     assert res.exit_code == 1 and "PROBLEM" in res.output and "BROKEN" in res.output
 
 
+def test_reader_refuses_what_verify_calls_broken(tmp_path):
+    """Training must not run on a corrupted array, NaN features or a video of another config."""
+    p = _write(tmp_path / "c.h5", ["a", "b", "c"])
+    _flip_bytes_in_dataset(p, "videos/b/features/kin_pose/joints")
+    with h5py.File(p, "a") as f:
+        f["videos/c/features/kin_pose/whole"][1, 2] = np.inf
+    with CacheReader(p) as r:
+        assert r.load("kin_pose", ["a"], part="joints").shape == (1, 4, 17, 6)  # sound videos load
+        with pytest.raises(CacheError, match=r"videos/b/features/kin_pose/joints is unreadable"):
+            r.load("kin_pose", part="joints")
+        with pytest.raises(CacheError, match=r"videos/c/features/kin_pose/whole contains NaN/inf"):
+            r.load("kin_pose", ["a", "c"])
+        np.testing.assert_array_equal(r.pose("c")["keypoints"], video_arrays(2)["pose/keypoints"])
+    q = _write(tmp_path / "q.h5", ["a", "b"], config={"sampling": "jrg"})
+    with CacheWriter(q, config={"sampling": "core"}) as w:  # re-run of a alone, another config
+        w.write_video("a", VIDEO_ATTRS, video_arrays(7))
+    with CacheReader(q) as r:
+        assert r.load("kin_pose", ["a"]).shape == (1, 4, 6)
+        for read in (lambda: r.load("kin_pose"), lambda: r.pose("b"), lambda: r.load_camera(["b"])):
+            with pytest.raises(CacheError, match="video 'b' was extracted with config .* not the "
+                                                 "file's root config"):
+                read()
+
+
 def test_verify_catches_structural_problems(tmp_path):
     p = _write(tmp_path / "c.h5", ["a", "b"])
     with h5py.File(p, "a") as f:

@@ -206,6 +206,25 @@ def test_untrained_cache_is_flagged(tmp_path):
     assert "UNTRAINED" in r.output
 
 
+def test_train_refuses_videos_of_another_config(tmp_path):
+    """A second extraction into the same file with other settings must not be trained on silently."""
+    path = tmp_path / "mixed.h5"
+    make_cache(path, n=12)
+    from aqa.data.cache import CacheReader
+    with CacheReader(path) as r:
+        attrs, pose = r.video_attrs("vid003"), r.pose("vid003")
+        feats = {f"features/kin_pose/{k}": r.load("kin_pose", ["vid003"], part=k)[0]
+                 for k in ("whole", "joints")}
+    with CacheWriter(path, config={"sampling": "jrg", "T": 4, "short_side": 320}) as w:
+        w.write_video("vid003", {k: attrs[k] for k in ("fps", "n_frames", "height", "width")},
+                      {**{f"pose/{k}": v for k, v in pose.items()}, **feats,
+                       "frames/index": np.arange(8, dtype=np.int32),
+                       "motion/camera": np.zeros((4, 2), np.float32)})
+    r = CliRunner().invoke(main, ["train", "c3d-svr", str(path)])
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output
+    assert "not the file's root config" in r.output and "vid" in r.output, r.output
+
+
 def test_predict_time_extras_never_include_sub_scores():
     from aqa.heads.cli import _extras
 
