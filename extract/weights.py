@@ -389,6 +389,11 @@ def _list_cmd(as_json):
         state = "missing" if r["path"] is None else {True: "ok", False: "CHECKSUM MISMATCH",
                                                       None: "found (no published checksum)"}[r["verified"]]
         click.echo(f"{r['name']:<{w}}  {state:<30}  {r['path'] or r['filename']}")
+        if r["path"] is None and r["url"]:  # where to get it by hand on a machine without network
+            click.echo(f"{'':<{w}}  from {r['url']}")
+    if any(r["path"] is None for r in rows):
+        click.echo(f"missing: `aqa-extract weights fetch NAME`, or put the file under "
+                   f"{search_dirs()[0]}")
 
 
 @weights_cli.command("fetch")

@@ -230,6 +230,10 @@ def test_cli_list_json_and_table(dirs, no_network):
     assert data["search_dirs"] == [str(dirs["env"]), str(dirs["home"])]
     res = runner.invoke(W.weights_cli, ["list"])
     assert res.exit_code == 0 and "i3d_rgb_imagenet" in res.output and "missing" in res.output
+    lines = res.output.splitlines()
+    c3d = next(i for i, line in enumerate(lines) if line.startswith("c3d_sports1m "))
+    assert "missing" in lines[c3d] and lines[c3d + 1].split() == ["from", W.REGISTRY["c3d_sports1m"].url]
+    assert f"weights fetch NAME`, or put the file under {dirs['env']}" in lines[-1]
 
 
 def test_cli_fetch_unknown_name_fails(dirs, no_network):
