@@ -517,7 +517,8 @@ def video_relpath(name: str, video_id: str | LabelRow) -> str:
     - ``aqa7``: ``<action>/<sample:03d>.avi`` (action folder names as in :data:`AQA7_ACTIONS`; the
       authors' loader reads frames from ``<action dir>/frames/<sample:03d>/``).
     - ``mtl_aqa``, ``unlv_dive``: ``<video:02d>_<clip:02d>``, the frame folder of the dive cut from
-      full video ``<video:02d>`` between ``start_frame`` and ``end_frame`` (MUSDL's layout).
+      full video ``<video:02d>`` up to its ``end_frame`` (MUSDL's layout; ``python -m aqa.pipelines
+      cut`` makes it from the release's full videos, see :mod:`aqa.pipelines.cut`).
     - ``jigsaws``: ``<task>/video/<trial>_capture1.avi`` (the left camera, as MUSDL/USDL use).
     - ``finediving``: ``<event>/<clip>``, the frame folder (FINADiving_MTL_256s layout).
     """

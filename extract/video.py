@@ -50,7 +50,7 @@ import numpy as np
 
 __all__ = [
     "VideoInfo", "VideoDecodeError", "FrameIndexError", "VideoWarning", "probe", "count_frames",
-    "read_frames", "iter_frames", "resized_size", "IMAGE_EXTENSIONS", "BACKENDS",
+    "read_frames", "iter_frames", "resized_size", "image_files", "IMAGE_EXTENSIONS", "BACKENDS",
 ]
 
 BACKENDS = ("auto", "pyav", "opencv", "images")
@@ -123,7 +123,9 @@ def _natural_key(name: str):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files of a frame folder, in natural order (``2.jpg`` before ``10.jpg``): frame i is
+    the i-th of them."""
     files = [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(files, key=lambda f: _natural_key(f.name))
 
@@ -302,7 +304,7 @@ def _imread_rgb(f: Path) -> np.ndarray:
 
 
 def _images_probe(path: Path, fps: float = 0.0) -> VideoInfo:
-    files = _image_files(path)
+    files = image_files(path)
     if not files:
         raise VideoDecodeError(path, f"directory holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     h, w = _imread_rgb(files[0]).shape[:2]
@@ -310,7 +312,7 @@ def _images_probe(path: Path, fps: float = 0.0) -> VideoInfo:
 
 
 def _images_iter(path: Path, wanted: np.ndarray | None, state: dict) -> Iterator[tuple[int, np.ndarray]]:
-    files = _image_files(path)
+    files = image_files(path)
     if not files:
         raise VideoDecodeError(path, f"directory holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     state["n_decoded"] = len(files)

@@ -60,5 +60,43 @@ def run(recipe, video_dir, annotation_dir, out, heads, seeds, pose, backbones, n
     click.echo(f"report: {res['paths']['md']}")
 
 
+@main.command()
+@click.argument("dataset", type=click.Choice(["mtl_aqa", "unlv_dive"]))
+@click.argument("annotation_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("full_video_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="VIDEO_DIR to create: one frame folder per dive, <video>_<clip>/.")
+@click.option("--min-frames", type=click.IntRange(min=1), default=103, show_default=True,
+              help="Frames per dive at least, ending at its end_frame (CoRe's and MUSDL's 103).")
+@click.option("--short-side", type=click.IntRange(min=1), default=None, metavar="PX",
+              help="Downscale frames so the shorter side is PX (never up; default: as decoded).")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality of the frames written.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def cut(dataset, annotation_dir, full_video_dir, out, min_frames, short_side, quality, quiet):
+    """Cut DATASET's full videos (01.mp4 ... or frame folders 01/ ... in FULL_VIDEO_DIR) into the
+    per-dive frame folders `run` reads, by the frame ranges in ANNOTATION_DIR (resumable)."""
+    from .cut import cut_dives
+
+    try:
+        s = cut_dives(dataset, annotation_dir, full_video_dir, out, min_frames=min_frames,
+                      short_side=short_side, jpeg_quality=quality, progress=not quiet)
+    except (ValueError, FileNotFoundError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    click.echo(f"{dataset}: {len(s.done)} dives cut, {len(s.skipped)} already there, "
+               f"{len(s.failed)} failed -> {out}")
+    if s.missing_videos:
+        click.echo(f"warning: {len(s.missing_videos)} full video(s) not in {full_video_dir} "
+                   f"({', '.join(f'{v:02d}' for v in s.missing_videos)}): their "
+                   f"{len(s.missing_dives)} dives are not cut", err=True)
+    for vid, reason in list(s.failed.items())[:10]:
+        click.echo(f"  FAILED {vid}: {reason}", err=True)
+    if s.failed:
+        click.echo(f"error: {len(s.failed)} dive(s) failed", err=True)
+        sys.exit(1)
+    click.echo(f"next: python -m aqa.pipelines run {dataset} {out} {annotation_dir} --out RESULTS")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

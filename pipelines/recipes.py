@@ -3,7 +3,8 @@
 A recipe takes the benchmark's published annotation files (the folder the authors released,
 read by :mod:`aqa.data.datasets`), a folder of its videos laid out as the release lays them out
 (:func:`aqa.data.datasets.video_relpath`: files for AQA-7 and JIGSAWS, frame folders for MTL-AQA,
-UNLV-Dive and FineDiving), and runs:
+UNLV-Dive and FineDiving; MTL-AQA and UNLV-Dive are released as full videos, which
+:mod:`aqa.pipelines.cut` cuts into those per-dive folders), and runs:
 
 1. the labels table of the protocol's split (videos missing from the folder are listed in
    ``missing_videos.txt`` and the report; none found is an error);
@@ -136,6 +137,8 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
 
     from aqa.heads.registry import resolve_heads
 
+    from .cut import CUT_DATASETS
+
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     heads = resolve_heads(heads)             # a typo fails now, not after hours of extraction
@@ -150,8 +153,12 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     (out / "missing_videos.txt").write_text("".join(f"{m}\n" for m in missing))
     if not items:
         from aqa.data.datasets import video_relpath
+        hint = (f"; to cut the release's full videos into these folders: python -m aqa.pipelines "
+                f"cut {name} {annotation_dir} FULL_VIDEO_DIR --out {video_dir}"
+                if name in CUT_DATASETS else "")
         raise FileNotFoundError(f"none of the {len(rows)} {name} videos is under {video_dir} "
-                                f"(expected e.g. {Path(video_dir) / video_relpath(name, rows[0])})")
+                                f"(expected e.g. {Path(video_dir) / video_relpath(name, rows[0])})"
+                                + hint)
     present = {vid for vid, _ in items}
     rows = [r for r in rows if r.video_id in present]
     if not with_difficulty:

@@ -88,8 +88,13 @@ def test_recipe_errors(synth, tmp_path):
     videos, ann = make_benchmark("jigsaws", rows, d, tmp_path / "b")
     with pytest.raises(ValueError, match="unknown recipe"):
         run_recipe("kinetics", videos, ann, tmp_path / "o")
-    with pytest.raises(FileNotFoundError, match="none of the 12 jigsaws videos"):
+    with pytest.raises(FileNotFoundError, match="none of the 12 jigsaws videos") as e:
         run_recipe("jigsaws", tmp_path / "empty", ann, tmp_path / "o", pose="file", backbones=())
+    assert "cut" not in str(e.value)
+    _, ann = make_benchmark("mtl_aqa", rows, d, tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match=r"none of the 12 mtl_aqa videos .*01_01\); to cut "
+                                                r"the release's full videos .* aqa.pipelines cut mtl_aqa"):
+        run_recipe("mtl_aqa", tmp_path / "empty", ann, tmp_path / "o", pose="file", backbones=())
 
 
 def test_recipe_features_follow_the_backbones():
