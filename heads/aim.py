@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
-from .base import base_kwargs, TorchRegressor, apply_layout
+from .base import base_kwargs, TorchRegressor, step_sequences
 
 __all__ = ["AIMNet", "AIMRegressor", "plot_explain", "aim_lr", "pose_step_kinematics", "aim_inputs"]
 
@@ -181,21 +181,10 @@ class AIMRegressor(TorchRegressor):
     # ------------------------------------------------------------------ input
     def _check_X(self, X, reset):
         X = super()._check_X(X, reset)
-        if self.layout is not None:
-            X = apply_layout(X, self.layout)
-        elif X.ndim == 2:
-            X = X[:, None, :]
-        elif X.ndim == 4 and X.shape[2] == 3:      # stream layout (n, S, 3, D) of aim_inputs
+        if self.layout is None and X.ndim == 4 and X.shape[2] == 3:  # streams (n, S, 3, D): aim_inputs
             X = X.reshape(X.shape[0], X.shape[1], -1)
-        if X.ndim != 3:
-            raise ValueError(f"AIMRegressor expects X of shape (n, S, Dp+Ds+Dw), (n, S, 3, D) or 2-D X "
-                             f"with layout=(S, F); got shape {X.shape}")
-        if reset:
-            self.input_shape_ = tuple(int(v) for v in X.shape[1:])
-        elif X.shape[2] != self.input_shape_[1]:
-            raise ValueError(f"X has {X.shape[2]} features per step, but AIMRegressor was fitted with "
-                             f"{self.input_shape_[1]}")
-        return np.ascontiguousarray(X, dtype=np.float32)
+        return step_sequences(self, X, reset, "X of shape (n, S, Dp+Ds+Dw), (n, S, 3, D) or 2-D X "
+                                              "with layout=(S, F)")
 
     def _split_dims(self, f: int) -> tuple[int, int, int]:
         if self.dims is None:

@@ -718,3 +718,21 @@ def apply_layout(X: np.ndarray, layout, *, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name} has {per} feature(s) per sample, which does not fit layout {layout} "
                          f"(needs {'a multiple of ' if -1 in layout else ''}{known})")
     return X.reshape(n, *layout)
+
+
+def step_sequences(est, X: np.ndarray, reset: bool, expects: str, unit: str = "step") -> np.ndarray:
+    """Validated X as contiguous float32 step sequences (n, S, D) for a sequence head ``est``:
+    ``est.layout`` applied, else a 2-D X read as one step per sample; any other shape a ValueError
+    ``"<Head> expects <expects>; got shape ..."``. ``reset`` (fit) records ``est.input_shape_``;
+    later calls must bring the same D (per ``unit``)."""
+    name = type(est).__name__
+    X = apply_layout(X, est.layout) if est.layout is not None else X[:, None, :] if X.ndim == 2 else X
+    if X.ndim != 3:
+        raise ValueError(f"{name} expects {expects}; got shape {X.shape}")
+    fitted = getattr(est, "input_shape_", None)  # None: a head saved before it was recorded
+    if reset:
+        est.input_shape_ = tuple(int(v) for v in X.shape[1:])
+    elif fitted is not None and X.shape[2] != fitted[1]:
+        raise ValueError(f"X has {X.shape[2]} features per {unit}, but {name} was fitted with "
+                         f"{fitted[1]}")
+    return np.ascontiguousarray(X, dtype=np.float32)

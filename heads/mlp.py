@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import base_kwargs, TorchRegressor, apply_layout
+from .base import base_kwargs, TorchRegressor, step_sequences
 
 __all__ = ["SceneMLPRegressor"]
 
@@ -39,14 +39,7 @@ class SceneMLPRegressor(TorchRegressor):
 
     def _check_X(self, X, reset):
         X = super()._check_X(X, reset)
-        if self.layout is not None:
-            X = apply_layout(X, self.layout)
-        elif X.ndim == 2:
-            X = X[:, None, :]
-        if X.ndim != 3:
-            raise ValueError(f"SceneMLPRegressor expects X of shape (n, S, D) or 2-D X with layout=(S, D); "
-                             f"got shape {X.shape}")
-        return np.ascontiguousarray(X, dtype=np.float32)
+        return step_sequences(self, X, reset, "X of shape (n, S, D) or 2-D X with layout=(S, D)")
 
     def _module_config(self, X, y, extras):
         return {"in_dim": int(X.shape[2]), "encoder_dim": int(self.encoder_dim),

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from sklearn.utils.validation import check_is_fitted
 
-from .base import base_kwargs, TorchRegressor, apply_layout
+from .base import base_kwargs, TorchRegressor, step_sequences
 
 __all__ = ["SiameseNet", "SiameseRegressor", "similarity_labels", "plot_explain"]
 
@@ -117,19 +117,8 @@ class SiameseRegressor(TorchRegressor):
     # ------------------------------------------------------------------ input and params
     def _check_X(self, X, reset):
         X = super()._check_X(X, reset)
-        if self.layout is not None:
-            X = apply_layout(X, self.layout)
-        elif X.ndim == 2:
-            X = X[:, None, :]
-        if X.ndim != 3:
-            raise ValueError(f"SiameseRegressor expects clip sequences of shape (n, S, D) or 2-D X with "
-                             f"layout=(S, D); got shape {X.shape}")
-        if reset:
-            self.input_shape_ = tuple(int(v) for v in X.shape[1:])
-        elif X.shape[2] != self.input_shape_[1]:
-            raise ValueError(f"X has {X.shape[2]} features per clip, but SiameseRegressor was fitted "
-                             f"with {self.input_shape_[1]}")
-        return np.ascontiguousarray(X, dtype=np.float32)
+        return step_sequences(self, X, reset, "clip sequences of shape (n, S, D) or 2-D X with "
+                                              "layout=(S, D)", unit="clip")
 
     def _check_params(self):
         if self.reference not in _REFERENCES:

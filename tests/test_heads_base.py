@@ -31,6 +31,13 @@ def test_fit_records_and_predict_shape():
     assert est.loss_curve_[-1] < 0.5 * est.loss_curve_[0]
     assert est.y_mean_ == pytest.approx(y.mean()) and est.y_std_ == pytest.approx(y.std())
     np.testing.assert_allclose(est.predict_steps(X).sum(1), est.predict(X), rtol=1e-10)
+    assert est.input_shape_ == (3, 4)
+    with pytest.raises(ValueError, match="X has 3 features per step, but SceneMLPRegressor was "
+                                         "fitted with 4"):
+        est.predict(X[..., :3])
+    with pytest.raises(ValueError, match=r"SceneMLPRegressor expects X of shape \(n, S, D\) .*got "
+                                         r"shape \(40, 3, 2, 2\)"):
+        est.predict(X.reshape(40, 3, 2, 2))
 
 
 def test_cyclic_and_step_schedules():
