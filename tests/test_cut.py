@@ -96,6 +96,26 @@ def test_cut_writes_each_dives_frames_and_resumes(tmp_path):
     assert sorted(s.skipped) == ["01_01", "01_02", "01_03"] and not s.done
 
 
+def test_cut_on_real_footage(tmp_path):
+    """opencv-doc's vtest.avi (people walking, 768x576, 795 frames) as full video 07: each cut
+    frame is its source frame (JPEG-close), closer to it than to the neighbouring frame."""
+    import os
+    from media import opencv_sample
+    full = tmp_path / "full"
+    full.mkdir()
+    os.symlink(opencv_sample("vtest.avi"), full / "07.avi")
+    ann = _annotations(tmp_path, {(7, 1): (100, 150), (7, 2): (700, 760)})
+    s = cut_dives("mtl_aqa", ann, full, tmp_path / "out", min_frames=30, progress=False)
+    assert s.done == ["07_01", "07_02"] and not s.failed
+    for vid, first, end in (("07_01", 100, 150), ("07_02", 700, 760)):
+        got = _cut_frames(tmp_path / "out" / vid)[:, ::4, ::4].astype(np.int16)
+        ref = read_frames(full / "07.avi", np.arange(first, end))[0][:, ::4, ::4].astype(np.int16)
+        assert len(got) == end - first
+        same = np.abs(got - ref).mean(axis=(1, 2, 3))
+        neighbour = np.abs(got[1:] - ref[:-1]).mean(axis=(1, 2, 3))
+        assert same.max() < 1.6 and (same[1:] < neighbour).all(), (vid, same.max())
+
+
 def test_a_frame_folder_source_is_linked_and_a_dive_past_the_end_fails(tmp_path):
     full = tmp_path / "full"
     (full / "03").mkdir(parents=True)
