@@ -220,3 +220,12 @@ def test_unlv_dive_gives_the_fragment_head_lis_last_fragment():
         == {"fragment": {"fragments": "all", "max_iter": 5}, "mlp": {"max_iter": 7}}
     assert recipe_head_params(r, ["mlp"], None) == {}                    # only heads that run
     assert recipe_head_params(RECIPES["aqa7"], ["fragment"], None) == {}
+
+
+def test_aqa7_gives_aim_its_published_weight_decay():
+    """AIM Sec. 5.5 fixes Adam's weight decay to 0.8 on AQA-7 (0.5, the default, elsewhere)."""
+    from aqa.heads.aim import AIMRegressor
+    from aqa.pipelines.recipes import recipe_head_params
+    assert AIMRegressor().weight_decay == 0.5
+    assert recipe_head_params(RECIPES["aqa7"], ["aim", "jrg"], None) == {"aim": {"weight_decay": 0.8}}
+    assert recipe_head_params(RECIPES["jigsaws"], ["aim"], None) == {}
