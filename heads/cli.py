@@ -11,6 +11,10 @@ Labels come from ``--labels`` (a labels CSV, :mod:`aqa.data.labels`) or the cach
 ``--split`` selects rows by the labels' split column (comma-separated values; ``all`` = every
 labelled video). Validation for early stopping is carved from the training rows only; the test rows
 are never used for selection. :func:`run_train_eval` is the same path as a function.
+
+``evaluate``, ``predict`` and ``explain`` refuse a cache whose features were extracted with other
+settings than the model's training cache (:func:`check_comparable`: another frame size, TV-L1
+parameters, checkpoint, untrained mark...); ``--allow-other-features`` scores it anyway, warned.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import numpy as np
 
 from aqa.data.cli import fail, plain_warnings
 
-__all__ = ["main", "run_train_eval", "load_rows", "select_rows"]
+__all__ = ["main", "run_train_eval", "load_rows", "select_rows", "check_comparable"]
 
 #: labels column passed for each per-sample keyword a head declares in ``fit_extras``.
 EXTRA_COLUMNS = {"groups": "action", "difficulty": "difficulty"}
@@ -275,13 +279,37 @@ def _load_model(model, trust):
     return load_head(model, allow_pickle=trust)
 
 
-def _model_rows(est, cache, labels, split):
+def check_comparable(est, reader, allow: bool = False) -> None:
+    """Refuse (``ValueError``) to apply a head to a cache whose features were extracted otherwise
+    than those it was trained on (:func:`aqa.extract.compat.config_differences`, and the untrained
+    mark); with ``allow``, warn instead. A model without a recorded training config is not checked."""
+    import warnings
+
+    from aqa.extract.compat import config_differences
+    trained, prov = getattr(est, "provenance_", None) or {}, reader.provenance()
+    diffs = config_differences(trained.get("config"), prov.get("config"))
+    if "untrained" in trained and bool(trained["untrained"]) != bool(prov.get("untrained")):
+        diffs = list(dict.fromkeys(diffs + [f"untrained weights: {bool(trained['untrained'])} "
+                                            f"(training) vs {bool(prov.get('untrained'))}"]))
+    if not diffs:
+        return
+    msg = (f"{reader.path}: its features were extracted with other settings than the ones this "
+           f"model was trained on, so its scores would mean nothing: " + "; ".join(diffs[:6])
+           + ("; ..." if len(diffs) > 6 else ""))
+    if not allow:
+        raise ValueError(msg + ". Re-extract with the training settings, or pass "
+                               "--allow-other-features to score anyway")
+    warnings.warn(msg + " (--allow-other-features: scoring anyway)", UserWarning, stacklevel=2)
+
+
+def _model_rows(est, cache, labels, split, allow_other=False):
     from aqa.data.cache import CacheReader
     cfg = getattr(est, "train_config_", {}) or {}
     head, feature = cfg.get("head"), cfg.get("feature")
     if head is None:
         raise ValueError("the model file has no training config (head name); was it saved by aqa-heads?")
     with CacheReader(cache) as r:
+        check_comparable(est, r, allow_other)
         ids = r.video_ids()
         if split is None:
             try:
@@ -306,12 +334,15 @@ def _model_rows(est, cache, labels, split):
               help="Labels CSV (default: the cache's /labels).")
 @click.option("--split", default="test", show_default=True, help="Split value(s) to evaluate, comma-separated.")
 @click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
+@click.option("--allow-other-features", "allow_other", is_flag=True,
+              help="Score a cache extracted with other settings than the training cache (warned).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def evaluate(model, cache, labels, split, trust_model, as_json):
+def evaluate(model, cache, labels, split, trust_model, allow_other, as_json):
     from .metrics import evaluate as _evaluate
     try:
         est = _load_model(model, trust_model)
-        head, feature, vids, sel, rows, X, untrained = _model_rows(est, cache, labels, split)
+        head, feature, vids, sel, rows, X, untrained = _model_rows(est, cache, labels, split,
+                                                                   allow_other)
         pred = est.predict(X, **_extras(est, sel, predict=True))
         groups = [x.action for x in sel]
         from .bench import score_ranges_of   # R-l2 ranges over every labelled score of each action
@@ -331,10 +362,13 @@ def evaluate(model, cache, labels, split, trust_model, as_json):
 @click.option("--split", default=None, help="Only these split value(s) (default: every video in the cache).")
 @click.option("--out", type=click.Path(dir_okay=False), help="preds.csv or preds.json")
 @click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
-def predict(model, cache, labels, split, out, trust_model):
+@click.option("--allow-other-features", "allow_other", is_flag=True,
+              help="Score a cache extracted with other settings than the training cache (warned).")
+def predict(model, cache, labels, split, out, trust_model, allow_other):
     try:
         est = _load_model(model, trust_model)
-        head, feature, vids, sel, _, X, untrained = _model_rows(est, cache, labels, split)
+        head, feature, vids, sel, _, X, untrained = _model_rows(est, cache, labels, split,
+                                                                allow_other)
         extras = _extras(est, sel, predict=True) if sel and len(sel) == len(vids) else {}
         needed = _extras(est, [], predict=True).keys() if hasattr(est, "fit_extras") else ()
         if needed and not extras:
@@ -365,13 +399,16 @@ def predict(model, cache, labels, split, out, trust_model):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--video", "videos", multiple=True, help="Video id(s) to explain (default: the first 3).")
 @click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
-def explain(model, cache, out_dir, videos, trust_model):
+@click.option("--allow-other-features", "allow_other", is_flag=True,
+              help="Score a cache extracted with other settings than the training cache (warned).")
+def explain(model, cache, out_dir, videos, trust_model, allow_other):
     from aqa.data.cache import CacheReader
     from .plots import explain as _explain
     try:
         est = _load_model(model, trust_model)
         cfg = getattr(est, "train_config_", {}) or {}
         with CacheReader(cache) as r:
+            check_comparable(est, r, allow_other)
             ids = list(videos) or r.video_ids()[:3]
             X = _build_X(cfg.get("head"), r, ids, cfg.get("feature"))
             extras = {}

@@ -17,12 +17,12 @@ JRG_P = ["-p", "encoder_dim=16", "-p", "hidden_dim=8", "-p", "max_iter=150", "-p
          "-p", "lr_schedule='constant'", "-p", "staged=false"]
 
 
-def make_cache(path, n=60, S=4, D=6, seed=0, untrained=False):
+def make_cache(path, n=60, S=4, D=6, seed=0, untrained=False, config=None):
     """Per-step quality q_t drives one whole-scene dim, one dim of every joint and the pose amplitude;
     score = 50 + 10 sum_t q_t + small noise. 40 train / 20 test, two actions."""
     rng = np.random.RandomState(seed)
     rows = []
-    with CacheWriter(path, config={"sampling": "jrg", "T": S}, untrained=untrained) as w:
+    with CacheWriter(path, config=config or {"sampling": "jrg", "T": S}, untrained=untrained) as w:
         for k in range(n):
             q = rng.randn(S)
             whole = rng.randn(S, D).astype(np.float32)
@@ -223,6 +223,56 @@ def test_train_refuses_videos_of_another_config(tmp_path):
     r = CliRunner().invoke(main, ["train", "c3d-svr", str(path)])
     assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output
     assert "not the file's root config" in r.output and "vid" in r.output, r.output
+
+
+def test_a_model_refuses_a_cache_of_other_features(tmp_path):
+    """Scores of a head applied to features extracted otherwise mean nothing: refused, unless
+    --allow-other-features (then warned); a cache that only adds families is fine."""
+    base = {"sampling": "jrg", "T": 4, "short_side": 256, "flow": "tvl1-cpu", "backbones": [],
+            "checkpoints": {}, "pose_options": {"path": "a/poses"}}
+    make_cache(tmp_path / "a.h5", n=12, config=base)
+    model = tmp_path / "m.pt"
+    r = CliRunner().invoke(main, ["train", "mlp", str(tmp_path / "a.h5"), "--out", str(model),
+                                  "-p", "max_iter=5"])
+    assert r.exit_code == 0, r.output
+    same = {**base, "flow": "tvl1-torch", "backbones": ["c3d"], "pose_options": {"path": "b/poses"}}
+    make_cache(tmp_path / "same.h5", n=12, seed=1, config=same)   # GPU TV-L1, more families: fine
+    other = {**base, "short_side": 320}
+    make_cache(tmp_path / "other.h5", n=12, seed=1, config=other)
+    make_cache(tmp_path / "rand.h5", n=12, seed=1, config=base, untrained=True)
+    for cmd in (["evaluate"], ["predict"], ["explain", "--out", str(tmp_path / "plots")]):
+        r = CliRunner().invoke(main, [cmd[0], str(model), str(tmp_path / "same.h5"), *cmd[1:]])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(main, [cmd[0], str(model), str(tmp_path / "other.h5"), *cmd[1:]])
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert "extracted with other settings" in r.output and "short_side: 256 (training) vs 320" in r.output
+        assert "--allow-other-features" in r.output
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(tmp_path / "rand.h5")])
+    assert r.exit_code == 1 and "untrained weights: False (training) vs True" in r.output
+    with pytest.warns(UserWarning, match=r"short_side: 256 \(training\) vs 320 \(--allow-other-"
+                                         r"features: scoring anyway\)"):
+        r = CliRunner().invoke(main, ["evaluate", str(model), str(tmp_path / "other.h5"),
+                                      "--allow-other-features", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["metrics"]["n"] == 4
+
+
+def test_config_differences_by_setting_and_checkpoint_role():
+    from aqa.extract.compat import config_differences
+    a = {"sampling": "jrg", "flow": "tvl1-cpu", "flow_options": {}, "backbones": ["i3d"],
+         "checkpoints": {"i3d_rgb_imagenet": "a" * 64, "keypointrcnn_resnet50_fpn_coco": "k" * 64}}
+    assert config_differences(a, {**a, "flow": "tvl1-torch", "backbones": ["i3d", "c3d"],
+                                  "checkpoints": {**a["checkpoints"], "c3d_sports1m": "c" * 64}}) == []
+    assert config_differences(a, {**a, "flow_options": {"warps": 1}}) == [
+        'flow_options: {} (training) vs {"warps": 1}']
+    swapped = {**a, "checkpoints": {"i3d_rgb_kinetics_hassony2": "b" * 64,
+                                    "keypointrcnn_resnet50_fpn_coco": "k" * 64}}
+    (line,) = config_differences(a, swapped)     # another file in the same role
+    assert line.startswith("checkpoint for backbone:i3d/rgb: i3d_rgb_imagenet (aaaaaaaaaaaa) "
+                           "(training) vs i3d_rgb_kinetics_hassony2 (bbbbbbbbbbbb)")
+    merged = {"merged_configs": [a, {**a, "flow": "tvl1-torch"}]}
+    assert config_differences(a, merged) == [] and config_differences(merged, a) == []
+    assert config_differences({}, a) == [] and config_differences(None, a) == []
+    assert config_differences(a, {**a, "untrained": True}) == ["untrained weights: False (training) vs True"]
 
 
 def test_predict_time_extras_never_include_sub_scores():
