@@ -406,18 +406,21 @@ def _iter(p: Path, wanted, backend: str, state: dict) -> Iterator[tuple[int, np.
     raise VideoDecodeError(p, "; ".join(reasons))
 
 
-def iter_frames(path, indices=None, backend: str = "auto") -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames(path, indices=None, backend: str = "auto", frame_height: int | None = None,
+                short_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Stream ``(frame_index, frame (H,W,3) uint8 RGB)`` in increasing index order.
 
     Yields each requested index that exists once (duplicates and order in ``indices`` are ignored;
     :func:`read_frames` restores them); indices past the end are simply not yielded. Decoding stops
-    after the largest requested index.
+    after the largest requested index. ``frame_height``/``short_side``: as in :func:`read_frames`.
     """
+    resized_size(1, 1, frame_height, short_side)  # bad sizes fail before decoding
     p = _check_path(path)
     wanted = _normalise_indices(indices)
     if wanted is not None and wanted.size == 0:
         return
-    yield from _iter(p, wanted, backend, {})
+    stream = _iter(p, wanted, backend, {})
+    yield from _resizing(p, stream, frame_height, short_side) if frame_height or short_side else stream
 
 
 def resized_size(height: int, width: int, frame_height: int | None = None,

@@ -173,9 +173,8 @@ def _cut_video(src: Path, dives: Sequence[Dive], out_dir: Path, summary: CutSumm
             files = image_files(src)
             frames = ((i, files[i]) for i in wanted.tolist() if i < len(files))
         else:
-            frames = iter_frames(src, wanted, backend="images" if src.is_dir() else "auto")
-            if short_side is not None:
-                frames = _downscaled(frames, short_side)
+            frames = iter_frames(src, wanted, backend="images" if src.is_dir() else "auto",
+                                 short_side=short_side)
         for i, frame in frames:
             last = i
             for d in dives:
@@ -202,18 +201,6 @@ def _cut_video(src: Path, dives: Sequence[Dive], out_dir: Path, summary: CutSumm
             summary.failed[d.video_id] = reason or (
                 f"{src.name} ends before frame {d.end - 1}, the dive's last (frames "
                 f"{d.first}..{d.end - 1}; the last frame read was {last})")
-
-
-def _downscaled(frames, short_side: int):
-    import cv2
-
-    from aqa.extract.video import resized_size
-
-    for i, img in frames:
-        h, w = resized_size(img.shape[0], img.shape[1], short_side=short_side)
-        if (h, w) != img.shape[:2]:
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        yield i, img
 
 
 def _write_jpeg(path: Path, rgb, quality: int) -> None:
