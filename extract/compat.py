@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["config_differences"]
+__all__ = ["config_differences", "provenance_differences"]
 
 #: config keys that do not change the values of a feature family (see the module docstring)
 IGNORED_KEYS = ("backbones", "streams", "flow", "checkpoints", "untrained")
@@ -78,4 +78,15 @@ def config_differences(trained, other) -> list[str]:
             if bool(t.get("untrained")) != bool(o.get("untrained")):
                 lines.append(f"untrained weights: {bool(t.get('untrained'))} (training) vs "
                              f"{bool(o.get('untrained'))}")
+    return list(dict.fromkeys(lines))
+
+
+def provenance_differences(trained: dict, other: dict) -> list[str]:
+    """:func:`config_differences` of two caches' provenance dicts
+    (:meth:`aqa.data.cache.CacheReader.provenance`), their root ``untrained`` marks included."""
+    trained, other = trained or {}, other or {}
+    lines = config_differences(trained.get("config"), other.get("config"))
+    if "untrained" in trained and bool(trained["untrained"]) != bool(other.get("untrained")):
+        lines.append(f"untrained weights: {bool(trained['untrained'])} (training) vs "
+                     f"{bool(other.get('untrained'))}")
     return list(dict.fromkeys(lines))

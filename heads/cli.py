@@ -215,6 +215,14 @@ def _print_metrics(m: dict | None, as_json: bool, extra: dict):
         click.echo(f"Fisher-z average spearman: {m['spearman_fisher_z']:.4f}")
 
 
+#: options of every command that loads a trained model
+_trust_model = click.option("--trust-model", is_flag=True,
+                            help="Allow pickled (non-neural) heads; only for your own files.")
+_allow_other_features = click.option(
+    "--allow-other-features", "allow_other", is_flag=True,
+    help="Score a cache extracted with other settings than the training cache (warned).")
+
+
 def _untrained_note(untrained: bool):
     if untrained:
         click.echo("NOTE: this cache holds features from UNTRAINED (random) weights; scores are not "
@@ -285,12 +293,8 @@ def check_comparable(est, reader, allow: bool = False) -> None:
     mark); with ``allow``, warn instead. A model without a recorded training config is not checked."""
     import warnings
 
-    from aqa.extract.compat import config_differences
-    trained, prov = getattr(est, "provenance_", None) or {}, reader.provenance()
-    diffs = config_differences(trained.get("config"), prov.get("config"))
-    if "untrained" in trained and bool(trained["untrained"]) != bool(prov.get("untrained")):
-        diffs = list(dict.fromkeys(diffs + [f"untrained weights: {bool(trained['untrained'])} "
-                                            f"(training) vs {bool(prov.get('untrained'))}"]))
+    from aqa.extract.compat import provenance_differences
+    diffs = provenance_differences(getattr(est, "provenance_", None), reader.provenance())
     if not diffs:
         return
     msg = (f"{reader.path}: its features were extracted with other settings than the ones this "
@@ -333,9 +337,8 @@ def _model_rows(est, cache, labels, split, allow_other=False):
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False),
               help="Labels CSV (default: the cache's /labels).")
 @click.option("--split", default="test", show_default=True, help="Split value(s) to evaluate, comma-separated.")
-@click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
-@click.option("--allow-other-features", "allow_other", is_flag=True,
-              help="Score a cache extracted with other settings than the training cache (warned).")
+@_trust_model
+@_allow_other_features
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def evaluate(model, cache, labels, split, trust_model, allow_other, as_json):
     from .metrics import evaluate as _evaluate
@@ -361,9 +364,8 @@ def evaluate(model, cache, labels, split, trust_model, allow_other, as_json):
               help="Labels CSV (default: the cache's /labels; heads that score by action need it).")
 @click.option("--split", default=None, help="Only these split value(s) (default: every video in the cache).")
 @click.option("--out", type=click.Path(dir_okay=False), help="preds.csv or preds.json")
-@click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
-@click.option("--allow-other-features", "allow_other", is_flag=True,
-              help="Score a cache extracted with other settings than the training cache (warned).")
+@_trust_model
+@_allow_other_features
 def predict(model, cache, labels, split, out, trust_model, allow_other):
     try:
         est = _load_model(model, trust_model)
@@ -398,9 +400,8 @@ def predict(model, cache, labels, split, out, trust_model, allow_other):
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--video", "videos", multiple=True, help="Video id(s) to explain (default: the first 3).")
-@click.option("--trust-model", is_flag=True, help="Allow pickled (non-neural) heads; only for your own files.")
-@click.option("--allow-other-features", "allow_other", is_flag=True,
-              help="Score a cache extracted with other settings than the training cache (warned).")
+@_trust_model
+@_allow_other_features
 def explain(model, cache, out_dir, videos, trust_model, allow_other):
     from aqa.data.cache import CacheReader
     from .plots import explain as _explain
