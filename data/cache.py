@@ -367,9 +367,34 @@ class CacheReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def video_ids(self) -> list[str]:
+    def video_ids(self, views: bool = False) -> list[str]:
+        """Ids of the complete videos; augmented views (:mod:`aqa.data.views`) only with ``views``."""
         vids = self._f.get("videos", {})
-        return sorted(k for k, g in vids.items() if g.attrs.get("status") == "complete")
+        return sorted(k for k, g in vids.items() if g.attrs.get("status") == "complete"
+                      and (views or "view_of" not in g.attrs))
+
+    def views(self) -> dict[str, list[str]]:
+        """Canonical view name -> sorted ids of the source videos that have that view."""
+        out: dict[str, list[str]] = {}
+        for k, g in self._f.get("videos", {}).items():
+            if g.attrs.get("status") == "complete" and "view_of" in g.attrs:
+                out.setdefault(str(g.attrs["view"]), []).append(str(g.attrs["view_of"]))
+        return {name: sorted(ids) for name, ids in sorted(out.items())}
+
+    def view_ids(self, ids: Iterable[str], view: str) -> list[str]:
+        """The cache ids of view ``view`` (a canonical name) of each of ``ids``, in order; a source
+        without that view is a :class:`CacheError` naming how many lack it and how to add it."""
+        from .views import view_id
+        ids = list(ids)
+        have = set(self.views().get(view, ()))
+        missing = [v for v in ids if v not in have]
+        if missing:
+            raise CacheError(
+                f"{self.path}: {len(missing)} of {len(ids)} videos have no {view!r} view (e.g. "
+                f"{', '.join(missing[:3])}); views in the cache: "
+                f"{ {k: len(v) for k, v in self.views().items()} or 'none'}. Add it by re-running "
+                f"the extraction with --view {view}")
+        return [view_id(v, view) for v in ids]
 
     def group(self, video_id: str) -> h5py.Group:
         g = self._f.get(f"videos/{video_id}")
@@ -483,7 +508,8 @@ class CacheReader:
 class VerifyReport:
     path: str
     format_version: int | None = None
-    n_videos: int = 0
+    n_videos: int = 0          # complete source videos
+    n_views: int = 0           # complete augmented views (see aqa.data.views)
     families: dict[str, dict[str, list]] = field(default_factory=dict)  # fam -> part -> shape
     n_labels: int = 0
     untrained: bool = False
@@ -498,7 +524,7 @@ class VerifyReport:
     def as_dict(self) -> dict:
         return {"path": self.path, "ok": self.ok, "busy": self.busy,
                 "format_version": self.format_version,
-                "n_videos": self.n_videos, "families": self.families, "n_labels": self.n_labels,
+                "n_videos": self.n_videos, "n_views": self.n_views, "families": self.families, "n_labels": self.n_labels,
                 "untrained": self.untrained, "problems": self.problems, "warnings": self.warnings}
 
 
@@ -549,7 +575,10 @@ def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
             items = tqdm(items, desc="verify", unit="video")
         for vid, g in items:
             _verify_video(vid, g, rep)
-        rep.n_videos = sum(1 for _, g in vids.items() if g.attrs.get("status") == "complete")
+        complete = {v: g for v, g in vids.items() if g.attrs.get("status") == "complete"}
+        views = {v: g for v, g in complete.items() if "view_of" in g.attrs}
+        rep.n_videos, rep.n_views = len(complete) - len(views), len(views)
+        _verify_views(views, complete, rep)
         _verify_configs(a, vids, rep)
         marked = sorted(v for v, g in vids.items() if g.attrs.get("untrained", False))
         if marked and not rep.untrained:
@@ -560,7 +589,7 @@ def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
                 rows = _read_labels(f)
                 rep.n_labels = len(rows)
                 ids = {r.video_id for r in rows}
-                unl = [v for v in vids if v not in ids]
+                unl = [v for v in vids if v not in ids and "view_of" not in vids[v].attrs]
                 if unl and rows:
                     rep.warnings.append(f"{len(unl)} video(s) without a label row, e.g. {unl[:3]}")
             except Exception as e:  # noqa: BLE001 - report, don't crash
@@ -600,6 +629,24 @@ def _verify_configs(attrs, vids, rep: VerifyReport) -> None:
             f"{len(ids)} video(s) ({', '.join(sorted(ids)[:3])}{', ...' if len(ids) > 3 else ''}) "
             f"were extracted with config {h[:12]} ({cfg}), not the root config_json: re-run the "
             "extraction with one config to redo them, or extract into a separate file")
+
+
+def _verify_views(views: Mapping, complete: Mapping, rep: VerifyReport) -> None:
+    """Each view names a parseable view and a complete source video, under the id it implies."""
+    from .views import parse_view, view_id
+
+    for vid, g in sorted(views.items()):
+        src, name = str(g.attrs["view_of"]), str(g.attrs.get("view", ""))
+        try:
+            canonical = parse_view(name).name
+        except ValueError as e:
+            rep.problems.append(f"videos/{vid}: view attribute {name!r} is not a view ({e})")
+            continue
+        if vid != view_id(src, canonical):
+            rep.problems.append(f"videos/{vid}: a view {canonical!r} of {src!r} must be "
+                                f"stored as {view_id(src, canonical)!r}")
+        elif src not in complete or "view_of" in complete[src].attrs:
+            rep.warnings.append(f"videos/{vid}: its source video {src!r} is not in the cache")
 
 
 def _verify_video(vid: str, g: h5py.Group, rep: VerifyReport) -> None:

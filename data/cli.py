@@ -52,7 +52,8 @@ def verify(cache, as_json):
     elif rep.busy:
         click.echo(f"BUSY: {rep.busy}")
     else:
-        click.echo(f"{rep.path}: format_version={rep.format_version} videos={rep.n_videos} "
+        views = f"views={rep.n_views} " if rep.n_views else ""
+        click.echo(f"{rep.path}: format_version={rep.format_version} videos={rep.n_videos} {views}"
                    f"labels={rep.n_labels}{'  [UNTRAINED features]' if rep.untrained else ''}")
         for fam, parts in sorted(rep.families.items()):
             shapes = "  ".join(f"{p}={tuple(s)}" for p, s in parts.items())
