@@ -114,14 +114,27 @@ def main(ctx):
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="Manifest of the failed videos and of those extracted with warnings "
                    "(default: OUT.failures.json).")
+@click.option("--view", "views", multiple=True, metavar="SPEC",
+              help="Also extract an augmented view of each video, stored beside it as "
+                   "ID@NAME (repeatable, comma-separated allowed): flip (mirrored left-right), "
+                   "shift:K or shift:K-L (starting K frames later), zoom:F (the central 1/F of "
+                   "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G). Decode, "
+                   "pose and flow run once per video; complete views are skipped. Views are for "
+                   "training rows only: `aqa-heads train --views ...`.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, flow, flow_opt,
         backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
-        batch_size, shard, weights, untrained, manifest, quiet):
+        batch_size, shard, weights, untrained, manifest, views, quiet):
     """Extract features of INPUTS (video files, folders of videos or of frame images) into OUT."""
+    from aqa.data.views import parse_views
+
     from .runner import ExtractConfig, OptionError, run_extraction
     from .weights import parse_weight_overrides
 
+    try:
+        views = parse_views(views)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--view") from None
     try:
         cfg = ExtractConfig(sampling=sampling, sampling_options=_kv(sampling_opt, "--sampling-opt"),
                             pose=pose, pose_options=_kv(pose_opt, "--pose-opt"), persons=persons,
@@ -135,7 +148,7 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         summary = run_extraction(inputs, out, cfg, labels=labels, device=device,
                                  batch_size=batch_size, weight_overrides=overrides,
                                  untrained=untrained, shard=shard, manifest=manifest,
-                                 progress=not quiet)
+                                 progress=not quiet, views=views)
     except OptionError as e:
         raise click.BadParameter(str(e), param_hint=e.option) from None
     except Exception as e:  # noqa: BLE001 - expected ones become one line, the rest propagate
@@ -146,11 +159,17 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         msg = str(e) if isinstance(e, MissingWeightsError) else " ".join(str(e).split())
         click.echo(f"error: {msg}", err=True)  # missing weights: the lines say what to put where
         sys.exit(2)
-    n_done, n_skip, failed = summary.count("done"), summary.count("skipped"), summary.failed
-    click.echo(f"{summary.out}: {n_done} extracted, {n_skip} already complete, {len(failed)} failed")
-    if n_done:
-        click.echo("mean seconds per video: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in summary.stage_seconds().items()))
+    n_done, failed = summary.count("done"), summary.failed
+    line = (f"{summary.out}: {n_done} extracted, {summary.count('skipped')} already complete, "
+            f"{summary.count('failed')} failed")
+    if views:
+        line += (f"; views: {summary.count('done', views=True)} written, "
+                 f"{summary.count('skipped', views=True)} already complete, "
+                 f"{summary.count('failed', views=True)} failed")
+    click.echo(line)
+    stages = summary.stage_seconds()
+    if stages:
+        click.echo("mean seconds per video: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
     manifest = manifest or summary.out + ".failures.json"
     if summary.warned:
         for r in summary.warned[:10]:
@@ -160,8 +179,11 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
                    f"manifest {manifest}", err=True)
     if failed:
         for r in failed[:10]:
-            click.echo(f"  FAILED {r.path} [{r.stage}] {r.error}", err=True)
-        click.echo(f"error: {len(failed)} video(s) failed; see the manifest {manifest}", err=True)
+            what = f"{r.path} (view {r.view})" if r.view else r.path
+            click.echo(f"  FAILED {what} [{r.stage}] {r.error}", err=True)
+        n_views = summary.count("failed", views=True)
+        counts = f"{len(failed) - n_views} video(s)" + (f" and {n_views} view(s)" if n_views else "")
+        click.echo(f"error: {counts} failed; see the manifest {manifest}", err=True)
         sys.exit(1)
 
 

@@ -1,8 +1,19 @@
 """The extraction runner: videos -> pose, flow, features -> one atomic cache commit per video.
 
-Per video: decode -> temporal sampling -> pose -> person selection -> optical flow -> weight-free
-features (joint kinematics, flow histograms, camera motion) -> backbone features on whole frames
-and joint patches, rgb and flow -> :meth:`aqa.data.cache.CacheWriter.write_video`.
+Per video: decode -> pose -> person selection -> optical flow (:meth:`Extractor.prepare`), then
+temporal sampling -> weight-free features (joint kinematics, flow histograms, camera motion) ->
+backbone features on whole frames and joint patches, rgb and flow (:meth:`Extractor.features`) ->
+:meth:`aqa.data.cache.CacheWriter.write_video`.
+
+Views (``views=``, ``aqa-extract --view flip --view shift:1-5``; :mod:`aqa.data.views`): augmented
+copies of each video, stored as videos of their own (``<id>@<view>``, attributes ``view_of`` and
+``view``) under the same config hash. Decoding, pose and flow run once per video; each view
+transforms that data (:mod:`aqa.extract.views`) and runs the feature part on it, with its own
+commit. Each entry, source or view, is skipped when complete, so adding a view to a finished cache
+extracts only that view, and a video whose entries are all complete is not decoded. A view that
+cannot be taken (a shift longer than the video) fails on its own: the source and the other views
+are written. Results (:class:`VideoResult`) are per entry; a view's stage seconds count for its
+source video as ``views:<stage>`` (:meth:`RunSummary.stage_seconds`).
 
 Frame size: decoded frames are downscaled to a 256-pixel short side by default (``short_side``,
 the Kinetics I3D convention the [-20, 20] px flow clipping assumes; see :class:`ExtractConfig`).
@@ -148,6 +159,9 @@ def _option_error(option: str, message: str, error: TypeError) -> Exception:
 
 @dataclass
 class VideoResult:
+    """The outcome of one cache entry: a source video, or one of its views (``view`` its canonical
+    name, ``video_id`` the view's cache id ``<source_id>@<view>``)."""
+
     video_id: str
     path: str
     status: str                  # done | skipped | failed
@@ -155,6 +169,12 @@ class VideoResult:
     error: str = ""
     stage: str = ""
     warnings: list = field(default_factory=list)  # messages of the VideoWarnings it raised
+    view: str = ""               # "" for a source video
+
+    @property
+    def source_id(self) -> str:
+        """The id of the source video (``video_id`` itself for a source)."""
+        return self.video_id[:-len(self.view) - 1] if self.view else self.video_id
 
 
 class StageError(RuntimeError):
@@ -407,41 +427,65 @@ class Extractor:
     # -- one video -----------------------------------------------------------------------
     def process(self, path: Path, seconds: dict) -> tuple[dict, dict]:
         """Return (attrs, arrays) for one video; ``seconds`` receives per-stage wall times."""
+        info, data = self.prepare(path, seconds)
+        return self.features(path, info, data, seconds, warn=True)
+
+    def process_view(self, view, path: Path, info, data, seconds: dict) -> tuple[dict, dict]:
+        """(attrs, arrays) of view ``view`` (:class:`aqa.data.views.View`) of the video whose
+        :meth:`prepare` gave ``info, data``: the data transformed (stage ``view``, see
+        :mod:`aqa.extract.views`), then :meth:`features` on it. The runner adds the ``view_of``
+        and ``view`` attributes."""
+        from .views import apply_view
+
+        with self._stage("view", seconds):
+            data = apply_view(view, data)
+        return self.features(path, info, data, seconds, warn=False)
+
+    def prepare(self, path: Path, seconds: dict):
+        """The stages done once per video, whatever its views: decode, pose, person selection and
+        flow -> (:class:`~aqa.extract.video.VideoInfo`, :class:`~aqa.extract.views.VideoData`)."""
+        from .views import VideoData
+
         self.build()
         cfg = self.config
-
-        def stage(name):
-            if self.on_stage is not None:
-                self.on_stage(name)
-            return _Stage(name, seconds)
-
-        with stage("decode"):
+        with self._stage("decode", seconds):
             from .video import probe, read_frames
             info = probe(path)
             frames, index = read_frames(path, frame_height=cfg.frame_height,
                                         short_side=cfg.short_side)
-        n_frames = len(frames)
-        with stage("sampling"):
-            from .sampling import sample
-            samp = sample(cfg.sampling, n_frames, **cfg.sampling_options)
-        with stage("pose"):
+        with self._stage("pose", seconds):
             from .pose import select_persons
             per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
                                            progress=self.progress)
-            track = select_persons(per_frame, n_persons=cfg.persons, n_frames=n_frames)
-            _warn_missing_primary(path, cfg.pose, track, samp)
+            track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
+        flow = None
+        if self.flow is not None:
+            with self._stage("flow", seconds):
+                import cv2
+                gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+                flow = self.flow.compute_video(gray, progress=self.progress)
+        return info, VideoData(frames, index, track, flow)
+
+    def features(self, path: Path, info, data, seconds: dict,
+                 warn: bool = True) -> tuple[dict, dict]:
+        """Everything after the flow, on one video's (or one view's) data: sampling, camera motion,
+        weight-free features, backbones -> (attrs, arrays). ``warn``: warn when the primary person
+        is missing in most sampled frames (the source only: its views would repeat it)."""
+        cfg = self.config
+        frames, index, track, flow = data.frames, data.index, data.track, data.flow
+        n_frames = len(frames)
+        with self._stage("sampling", seconds):
+            from .sampling import sample
+            samp = sample(cfg.sampling, n_frames, **cfg.sampling_options)
+            if warn:
+                _warn_missing_primary(path, cfg.pose, track, samp)
         arrays = {"frames/index": index.astype(np.int32),
                   "pose/keypoints": track.keypoints.astype(np.float32),
                   "pose/boxes": track.boxes.astype(np.float32),
                   "pose/box_scores": track.box_scores.astype(np.float32),
                   "pose/roles": np.asarray(track.roles, dtype=np.int8)}
-        flow = None
-        if self.flow is not None:
-            with stage("flow"):
-                import cv2
-                gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
-                flow = self.flow.compute_video(gray, progress=self.progress)
-            with stage("camera"):
+        if flow is not None:
+            with self._stage("camera", seconds):
                 from .flow import camera_motion
                 from .weightfree import camera_motion_steps
                 cam_pairs = np.stack([camera_motion(f, band=cfg.camera_band) for f in flow])
@@ -455,7 +499,7 @@ class Extractor:
         steps = {"clip_start": samp.clip_start.astype(np.int32),
                  "clip_end": samp.clip_end.astype(np.int32)}
         if cfg.weightfree:
-            with stage("weightfree"):
+            with self._stage("weightfree", seconds):
                 from .weightfree import flow_histograms, kinematics
                 kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0,
                                     frame_index=index, boxes=track.boxes, padded=samp.padded)
@@ -464,7 +508,7 @@ class Extractor:
                                          padded=samp.padded)
                 arrays.update(_family("hof_flow", fw, fj, steps))
         for (name, stream), net in self.backbones.items():
-            with stage(f"{name}_{stream}"):
+            with self._stage(f"{name}_{stream}", seconds):
                 images = frames if stream == "rgb" else _flow_input(flow)
                 whole, joints = self._backbone_features(net, images, samp, jboxes, n_frames)
                 arrays.update(_family(f"{FAMILY_PREFIX[name]}_{stream}", whole, joints, steps))
@@ -474,6 +518,12 @@ class Extractor:
                  "n_padded": int(samp.padded.sum()),
                  "source_height": int(info.height), "source_width": int(info.width)}
         return attrs, arrays
+
+    def _stage(self, name: str, seconds: dict) -> "_Stage":
+        """Time stage ``name`` into ``seconds`` (and tag its errors), telling :attr:`on_stage`."""
+        if self.on_stage is not None:
+            self.on_stage(name)
+        return _Stage(name, seconds)
 
     def _backbone_features(self, net, images, samp, jboxes, n_frames):
         """Whole-frame clips (the backbone resizes and centre-crops) and joint-patch clips
@@ -560,14 +610,18 @@ def _family(name: str, whole, joints, steps) -> dict:
 # ------------------------------------------------------------------------------------------
 @dataclass
 class RunSummary:
+    """Results of a run: per input video its source entry, then one per requested view."""
+
     out: str
     results: list = field(default_factory=list)
 
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
+    def count(self, status: str, views: bool = False) -> int:
+        """Source videos with ``status``; ``views``: the views' entries instead."""
+        return sum(r.status == status and bool(r.view) == views for r in self.results)
 
     @property
     def failed(self) -> list:
+        """Failed entries, source videos and views."""
         return [r for r in self.results if r.status == "failed"]
 
     @property
@@ -576,17 +630,29 @@ class RunSummary:
         return [r for r in self.results if r.warnings and r.status != "failed"]
 
     def stage_seconds(self) -> dict:
-        """Mean seconds per processed video for each stage."""
-        done = [r for r in self.results if r.status == "done"]
-        keys = sorted({k for r in done for k in r.seconds})
-        return {k: float(np.mean([r.seconds.get(k, 0.0) for r in done])) for k in keys}
+        """Mean seconds per processed video for each stage, over the videos with an entry written
+        this run. A view's stages count for its source video, summed over its views, as
+        ``views:<stage>`` (``views:view`` is the transform); decode, pose and flow run once per
+        video, also when only its views were written."""
+        per_video: dict[str, dict] = {}
+        written = {r.source_id for r in self.results if r.status == "done"}
+        for r in self.results:
+            if r.source_id in written:
+                acc = per_video.setdefault(r.source_id, {})
+                for k, v in r.seconds.items():
+                    k = f"views:{k}" if r.view else k
+                    acc[k] = acc.get(k, 0.0) + v
+        keys = sorted({k for acc in per_video.values() for k in acc},
+                      key=lambda k: (k.startswith("views:"), k))
+        return {k: float(np.mean([acc.get(k, 0.0) for acc in per_video.values()])) for k in keys}
 
 
 def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                    config: ExtractConfig, *, labels: str | os.PathLike | None = None,
                    device: str = "auto", batch_size: int = 8, weight_overrides: dict | None = None,
                    untrained: bool = False, shard: str | None = None,
-                   manifest: str | os.PathLike | None = None, progress: bool = True) -> RunSummary:
+                   manifest: str | os.PathLike | None = None, progress: bool = True,
+                   views: Sequence = ()) -> RunSummary:
     """Extract every video under ``inputs`` into the cache ``out``; see the module docstring."""
     videos = discover_videos(inputs, with_relpath=True)
     if not videos:
@@ -595,23 +661,25 @@ def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     return run_extraction_items(videos, out, config, labels=labels, device=device,
                                 batch_size=batch_size, weight_overrides=weight_overrides,
                                 untrained=untrained, shard=shard, manifest=manifest,
-                                progress=progress)
+                                progress=progress, views=views)
 
 
 def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                          labels=None, device: str = "auto", batch_size: int = 8,
                          weight_overrides: dict | None = None, untrained: bool = False,
                          shard: str | None = None, manifest=None, progress: bool = True,
-                         root: str | os.PathLike | None = None) -> RunSummary:
+                         root: str | os.PathLike | None = None, views: Sequence = ()) -> RunSummary:
     """Like :func:`run_extraction` for explicit ``(video_id, path)`` pairs or ``(video_id, path,
     relpath)`` triples; a path may be a video file or a folder of frames (the layout of several
     benchmark releases). The cache's ``source_relpath`` is ``relpath``, else the path relative to
-    ``root`` when it lies under it, else the file or folder name."""
+    ``root`` when it lies under it, else the file or folder name. ``views``: augmented views to
+    extract beside each video (:class:`aqa.data.views.View` s or specs such as ``"shift:1-5"``)."""
     from tqdm.auto import tqdm
 
-    from aqa.data.cache import CacheLockedError, CacheWriter
+    from aqa.data.cache import CacheWriter
     from aqa.data.labels import read_labels_csv
 
+    views = _as_views(views)
     device = _resolve_device(device)
     videos = sorted(_with_relpath(item, root) for item in videos)
     label_rows = read_labels_csv(labels) if labels else None
@@ -629,7 +697,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     writer = CacheWriter(out, config=extractor.cache_config(), weights=extractor.weights,
                          untrained=extractor.untrained)
     done = writer.complete_ids() if out.exists() else set()
-    if any(vid not in done for vid, _, _ in videos):
+    if any(key not in done for vid, _, _ in videos for key, _ in _entries(vid, views)):
         extractor.build()  # before the cache is touched; a model that cannot load stops the run
     with writer:
         if label_rows is not None:  # before any video: an interrupted run keeps the labels too
@@ -637,37 +705,89 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
         done = writer.complete_ids()
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
         for vid, path, relpath in bar:
-            if vid in done:
-                summary.results.append(VideoResult(vid, str(path), "skipped",
-                                                   warnings=earlier.get(vid, [])))
-                continue
-            bar.set_postfix_str(vid)
-            extractor.on_stage = lambda st, vid=vid: bar.set_postfix_str(f"{vid}: {st}")
-            seconds: dict = {}
-            notes: list = []
-            result = VideoResult(vid, str(path), "failed", seconds, warnings=notes)
-            summary.results.append(result)
-            try:
-                with _noting_video_warnings(notes):
-                    attrs, arrays = extractor.process(path, seconds)
-                attrs["source_relpath"] = relpath
-                attrs["source_sha256"] = file_sha256(path)
-                t0 = time.perf_counter()
-                writer.write_video(vid, attrs, arrays)
-                seconds["write"] = time.perf_counter() - t0
-                result.status = "done"
-            except StageError as e:
-                result.error, result.stage = f"{type(e.error).__name__}: {e.error}", e.stage
-            except CacheLockedError as e:  # every later write would fail too: stop, resumable
-                result.error, result.stage = str(e), "write"
-                _write_manifest(manifest, summary)
-                raise
-            except Exception as e:  # noqa: BLE001 - recorded in the manifest, the batch goes on
-                result.error, result.stage = f"{type(e).__name__}: {e}", "write"
-                if os.environ.get("AQA_DEBUG"):
-                    traceback.print_exc()
+            results = [VideoResult(key, str(path), "skipped" if key in done else "failed",
+                                   warnings=list(earlier.get(key, [])) if key in done else [],
+                                   view=view.name if view else "")
+                       for key, view in _entries(vid, views)]
+            summary.results += results
+            if any(r.status == "failed" for r in results):  # i.e. to do
+                _extract_video(extractor, writer, bar, (vid, path, relpath), results, views,
+                               lambda: _write_manifest(manifest, summary))
     _write_manifest(manifest, summary)
     return summary
+
+
+def _as_views(views) -> list:
+    """:class:`aqa.data.views.View` s from views or specs, in order, without duplicates."""
+    from aqa.data.views import View, parse_views
+
+    views = [views] if isinstance(views, (str, View)) else list(views or ())
+    return parse_views([v.name if isinstance(v, View) else v for v in views])
+
+
+def _entries(vid: str, views) -> list[tuple]:
+    """(cache id, view) of a video's entries: the source (view None), then each view."""
+    from aqa.data.views import view_id
+
+    return [(vid, None), *((view_id(vid, v), v) for v in views)]
+
+
+def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: list, views,
+                   save_manifest) -> None:
+    """Extract the entries of one video that are to do (status ``failed`` until written): decode,
+    pose and flow once (their seconds on the source's entry), then each entry's features, each
+    with its own commit. A failure is recorded on the entries it stops, the others go on."""
+    vid, path, relpath = item
+    todo = [(r, v) for r, v in zip(results, [None, *views]) if r.status == "failed"]
+    source = results[0]
+
+    def show(r):
+        bar.set_postfix_str(r.video_id)
+        extractor.on_stage = lambda st: bar.set_postfix_str(f"{r.video_id}: {st}")
+
+    show(source)
+    notes = source.warnings if source.status == "failed" else []  # a complete source keeps its own
+    with _failures_recorded([r for r, _ in todo], save_manifest):
+        with _noting_video_warnings(notes):
+            info, data = extractor.prepare(path, source.seconds)
+        extra = {"source_relpath": relpath, "source_sha256": file_sha256(path)}
+        for r, view in todo:
+            show(r)
+            with _failures_recorded([r], save_manifest), _noting_video_warnings(r.warnings):
+                if view is None:
+                    attrs, arrays = extractor.features(path, info, data, r.seconds, warn=True)
+                else:
+                    attrs, arrays = extractor.process_view(view, path, info, data, r.seconds)
+                    attrs.update(view_of=vid, view=view.name)
+                t0 = time.perf_counter()
+                writer.write_video(r.video_id, {**attrs, **extra}, arrays)
+                r.seconds["write"] = time.perf_counter() - t0
+                r.status = "done"
+
+
+@contextlib.contextmanager
+def _failures_recorded(results: list, save_manifest):
+    """Record an error of the block as the failure (stage, error) of each of ``results`` and go on;
+    a locked cache stops the run (every later write would fail too), the manifest saved first."""
+    from aqa.data.cache import CacheLockedError
+
+    def record(error: str, stage: str):
+        for r in results:
+            if r.status == "failed" and not r.error:
+                r.error, r.stage = error, stage
+
+    try:
+        yield
+    except StageError as e:
+        record(f"{type(e.error).__name__}: {e.error}", e.stage)
+    except CacheLockedError as e:
+        record(str(e), "write")
+        save_manifest()
+        raise
+    except Exception as e:  # noqa: BLE001 - recorded in the manifest, the batch goes on
+        record(f"{type(e).__name__}: {e}", "write")
+        if os.environ.get("AQA_DEBUG"):
+            traceback.print_exc()
 
 
 @contextlib.contextmanager
@@ -724,8 +844,9 @@ def _with_relpath(item, root) -> tuple[str, Path, str]:
 
 
 def _write_manifest(path: Path, summary: RunSummary) -> None:
-    """``{"cache", "failed": [...], "warned": [...]}``: the failed videos and those extracted with
-    warnings; removed when there is neither."""
+    """``{"cache", "failed": [...], "warned": [...]}``: the failed videos and views (each its own
+    entry: ``video_id`` the view id, ``view`` its name) and those extracted with warnings; removed
+    when there is neither."""
     failed = [dataclasses.asdict(r) for r in summary.failed]
     warned = [{"video_id": r.video_id, "path": r.path, "warnings": r.warnings}
               for r in summary.warned]

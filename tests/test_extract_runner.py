@@ -184,15 +184,15 @@ def test_labels_that_do_not_match_the_videos_are_warned_and_survive_an_interrupt
         warnings.filterwarnings("error", message="labels")
         run_extraction([synth_dir], tmp_path / "ok.h5", ExtractConfig(**FAST), shard="1/4",
                        labels=synth_dir / "labels.csv", device="cpu", progress=False)
-    process, calls = Extractor.process, []
+    prepare, calls = Extractor.prepare, []  # the runner's first step of each video
 
     def interrupted_on_the_second_video(self, *args):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return process(self, *args)
+        return prepare(self, *args)
 
-    monkeypatch.setattr(Extractor, "process", interrupted_on_the_second_video)
+    monkeypatch.setattr(Extractor, "prepare", interrupted_on_the_second_video)
     out = tmp_path / "f.h5"
     with pytest.warns(UserWarning) as rec, pytest.raises(KeyboardInterrupt):
         run_extraction([synth_dir], out, ExtractConfig(**FAST), labels=labels, device="cpu",

@@ -1,0 +1,154 @@
+"""Augmented views of one decoded video: its frames, poses and flow transformed as the view says.
+
+A view (:class:`aqa.data.views.View`: ``flip``, ``shiftK``, ``zoomF``, ``brightG``) is extracted
+from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
+their indices, the selected persons' poses, the optical flow), so decoding, pose estimation, person
+selection and flow run once per video however many views are asked for. Poses and flow are
+*transformed*, not recomputed: pose estimation is the costly stage, and the ideal flow of
+transformed frames is the transformed flow (mirrored, sliced, or cropped and rescaled). Everything
+downstream of the flow (sampling, camera motion, features) runs on the view's data as on a video's.
+
+Coordinates are continuous pixels (pixel ``i`` covers ``[i, i + 1)``), the convention of the pose
+backends and of :mod:`aqa.extract.patches`: mirroring maps ``x`` to ``W - x``, and the pixels of a
+zoom are resampled with the same affine map as the keypoints. :func:`apply_view` never modifies
+its input; arrays a view leaves as they are (a bright view's poses and flow) are shared, not copied.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from aqa.data.views import View, parse_view
+
+from .pose.base import COCO_KEYPOINTS
+from .pose.selection import PoseTrack
+
+__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "FLIP_KEYPOINTS",
+           "MIN_FRAMES"]
+
+
+def _mirrored(name: str) -> str:
+    """``left_x`` <-> ``right_x``; a joint on the midline (the nose) is its own mirror image."""
+    for side, other in (("left_", "right_"), ("right_", "left_")):
+        if name.startswith(side):
+            return other + name[len(side):]
+    return name
+
+
+#: COCO-17 index of each keypoint's mirror image: left and right joints swapped
+FLIP_KEYPOINTS = tuple(COCO_KEYPOINTS.index(_mirrored(n)) for n in COCO_KEYPOINTS)
+#: fewest frames a view may have (one flow pair)
+MIN_FRAMES = 2
+
+
+@dataclass(frozen=True)
+class VideoData:
+    """The per-frame data of one video that a view transforms.
+
+    ``frames`` (F, H, W, 3) uint8 RGB; ``index`` (F,) the decoded frame indices (``frames/index``);
+    ``track`` the selected persons (:class:`~aqa.extract.pose.selection.PoseTrack`, pixels of
+    ``frames``); ``flow`` (F-1, H, W, 2) float32 with ``flow[i]`` the (dx, dy) from frame i to
+    i+1, or None when flow is off.
+    """
+
+    frames: np.ndarray
+    index: np.ndarray
+    track: PoseTrack
+    flow: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the frames."""
+        return int(self.frames.shape[1]), int(self.frames.shape[2])
+
+
+def apply_view(view: View | str, data: VideoData) -> VideoData:
+    """``data`` as view ``view`` (a :class:`View` or its spec) sees it; a video the view cannot be
+    taken of (a shift that leaves fewer than :data:`MIN_FRAMES` frames) is a ValueError."""
+    view = parse_view(view) if isinstance(view, str) else view
+    if view.kind == "flip":
+        return flip(data)
+    return {"shift": shift, "zoom": zoom, "bright": bright}[view.kind](data, view.value)
+
+
+def flip(data: VideoData) -> VideoData:
+    """Mirrored left-right: frames ``[:, :, ::-1]``; keypoints ``x -> W - x`` with the left and
+    right joints swapped (a left wrist seen in a mirror is a right wrist); boxes ``(x1, x2) ->
+    (W - x2, W - x1)``; flow mirrored with its x component negated. Roles are kept: the primary
+    stays the primary."""
+    _, w = data.size
+    kp = data.track.keypoints[:, :, list(FLIP_KEYPOINTS)].copy()
+    kp[..., 0] = w - kp[..., 0]
+    boxes = data.track.boxes.copy()
+    boxes[..., 0], boxes[..., 2] = w - data.track.boxes[..., 2], w - data.track.boxes[..., 0]
+    flow = None
+    if data.flow is not None:
+        flow = np.ascontiguousarray(data.flow[:, :, ::-1])
+        flow[..., 0] *= -1
+    track = replace(data.track, keypoints=kp, boxes=boxes)
+    return replace(data, frames=np.ascontiguousarray(data.frames[:, :, ::-1]), track=track,
+                   flow=flow)
+
+
+def shift(data: VideoData, k: float) -> VideoData:
+    """The video starting ``k`` frames later: every per-frame array from frame ``k`` on, the flow
+    from pair ``k`` on (so ``flow[i]`` still goes from frame i to i+1); ``index`` keeps the source's
+    frame numbers, so times and velocities stay those of the source."""
+    k, n = int(k), len(data.frames)
+    if n - k < MIN_FRAMES:
+        raise ValueError(f"shift{k}: the video has {n} frames; starting {k} frames later leaves "
+                         f"{max(n - k, 0)}, fewer than {MIN_FRAMES}")
+    t = data.track
+    track = replace(t, keypoints=t.keypoints[k:].copy(), boxes=t.boxes[k:].copy(),
+                    box_scores=t.box_scores[k:].copy())
+    return replace(data, frames=data.frames[k:].copy(), index=data.index[k:].copy(), track=track,
+                   flow=None if data.flow is None else data.flow[k:].copy())
+
+
+def _zoom_map(size: tuple[int, int], factor: float) -> tuple[float, float, float, float]:
+    """(x0, y0, sx, sy) of the zoom by ``factor``: the central (H/factor, W/factor) region, whose
+    top-left corner is (x0, y0), maps to the frame by ``x' = (x - x0) * sx`` (sx = W / cw)."""
+    h, w = size
+    ch, cw = h / factor, w / factor
+    return (w - cw) / 2, (h - ch) / 2, w / cw, h / ch
+
+
+def _warp(images: np.ndarray, size: tuple[int, int], x0, y0, sx, sy) -> np.ndarray:
+    """Each image resampled bilinearly by the inverse of ``x' = (x - x0) * sx``, ``y' = (y - y0) *
+    sy`` (pixel centres at +0.5, as cv2.resize of an integer crop does)."""
+    import cv2
+
+    h, w = size
+    inv = np.array([[1 / sx, 0.0, x0 + 0.5 / sx - 0.5], [0.0, 1 / sy, y0 + 0.5 / sy - 0.5]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return np.stack([cv2.warpAffine(np.ascontiguousarray(im), inv, (w, h), flags=flags,
+                                    borderMode=cv2.BORDER_REPLICATE) for im in images])
+
+
+def zoom(data: VideoData, factor: float) -> VideoData:
+    """The central ``1/factor`` of each frame (a (H/factor, W/factor) region) scaled back to
+    (H, W) with cv2.INTER_LINEAR; keypoints and boxes mapped by the same affine map (points
+    outside the region land outside the frame), the flow resampled and its (dx, dy) scaled by
+    (W/cw, H/ch)."""
+    size = data.size
+    x0, y0, sx, sy = _zoom_map(size, float(factor))
+    scale = np.array([sx, sy], np.float32)
+    t = data.track
+    kp = t.keypoints.copy()
+    kp[..., :2] = (kp[..., :2] - np.array([x0, y0], np.float32)) * scale
+    boxes = ((t.boxes - np.array([x0, y0, x0, y0], np.float32)) * np.tile(scale, 2)).astype(
+        t.boxes.dtype)
+    flow = None
+    if data.flow is not None:
+        flow = (_warp(data.flow, size, x0, y0, sx, sy) * scale).astype(np.float32)
+    return replace(data, frames=_warp(data.frames, size, x0, y0, sx, sy), flow=flow,
+                   track=replace(t, keypoints=kp.astype(t.keypoints.dtype), boxes=boxes))
+
+
+def bright(data: VideoData, gain: float) -> VideoData:
+    """Intensities multiplied by ``gain``, rounded and clipped to [0, 255]. Poses and flow are
+    those of the source: the content and its motion are the same (a pose estimator or TV-L1 run
+    on the brightened frames would differ only by its own noise)."""
+    frames = np.clip(np.rint(data.frames.astype(np.float32) * float(gain)), 0, 255)
+    return replace(data, frames=frames.astype(np.uint8))

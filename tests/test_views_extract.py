@@ -1,0 +1,296 @@
+"""Augmented views in extraction (aqa-extract --view): the transforms, then end to end."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from aqa.data.cache import CacheReader, verify
+from aqa.data.views import View
+from aqa.extract.cli import main as extract_cli
+from aqa.extract.pose.base import COCO_KEYPOINTS
+from aqa.extract.pose.selection import PoseTrack
+from aqa.extract.runner import ExtractConfig, run_extraction
+from aqa.extract.views import FLIP_KEYPOINTS, VideoData, apply_view, bright, flip, shift, zoom
+
+FAST_FLOW = {"nscales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 5}
+FAST = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8}, flow="tvl1-cpu",
+            flow_options=FAST_FLOW)
+H, W = 72, 96
+
+
+def _fast_cli_args():
+    return ["--quiet", "--sampling", "c3d", "--sampling-opt", "length=8", "--sampling-opt",
+            "stride=8", "--flow", "tvl1-cpu",
+            *sum((["--flow-opt", f"{k}={v}"] for k, v in FAST_FLOW.items()), [])]
+
+
+def _data(n=6, seed=0, flow=True) -> VideoData:
+    rng = np.random.default_rng(seed)
+    kp = np.concatenate([rng.uniform(0, [W, H], (n, 1, 17, 2)), rng.uniform(0, 1, (n, 1, 17, 1))],
+                        -1).astype(np.float32)
+    kp[1, 0, 3] = np.nan                                        # a missing joint stays missing
+    x0, y0 = rng.uniform(0, 40, (2, n, 1))
+    boxes = np.stack([x0, y0, x0 + 30, y0 + 25], -1).astype(np.float32)
+    track = PoseTrack(kp, boxes, rng.uniform(0, 1, (n, 1)).astype(np.float32), np.zeros(1, np.int8))
+    fl = rng.normal(0, 2, (n - 1, H, W, 2)).astype(np.float32) if flow else None
+    return VideoData(rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8),
+                     np.arange(n, dtype=np.int64) * 2, track, fl)
+
+
+def _copy(d: VideoData) -> VideoData:
+    t = d.track
+    return VideoData(d.frames.copy(), d.index.copy(),
+                     PoseTrack(t.keypoints.copy(), t.boxes.copy(), t.box_scores.copy(),
+                               t.roles.copy()), None if d.flow is None else d.flow.copy())
+
+
+def _assert_same(a: VideoData, b: VideoData, exact=True):
+    close = np.testing.assert_array_equal if exact else (
+        lambda x, y: np.testing.assert_allclose(x, y, atol=1e-4))
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.index, b.index)
+    close(a.track.keypoints, b.track.keypoints)
+    close(a.track.boxes, b.track.boxes)
+    np.testing.assert_array_equal(a.track.box_scores, b.track.box_scores)
+    np.testing.assert_array_equal(a.track.roles, b.track.roles)
+    assert (a.flow is None) == (b.flow is None)
+    if a.flow is not None:
+        np.testing.assert_array_equal(a.flow, b.flow)
+
+
+def test_flip_mirrors_everything_and_twice_is_the_identity():
+    d = _data()
+    before = _copy(d)
+    f = flip(d)
+    _assert_same(d, before)                                     # the input is left alone
+    _assert_same(flip(f), d, exact=False)
+    np.testing.assert_array_equal(f.frames, d.frames[:, :, ::-1])
+    lw, rw = COCO_KEYPOINTS.index("left_wrist"), COCO_KEYPOINTS.index("right_wrist")
+    assert FLIP_KEYPOINTS[lw] == rw and FLIP_KEYPOINTS[0] == 0  # the nose is its own mirror
+    np.testing.assert_allclose(f.track.keypoints[:, 0, rw, 0], W - d.track.keypoints[:, 0, lw, 0])
+    np.testing.assert_array_equal(f.track.keypoints[:, 0, rw, 1:], d.track.keypoints[:, 0, lw, 1:])
+    assert np.isnan(f.track.keypoints[1, 0, FLIP_KEYPOINTS[3]]).all()
+    b, fb = d.track.boxes, f.track.boxes
+    np.testing.assert_allclose(fb[..., [0, 2]], W - b[..., [2, 0]])
+    np.testing.assert_array_equal(fb[..., [1, 3]], b[..., [1, 3]])
+    assert (fb[..., 2] > fb[..., 0]).all()
+    np.testing.assert_array_equal(f.flow[..., 0], -d.flow[:, :, ::-1, 0])
+    np.testing.assert_array_equal(f.flow[..., 1], d.flow[:, :, ::-1, 1])
+    assert flip(_data(flow=False)).flow is None
+
+
+def test_shift_starts_later_and_keeps_flow_aligned():
+    d = _data(n=8)
+    s = apply_view("shift:3", d)
+    assert len(s.frames) == 5 and len(s.flow) == 4             # flow[i]: frame i -> i + 1
+    np.testing.assert_array_equal(s.index, d.index[3:])
+    np.testing.assert_array_equal(s.frames, d.frames[3:])
+    np.testing.assert_array_equal(s.track.keypoints, d.track.keypoints[3:])
+    np.testing.assert_array_equal(s.track.boxes, d.track.boxes[3:])
+    np.testing.assert_array_equal(s.track.box_scores, d.track.box_scores[3:])
+    np.testing.assert_array_equal(s.flow, d.flow[3:])
+    assert len(shift(d, 6).frames) == 2
+    with pytest.raises(ValueError, match="shift7: the video has 8 frames; starting 7 frames later "
+                                         "leaves 1, fewer than 2"):
+        apply_view(View("shift", 7), d)
+
+
+def test_zoom_maps_the_crop_onto_the_frame():
+    import cv2
+
+    d = _data(n=3)
+    t = d.track
+    t.keypoints[0, 0, 0, :2] = [W / 2, H / 2]                  # frame centre
+    t.keypoints[0, 0, 1, :2] = [W / 4, H / 4]                  # top-left corner of the zoom-2 crop
+    t.keypoints[0, 0, 2, :2] = [3 * W / 4, 3 * H / 4]          # its bottom-right corner
+    d.flow[:] = [1.0, -2.0]
+    z = zoom(d, 2)
+    kp = z.track.keypoints[0, 0]
+    np.testing.assert_allclose(kp[:3, :2], [[W / 2, H / 2], [0, 0], [W, H]], atol=1e-4)
+    np.testing.assert_array_equal(kp[:, 2], t.keypoints[0, 0, :, 2])  # scores unchanged
+    np.testing.assert_allclose(z.track.boxes, (t.boxes - [W / 4, H / 4] * 2) * 2, atol=1e-4)
+    np.testing.assert_allclose(z.flow, np.broadcast_to([2.0, -4.0], z.flow.shape), atol=1e-5)
+    crop = cv2.resize(d.frames[1, H // 4:3 * H // 4, W // 4:3 * W // 4], (W, H),
+                      interpolation=cv2.INTER_LINEAR)
+    assert z.frames.shape == d.frames.shape and z.frames.dtype == np.uint8
+    # the central region, resized; on the outermost pixels the zoom reads the real neighbours
+    # that lie outside the crop where cv2.resize of the crop replicates its edge
+    assert np.abs(z.frames[1].astype(int) - crop)[1:-1, 1:-1].max() <= 1
+    z12 = apply_view("zoom:1.2", d)                            # a crop of fractional size
+    np.testing.assert_allclose(z12.flow, np.broadcast_to([1.2, -2.4], z12.flow.shape), atol=1e-5)
+    np.testing.assert_allclose(z12.track.keypoints[0, 0, 0, :2], [W / 2, H / 2], atol=1e-4)
+
+
+def test_bright_scales_frames_only():
+    d = _data()
+    d.frames[0, 0, 0] = [200, 10, 0]
+    for gain in (0.8, 1.5):
+        b = bright(d, gain)
+        expect = np.clip(np.rint(d.frames.astype(float) * gain), 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(b.frames, expect)
+        _assert_same(b, VideoData(expect, d.index, d.track, d.flow))
+    assert bright(d, 1.5).frames[0, 0, 0].tolist() == [255, 15, 0]
+
+
+# ------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    from aqa.data.synthetic import render_dataset
+
+    d = tmp_path_factory.mktemp("synth")
+    render_dataset(d, n=2, kind="single", seed=3, n_frames=32, size=(W, H), progress=False)
+    return d
+
+
+def _kin_mirror(joints, whole):
+    """What kin_pose features of a mirrored video must be (extract/weightfree.py): joint x
+    components negated and left/right joints swapped; the centre's x velocity and the torso angle's
+    sine negated; everything else the same."""
+    from aqa.extract.weightfree import FAMILIES
+
+    fam = FAMILIES["kin_pose"]
+    j = joints[:, list(FLIP_KEYPOINTS)].copy()
+    for name in ("pos", "vel", "acc"):
+        j[..., fam.slices("joints")[name].start] *= -1
+    w = whole.copy()
+    ws = fam.slices("whole")
+    w[:, ws["centre_vel"].start] *= -1
+    w[:, ws["orient"].start + 1] *= -1
+    return j, w
+
+
+def test_views_end_to_end_and_resume(synth_dir, tmp_path, monkeypatch):
+    out = tmp_path / "f.h5"
+    s = run_extraction([synth_dir], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip", "shift:2"])
+    assert not s.failed, s.failed
+    assert s.count("done") == 2 and s.count("done", views=True) == 4
+    stages = s.stage_seconds()
+    assert {"decode", "pose", "flow", "weightfree", "write", "views:view", "views:weightfree",
+            "views:write"} <= set(stages)
+    assert list(stages)[-1].startswith("views:")
+    rep = verify(out)
+    assert rep.ok, rep.problems
+    assert rep.n_videos == 2 and rep.n_views == 4
+    with CacheReader(out) as r:
+        ids = r.video_ids()
+        assert len(ids) == 2 and not any("@" in v for v in ids)
+        assert r.views() == {"flip": ids, "shift2": ids}
+        for vid in ids:
+            src = r.group(vid)
+            for name in ("flip", "shift2"):
+                g = r.group(f"{vid}@{name}")
+                assert g.attrs["view_of"] == vid and g.attrs["view"] == name
+                assert g.attrs["config_sha256"] == src.attrs["config_sha256"]
+                assert g.attrs["source_sha256"] == src.attrs["source_sha256"]
+            width = src.attrs["width"]
+            p, pf, ps = r.pose(vid), r.pose(f"{vid}@flip"), r.pose(f"{vid}@shift2")
+            mirrored = p["keypoints"][:, :, list(FLIP_KEYPOINTS)].copy()
+            mirrored[..., 0] = width - mirrored[..., 0]
+            np.testing.assert_array_equal(pf["keypoints"], mirrored)
+            np.testing.assert_array_equal(ps["keypoints"], p["keypoints"][2:])
+            np.testing.assert_array_equal(r.group(f"{vid}@shift2")["frames/index"][()],
+                                          src["frames/index"][()][2:])
+            assert r.group(f"{vid}@shift2").attrs["n_frames"] == src.attrs["n_frames"] - 2
+            kin = {k: r.group(k)["features/kin_pose/joints"][()] for k in (vid, f"{vid}@flip")}
+            whole = {k: r.group(k)["features/kin_pose/whole"][()] for k in (vid, f"{vid}@flip")}
+            assert not np.allclose(kin[vid], kin[f"{vid}@flip"])
+            j, w = _kin_mirror(kin[vid], whole[vid])
+            np.testing.assert_allclose(kin[f"{vid}@flip"], j, atol=1e-4)
+            np.testing.assert_allclose(whole[f"{vid}@flip"], w, atol=1e-4)
+
+    # complete: nothing is decoded again
+    from aqa.extract.runner import Extractor
+
+    monkeypatch.setattr(Extractor, "prepare", lambda *a, **k: pytest.fail("decoded again"))
+    s = run_extraction([synth_dir], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=[View("flip"), "shift:2"])
+    assert {r.status for r in s.results} == {"skipped"} and len(s.results) == 6
+    assert s.stage_seconds() == {}
+    monkeypatch.undo()
+
+    # a new view: only it is written
+    res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), *_fast_cli_args(),
+                                           "--view", "flip,shift:2", "--view", "bright:0.8"])
+    assert res.exit_code == 0, res.output
+    assert ("0 extracted, 2 already complete, 0 failed; views: 2 written, 4 already complete, "
+            "0 failed") in res.output
+    assert "views:view" in res.output and "decode" in res.output
+    with CacheReader(out) as r:
+        assert set(r.views()) == {"bright0.8", "flip", "shift2"}
+        vid = r.video_ids()[0]
+        np.testing.assert_array_equal(r.pose(f"{vid}@bright0.8")["keypoints"],
+                                      r.pose(vid)["keypoints"])
+    assert verify(out).ok
+
+
+def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
+    """32 frames: shift31 leaves 1 frame, no view; shift26 leaves 6, one padded 8-frame clip.
+    The progress bar shows the entry and its stage."""
+    import tqdm.auto
+
+    postfixes = []
+
+    class Bar(tqdm.auto.tqdm):
+        def set_postfix_str(self, s="", refresh=True):
+            postfixes.append(s)
+            return super().set_postfix_str(s, refresh)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    vids = tmp_path / "v"
+    vids.mkdir()
+    src = sorted(synth_dir.glob("*.mp4"))[0]
+    for f in (src, src.with_suffix(".pose.json")):
+        shutil.copy(f, vids / f.name.replace(src.stem, "short"))
+    out = tmp_path / "f.h5"
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=True,
+                       views="flip,shift:26,shift:31")
+    assert s.count("done") == 1 and s.count("done", views=True) == 2
+    assert {"short: decode", "short: flow", "short: weightfree", "short@flip: view",
+            "short@flip: weightfree", "short@shift31: view"} <= set(postfixes)
+    (failed,) = s.failed
+    assert (failed.video_id, failed.view, failed.stage) == ("short@shift31", "shift31", "view")
+    manifest = json.loads((tmp_path / "f.h5.failures.json").read_text())
+    (entry,) = manifest["failed"]
+    assert entry["video_id"] == "short@shift31" and entry["view"] == "shift31"
+    assert entry["error"] == ("ValueError: shift31: the video has 32 frames; starting 31 frames "
+                              "later leaves 1, fewer than 2")
+    with CacheReader(out) as r:
+        assert r.video_ids() == ["short"] and r.views() == {"flip": ["short"], "shift26": ["short"]}
+        assert r.group("short@shift26").attrs["n_padded"] == 2
+    assert verify(out).ok
+    res = CliRunner().invoke(extract_cli, [str(vids), "--out", str(out), *_fast_cli_args(),
+                                           "--view", "flip,shift:26,shift:31"])
+    assert res.exit_code == 1, res.output
+    assert ("0 extracted, 1 already complete, 0 failed; views: 0 written, 2 already complete, "
+            "1 failed") in res.output
+    assert (f"  FAILED {vids / 'short.mp4'} (view shift31) [view] ValueError: shift31: the video "
+            "has 32 frames") in res.output
+    assert "error: 0 video(s) and 1 view(s) failed; see the manifest" in res.output
+
+    # a span the sampling must cover (stop=32, an annotated segment) that a shift cuts short
+    cfg = ExtractConfig(**{**FAST, "sampling_options": {"length": 8, "stride": 8, "stop": 32}})
+    s = run_extraction([vids], tmp_path / "g.h5", cfg, device="cpu", progress=False,
+                       views=["shift:1"])
+    assert s.count("done") == 1
+    (failed,) = s.failed
+    assert failed.video_id == "short@shift1" and failed.stage == "sampling"
+    assert failed.error == "SamplingError: stop=32 is past the end of the video (31 frames)"
+
+
+def test_cli_bad_view_is_a_usage_error_before_any_video(synth_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    for spec, msg in (("flop", "view 'flop': expected flip, shift:K"),
+                      ("zoom:9", "view zoom: 9.0 is not a factor in (1, 4]"),
+                      ("flip,bright:1", "view bright: 1.0 is not a gain in (0, 4], not 1")):
+        res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--quiet",
+                                               "--view", spec])
+        assert res.exit_code == 2, res.output
+        last = res.output.strip().splitlines()[-1]
+        assert last.startswith("Error: Invalid value for --view: ") and msg in last, res.output
+        assert not out.exists()
+    res = CliRunner().invoke(extract_cli, ["run", "--help"])
+    text = " ".join(res.output.split())
+    assert "--view SPEC" in text and "aqa-heads train --views" in text and "flip" in text
