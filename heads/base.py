@@ -44,7 +44,8 @@ Fitted attributes set by the base: ``module_``, ``module_config_``, ``n_features
 (validation MSE per epoch, normalised units; empty without early stopping), ``best_loss_``,
 ``best_iteration_`` (steps of the last training run when its best validation weights were taken;
 None without validation), ``validation_index_`` (the rows early stopping held out),
-``reg_scale_`` (see ``reg_units``), ``n_iter_`` (optimizer steps taken), ``device_``.
+``reg_scale_`` (see ``reg_units``), ``n_iter_`` (optimizer steps taken), ``device_``,
+``n_augmented_`` (training rows that were augmented views, ``fit(..., augmented_of=)``).
 """
 from __future__ import annotations
 
@@ -151,6 +152,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     #: names of per-sample keyword arguments ``fit``/``predict`` accept (see module docstring).
     fit_extras: tuple[str, ...] = ()
+    #: whether ``fit`` takes ``augmented_of=`` (rows that are augmented views of other rows)
+    accepts_views: bool = True
 
     def __init__(self, *, max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True,
@@ -326,10 +329,15 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"device={self.device!r} but CUDA is not available")
         return torch.device(dev)
 
-    def fit(self, X, y, **fit_params):
+    def fit(self, X, y, augmented_of=None, **fit_params):
         """Validate, seed, build the module, train; returns self.
 
         ``fit_params`` are the per-sample keywords named in ``fit_extras`` (e.g. ``groups=``).
+        ``augmented_of`` (n,) ints marks augmented views (:mod:`aqa.data.views`): -1 for a source
+        row, else the index of the source row the row is a view of. Views are extra training
+        rows; early stopping holds out source rows only, each with all of its views (a view of a
+        validation video would leak it into training), and the target normalisation is the
+        sources'. ``n_augmented_`` is the number of view rows.
         """
         import torch
         self._check_params()
@@ -342,14 +350,17 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         if len(y) < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples to fit, got n_samples={len(y)}")
         extras = self._check_extras(fit_params, len(y))
+        aug = self._check_augmented_of(augmented_of, y)
+        src = aug < 0
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
         self.device_ = str(self._resolve_device())
-        self.y_mean_ = float(y.mean()) if self.normalize_y else 0.0
-        std = float(y.std()) if self.normalize_y else 1.0
+        self.n_augmented_ = int((~src).sum())
+        self.y_mean_ = float(y[src].mean()) if self.normalize_y else 0.0
+        std = float(y[src].std()) if self.normalize_y else 1.0
         self.y_std_ = std if std > 1e-12 else 1.0
         yn = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
-        self.reg_scale_ = self._reg_scale(y)
+        self.reg_scale_ = self._reg_scale(y[src])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module_config_ = self._module_config(Xc, yn, extras)
@@ -359,12 +370,40 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             self.best_loss_ = math.inf
             self.best_iteration_ = None
             self._validation_split = None
+            self._augmented_of = aug
             try:
                 self._train(Xc, yn, extras, rng)
             finally:
-                del self._validation_split
+                del self._validation_split, self._augmented_of
         self.module_.eval()
         return self
+
+    def _check_augmented_of(self, augmented_of, y) -> np.ndarray:
+        """``augmented_of`` as (n,) int64 (all -1 when None); each entry -1 or a source row's index,
+        every view with the target of its source (a flipped dive scores what the dive scores)."""
+        n = len(y)
+        if augmented_of is None:
+            return np.full(n, -1, dtype=np.int64)
+        if not self.accepts_views:
+            raise TypeError(f"{type(self).__name__} does not train on augmented views "
+                            f"(augmented_of=): {self._views_refusal}")
+        a = np.asarray(augmented_of)
+        if a.shape != (n,) or a.dtype.kind not in "iu":
+            raise ValueError(f"augmented_of must be {n} integers (one per row), got {a.dtype} {a.shape}")
+        a = a.astype(np.int64)
+        views = np.flatnonzero(a >= 0)
+        if (a < -1).any() or (a >= n).any() or (a[a[views]] != -1).any():
+            raise ValueError("augmented_of: each entry must be -1 (a source row) or the index of a "
+                             "source row (one whose own entry is -1)")
+        if not np.allclose(y[views], y[a[views]]):
+            raise ValueError("augmented_of: a view's target differs from its source row's target")
+        if (a < 0).sum() < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 source rows to fit, "
+                             f"got {(a < 0).sum()}")
+        return a
+
+    #: why a head with ``accepts_views = False`` refuses them (its class sets the reason)
+    _views_refusal = "its paper trains on the source videos only"
 
     @staticmethod
     def _check_y(y):
@@ -423,40 +462,54 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     def _steps_per_epoch(self, n_train: int) -> int:
         return steps_per_epoch(n_train, self.batch_size)
 
-    def _split_validation(self, n: int, rng, groups=None) -> tuple[np.ndarray, np.ndarray]:
+    def _split_validation(self, n: int, rng, groups=None,
+                          views: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Training/validation index arrays; validation is carved from the training data only.
 
         Drawn once per :meth:`fit`, so every stage of a multi-stage head (JRG's branches, the
         Siamese phases) holds out the same rows (``validation_index_``). With ``groups`` (one key
         per row), validation rows of a group that has no training row stay in training (a head
-        that scores against same-group training rows could not score them)."""
+        that scores against same-group training rows could not score them). Validation rows are
+        source rows (see ``augmented_of`` in :meth:`fit`); the views of a validation row are in
+        neither part; ``views=False`` leaves every view out of the training part too (a phase
+        that trains on the source videos only)."""
+        aug = getattr(self, "_augmented_of", None)
+        if aug is None or len(aug) != n:
+            aug = np.full(n, -1, dtype=np.int64)
         cached = getattr(self, "_validation_split", None)
-        if cached is not None and len(cached[0]) + len(cached[1]) == n:
-            return cached
-        idx = np.arange(n)
-        n_val = int(round(self.validation_fraction * n))
-        if not self.early_stopping or n_val < 2 or n - n_val < 2:
-            split = idx, idx[:0]
-        else:
-            perm = rng.permutation(n)
-            split = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-            if groups is not None:
-                groups = np.asarray(groups)
-                alone = ~np.isin(groups[split[1]], groups[split[0]])
-                split = np.sort(np.concatenate([split[0], split[1][alone]])), split[1][~alone]
-        if hasattr(self, "_validation_split"):        # inside fit
-            self._validation_split = split
-            self.validation_index_ = split[1]
-        return split
+        if cached is None or cached[2] != n:
+            cached = self._draw_validation(n, rng, groups, aug) + (n,)
+            if hasattr(self, "_validation_split"):        # inside fit
+                self._validation_split = cached
+                self.validation_index_ = cached[1]
+        tr, va = cached[:2]
+        return (tr if views else tr[aug[tr] < 0]), va
+
+    def _draw_validation(self, n, rng, groups, aug) -> tuple[np.ndarray, np.ndarray]:
+        """The split of :meth:`_split_validation`: a validation fraction of the source rows."""
+        sources = np.flatnonzero(aug < 0)
+        m = len(sources)
+        n_val = int(round(self.validation_fraction * m))
+        if not self.early_stopping or n_val < 2 or m - n_val < 2:
+            return np.arange(n), np.arange(0)
+        perm = sources[rng.permutation(m)]
+        tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+        if groups is not None:
+            groups = np.asarray(groups)
+            alone = ~np.isin(groups[va], groups[tr])
+            tr, va = np.sort(np.concatenate([tr, va[alone]])), va[~alone]
+        views = np.flatnonzero(np.isin(aug, tr))          # views of the training sources
+        return np.sort(np.concatenate([tr, views])), va
 
     def _fit_loop(self, X, y, extras, rng, *, n_steps: int, forward: Callable | None = None,
                   parameters: Iterable | None = None, frozen: Iterable = (), freeze_steps: int = 0,
-                  desc: str = "train"):
+                  desc: str = "train", views: bool = True):
         """One Adam optimisation run of ``n_steps`` iterations.
 
         ``forward(module, X, extras, training) -> dict`` defaults to :meth:`_forward`;
         ``parameters`` default to all module parameters; parameters in ``frozen`` get no update during
-        the first ``freeze_steps`` iterations (JRG's second stage). Appends to ``loss_curve_`` and
+        the first ``freeze_steps`` iterations (JRG's second stage); ``views=False`` trains on the
+        source rows only (see :meth:`_split_validation`). Appends to ``loss_curve_`` and
         ``validation_scores_``, adds to ``n_iter_``; with early stopping restores the best weights.
         """
         import torch
@@ -469,7 +522,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         groups = self._parameter_groups(params)
         opt = torch.optim.Adam(groups, lr=self.learning_rate,
                                weight_decay=self.weight_decay * self.reg_scale_)
-        tr, va = self._split_validation(len(y), rng)
+        tr, va = self._split_validation(len(y), rng, views=views)
         Xt = torch.as_tensor(np.ascontiguousarray(X) if X.flags.writeable else X.copy(), device=dev)
         yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
         best, best_state, best_step, bad = math.inf, None, 0, 0

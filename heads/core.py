@@ -221,6 +221,9 @@ class CoReRegressor(TorchRegressor):
     """
 
     fit_extras = ("groups", "difficulty")
+    accepts_views = False
+    _views_refusal = ("CoRe regresses a video's score against exemplars drawn from the training "
+                      "rows, and a view of the video itself would be its own exemplar")
 
     def __init__(self, *, depth=5, hidden_dim=256, n_exemplars=10, difficulty_mode="multiply",
                  score_scale=None, max_iter=2000, batch_size=64, learning_rate=1e-3,

@@ -19,6 +19,12 @@ Each entry is a :class:`HeadSpec`:
     few iterations) so the whole check suite runs in seconds.
 ``expected_failed_checks``
     ``{check_name: reason}`` for checks a head cannot pass by design (reason required).
+``paper_views``
+    the augmented views (:mod:`aqa.data.views` specs) the head's paper trains on: JRG's left-right
+    flips (Sec. 4.1), Li et al.'s start shifts "within [0,5]" frames (Sec. 4), the Siamese DML's
+    zoom and brightness copies (Sec. IV; the paper gives no amounts, these are ours). What
+    ``--views paper`` extracts (recipes) and adds to the head's training rows: every view in the
+    cache of those kinds.
 
 Adding a head (e.g. in Heads II)::
 
@@ -37,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 __all__ = ["HeadSpec", "HEADS", "get", "names", "make", "estimator_class", "head_parameters",
-           "input_builder", "fit_extras"]
+           "input_builder", "fit_extras", "accepts_views", "paper_view_kinds"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class HeadSpec:
     reference: str
     check_params: dict = field(default_factory=dict)
     expected_failed_checks: dict = field(default_factory=dict)
+    paper_views: tuple = ()
 
     def load_factory(self) -> Callable[..., Any]:
         return _import(self.factory)
@@ -67,7 +74,8 @@ HEADS: list[HeadSpec] = [
              "Pan, Gao, Zheng: Action Assessment by Joint Relation Graphs, ICCV 2019",
              check_params={"layout": (1, -1, 1), "skeleton": "chain", "encoder_dim": 8, "hidden_dim": 4,
                            "whole_iter": 60, "max_iter": 60, "final_iter": 100, "freeze_iter": 10,
-                           "learning_rate": 1e-2, "lr_schedule": "constant"}),
+                           "learning_rate": 1e-2, "lr_schedule": "constant"},
+             paper_views=("flip",)),
     HeadSpec("mlp", "aqa.heads.mlp:SceneMLPRegressor", "steps",
              "Whole-scene baseline: per-step encoder + scoring MLP summed over steps (I3D+MLP)",
              "Pan et al. ICCV 2019, 'Whole Scene' baseline",
@@ -97,7 +105,8 @@ HEADS: list[HeadSpec] = [
              "Learning",
              check_params={"lstm_dim": 8, "d1_dim": 16, "d2_dim": 16, "dml_max_iter": 60, "max_iter": 150,
                            "learning_rate": 3e-2, "dml_learning_rate": 1e-2,
-                           "similarity_threshold": 1.5}),
+                           "similarity_threshold": 1.5},
+             paper_views=("zoom:1.2", "bright:0.8", "bright:1.2")),
     HeadSpec("core", "aqa.heads.core:CoReRegressor", "steps",
              "CoRe: contrastive regression against exemplars with the group-aware regression tree",
              "Yu et al.: Group-aware Contrastive Regression for Action Quality Assessment, ICCV 2021",
@@ -107,7 +116,8 @@ HEADS: list[HeadSpec] = [
              "Fragment network (unshared per-fragment layers) with MSE + gradient-balanced ranking loss",
              "Li, Chai, Chen: End-to-End Learning for Action Quality Assessment, PCM 2018",
              check_params={"fragment_dim": 8, "hidden": (16, 8), "dropout": 0.0, "max_iter": 100,
-                           "learning_rate": 1e-2}),
+                           "learning_rate": 1e-2},
+             paper_views=("shift:1-5",)),
 ]
 
 
@@ -177,6 +187,17 @@ def input_builder(name: str) -> Callable:
     """The function ``build(reader, ids, feature) -> X`` of head ``name``."""
     from . import inputs
     return inputs.get_builder(get(name).inputs)
+
+
+def accepts_views(name: str) -> bool:
+    """Whether head ``name`` trains on augmented views (``fit(..., augmented_of=)``)."""
+    return bool(getattr(estimator_class(name), "accepts_views", False))
+
+
+def paper_view_kinds(name: str) -> set[str]:
+    """The kinds (``flip``, ``shift``, ...) of head ``name``'s :attr:`HeadSpec.paper_views`."""
+    from aqa.data.views import parse_views
+    return {v.kind for v in parse_views(get(name).paper_views)}
 
 
 def fit_extras(estimator) -> tuple[str, ...]:

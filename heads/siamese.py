@@ -13,8 +13,11 @@ Two phases (Sec. III):
    "3 +- 0.3" (4.95 for the paper's numbers). Without ``difficulty=`` it warns and uses the judges' sum
    alone, ``judge_tolerance * n_judges`` (right where difficulty adds to the score, as in vault, and
    far too small for diving: pass ``difficulty=`` or ``similarity_threshold=``). Similar pairs
-   are much rarer than dissimilar ones; the paper balances them by augmenting videos, here every
-   training batch draws equal numbers of similar and dissimilar pairs.
+   are much rarer than dissimilar ones; the paper balances them by augmenting videos (zoom,
+   brightness: views in the cache, ``fit(..., augmented_of=)``; a view has its source's score so
+   it forms a similar pair with it), and every training batch draws equal numbers of similar and
+   dissimilar pairs. Views train phase 1 only: "the score estimation module is trained using only
+   the original training dataset" (Sec. IV), and references are source videos.
 2. *Score estimation* (Fig. 3): the LSTM, ``D1`` and ``D2`` are frozen; the sigmoid is replaced by a
    linear regression layer trained on pairs (reference video of the same action type, video). The
    reference is a fixed, type-dependent bias (Sec. III-B): ``reference="expert"`` (the best-scored
@@ -221,7 +224,8 @@ class SiameseRegressor(TorchRegressor):
         """Phase 1 (metric learning on balanced pairs), then phase 2 (regression layer only); with
         early stopping both phases leave out the same validation rows."""
         tr, _ = self._split_validation(len(y), rng, groups=self._group_keys(extras, len(y)))
-        self._choose_references(X, y * self.y_std_ + self.y_mean_, extras, tr)
+        sources, _ = self._split_validation(len(y), rng, views=False)
+        self._choose_references(X, y * self.y_std_ + self.y_mean_, extras, sources)
         self._train_dml(X[tr], y[tr], rng)
         m = self.module_
         for p in m.parameters():
@@ -230,7 +234,7 @@ class SiameseRegressor(TorchRegressor):
             p.requires_grad_(True)
         try:
             self._fit_loop(X, y, extras, rng, n_steps=self.max_iter,
-                           parameters=list(m.regression.parameters()), desc="score")
+                           parameters=list(m.regression.parameters()), desc="score", views=False)
         finally:
             for p in m.parameters():
                 p.requires_grad_(True)
