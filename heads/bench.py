@@ -181,23 +181,25 @@ SELECTIONS = {
 }
 
 
-def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selection_mode="refit"):
-    """Fit ``head`` on rows ``tr`` (selection inside them only), predict rows ``te``.
+def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selection_mode="refit",
+                 views=()):
+    """Fit ``head`` on rows ``tr`` plus their augmented ``views`` (selection inside them only,
+    on source rows), predict rows ``te``.
 
     Returns (predictions, selection record). ``log``, if given, is called as ``log(stage, rows)``
     with each fit/predict and the rows it sees (tests use it to prove no test row is selected on).
     ``selection_mode``: one of :data:`SELECTIONS` (for neural heads; SVR grids are always searched).
     """
     from . import registry
+    from .augment import training_set
     from .base import steps_per_epoch
     from .cli import _extras
     from .inputs import build_inputs
     from .metrics import spearman
 
     log = log or (lambda stage, rows: None)
-    Xtr = build_inputs(head, reader, [r.video_id for r in tr], feature)
+    Xtr, ytr, fit_rows, aug = training_set(head, reader, tr, feature, views)
     Xte = build_inputs(head, reader, [r.video_id for r in te], feature)
-    ytr = np.array([r.score for r in tr])
     user = dict(params.get(head, {}))
     base = {"random_state": seed, **user}
     grid = GRIDS.get(head)
@@ -209,7 +211,7 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
         for k, v in EARLY_STOPPING.items():
             base.setdefault(k, v)
         defaults = registry.head_parameters(head)
-        n_fit = len(tr) - int(round(float(base["validation_fraction"]) * len(tr)))
+        n_fit = (len(tr) - int(round(float(base["validation_fraction"]) * len(tr)))) * (1 + len(views))
         epoch_steps = steps_per_epoch(n_fit, base.get("batch_size", defaults.get("batch_size", 64)))
         budget = int(base.get("max_iter", defaults.get("max_iter", 1000)))
         patience = -(-int(PATIENCE_FRACTION * budget) // epoch_steps)     # in epochs, rounded up
@@ -223,6 +225,8 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
             selection = {"kind": "none", "n_train": len(tr),
                          "reason": f"fewer than {MIN_GRID_ROWS} training rows: no {key} search, "
                                    f"{key}={default!r} (the default)"}
+        elif views:
+            raise ValueError(f"{head}: a grid search over augmented views is not supported")
         else:
             # model selection on a validation split carved from the training rows only
             rng = np.random.RandomState(seed)
@@ -244,7 +248,7 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
                          "val_spearman": scores[best], "n_fit": len(fit), "n_val": n_val}
     est = registry.make(head, **base)
     log("fit", tr)
-    est.fit(Xtr, ytr, **_extras(est, tr))
+    est.fit(Xtr, ytr, **_extras(est, fit_rows), **aug)
     if neural:
         selection = _early_stopping_record(est, len(tr), user)
         if (selection["kind"] == "early_stopping" and "early_stopping" not in user
@@ -252,8 +256,10 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
             # the validation rows picked the training length; refit on every training row for it
             est = registry.make(head, **{**base, **selection["refit_params"]})
             log("fit", tr)
-            est.fit(Xtr, ytr, **_extras(est, tr))
+            est.fit(Xtr, ytr, **_extras(est, fit_rows), **aug)
             selection["refit_iterations"] = selection["best_iteration"]
+        if views:
+            selection["views"] = list(views)
     elif not grid:
         selection = {"kind": "none", "reason": "the head has no validation-based selection"}
     log("predict", te)
@@ -307,14 +313,17 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
               test_split: str = "test", per_action: bool = True, params: dict | None = None,
               benchmark: str | None = None, progress: bool = True,
               score_ranges: dict | None = None, head_features: dict | None = None,
-              fit_log=None, selection: str = "refit") -> BenchResult:
+              fit_log=None, selection: str = "refit", views=None) -> BenchResult:
     """Train and test every head on one cache; see the module docstring.
 
     ``score_ranges``: action -> (s_min, s_max) for R-l2 (default: over every labelled score of the
     action in ``labels``, in the cache or not). ``head_features``: head -> feature family, overriding
     ``feature`` (and :data:`METHOD_FEATURES`) for that head. ``fit_log(stage, rows)`` is called with
     every fit/predict and the label rows it sees. ``selection``: how neural heads' training
-    length is chosen, one of :data:`SELECTIONS`.
+    length is chosen, one of :data:`SELECTIONS`. ``views``: augmented views added to the
+    training rows (:func:`aqa.heads.augment.resolve_views`), one spec for every head that trains
+    on views (``"paper"``: each head's own) or a dict head -> spec; the report says which head
+    trained on which views.
     """
     from tqdm.auto import tqdm
 
@@ -356,6 +365,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
         for h, f in (head_features or {}).items():
             if h in feats:
                 feats[h] = f
+        head_views = _bench_views(r, names, views)
         withheld = {h: f"{h} ran on {feats[h]}, not on the {f} features its published figure was "
                        f"measured on (the cache has no {f}): the published figure is not shown"
                     for h, f in METHOD_FEATURES.items() if h in feats and f not in feats[h].split("+")}
@@ -371,6 +381,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                                  "benchmark": benchmark, "n_videos": len(rows),
                                  "selection_mode": selection,
                                  "head_features": {h: f for h, f in feats.items() if f != feature},
+                                 "views": {h: v for h, v in head_views.items() if v},
                                  "published_withheld": withheld,
                                  "with_difficulty": any(math.isfinite(x.difficulty) for x in rows),
                                  "score_ranges": {a: list(v) for a, v in sorted(ranges.items())},
@@ -392,7 +403,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                     per_fold, all_true, all_pred, sels = [], [], [], []
                     for fold, tr, te in plan:
                         pred, sel = _fit_predict(head, r, tr, te, feats[head], seed, params, fit_log,
-                                                 selection)
+                                                 selection, head_views[head])
                         sels.append({"action": action, "seed": seed, "fold": fold, **sel})
                         y = np.array([x.score for x in te])
                         m = evaluate(y, pred, groups=[x.action for x in te], score_ranges=ranges)
@@ -414,6 +425,19 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     res.setup["selection"] = {h: {"summary": selection_summary(recs), "runs": recs}
                               for h, recs in records.items()}
     return res
+
+
+def _bench_views(reader, heads: list[str], views) -> dict[str, list[str]]:
+    """head -> the view names it trains on; one spec (not a dict) applies to the heads that train
+    on views and leaves the others (the SVR baselines, CoRe) on their source rows."""
+    from . import registry
+    from .augment import resolve_views
+    if isinstance(views, dict):
+        stray = sorted(set(views) - set(heads))
+        if stray:
+            raise ValueError(f"views given for head(s) {stray} that this bench does not run")
+        return {h: resolve_views(reader, h, views.get(h)) for h in heads}
+    return {h: resolve_views(reader, h, views) if registry.accepts_views(h) else [] for h in heads}
 
 
 # ------------------------------------------------------------------------------- reporting
@@ -453,6 +477,10 @@ def provenance_lines(res: BenchResult) -> list[str]:
         lines.append(f"selection, {head}: {summ}")
     if setup.get("training_budget"):
         lines.append(f"training budget: {setup['training_budget']}")
+    if setup.get("views"):
+        lines.append("augmented views added to the training rows (never to validation or test "
+                     "rows): " + "; ".join(f"{h}: {', '.join(v)}"
+                                           for h, v in sorted(setup["views"].items())))
     if prov.get("untrained"):
         lines.insert(0, "WARNING: UNTRAINED backbone features (random weights): these numbers say "
                         "nothing about the published methods")

@@ -106,18 +106,22 @@ def _build_X(head: str, reader, ids, feature):
 
 def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = None, seed: int = 0,
                    params: dict | None = None, train_split: str = "train",
-                   test_split: str | None = "test", out=None, verbose: bool = False) -> dict:
+                   test_split: str | None = "test", out=None, verbose: bool = False,
+                   views=None) -> dict:
     """Train ``head`` on the ``train_split`` rows of ``cache`` and evaluate on ``test_split``.
 
+    ``views``: augmented views added to the training rows (:func:`aqa.heads.augment.resolve_views`:
+    ``"paper"``, specs such as ``"flip"``, or None); never to the test rows.
     Returns ``{"metrics": {...} or None, "predictions": {video_id: score} (test rows),
-    "head", "feature", "n_train", "n_test", "untrained_features", "model_path", "estimator",
-    "score_ranges"}``. R-l2 uses each action's s_min/s_max over all its labelled scores
-    (``score_ranges``, CoRe eq. 11), not the test rows' range.
+    "head", "feature", "n_train", "n_test", "views", "n_train_views", "untrained_features",
+    "model_path", "estimator", "score_ranges"}``. R-l2 uses each action's s_min/s_max over all
+    its labelled scores (``score_ranges``, CoRe eq. 11), not the test rows' range.
     """
     from aqa.data.cache import CacheReader
     from . import registry
     from .base import save_head
     from .inputs import default_feature
+    from .augment import resolve_views, training_set
     from .bench import score_ranges_of
     from .metrics import evaluate
     params = dict(params or {})
@@ -133,16 +137,17 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
         overlap = {x.video_id for x in tr} & {x.video_id for x in te}
         if overlap:
             raise ValueError(f"{len(overlap)} videos are in both the train and the test split")
-        Xtr = _build_X(head, r, [x.video_id for x in tr], feature)
+        views = resolve_views(r, head, views)
+        Xtr, ytr, fit_rows, aug = training_set(head, r, tr, feature, views)
         Xte = _build_X(head, r, [x.video_id for x in te], feature) if te else None
         prov = r.provenance()
     est_params = {"random_state": seed, **params}
     if verbose and "verbose" in registry.head_parameters(head):
         est_params.setdefault("verbose", True)
     est = registry.make(head, **est_params)
-    ytr = np.array([x.score for x in tr])
-    est.fit(Xtr, ytr, **_extras(est, tr))
+    est.fit(Xtr, ytr, **_extras(est, fit_rows), **aug)
     result = {"head": head, "feature": feature, "seed": seed, "n_train": len(tr), "n_test": len(te),
+              "views": views, "n_train_views": len(fit_rows) - len(tr),
               "untrained_features": bool(prov.get("untrained")), "metrics": None, "predictions": {},
               "estimator": est, "model_path": None}
     if te:
@@ -158,7 +163,7 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
     if out is not None:
         config = {"head": head, "feature": feature, "cache": str(Path(cache).resolve()),
                   "labels": str(labels) if isinstance(labels, (str, Path)) else None,
-                  "train_split": train_split, "seed": seed, "params": params,
+                  "train_split": train_split, "seed": seed, "params": params, "views": views,
                   "train_ids": [x.video_id for x in tr]}
         result["model_path"] = str(save_head(est, out, provenance=prov, config=config))
     return result
@@ -223,6 +228,13 @@ _allow_other_features = click.option(
     help="Score a cache extracted with other settings than the training cache (warned).")
 
 
+_views_option = click.option(
+    "--views", default=None, metavar="SPECS|paper",
+    help="Add these augmented views of the training videos (extracted with aqa-extract --view) "
+         "as training rows, e.g. 'flip' or 'shift:1-5'; 'paper': the views the head's paper "
+         "trains on that the cache holds. Test and validation rows are never views.")
+
+
 def _untrained_note(untrained: bool):
     if untrained:
         click.echo("NOTE: this cache holds features from UNTRAINED (random) weights; scores are not "
@@ -266,19 +278,23 @@ def list_cmd(as_json):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the trained head here (e.g. model.pt).")
 @click.option("-p", "--param", "params", multiple=True, help="Head parameter key=value (repeatable).")
+@_views_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Progress bars while training (the default on a terminal, without --json).")
-def train(head, cache, labels, feature, split, test_split, seed, out, params, as_json, verbose):
+def train(head, cache, labels, feature, split, test_split, seed, out, params, views, as_json,
+          verbose):
     verbose = verbose or (not as_json and sys.stderr.isatty())
     try:
         res = run_train_eval(cache, labels, head, feature, seed, _parse_params(params), split,
-                             test_split or None, out, verbose)
+                             test_split or None, out, verbose, views=views)
     except _expected_errors() as e:
         fail(_reason(e))
     _untrained_note(res["untrained_features"])
     extra = {k: res[k] for k in ("head", "feature", "seed", "n_train", "n_test", "model_path",
                                  "untrained_features")}
+    if res["views"]:
+        extra["views"] = f"{','.join(res['views'])} (+{res['n_train_views']} training rows)"
     _print_metrics(res["metrics"], as_json, extra)
 
 
@@ -449,10 +465,14 @@ def explain(model, cache, out_dir, videos, trust_model, allow_other):
               help="Neural heads' training length: early stopping on a validation part of the "
                    "training rows then a refit on all of them; the early-stopped model; or the "
                    "full budget with no selection.")
+@click.option("--views", default=None, metavar="SPECS|paper",
+              help="Augmented views (aqa-extract --view) added to the training rows of every head "
+                   "that trains on views (not the SVR baselines nor CoRe), e.g. 'flip'; 'paper': "
+                   "each head the views its paper trains on that the cache holds.")
 @click.option("--out", "out_dir", default="bench_report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_split, no_per_action,
-          benchmark, params, selection, out_dir, as_json):
+          benchmark, params, selection, views, out_dir, as_json):
     from .bench import rows_for_table, run_bench, to_markdown, write_report
     head_params: dict = {}
     for key, value in _parse_params(params).items():
@@ -464,7 +484,7 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
         res = run_bench(cache, labels=labels, heads=heads, seeds=seeds, feature=feature,
                         protocol=protocol, train_split=train_split, test_split=test_split,
                         per_action=not no_per_action, params=head_params, benchmark=benchmark,
-                        progress=not as_json, selection=selection)
+                        progress=not as_json, selection=selection, views=views)
     except _expected_errors() as e:
         fail(_reason(e))
     paths = write_report(res, out_dir)

@@ -45,8 +45,12 @@ def hold_open(path, mode: str, seconds: float):
     return proc
 
 
-def learnable_cache(path, n=40, actions=("diving", "gym_vault"), folds=False, untrained=False):
-    """Features whose first column drives the score, so a working head ranks test videos well."""
+def learnable_cache(path, n=40, actions=("diving", "gym_vault"), folds=False, untrained=False,
+                    views=()):
+    """Features whose first column drives the score, so a working head ranks test videos well.
+
+    ``views``: canonical view names (``"flip"``) written for every video as ``ID@NAME`` groups,
+    the source's features plus a little noise (what an augmented copy looks like to a head)."""
     from aqa.data.cache import CacheWriter
     from aqa.data.labels import LabelRow
 
@@ -61,6 +65,12 @@ def learnable_cache(path, n=40, actions=("diving", "gym_vault"), folds=False, un
             action = actions[i % len(actions)]
             split = f"fold{i % 4}" if folds else ("test" if i % 5 == 0 else "train")
             w.write_video(f"v{i:02d}", VIDEO_ATTRS, a)
+            for name in views:
+                va = {k: (v + rng.normal(0, 0.01, v.shape).astype(v.dtype)
+                          if k.startswith("features/") and v.dtype.kind == "f" else v)
+                      for k, v in a.items()}
+                w.write_video(f"v{i:02d}@{name}", {**VIDEO_ATTRS, "view_of": f"v{i:02d}",
+                                                    "view": name}, va)
             rows.append(LabelRow(f"v{i:02d}", 10 + 80 * q, action, math.nan, split))
         w.write_labels(rows)
     return path

@@ -302,7 +302,8 @@ def test_r_l2_uses_each_actions_range_over_all_labelled_scores(tmp_path):
 def test_failed_seed_is_recorded_per_run_and_keeps_fisher_z_aligned(tmp_path, monkeypatch):
     cache = _learnable_cache(tmp_path / "c.h5")
 
-    def fake_fit_predict(head, reader, tr, te, feature, seed, params, log=None, selection_mode="refit"):
+    def fake_fit_predict(head, reader, tr, te, feature, seed, params, log=None, selection_mode="refit",
+                         views=()):
         action = te[0].action
         if action == "gym_vault" and seed == 1:
             raise RuntimeError("boom")

@@ -1,0 +1,86 @@
+"""Augmented views in the data layer: the spec grammar and how the cache lists, finds and verifies them."""
+import h5py
+import pytest
+from click.testing import CliRunner
+
+from aqa.data.cache import CacheError, CacheReader, verify
+from aqa.data.cli import main as data_main
+from aqa.data.views import View, parse_view, parse_views, view_id
+
+from cachekit import learnable_cache
+
+
+def test_spec_grammar_names_and_ranges():
+    views = parse_views(["flip, shift:1-3", "zoom:1.20", "bright0.8", "shift2", "flip"])
+    assert [v.name for v in views] == ["flip", "shift1", "shift2", "shift3", "zoom1.2", "bright0.8"]
+    assert parse_view("shift:4") == View("shift", 4.0) == parse_view("shift4")
+    assert parse_view("zoom:2").name == "zoom2"
+    assert view_id("dive_007", parse_view("zoom:1.5")) == "dive_007@zoom1.5"
+    assert parse_views("") == [] and parse_views([]) == []
+    # a canonical name parses back to the same view (the cache stores names, the CLI takes specs)
+    for v in views:
+        assert parse_view(v.name) == v
+
+
+@pytest.mark.parametrize("spec, msg", [
+    ("mirror", "expected flip, shift:K"),
+    ("flip:2", "expected flip, shift:K"),
+    ("shift:0", "whole number of frames >= 1"),
+    ("shift:1.5", "whole number of frames >= 1"),
+    ("shift:4-2", "empty range"),
+    ("zoom:1", "a factor in (1, 4]"),
+    ("zoom:9", "a factor in (1, 4]"),
+    ("bright:1", "not 1"),
+    ("zoom:1-3", "only for shift"),
+])
+def test_bad_specs_say_what_is_expected(spec, msg):
+    with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace("]", r"\]")):
+        parse_views(spec)
+
+
+def test_parse_view_wants_exactly_one():
+    with pytest.raises(ValueError, match="stands for 3 views"):
+        parse_view("shift:1-3")
+
+
+def test_reader_lists_sources_and_finds_views(tmp_path):
+    path = learnable_cache(tmp_path / "c.h5", n=6, views=("flip", "shift2"))
+    with CacheReader(path) as r:
+        assert r.video_ids() == [f"v{i:02d}" for i in range(6)]
+        assert len(r.video_ids(views=True)) == 18
+        assert r.views() == {"flip": r.video_ids(), "shift2": r.video_ids()}
+        assert r.view_ids(["v03", "v01"], "flip") == ["v03@flip", "v01@flip"]
+        # the labels describe the sources; no view is a labelled video of its own
+        assert {x.video_id for x in r.labels()} == set(r.video_ids())
+    with h5py.File(path, "a") as f:
+        del f["videos/v01@flip"]
+    with CacheReader(path) as r:
+        assert r.views()["flip"] == ["v00", "v02", "v03", "v04", "v05"]
+        with pytest.raises(CacheError, match=r"1 of 2 videos have no 'flip' view \(e.g. v01\).*--view flip"):
+            r.view_ids(["v00", "v01"], "flip")
+        with pytest.raises(CacheError, match="no 'zoom1.2' view"):
+            r.view_ids(["v00"], "zoom1.2")
+
+
+def test_verify_counts_views_and_checks_their_ids(tmp_path):
+    path = learnable_cache(tmp_path / "c.h5", n=4, views=("flip",))
+    rep = verify(path)
+    assert rep.ok, rep.problems
+    assert (rep.n_videos, rep.n_views) == (4, 4)
+    assert rep.as_dict()["n_views"] == 4
+    assert not any("no label" in w for w in rep.warnings)       # views need no label rows
+    out = CliRunner().invoke(data_main, ["verify", str(path)])
+    assert out.exit_code == 0 and "videos=4 views=4 " in out.output
+
+    with h5py.File(path, "a") as f:
+        f["videos/v00@flip"].attrs["view"] = "mirror"            # not a view
+        f["videos/v01@flip"].attrs["view"] = "shift2"            # stored under another view's id
+        f["videos/v02@flip"].attrs["view_of"] = "v99"            # another video's id
+        del f["videos/v03"]                                       # a view without its source
+    rep = verify(path)
+    assert not rep.ok
+    assert any("videos/v00@flip: view attribute 'mirror' is not a view" in p for p in rep.problems)
+    assert any("must be stored as 'v01@shift2'" in p for p in rep.problems)
+    assert any("must be stored as 'v99@flip'" in p for p in rep.problems)
+    assert any("videos/v03@flip: its source video 'v03' is not in the cache" in w
+               for w in rep.warnings)
