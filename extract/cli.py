@@ -61,6 +61,23 @@ def main(ctx):
     plain_warnings(ctx)
 
 
+def _view_split_ids(split, labels, views):
+    """The ids of the --labels rows of split ``split`` (None without --view-split)."""
+    if split is None:
+        return None
+    if not views or not labels:
+        raise click.UsageError("--view-split needs --view and --labels")
+    from aqa.data.labels import read_labels_csv
+
+    rows = read_labels_csv(labels)
+    ids = {r.video_id for r in rows if r.split == split}
+    if not ids:
+        have = sorted({r.split for r in rows})
+        raise click.BadParameter(f"no row of {labels} has split {split!r} (splits: {have})",
+                                 param_hint="--view-split")
+    return ids
+
+
 @main.command("run")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Cache file (HDF5).")
@@ -121,10 +138,13 @@ def main(ctx):
                    "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G). Decode, "
                    "pose and flow run once per video; complete views are skipped. Views are for "
                    "training rows only: `aqa-heads train --views ...`.")
+@click.option("--view-split", default=None, metavar="SPLIT",
+              help="Extract the --view copies only of the videos whose --labels row has this "
+                   "split (e.g. train): test videos are never scored on views.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, flow, flow_opt,
         backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
-        batch_size, shard, weights, untrained, manifest, views, quiet):
+        batch_size, shard, weights, untrained, manifest, views, view_split, quiet):
     """Extract features of INPUTS (video files, folders of videos or of frame images) into OUT."""
     from aqa.data.views import parse_views
 
@@ -135,6 +155,7 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         views = parse_views(views)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--view") from None
+    views_for = _view_split_ids(view_split, labels, views)
     try:
         cfg = ExtractConfig(sampling=sampling, sampling_options=_kv(sampling_opt, "--sampling-opt"),
                             pose=pose, pose_options=_kv(pose_opt, "--pose-opt"), persons=persons,
@@ -148,7 +169,7 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         summary = run_extraction(inputs, out, cfg, labels=labels, device=device,
                                  batch_size=batch_size, weight_overrides=overrides,
                                  untrained=untrained, shard=shard, manifest=manifest,
-                                 progress=not quiet, views=views)
+                                 progress=not quiet, views=views, views_for=views_for)
     except OptionError as e:
         raise click.BadParameter(str(e), param_hint=e.option) from None
     except Exception as e:  # noqa: BLE001 - expected ones become one line, the rest propagate

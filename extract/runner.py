@@ -652,7 +652,7 @@ def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                    device: str = "auto", batch_size: int = 8, weight_overrides: dict | None = None,
                    untrained: bool = False, shard: str | None = None,
                    manifest: str | os.PathLike | None = None, progress: bool = True,
-                   views: Sequence = ()) -> RunSummary:
+                   views: Sequence = (), views_for=None) -> RunSummary:
     """Extract every video under ``inputs`` into the cache ``out``; see the module docstring."""
     videos = discover_videos(inputs, with_relpath=True)
     if not videos:
@@ -661,19 +661,22 @@ def run_extraction(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     return run_extraction_items(videos, out, config, labels=labels, device=device,
                                 batch_size=batch_size, weight_overrides=weight_overrides,
                                 untrained=untrained, shard=shard, manifest=manifest,
-                                progress=progress, views=views)
+                                progress=progress, views=views, views_for=views_for)
 
 
 def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                          labels=None, device: str = "auto", batch_size: int = 8,
                          weight_overrides: dict | None = None, untrained: bool = False,
                          shard: str | None = None, manifest=None, progress: bool = True,
-                         root: str | os.PathLike | None = None, views: Sequence = ()) -> RunSummary:
+                         root: str | os.PathLike | None = None, views: Sequence = (),
+                         views_for=None) -> RunSummary:
     """Like :func:`run_extraction` for explicit ``(video_id, path)`` pairs or ``(video_id, path,
     relpath)`` triples; a path may be a video file or a folder of frames (the layout of several
     benchmark releases). The cache's ``source_relpath`` is ``relpath``, else the path relative to
     ``root`` when it lies under it, else the file or folder name. ``views``: augmented views to
-    extract beside each video (:class:`aqa.data.views.View` s or specs such as ``"shift:1-5"``)."""
+    extract beside each video (:class:`aqa.data.views.View` s or specs such as ``"shift:1-5"``);
+    ``views_for``: the video ids that get them (default: every video), e.g. a protocol's training
+    videos, since views are training rows only."""
     from tqdm.auto import tqdm
 
     from aqa.data.cache import CacheWriter
@@ -697,7 +700,12 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     writer = CacheWriter(out, config=extractor.cache_config(), weights=extractor.weights,
                          untrained=extractor.untrained)
     done = writer.complete_ids() if out.exists() else set()
-    if any(key not in done for vid, _, _ in videos for key, _ in _entries(vid, views)):
+    views_for = None if views_for is None else set(views_for)
+
+    def views_of(vid):
+        return views if views_for is None or vid in views_for else []
+
+    if any(key not in done for vid, _, _ in videos for key, _ in _entries(vid, views_of(vid))):
         extractor.build()  # before the cache is touched; a model that cannot load stops the run
     with writer:
         if label_rows is not None:  # before any video: an interrupted run keeps the labels too
@@ -708,10 +716,10 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
             results = [VideoResult(key, str(path), "skipped" if key in done else "failed",
                                    warnings=list(earlier.get(key, [])) if key in done else [],
                                    view=view.name if view else "")
-                       for key, view in _entries(vid, views)]
+                       for key, view in _entries(vid, views_of(vid))]
             summary.results += results
             if any(r.status == "failed" for r in results):  # i.e. to do
-                _extract_video(extractor, writer, bar, (vid, path, relpath), results, views,
+                _extract_video(extractor, writer, bar, (vid, path, relpath), results, views_of(vid),
                                lambda: _write_manifest(manifest, summary))
     _write_manifest(manifest, summary)
     return summary

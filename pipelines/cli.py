@@ -41,8 +41,13 @@ def list_cmd():
 @click.option("--device", default="auto", show_default=True)
 @click.option("--weights", multiple=True, metavar="NAME=PATH")
 @click.option("--untrained", is_flag=True, help="Allow random backbone weights (marked in reports).")
+@click.option("--views", default=None, metavar="SPECS|paper",
+              help="Augmented views of the training videos (e.g. 'flip', 'shift:1-5'), extracted "
+                   "and added to the training rows of the heads that train on views; 'paper': "
+                   "each head the views its paper trains on (JRG flips, the fragment network's "
+                   "start shifts, the Siamese DML's zoom and brightness copies).")
 def run(recipe, video_dir, annotation_dir, out, heads, seeds, pose, backbones, no_backbone,
-        without_difficulty, device, weights, untrained):
+        without_difficulty, device, weights, untrained, views):
     """Run RECIPE on the videos in VIDEO_DIR with the annotation files in ANNOTATION_DIR."""
     from aqa.extract.weights import WeightsError, parse_weight_overrides
 
@@ -52,7 +57,8 @@ def run(recipe, video_dir, annotation_dir, out, heads, seeds, pose, backbones, n
         res = run_recipe(recipe, video_dir, annotation_dir, out, heads=heads, seeds=seeds, pose=pose,
                          backbones=() if no_backbone else backbones,
                          with_difficulty=not without_difficulty, device=device,
-                         untrained=untrained, weight_overrides=parse_weight_overrides(weights))
+                         untrained=untrained, weight_overrides=parse_weight_overrides(weights),
+                         views=views)
     except (ValueError, FileNotFoundError, WeightsError, RuntimeError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

@@ -112,6 +112,20 @@ def recipe_features(backbones: Sequence[str], families) -> tuple[str, dict[str, 
     return feature, exceptions
 
 
+def recipe_views(heads: Sequence[str], views) -> list:
+    """The views a recipe extracts: none for None; for ``"paper"`` the paper views of the
+    ``heads`` that train on views; else the specs given (:func:`aqa.data.views.parse_views`)."""
+    from aqa.data.views import parse_views
+    from aqa.heads import registry
+
+    if views is None:
+        return []
+    if views == "paper":
+        return parse_views([s for h in heads if registry.accepts_views(h)
+                            for s in registry.get(h).paper_views])
+    return parse_views(views)
+
+
 def locate_videos(name: str, rows, video_dir) -> tuple[list[tuple[str, Path]], list[str]]:
     """(video_id, path) of each labelled video present under ``video_dir``, and the missing ids."""
     from aqa.data.datasets import video_relpath
@@ -130,8 +144,13 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                sampling_options: dict | None = None, with_difficulty: bool = True,
                device: str = "auto", untrained: bool = False, weight_overrides: dict | None = None,
                head_params: dict | None = None, feature: str | None = None,
-               progress: bool = True) -> dict:
-    """Run recipe ``name`` (see :data:`RECIPES`) and write its report into ``out_dir``."""
+               views=None, progress: bool = True) -> dict:
+    """Run recipe ``name`` (see :data:`RECIPES`) and write its report into ``out_dir``.
+
+    ``views``: augmented views extracted for the protocol's training videos only (every video
+    under 4-fold cross-validation) and added to the training rows of the heads that train on
+    views: view specs (``"flip"``) for every such head, or ``"paper"`` for each head's own
+    (:attr:`aqa.heads.registry.HeadSpec.paper_views`)."""
     from aqa.data.cache import verify
     from aqa.data.datasets import read_dataset
     from aqa.data.labels import write_labels_csv
@@ -145,6 +164,7 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     heads = resolve_heads(heads)             # a typo fails now, not after hours of extraction
+    extract_views = recipe_views(heads, views)
     recipe = RECIPES[name]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,9 +193,11 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                         pose=pose, persons=recipe.persons, flow=flow,
                         flow_options=dict(flow_options or {}), backbones=tuple(backbones))
     cache = out / "feats.h5"
+    train_ids = {r.video_id for r in rows if recipe.protocol == "folds" or r.split == "train"}
     summary = run_extraction_items(items, cache, cfg, labels=out / "labels.csv", device=device,
                                    untrained=untrained, weight_overrides=weight_overrides,
-                                   progress=progress, root=video_dir)
+                                   progress=progress, root=video_dir, views=extract_views,
+                                   views_for=train_ids)
     rep = verify(cache)
     if not rep.ok:
         raise RuntimeError(f"{cache} failed verification: {rep.problems[:3]}")
@@ -190,7 +212,8 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                     protocol=recipe.protocol, per_action=recipe.per_action,
                     params=recipe_head_params(recipe, heads, head_params),
                     benchmark=name, progress=progress,
-                    score_ranges=ranges, head_features=head_features)
+                    score_ranges=ranges, head_features=head_features,
+                    views="paper" if views == "paper" else [v.name for v in extract_views])
     res.setup.update({"recipe": name, "description": recipe.description,
                       "videos_found": len(items), "videos_missing": len(missing),
                       "difficulty_labels": has_difficulty,

@@ -229,3 +229,26 @@ def test_aqa7_gives_aim_its_published_weight_decay():
     assert AIMRegressor().weight_decay == 0.5
     assert recipe_head_params(RECIPES["aqa7"], ["aim", "jrg"], None) == {"aim": {"weight_decay": 0.8}}
     assert recipe_head_params(RECIPES["jigsaws"], ["aim"], None) == {}
+
+
+def test_recipe_views_are_extracted_for_training_videos_only(synth, tmp_path):
+    from aqa.data.cache import CacheReader
+    from aqa.pipelines.recipes import recipe_views
+
+    assert [v.name for v in recipe_views(["jrg", "fragment", "core", "c3d-svr"], "paper")] == \
+        ["flip", "shift1", "shift2", "shift3", "shift4", "shift5"]
+    assert recipe_views(["mlp"], None) == []
+    with pytest.raises(ValueError, match="expected flip"):
+        run_recipe("unlv_dive", tmp_path, tmp_path, tmp_path / "o", views="mirror")
+    rows, d = synth
+    videos, ann = make_benchmark("unlv_dive", rows, d, tmp_path / "bench")
+    res = run_recipe("unlv_dive", videos, ann, tmp_path / "out", heads=["c3d-svr", "mlp"], seeds=1,
+                     pose="file", backbones=(), flow="tvl1-cpu", flow_options=FAST_FLOW,
+                     device="cpu", head_params={"mlp": {"max_iter": 30}}, progress=False,
+                     views="flip")
+    assert not res["failed"] and not res["result"].errors
+    with CacheReader(res["cache"]) as r:
+        train = sorted(x.video_id for x in r.labels() if x.split == "train")
+        assert r.views() == {"flip": train} and len(train) < len(r.video_ids())
+    assert res["result"].setup["views"] == {"mlp": ["flip"]}
+    assert "augmented views added to the training rows" in res["paths"]["md"].read_text()

@@ -294,3 +294,24 @@ def test_cli_bad_view_is_a_usage_error_before_any_video(synth_dir, tmp_path):
     res = CliRunner().invoke(extract_cli, ["run", "--help"])
     text = " ".join(res.output.split())
     assert "--view SPEC" in text and "aqa-heads train --views" in text and "flip" in text
+
+
+def test_view_split_extracts_views_of_training_videos_only(synth_dir, tmp_path):
+    from aqa.data.labels import LabelRow, write_labels_csv
+
+    ids = sorted(p.stem for p in synth_dir.glob("*.mp4"))
+    labels = tmp_path / "labels.csv"
+    write_labels_csv([LabelRow(ids[0], 50.0, "diving", float("nan"), "train"),
+                      LabelRow(ids[1], 60.0, "diving", float("nan"), "test")], labels)
+    out = tmp_path / "f.h5"
+    base = [str(synth_dir), "--out", str(out), *_fast_cli_args(), "--labels", str(labels),
+            "--view", "flip"]
+    res = CliRunner().invoke(extract_cli, [*base, "--view-split", "train"])
+    assert res.exit_code == 0, res.output
+    assert "2 extracted, 0 already complete, 0 failed; views: 1 written" in res.output
+    with CacheReader(out) as r:
+        assert r.views() == {"flip": [ids[0]]}
+    res = CliRunner().invoke(extract_cli, [*base, "--view-split", "val"])
+    assert res.exit_code == 2 and "no row of" in res.output and "['test', 'train']" in res.output
+    res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--view-split", "train"])
+    assert res.exit_code == 2 and "--view-split needs --view and --labels" in res.output
