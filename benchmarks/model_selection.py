@@ -18,26 +18,11 @@ import argparse
 import json
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 MODES = ("refit", "early-stopped", "budget")
-
-
-def _demo_cache(folder: Path) -> Path:
-    from aqa.data.synthetic import render_dataset
-    from aqa.extract.runner import ExtractConfig, run_extraction
-    from aqa.pipelines.demo import DEMO_FLOW
-
-    videos = folder / "videos"
-    render_dataset(videos, n=48, kind="single", seed=0, n_frames=40, size=(128, 96))
-    cache = folder / "feats.h5"
-    run_extraction([videos], cache, ExtractConfig(sampling="jrg", pose="file", flow="tvl1-cpu",
-                                                  flow_options=dict(DEMO_FLOW)),
-                   labels=videos / "labels.csv", device="cpu")
-    return cache
 
 
 def main(argv=None) -> int:
@@ -50,7 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from aqa.heads.bench import run_bench
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchkit import DEMO_NAME, bench_spearmans, demo_cache, fmt, summary
     from aqa.heads.cli import _parse_params
     from aqa.pipelines.demo import DEMO_BUDGET
 
@@ -60,33 +46,26 @@ def main(argv=None) -> int:
         head, _, name = key.partition(".")
         params.setdefault(head, {})[name] = value
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(args.cache) if args.cache else _demo_cache(Path(tmp))
+        cache = Path(args.cache) if args.cache else demo_cache(Path(tmp))
         feature = args.feature or (None if args.cache else "kin_pose+hof_flow")
         per, errors = {}, {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for mode in MODES:
-                print(f"selection={mode}", file=sys.stderr, flush=True)
-                res = run_bench(cache, heads=heads, seeds=args.seeds, feature=feature,
-                                per_action=False, params=params, progress=True, selection=mode)
-                for h in heads:
-                    per[(h, mode)] = [float(r["spearman"]) for r in res.runs.get((h, "all"), [])]
-                    errors.setdefault((h, mode), []).extend(res.head_errors(h))
+        for mode in MODES:
+            got, errs, _ = bench_spearmans(cache, heads, f"selection={mode}", seeds=args.seeds,
+                                           feature=feature, params=params, selection=mode)
+            for h in heads:
+                per[(h, mode)], errors[(h, mode)] = got[h], errs[h]
     rows = []
     for h in heads:
-        base = np.mean(per[(h, "budget")]) if per[(h, "budget")] else np.nan
+        base = per[(h, "budget")].mean() if per[(h, "budget")].size else np.nan
         for mode in MODES:
-            v = np.asarray(per[(h, mode)])
-            rows.append({"head": h, "mode": mode, "spearman_per_seed": v.round(4).tolist(),
-                         "mean": float(v.mean()) if v.size else None,
-                         "std": float(v.std()) if v.size else None,
-                         "minus_budget": float(v.mean() - base) if v.size else None})
+            r = summary(per[(h, mode)], base)
+            r["minus_budget"] = r.pop("minus_base")
+            rows.append({"head": h, "mode": mode, **r})
     if args.json:
         print(json.dumps({"cache": str(args.cache or "demo"), "seeds": args.seeds, "rows": rows,
                           "errors": [f"{h} ({m}) {e}" for (h, m), es in errors.items() for e in es]}))
         return 0
-    fmt = lambda v, spec: "failed" if v is None or not np.isfinite(v) else format(v, spec)  # noqa: E731
-    print(f"test Spearman, {args.seeds} seeds, cache {args.cache or 'demo (48 synthetic dives)'}")
+    print(f"test Spearman, {args.seeds} seeds, cache {args.cache or DEMO_NAME}")
     print(f"{'head':12s} {'mode':14s} {'mean':>7s} {'std':>7s} {'- budget':>9s}  per seed")
     for r in rows:
         print(f"{r['head']:12s} {r['mode']:14s} {fmt(r['mean'], '7.3f'):>7s} {fmt(r['std'], '7.3f'):>7s} "

@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,37 +43,31 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from model_selection import _demo_cache
-    from aqa.heads.bench import run_bench
+    from benchkit import DEMO_NAME, bench_spearmans, demo_cache, fmt, summary
     from aqa.pipelines.demo import DEMO_BUDGET
 
     variants = [("default", {})] + [v for v in args.variant if v[0] != "default"]
     per, errors = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(args.cache) if args.cache else _demo_cache(Path(tmp))
+        cache = Path(args.cache) if args.cache else demo_cache(Path(tmp))
         feature = args.feature or (None if args.cache else "kin_pose+hof_flow")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for name, keys in variants:
-                print(f"{args.head} {name} {keys}", file=sys.stderr, flush=True)
-                params = {args.head: {**DEMO_BUDGET.get(args.head, {}), **keys}}
-                res = run_bench(cache, heads=[args.head], seeds=args.seeds, feature=feature,
-                                per_action=False, params=params, progress=True, selection=args.selection)
-                per[name] = [float(r["spearman"]) for r in res.runs.get((args.head, "all"), [])]
-                errors[name] = res.head_errors(args.head)
-    base = np.mean(per["default"]) if per["default"] else np.nan
+        for name, keys in variants:
+            params = {args.head: {**DEMO_BUDGET.get(args.head, {}), **keys}}
+            got, errs, _ = bench_spearmans(cache, [args.head], f"{args.head} {name} {keys}",
+                                           seeds=args.seeds, feature=feature, params=params,
+                                           selection=args.selection)
+            per[name], errors[name] = got[args.head], errs[args.head]
+    base = per["default"].mean() if per["default"].size else np.nan
     rows = []
     for name, keys in variants:
-        v = np.asarray(per[name])
-        rows.append({"variant": name, "params": keys, "spearman_per_seed": v.round(4).tolist(),
-                     "mean": float(v.mean()) if v.size else None, "std": float(v.std()) if v.size else None,
-                     "minus_default": float(v.mean() - base) if v.size else None, "errors": errors[name]})
+        r = summary(per[name], base)
+        r["minus_default"] = r.pop("minus_base")
+        rows.append({"variant": name, "params": keys, **r, "errors": errors[name]})
     if args.json:
         print(json.dumps({"head": args.head, "cache": str(args.cache or "demo"), "seeds": args.seeds,
                           "rows": rows}))
         return 0
-    fmt = lambda v, spec: "failed" if v is None or not np.isfinite(v) else format(v, spec)  # noqa: E731
-    print(f"{args.head}: test Spearman, {args.seeds} seeds, cache {args.cache or 'demo (48 synthetic dives)'}")
+    print(f"{args.head}: test Spearman, {args.seeds} seeds, cache {args.cache or DEMO_NAME}")
     print(f"{'variant':14s} {'mean':>7s} {'std':>7s} {'- default':>10s}  per seed   params")
     for r in rows:
         print(f"{r['variant']:14s} {fmt(r['mean'], '7.3f'):>7s} {fmt(r['std'], '7.3f'):>7s} "

@@ -7,6 +7,7 @@ Layout (see DESIGN.md)::
               weights (json: name -> sha256), untrained (bool: some video holds untrained features)
     /videos/<id>/   attrs: source_relpath, source_sha256, fps, n_frames, height, width,
                            config_sha256, untrained (bool), status="complete" (written last)
+                           [view_of, view: an augmented view of video view_of, id <view_of>@<view>]
         frames/index, pose/{keypoints,boxes,box_scores,roles},
         features/<backbone>_<stream>/{whole,joints,clip_start,clip_end}, motion/camera
     /labels/        column table: video_id, score, action, difficulty, split, sub/<name>
@@ -17,6 +18,8 @@ Pose keypoints and boxes are pixels of the frames features were computed on, ``h
 when present, are the decoded video's size (x_source = x * source_width / width). ``source_relpath``
 is the video's path relative to the folder it was found in (its file name when given directly).
 Frame indices (``frames/index``, ``clip_start``, ``clip_end``) are integers, also when loaded.
+Augmented views (:mod:`aqa.data.views`) are videos with ``view_of``/``view`` attributes and the
+same arrays; :meth:`CacheReader.video_ids` and the labels list the source videos only.
 
 Crash safety: a video's arrays are written under ``/_incomplete/<id>`` and the group is moved to
 ``/videos/<id>`` only when every array is in; the file is opened only for the duration of one
