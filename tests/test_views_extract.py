@@ -200,6 +200,18 @@ def test_views_end_to_end_and_resume(synth_dir, tmp_path, monkeypatch):
             j, w = _kin_mirror(kin[vid], whole[vid])
             np.testing.assert_allclose(kin[f"{vid}@flip"], j, atol=1e-4)
             np.testing.assert_allclose(whole[f"{vid}@flip"], w, atol=1e-4)
+            # flow histograms: an angle t becomes 180 - t, so bin k becomes bin n/2 - k
+            hof = {k: (r.group(k)["features/hof_flow/whole"][()],
+                       r.group(k)["features/hof_flow/joints"][()]) for k in (vid, f"{vid}@flip")}
+            from aqa.extract.weightfree import DEFAULT_N_BINS as n
+            perm = [(n // 2 - k) % n for k in range(n)]
+            hw, hj = hof[vid][0].copy(), hof[vid][1][:, list(FLIP_KEYPOINTS)].copy()
+            hw[:, :n], hj[..., :n] = hw[:, perm], hj[..., perm]
+            assert not np.allclose(hof[vid][0], hof[f"{vid}@flip"][0])
+            np.testing.assert_allclose(hof[f"{vid}@flip"][0], hw, atol=1e-5)
+            # joint patches are whole-pixel crops around x and W - x: nearly the same pixels
+            np.testing.assert_allclose(hof[f"{vid}@flip"][1], hj, atol=0.03)
+            assert np.abs(hof[f"{vid}@flip"][1] - hj).mean() < 1e-3
 
     # complete: nothing is decoded again
     from aqa.extract.runner import Extractor
