@@ -258,13 +258,21 @@ def list_cmd(as_json):
             p = registry.head_parameters(spec.name)
         except ImportError as e:
             p = {"<unavailable>": str(e)}
+        try:
+            views = (list(spec.paper_views) if registry.accepts_views(spec.name)
+                     else "does not train on views")
+        except ImportError:
+            views = "unknown"
         items.append({"name": spec.name, "description": spec.description, "reference": spec.reference,
-                      "inputs": spec.inputs, "parameters": p})
+                      "inputs": spec.inputs, "paper_views": views, "parameters": p})
     if as_json:
         click.echo(json.dumps(items, indent=2, default=repr))
         return
     for it in items:
-        click.echo(f"{it['name']}: {it['description']}\n    [{it['reference']}]  inputs: {it['inputs']}")
+        v = it["paper_views"]
+        views = (", ".join(v) or "none") if isinstance(v, list) else v
+        click.echo(f"{it['name']}: {it['description']}\n    [{it['reference']}]  inputs: {it['inputs']}"
+                   f"  --views paper: {views}")
         click.echo("    " + ", ".join(f"{k}={v!r}" for k, v in it["parameters"].items()))
 
 

@@ -74,8 +74,10 @@ def test_list():
     assert items["jrg"]["parameters"]["ortho_weight"] == 0.8
     assert items["jrg"]["parameters"]["graph_l2"] == 0.1
     assert items["jrg"]["parameters"]["learning_rate"] == 1e-4
+    assert items["jrg"]["paper_views"] == ["flip"] and items["fragment"]["paper_views"] == ["shift:1-5"]
+    assert items["core"]["paper_views"] == items["c3d-svr"]["paper_views"] == "does not train on views"
     r = CliRunner().invoke(main, ["list"])
-    assert "Joint Relation Graphs" in r.output
+    assert "Joint Relation Graphs" in r.output and "inputs: jrg  --views paper: flip" in r.output
 
 
 @pytest.mark.slow
