@@ -61,10 +61,9 @@ def training_set(head: str, reader, rows: Sequence, feature, views: Sequence[str
     """
     from .inputs import build_inputs
     ids = [r.video_id for r in rows]
-    parts = [build_inputs(head, reader, ids, feature)]
-    for v in views:
-        parts.append(build_inputs(head, reader, reader.view_ids(ids, v), feature))
-    X = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    # one stack over sources and views: a view of another shape (a shift that leaves a video fewer
+    # clips) is the cache's error naming the videos of each shape
+    X = build_inputs(head, reader, ids + [i for v in views for i in reader.view_ids(ids, v)], feature)
     fit_rows = list(rows) * (1 + len(views))
     y = np.array([r.score for r in fit_rows], dtype=float)
     if not views:

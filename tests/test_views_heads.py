@@ -239,3 +239,19 @@ def test_bench_cli_views_option(vcache, tmp_path):
     md = "".join(p.read_text() for p in (tmp_path / "c").glob("*.md"))
     assert "augmented views added to the training rows (never to validation or test rows): " \
            "mlp: shift2" in md
+
+
+def test_a_view_of_another_shape_is_a_clear_error(tmp_path):
+    import h5py
+
+    path = learnable_cache(tmp_path / "c.h5", n=10, views=("shift5",))
+    with h5py.File(path, "a") as f:                  # a shift that left the video one clip fewer
+        g = f["videos/v01@shift5/features/kin_pose"]
+        for part in ("whole", "joints", "clip_start", "clip_end"):
+            a = g[part][()]
+            del g[part]
+            g[part] = a[:-1]
+    with CacheReader(path) as r:
+        rows = [x for x in r.labels() if x.split == "train"]
+        with pytest.raises(ValueError, match=r"videos have different shapes .*v01@shift5"):
+            training_set("mlp", r, rows, "kin_pose", ["shift5"])
