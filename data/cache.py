@@ -357,6 +357,7 @@ class CacheReader:
             raise CacheError(f"{self.path}: no such cache file")
         self._f = _open_checked(self.path, "r")
         self._allowed: set[str] | None = None  # hashes of the root config(s), read on first use
+        self._views: dict[str, list[str]] | None = None  # views(), read on first use
         if self._f.attrs.get("format") != FORMAT:
             self._f.close()
             raise CacheError(f"{self.path}: not an aqa cache (no format={FORMAT!r} attribute)")
@@ -377,25 +378,29 @@ class CacheReader:
                       and (views or "view_of" not in g.attrs))
 
     def views(self) -> dict[str, list[str]]:
-        """Canonical view name -> sorted ids of the source videos that have that view."""
-        out: dict[str, list[str]] = {}
-        for k, g in self._f.get("videos", {}).items():
-            if g.attrs.get("status") == "complete" and "view_of" in g.attrs:
-                out.setdefault(str(g.attrs["view"]), []).append(str(g.attrs["view_of"]))
-        return {name: sorted(ids) for name, ids in sorted(out.items())}
+        """Canonical view name -> sorted ids of the source videos that have that view (read once
+        per reader: the file cannot change while it is open for reading)."""
+        if self._views is None:
+            out: dict[str, list[str]] = {}
+            for k, g in self._f.get("videos", {}).items():
+                if g.attrs.get("status") == "complete" and "view_of" in g.attrs:
+                    out.setdefault(str(g.attrs["view"]), []).append(str(g.attrs["view_of"]))
+            self._views = {name: sorted(ids) for name, ids in sorted(out.items())}
+        return {name: list(ids) for name, ids in self._views.items()}
 
     def view_ids(self, ids: Iterable[str], view: str) -> list[str]:
         """The cache ids of view ``view`` (a canonical name) of each of ``ids``, in order; a source
         without that view is a :class:`CacheError` naming how many lack it and how to add it."""
         from .views import view_id
         ids = list(ids)
-        have = set(self.views().get(view, ()))
+        views = self.views()
+        have = set(views.get(view, ()))
         missing = [v for v in ids if v not in have]
         if missing:
             raise CacheError(
                 f"{self.path}: {len(missing)} of {len(ids)} videos have no {view!r} view (e.g. "
                 f"{', '.join(missing[:3])}); views in the cache: "
-                f"{ {k: len(v) for k, v in self.views().items()} or 'none'}. Add it by re-running "
+                f"{ {k: len(v) for k, v in views.items()} or 'none'}. Add it by re-running "
                 f"the extraction with --view {view}")
         return [view_id(v, view) for v in ids]
 

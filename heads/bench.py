@@ -225,8 +225,6 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
             selection = {"kind": "none", "n_train": len(tr),
                          "reason": f"fewer than {MIN_GRID_ROWS} training rows: no {key} search, "
                                    f"{key}={default!r} (the default)"}
-        elif views:
-            raise ValueError(f"{head}: a grid search over augmented views is not supported")
         else:
             # model selection on a validation split carved from the training rows only
             rng = np.random.RandomState(seed)
