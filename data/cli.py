@@ -91,7 +91,9 @@ def merge(inputs, out, as_json):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="labels CSV to write.")
 @click.option("--raw", is_flag=True, help="Keep the published values as they are (no correction of "
               "the MTL-AQA judge score that is off the scale; see aqa.data.datasets.ERRATA).")
-def labels(dataset, annotation_dir, out, raw):
+@click.option("--cameras", type=click.Choice(["left", "right", "both"]), default=None,
+              help="jigsaws: which camera's recordings (default left; both: each a row of its own).")
+def labels(dataset, annotation_dir, out, raw, cameras):
     """Write the common labels table of DATASET (aqa7, mtl_aqa, unlv_dive, jigsaws, finediving)."""
     from .datasets import DATASETS, read_dataset
     from .labels import write_labels_csv
@@ -99,8 +101,12 @@ def labels(dataset, annotation_dir, out, raw):
     if dataset not in DATASETS:
         fail(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}", 2)
     try:
-        raw_kw = {"errata": False} if raw and dataset == "mtl_aqa" else {}
-        rows = read_dataset(dataset, annotation_dir, **raw_kw)
+        kw = {"errata": False} if raw and dataset == "mtl_aqa" else {}
+        if cameras:
+            if dataset != "jigsaws":
+                fail(f"--cameras is for jigsaws, not {dataset}", 2)
+            kw["cameras"] = cameras
+        rows = read_dataset(dataset, annotation_dir, **kw)
         write_labels_csv(rows, out)
     except (ValueError, KeyError) as e:
         fail(str(e))

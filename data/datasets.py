@@ -30,7 +30,9 @@ Facts about the real files that these readers encode (checked against ../shared/
   labelled dives. The annotations hold 3 dives in no split ((1, 191), (1, 192), (3, 73)), dropped
   unless ``include_unsplit=True`` (then ``split == ""``). Split keys are numpy uint8 pairs.
 - JIGSAWS: 6 modified-GRS items per trial, each 1..5; the target is their sum (6..30). Every trial is
-  in exactly one of the 4 folds of its task.
+  in exactly one of the 4 folds of its task. Each trial is a stereo recording, ``capture1`` (left)
+  and ``capture2`` (right): ``cameras="both"`` reads both as samples of their own, as JRG (Sec.
+  4.2) and AIM (Sec. 5.1) do; the default is the left one, as MUSDL's loader reads.
 - FineDiving: the value is ``[dive_number (str, e.g. '407c'), final_score, difficulty, step_ends
   (2-4 frame indices: last frame of each step before the next), frame_labels (one sub-action label per
   frame)]``. The dive number is kept as numeric sub-scores ``dive_code`` (407) and ``dive_position``
@@ -55,9 +57,9 @@ from .labels import LabelRow, read_labels_csv
 from .safepickle import safe_load
 
 __all__ = [
-    "AQA7_ACTIONS", "JIGSAWS_TASKS", "JIGSAWS_GRS_ITEMS", "MTL_AQA_FIELDS", "ERRATA", "KNOWN_MISSING",
+    "AQA7_ACTIONS", "JIGSAWS_TASKS", "JIGSAWS_GRS_ITEMS", "JIGSAWS_CAMERAS", "MTL_AQA_FIELDS", "ERRATA", "KNOWN_MISSING",
     "EXPECTED_FILES", "DATASETS", "VIDEO_EXTENSIONS", "VideoItem",
-    "read_aqa7", "read_mtl_aqa", "read_unlv_dive", "read_jigsaws", "read_finediving",
+    "read_aqa7", "read_mtl_aqa", "read_unlv_dive", "read_jigsaws", "jigsaws_video_id", "read_finediving",
     "read_finediving_frame_labels", "read_folder", "read_dataset", "video_relpath", "dive_number",
     "diving_final_score",
 ]
@@ -320,6 +322,35 @@ def read_unlv_dive(ann_dir: str | Path, *, include_unsplit: bool = False) -> lis
 
 # ---------------------------------------------------------------------------------------- JIGSAWS
 
+#: JIGSAWS camera -> the suffix of its recordings (``<trial>_capture1.avi``); the left camera's
+#: video id is the trial name, the right camera's ``<trial>_capture2``
+JIGSAWS_CAMERAS = {"left": "capture1", "right": "capture2"}
+
+
+def _jigsaws_cameras(cameras) -> list[str]:
+    """``"left"``, ``"right"``, ``"both"`` or a sequence of the first two -> camera names."""
+    cams = list(JIGSAWS_CAMERAS) if cameras == "both" else [cameras] if isinstance(cameras, str) \
+        else list(cameras)
+    bad = [c for c in cams if c not in JIGSAWS_CAMERAS]
+    if bad or not cams:
+        raise ValueError(f"jigsaws cameras {cameras!r}: choose left, right or both")
+    return list(dict.fromkeys(cams))
+
+
+def jigsaws_video_id(trial: str, camera: str = "left") -> str:
+    """The video id of ``trial``'s recording by ``camera``: the trial name for the left camera (the
+    ids of MUSDL's labels), ``<trial>_capture2`` for the right one."""
+    return trial if camera == "left" else f"{trial}_{JIGSAWS_CAMERAS[camera]}"
+
+
+def _jigsaws_trial(video_id: str) -> tuple[str, str]:
+    """(trial, capture suffix) of a JIGSAWS video id (:func:`jigsaws_video_id`)."""
+    for capture in JIGSAWS_CAMERAS.values():
+        if video_id.endswith("_" + capture):
+            return video_id[:-len(capture) - 1], capture
+    return video_id, JIGSAWS_CAMERAS["left"]
+
+
 def _jigsaws_task(trial: str, source: Path) -> str:
     m = re.fullmatch(r"(Suturing|Knot_Tying|Needle_Passing)_([A-Z])(\d{3})", trial)
     if not m:
@@ -328,9 +359,14 @@ def _jigsaws_task(trial: str, source: Path) -> str:
     return m.group(1)
 
 
-def read_jigsaws(ann_dir: str | Path) -> list[LabelRow]:
-    """JIGSAWS: one row per trial (103), ``score`` = sum of the 6 GRS items (sub-scores
-    :data:`JIGSAWS_GRS_ITEMS`), ``action`` = task, ``split`` = ``fold0``..``fold3`` of its task."""
+def read_jigsaws(ann_dir: str | Path, cameras="left") -> list[LabelRow]:
+    """JIGSAWS: one row per trial (103) and camera, ``score`` = sum of the 6 GRS items (sub-scores
+    :data:`JIGSAWS_GRS_ITEMS`), ``action`` = task, ``split`` = ``fold0``..``fold3`` of its task.
+
+    ``cameras``: ``"left"`` (default; ids are the trial names), ``"right"`` or ``"both"`` (each
+    recording a sample of its own, :func:`jigsaws_video_id`); a trial's recordings share its fold,
+    so cross-validation never tests a trial whose other camera it trained on."""
+    cams = _jigsaws_cameras(cameras)
     lab_path = _file(ann_dir, "label.pkl", "jigsaws")
     sp_path = _file(ann_dir, "splits.pkl", "jigsaws")
     labels = _load_dict(lab_path)
@@ -364,8 +400,9 @@ def read_jigsaws(ann_dir: str | Path) -> list[LabelRow]:
         if not isinstance(items, (list, tuple, np.ndarray)) or len(items) != len(JIGSAWS_GRS_ITEMS):
             raise ValueError(f"{lab_path}: trial {trial!r} has GRS items {items!r}, expected a list of 6")
         vals = [_number(v, name, trial, lab_path) for v, name in zip(items, JIGSAWS_GRS_ITEMS)]
-        rows.append(LabelRow(video_id=trial, score=float(sum(vals)), action=task,
-                             split=fold_of[trial], sub_scores=dict(zip(JIGSAWS_GRS_ITEMS, vals))))
+        rows += [LabelRow(video_id=jigsaws_video_id(trial, cam), score=float(sum(vals)), action=task,
+                          split=fold_of[trial], sub_scores=dict(zip(JIGSAWS_GRS_ITEMS, vals)))
+                 for cam in cams]
     return rows
 
 
@@ -519,7 +556,8 @@ def video_relpath(name: str, video_id: str | LabelRow) -> str:
     - ``mtl_aqa``, ``unlv_dive``: ``<video:02d>_<clip:02d>``, the frame folder of the dive cut from
       full video ``<video:02d>`` up to its ``end_frame`` (MUSDL's layout; ``python -m aqa.pipelines
       cut`` makes it from the release's full videos, see :mod:`aqa.pipelines.cut`).
-    - ``jigsaws``: ``<task>/video/<trial>_capture1.avi`` (the left camera, as MUSDL/USDL use).
+    - ``jigsaws``: ``<task>/video/<trial>_capture1.avi`` (the left camera; the right camera's id
+      ``<trial>_capture2`` is ``<task>/video/<trial>_capture2.avi``).
     - ``finediving``: ``<event>/<clip>``, the frame folder (FINADiving_MTL_256s layout).
     """
     vid = video_id.video_id if isinstance(video_id, LabelRow) else str(video_id)
@@ -534,7 +572,8 @@ def video_relpath(name: str, video_id: str | LabelRow) -> str:
         v, c = vid.split("_")
         return f"{int(v):02d}_{int(c):02d}"
     if name == "jigsaws":
-        return f"{_jigsaws_task(vid, Path('video_id'))}/video/{vid}_capture1.avi"
+        trial, capture = _jigsaws_trial(vid)
+        return f"{_jigsaws_task(trial, Path('video_id'))}/video/{trial}_{capture}.avi"
     if name == "finediving":
         event, sep, clip = vid.rpartition("_")
         if not sep or not event or not clip.isdigit():

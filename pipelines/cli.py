@@ -46,19 +46,25 @@ def list_cmd():
                    "and added to the training rows of the heads that train on views; 'paper': "
                    "each head the views its paper trains on (JRG flips, the fragment network's "
                    "start shifts, the Siamese DML's zoom and brightness copies).")
+@click.option("--cameras", type=click.Choice(["left", "right", "both"]), default=None,
+              help="JIGSAWS: which camera's recordings (default left, as MUSDL reads; both: each "
+                   "recording a sample of its own, as JRG and AIM did, a trial's two in one fold).")
 def run(recipe, video_dir, annotation_dir, out, heads, seeds, pose, backbones, no_backbone,
-        without_difficulty, device, weights, untrained, views):
+        without_difficulty, device, weights, untrained, views, cameras):
     """Run RECIPE on the videos in VIDEO_DIR with the annotation files in ANNOTATION_DIR."""
     from aqa.extract.weights import WeightsError, parse_weight_overrides
 
     from .recipes import run_recipe
 
+    if cameras and recipe != "jigsaws":
+        click.echo(f"error: --cameras is for the jigsaws recipe, not {recipe}", err=True)
+        sys.exit(2)
     try:
         res = run_recipe(recipe, video_dir, annotation_dir, out, heads=heads, seeds=seeds, pose=pose,
                          backbones=() if no_backbone else backbones,
                          with_difficulty=not without_difficulty, device=device,
                          untrained=untrained, weight_overrides=parse_weight_overrides(weights),
-                         views=views)
+                         views=views, dataset_options={"cameras": cameras} if cameras else None)
     except (ValueError, FileNotFoundError, WeightsError, RuntimeError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

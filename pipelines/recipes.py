@@ -28,6 +28,10 @@ finediving official split   core: 96 frames evenly over the    train/test   no
                             windows of 16, one every 9 frames
 ========== ================ ====================================== ============ ==========
 
+JIGSAWS' stereo recordings: the left camera by default, both with ``dataset_options={"cameras":
+"both"}`` (``--cameras both``), each recording a sample of its own in its trial's fold, as JRG
+(Sec. 4.2) and AIM did.
+
 The benchmarks with difficulty labels (MTL-AQA, UNLV-Dive, FineDiving) run with the difficulty
 given to the heads that take it (CoRe's exemplar choice, "w/ DD") or hidden from them
 (``with_difficulty=False``, "w/o DD"); AQA-7 and JIGSAWS have none, and the report says so.
@@ -144,13 +148,14 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                sampling_options: dict | None = None, with_difficulty: bool = True,
                device: str = "auto", untrained: bool = False, weight_overrides: dict | None = None,
                head_params: dict | None = None, feature: str | None = None,
-               views=None, progress: bool = True) -> dict:
+               views=None, dataset_options: dict | None = None, progress: bool = True) -> dict:
     """Run recipe ``name`` (see :data:`RECIPES`) and write its report into ``out_dir``.
 
     ``views``: augmented views extracted for the protocol's training videos only (every video
     under 4-fold cross-validation) and added to the training rows of the heads that train on
     views: view specs (``"flip"``) for every such head, or ``"paper"`` for each head's own
-    (:attr:`aqa.heads.registry.HeadSpec.paper_views`)."""
+    (:attr:`aqa.heads.registry.HeadSpec.paper_views`). ``dataset_options``: keywords of the
+    benchmark's reader (:mod:`aqa.data.datasets`), e.g. ``{"cameras": "both"}`` for JIGSAWS."""
     from aqa.data.cache import verify
     from aqa.data.datasets import read_dataset
     from aqa.data.labels import write_labels_csv
@@ -168,7 +173,7 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     recipe = RECIPES[name]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = read_dataset(name, annotation_dir)
+    rows = read_dataset(name, annotation_dir, **(dataset_options or {}))
     # R-l2's per-action score range (CoRe eq. 11) over every labelled score, present video or not
     ranges = score_ranges_of(rows)
     has_difficulty = any(math.isfinite(r.difficulty) for r in rows)
@@ -218,6 +223,7 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                       "videos_found": len(items), "videos_missing": len(missing),
                       "difficulty_labels": has_difficulty,
                       "difficulty_requested": with_difficulty,
+                      "dataset_options": dict(dataset_options or {}),
                       "extraction_failed": [r.video_id for r in summary.failed]})
     paths = write_report(res, out / "report")
     md = paths["md"].read_text()
@@ -231,7 +237,8 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     head = [f"# {name}: {recipe.description}", "",
             f"- videos: {len(items)} found, {len(missing)} missing (listed in missing_videos.txt), "
             f"{len(summary.failed)} failed extraction (see {cache.name}.failures.json)",
-            f"- difficulty given to heads: {dd}", ""]
+            f"- difficulty given to heads: {dd}",
+            *([f"- annotation reader options: {dataset_options}"] if dataset_options else []), ""]
     paths["md"].write_text("\n".join(head) + md)
     (out / "recipe.json").write_text(json.dumps(res.setup, indent=2, default=str))
     return {"result": res, "paths": paths, "cache": cache, "missing": missing,

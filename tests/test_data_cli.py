@@ -37,6 +37,20 @@ def test_labels_raw_keeps_the_published_judge_score(tmp_path):
     assert judge == {0: 4.5, 1: 45.0}
 
 
+def test_labels_jigsaws_both_cameras(tmp_path):
+    if not (SHARED / "jigsaws").is_dir():
+        pytest.skip(f"{SHARED / 'jigsaws'} absent (real annotation files not available)")
+    out = tmp_path / "labels.csv"
+    res = CliRunner().invoke(data_cli, ["labels", "jigsaws", str(SHARED / "jigsaws"), "--out", str(out),
+                                        "--cameras", "both"])
+    assert res.exit_code == 0, res.output
+    ids = {r.video_id for r in read_labels_csv(out)}
+    assert len(ids) == 206 and "Suturing_B001" in ids and "Suturing_B001_capture2" in ids
+    res = CliRunner().invoke(data_cli, ["labels", "mtl_aqa", str(SHARED / "mtl_aqa"), "--out", str(out),
+                                        "--cameras", "both"])
+    assert res.exit_code == 2 and "--cameras is for jigsaws" in res.output
+
+
 def test_labels_command_errors(tmp_path):
     res = CliRunner().invoke(data_cli, ["labels", "nope", str(tmp_path), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown dataset" in res.output

@@ -194,6 +194,22 @@ def test_jigsaws_synthetic(tmp_path):
         ("Suturing_B001", "Suturing", "fold0", 20.0), ("Suturing_C002", "Suturing", "fold2", 6.0)]
 
 
+def test_jigsaws_cameras(tmp_path):
+    ann = _jig(tmp_path, *_jig_data())
+    left = read_jigsaws(ann)
+    both = read_jigsaws(ann, cameras="both")
+    right = _by_id(read_jigsaws(ann, cameras="right"))
+    assert len(both) == 2 * len(left) == 8
+    assert sorted(right) == sorted(f"{r.video_id}_capture2" for r in left)
+    for r in left:        # the right camera's recording: the same trial, score, task and fold
+        o = right[f"{r.video_id}_capture2"]
+        assert (o.score, o.action, o.split, o.sub_scores) == (r.score, r.action, r.split, r.sub_scores)
+    assert {r.video_id for r in both} == {r.video_id for r in left} | set(right)
+    assert read_dataset("jigsaws", ann, cameras=["right", "left"])[0].video_id == "Knot_Tying_D003_capture2"
+    with pytest.raises(ValueError, match="jigsaws cameras 'top': choose left, right or both"):
+        read_jigsaws(ann, cameras="top")
+
+
 @pytest.mark.parametrize("mutate,msg", [
     (lambda l, s: s["Suturing"][3].append("Suturing_B001"), r"'Suturing_B001' is in fold0 and fold3"),
     (lambda l, s: l.pop("Suturing_C002"), r"have no label.*Suturing_C002"),
@@ -296,6 +312,8 @@ def test_video_relpath():
     assert video_relpath("aqa7", LabelRow("04_120", 1.0)) == "snowboard_big_air/120.avi"
     assert video_relpath("mtl_aqa", "01_07") == "01_07"
     assert video_relpath("jigsaws", "Knot_Tying_B001") == "Knot_Tying/video/Knot_Tying_B001_capture1.avi"
+    assert video_relpath("jigsaws", "Knot_Tying_B001_capture2") == \
+        "Knot_Tying/video/Knot_Tying_B001_capture2.avi"
     assert video_relpath("finediving", "FINADivingWorldCup2021_Men3m_final_r1_8") == "FINADivingWorldCup2021_Men3m_final_r1/8"
     for name, bad in [("aqa7", "07_001"), ("mtl_aqa", "x_1"), ("jigsaws", "Cutting_B001"), ("finediving", "noclip")]:
         with pytest.raises(ValueError):
@@ -379,6 +397,8 @@ def test_real_aqa7():
 def test_real_jigsaws():
     rows = read_jigsaws(SHARED / "jigsaws")
     assert len(rows) == 103 and len({r.video_id for r in rows}) == 103
+    both = read_jigsaws(SHARED / "jigsaws", cameras="both")
+    assert len({r.video_id for r in both}) == 206        # "There are 206 videos" (AIM Sec. 5.1)
     assert Counter(r.action for r in rows) == {"Suturing": 39, "Knot_Tying": 36, "Needle_Passing": 28}
     folds = Counter((r.action, r.split) for r in rows)
     assert set(folds) == {(t, f"fold{i}") for t in ("Suturing", "Knot_Tying", "Needle_Passing") for i in range(4)}

@@ -252,3 +252,32 @@ def test_recipe_views_are_extracted_for_training_videos_only(synth, tmp_path):
         assert r.views() == {"flip": train} and len(train) < len(r.video_ids())
     assert res["result"].setup["views"] == {"mlp": ["flip"]}
     assert "augmented views added to the training rows" in res["paths"]["md"].read_text()
+
+
+def test_jigsaws_both_cameras_are_samples_of_their_own(synth, tmp_path):
+    import shutil
+
+    from aqa.data.labels import read_labels_csv
+
+    rows, d = synth
+    videos, ann = make_benchmark("jigsaws", rows, d, tmp_path / "bench")
+    for left in videos.rglob("*_capture1.*"):             # the right camera's recordings
+        shutil.copy(left, left.with_name(left.name.replace("_capture1", "_capture2")))
+    out = tmp_path / "out"
+    res = run_recipe("jigsaws", videos, ann, out, heads=["c3d-svr"], seeds=1, pose="file",
+                     backbones=(), flow="tvl1-cpu", flow_options=FAST_FLOW, device="cpu",
+                     progress=False, dataset_options={"cameras": "both"})
+    assert not res["missing"] and not res["failed"]
+    setup = json.loads((out / "recipe.json").read_text())
+    assert setup["videos_found"] == 24 and setup["dataset_options"] == {"cameras": "both"}
+    labels = {r.video_id: r for r in read_labels_csv(out / "labels.csv")}
+    assert len(labels) == 24
+    for vid, r in labels.items():
+        if not vid.endswith("_capture2"):                 # a trial's two recordings, one fold
+            assert labels[vid + "_capture2"].split == r.split
+    assert "- annotation reader options: {'cameras': 'both'}" in res["paths"]["md"].read_text()
+    from click.testing import CliRunner
+    from aqa.pipelines.cli import main as pipelines_cli
+    bad = CliRunner().invoke(pipelines_cli, ["run", "aqa7", str(videos), str(ann), "--out",
+                                             str(tmp_path / "o"), "--cameras", "both"])
+    assert bad.exit_code == 2 and "--cameras is for the jigsaws recipe" in bad.output
