@@ -563,12 +563,31 @@ def to_markdown(res: BenchResult) -> str:
         buf.write(f"\nPublished figure of {head} is from another protocol, not comparable: {why}.\n")
     for head, why in sorted((res.setup.get("published_withheld") or {}).items()):
         buf.write(f"\nPublished figure withheld: {why}.\n")
+    for head, kinds in augmentation_gaps(res, table).items():
+        buf.write(f"\nPublished figure of {head} was trained with its paper's {'/'.join(kinds)} "
+                  f"augmentation, which this run did not use (extract the views with aqa-extract "
+                  f"--view, then --views paper).\n")
     if res.errors:
         buf.write("\nFailed runs:\n\n")
         for head in res.heads:
             for e in res.head_errors(head):
                 buf.write(f"- {head} {e}\n")
     return buf.getvalue()
+
+
+def augmentation_gaps(res: BenchResult, table: list[dict]) -> dict[str, list[str]]:
+    """head -> the kinds of augmented view its paper trained on that this run's training rows
+    lacked, for the heads shown beside a published figure."""
+    from aqa.data.views import parse_view
+
+    from . import registry
+    used = res.setup.get("views") or {}
+    out = {}
+    for head in sorted({r["head"] for r in table if np.isfinite(r["published_spearman"])}):
+        missing = registry.paper_view_kinds(head) - {parse_view(v).kind for v in used.get(head, [])}
+        if missing and registry.accepts_views(head):
+            out[head] = sorted(missing)
+    return out
 
 
 def errors_list(res: BenchResult) -> list[dict]:

@@ -57,15 +57,15 @@ PUBLISHED: dict[str, dict[str, dict]] = {
         "jrg": {"suturing": 0.36, "needle_passing": 0.54, "knot_tying": 0.75, "avg": 0.57,
                 "source": "JRG (ICCV 2019) Table 4", "paper": "jrg",
                 "differs": "JRG's nodes are the robot's manipulators with DCT features of their 3-D "
-                           "kinematics, left and right views are separate samples, and the folds are "
+                           "kinematics, left and right views are separate samples (`--cameras both`), and the folds are "
                            "those of its ref. [6], not MUSDL's folds of left-view videos"},
         "mlp": {"suturing": 0.09, "needle_passing": 0.10, "knot_tying": 0.15, "avg": 0.11,
                 "source": "JRG's Whole-scene baseline, JRG (ICCV 2019) Table 4", "paper": "jrg",
-                "differs": "left and right views as separate samples on the folds of JRG's ref. [6], "
+                "differs": "left and right views as separate samples (`--cameras both`) on the folds of JRG's ref. [6], "
                            "not MUSDL's folds of left-view videos"},
         "aim": {"suturing": 0.63, "needle_passing": 0.65, "knot_tying": 0.82, "avg": 0.71,
                 "source": "AIM (ECCV 2020) Table 2 (in %)", "paper": "aim",
-                "differs": "all 206 videos (both views) with the manipulators' 3-D kinematics as the "
+                "differs": "all 206 videos (both views, `--cameras both`) with the manipulators' 3-D kinematics as the "
                            "primary and secondary, on the folds of its ref. [15], not MUSDL's folds of "
                            "the 103 left-view videos"},
         # CoRe's Table 4 (per task) is not in the text of the paper we hold; the average is stated

@@ -255,3 +255,18 @@ def test_a_view_of_another_shape_is_a_clear_error(tmp_path):
         rows = [x for x in r.labels() if x.split == "train"]
         with pytest.raises(ValueError, match=r"videos have different shapes .*v01@shift5"):
             training_set("mlp", r, rows, "kin_pose", ["shift5"])
+
+
+def test_report_says_when_a_published_figure_had_augmentation_this_run_lacked(vcache):
+    from aqa.heads.bench import to_markdown
+
+    kw = dict(heads=["jrg", "mlp"], seeds=1, feature="kin_pose", progress=False, benchmark="aqa7",
+              params={"jrg": {"staged": False, "max_iter": 20, "encoder_dim": 8, "hidden_dim": 4},
+                      "mlp": {"max_iter": 20}})
+    md = to_markdown(run_bench(vcache, **kw))
+    assert "0.7630" in md                                         # JRG's published diving figure
+    assert ("Published figure of jrg was trained with its paper's flip augmentation, which this "
+            "run did not use") in md
+    assert "Published figure of mlp was trained" not in md        # its paper has no views
+    md = to_markdown(run_bench(vcache, views="paper", **kw))
+    assert "was trained with its paper's" not in md and "jrg: flip" in md
