@@ -135,8 +135,9 @@ def _view_split_ids(split, labels, views):
               help="Also extract an augmented view of each video, stored beside it as "
                    "ID@NAME (repeatable, comma-separated allowed): flip (mirrored left-right), "
                    "shift:K or shift:K-L (starting K frames later), zoom:F (the central 1/F of "
-                   "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G). Decode, "
-                   "pose and flow run once per video; complete views are skipped. Views are for "
+                   "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G), "
+                   "histeq (luminance histogram-equalised). Decode, pose and flow run once per "
+                   "video; complete views are skipped. Views are for "
                    "training rows only: `aqa-heads train --views ...`.")
 @click.option("--view-split", default=None, metavar="SPLIT",
               help="Extract the --view copies only of the videos whose --labels row has this "

@@ -1,7 +1,7 @@
 """Augmented views of one decoded video: its frames, poses and flow transformed as the view says.
 
-A view (:class:`aqa.data.views.View`: ``flip``, ``shiftK``, ``zoomF``, ``brightG``) is extracted
-from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
+A view (:class:`aqa.data.views.View`: ``flip``, ``shiftK``, ``zoomF``, ``brightG``, ``histeq``) is
+extracted from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
 their indices, the selected persons' poses, the optical flow), so decoding, pose estimation, person
 selection and flow run once per video however many views are asked for. Poses and flow are
 *transformed*, not recomputed: pose estimation is the costly stage, and the ideal flow of
@@ -24,7 +24,7 @@ from aqa.data.views import View, parse_view
 from .pose.base import COCO_KEYPOINTS
 from .pose.selection import PoseTrack
 
-__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "FLIP_KEYPOINTS",
+__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "histeq", "FLIP_KEYPOINTS",
            "MIN_FRAMES"]
 
 
@@ -67,8 +67,8 @@ def apply_view(view: View | str, data: VideoData) -> VideoData:
     """``data`` as view ``view`` (a :class:`View` or its spec) sees it; a video the view cannot be
     taken of (a shift that leaves fewer than :data:`MIN_FRAMES` frames) is a ValueError."""
     view = parse_view(view) if isinstance(view, str) else view
-    if view.kind == "flip":
-        return flip(data)
+    if view.kind in ("flip", "histeq"):
+        return {"flip": flip, "histeq": histeq}[view.kind](data)
     return {"shift": shift, "zoom": zoom, "bright": bright}[view.kind](data, view.value)
 
 
@@ -152,3 +152,16 @@ def bright(data: VideoData, gain: float) -> VideoData:
     on the brightened frames would differ only by its own noise)."""
     frames = np.clip(np.rint(data.frames.astype(np.float32) * float(gain)), 0, 255)
     return replace(data, frames=frames.astype(np.uint8))
+
+
+def histeq(data: VideoData) -> VideoData:
+    """Each frame's luminance (Y of YCrCb) histogram-equalised with cv2.equalizeHist, its colour
+    kept. Poses and flow are the source's, as for :func:`bright`."""
+    import cv2
+
+    out = np.empty_like(data.frames)
+    for i, f in enumerate(data.frames):
+        ycc = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb)
+        ycc[..., 0] = cv2.equalizeHist(ycc[..., 0])
+        out[i] = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    return replace(data, frames=out)

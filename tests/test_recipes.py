@@ -238,7 +238,7 @@ def test_recipe_views_are_extracted_for_training_videos_only(synth, tmp_path):
     assert [v.name for v in recipe_views(["jrg", "fragment", "core", "c3d-svr"], "paper")] == \
         ["flip", "shift1", "shift2", "shift3", "shift4", "shift5"]
     assert recipe_views(["mlp"], None) == []
-    with pytest.raises(ValueError, match="expected flip"):
+    with pytest.raises(ValueError, match="expected flip, histeq"):
         run_recipe("unlv_dive", tmp_path, tmp_path, tmp_path / "o", views="mirror")
     rows, d = synth
     videos, ann = make_benchmark("unlv_dive", rows, d, tmp_path / "bench")

@@ -12,7 +12,8 @@ from aqa.extract.cli import main as extract_cli
 from aqa.extract.pose.base import COCO_KEYPOINTS
 from aqa.extract.pose.selection import PoseTrack
 from aqa.extract.runner import ExtractConfig, run_extraction
-from aqa.extract.views import FLIP_KEYPOINTS, VideoData, apply_view, bright, flip, shift, zoom
+from aqa.extract.views import (FLIP_KEYPOINTS, VideoData, apply_view, bright, flip, histeq, shift,
+                                zoom)
 
 FAST_FLOW = {"nscales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 5}
 FAST = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8}, flow="tvl1-cpu",
@@ -132,6 +133,22 @@ def test_bright_scales_frames_only():
         np.testing.assert_array_equal(b.frames, expect)
         _assert_same(b, VideoData(expect, d.index, d.track, d.flow))
     assert bright(d, 1.5).frames[0, 0, 0].tolist() == [255, 15, 0]
+
+
+def test_histeq_spreads_a_dim_video_over_the_whole_range_and_keeps_hue():
+    d = _data()
+    g = np.linspace(40, 90, W).astype(np.uint8)              # a dim grey ramp, one warm pixel
+    frames = np.repeat(np.repeat(g[None, None, :, None], H, 1), 3, 3).repeat(len(d.frames), 0)
+    frames[:, 0, 0] = [90, 60, 30]
+    d = VideoData(frames, d.index, d.track, d.flow)
+    e = apply_view("histeq", d)
+    y = e.frames[0, 1:].astype(float).mean(-1)
+    assert y.min() < 10 and y.max() > 245                    # stretched to the full range
+    assert (np.diff(y[0]) >= -1).all()                        # order of intensities kept
+    r, gr, b = e.frames[0, 0, 0].astype(int)
+    assert r > gr > b                                         # the warm pixel stays warm
+    _assert_same(e, VideoData(e.frames, d.index, d.track, d.flow))
+    np.testing.assert_array_equal(histeq(e).frames[0, 1:], e.frames[0, 1:])   # idempotent
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -294,7 +311,7 @@ def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
 
 def test_cli_bad_view_is_a_usage_error_before_any_video(synth_dir, tmp_path):
     out = tmp_path / "f.h5"
-    for spec, msg in (("flop", "view 'flop': expected flip, shift:K"),
+    for spec, msg in (("flop", "view 'flop': expected flip, histeq, shift:K"),
                       ("zoom:9", "view zoom: 9.0 is not a factor in (1, 4]"),
                       ("flip,bright:1", "view bright: 1.0 is not a gain in (0, 4], not 1")):
         res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--quiet",
