@@ -1,8 +1,8 @@
 """Augmented views of a video: what they are called and how they sit in the cache.
 
 The papers augment their training videos: JRG flips them left-right (Pan et al. Sec. 4.1), Li et
-al. shift the start frame by 0..5 frames, the Siamese DML adds zoomed, brightness-changed and
-histogram-equalised copies (Jain et al. Sec. IV). A view is such a transformed copy, extracted once into the cache
+al. shift the start frame by 0..5 frames, the Siamese DML adds zoomed, brightness-changed,
+histogram-equalised and background-masked copies (Jain et al. Sec. IV). A view is such a transformed copy, extracted once into the cache
 beside its source video (``aqa-extract --view flip``) and added to the *training* rows only
 (``aqa-heads train --views flip``); test and validation scores are never taken on views.
 
@@ -13,6 +13,8 @@ Spec grammar (``parse_views``), each with its canonical name:
 ``zoom:F`` / ``zoomF``   the central 1/F of each frame scaled back to full size (1 < F <= 4)
 ``bright:G``/``brightG`` intensities multiplied by G (0 < G <= 4, G != 1), clipped to [0, 255]
 ``histeq``               each frame's luminance histogram-equalised (poses and flow kept)
+``mask``                 the background blacked out: everything outside the performers' boxes
+                         (grown by a quarter of their size), flow there zeroed (poses kept)
 
 In the cache a view is a video of its own, ``/videos/<source_id>@<name>``, with two more
 attributes: ``view_of`` (the source's id) and ``view`` (the canonical name). Everything that
@@ -27,16 +29,16 @@ from dataclasses import dataclass
 __all__ = ["View", "parse_view", "parse_views", "view_id", "VIEW_SEPARATOR", "VIEW_KINDS"]
 
 VIEW_SEPARATOR = "@"
-VIEW_KINDS = ("flip", "shift", "zoom", "bright", "histeq")
+VIEW_KINDS = ("flip", "shift", "zoom", "bright", "histeq", "mask")
 #: kinds that take no amount
-_PLAIN = ("flip", "histeq")
-_SPEC = re.compile(r"(flip|histeq)|(shift|zoom|bright):?([0-9.]+(?:-[0-9]+)?)")
+_PLAIN = ("flip", "histeq", "mask")
+_SPEC = re.compile(r"(flip|histeq|mask)|(shift|zoom|bright):?([0-9.]+(?:-[0-9]+)?)")
 
 
 @dataclass(frozen=True)
 class View:
-    """One augmentation: ``kind`` in :data:`VIEW_KINDS`, ``value`` its amount (None for flip and
-    histeq)."""
+    """One augmentation: ``kind`` in :data:`VIEW_KINDS`, ``value`` its amount (None for the kinds
+    without one: flip, histeq, mask)."""
 
     kind: str
     value: float | None = None
@@ -54,7 +56,7 @@ class View:
         else:
             raise ValueError(f"unknown view kind {self.kind!r}; choose from {list(VIEW_KINDS)}")
         if not ok:
-            need = {"flip": "no amount", "histeq": "no amount", "shift": "a whole number of frames >= 1",
+            need = {"flip": "no amount", "histeq": "no amount", "mask": "no amount", "shift": "a whole number of frames >= 1",
                     "zoom": "a factor in (1, 4]", "bright": "a gain in (0, 4], not 1"}[self.kind]
             raise ValueError(f"view {self.kind}: {v!r} is not {need}")
 
@@ -87,7 +89,7 @@ def parse_views(specs) -> list[View]:
                 continue
             m = _SPEC.fullmatch(spec)
             if m is None:
-                raise ValueError(f"view {spec!r}: expected flip, histeq, shift:K, shift:K-L, "
+                raise ValueError(f"view {spec!r}: expected flip, histeq, mask, shift:K, shift:K-L, "
                                  "zoom:F or bright:G (e.g. flip,shift:1-5,zoom:1.2,bright:0.8)")
             if m.group(1):
                 views = [View(m.group(1))]

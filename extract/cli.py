@@ -136,7 +136,8 @@ def _view_split_ids(split, labels, views):
                    "ID@NAME (repeatable, comma-separated allowed): flip (mirrored left-right), "
                    "shift:K or shift:K-L (starting K frames later), zoom:F (the central 1/F of "
                    "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G), "
-                   "histeq (luminance histogram-equalised). Decode, pose and flow run once per "
+                   "histeq (luminance histogram-equalised), mask (the background outside the "
+                   "performers' boxes blacked out). Decode, pose and flow run once per "
                    "video; complete views are skipped. Views are for "
                    "training rows only: `aqa-heads train --views ...`.")
 @click.option("--view-split", default=None, metavar="SPLIT",

@@ -1,7 +1,7 @@
 """Augmented views of one decoded video: its frames, poses and flow transformed as the view says.
 
-A view (:class:`aqa.data.views.View`: ``flip``, ``shiftK``, ``zoomF``, ``brightG``, ``histeq``) is
-extracted from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
+A view (:class:`aqa.data.views.View`: ``flip``, ``shiftK``, ``zoomF``, ``brightG``, ``histeq``,
+``mask``) is extracted from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
 their indices, the selected persons' poses, the optical flow), so decoding, pose estimation, person
 selection and flow run once per video however many views are asked for. Poses and flow are
 *transformed*, not recomputed: pose estimation is the costly stage, and the ideal flow of
@@ -24,7 +24,8 @@ from aqa.data.views import View, parse_view
 from .pose.base import COCO_KEYPOINTS
 from .pose.selection import PoseTrack
 
-__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "histeq", "FLIP_KEYPOINTS",
+__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "histeq", "mask",
+           "MASK_MARGIN", "FLIP_KEYPOINTS",
            "MIN_FRAMES"]
 
 
@@ -40,6 +41,9 @@ def _mirrored(name: str) -> str:
 FLIP_KEYPOINTS = tuple(COCO_KEYPOINTS.index(_mirrored(n)) for n in COCO_KEYPOINTS)
 #: fewest frames a view may have (one flow pair)
 MIN_FRAMES = 2
+#: how far the foreground of a ``mask`` view reaches beyond a person's box, per side, as a
+#: fraction of the box's width (left, right) and height (top, bottom)
+MASK_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ def apply_view(view: View | str, data: VideoData) -> VideoData:
     """``data`` as view ``view`` (a :class:`View` or its spec) sees it; a video the view cannot be
     taken of (a shift that leaves fewer than :data:`MIN_FRAMES` frames) is a ValueError."""
     view = parse_view(view) if isinstance(view, str) else view
-    if view.kind in ("flip", "histeq"):
-        return {"flip": flip, "histeq": histeq}[view.kind](data)
+    if view.value is None:
+        return {"flip": flip, "histeq": histeq, "mask": mask}[view.kind](data)
     return {"shift": shift, "zoom": zoom, "bright": bright}[view.kind](data, view.value)
 
 
@@ -165,3 +169,29 @@ def histeq(data: VideoData) -> VideoData:
         ycc[..., 0] = cv2.equalizeHist(ycc[..., 0])
         out[i] = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
     return replace(data, frames=out)
+
+
+def foreground(data: VideoData, margin: float = MASK_MARGIN) -> np.ndarray:
+    """(F, H, W) bool: inside some selected person's box grown by ``margin`` of its size per side;
+    a frame without a person has no foreground."""
+    n, (h, w) = len(data.frames), data.size
+    keep = np.zeros((n, h, w), bool)
+    for t, boxes in enumerate(data.track.boxes):
+        for x1, y1, x2, y2 in boxes:
+            if not np.isfinite([x1, y1, x2, y2]).all():
+                continue
+            mx, my = margin * (x2 - x1), margin * (y2 - y1)
+            c0, c1 = int(np.clip(np.floor(x1 - mx), 0, w)), int(np.clip(np.ceil(x2 + mx), 0, w))
+            r0, r1 = int(np.clip(np.floor(y1 - my), 0, h)), int(np.clip(np.ceil(y2 + my), 0, h))
+            keep[t, r0:r1, c0:c1] = True
+    return keep
+
+
+def mask(data: VideoData) -> VideoData:
+    """The background blacked out: pixels outside :func:`foreground` set to 0, and the flow of
+    each pair zeroed where its first frame is background (nothing moves in black). Poses are the
+    source's. The paper masks "the background" without saying how; the person boxes are what the
+    cache knows of the foreground."""
+    keep = foreground(data)
+    flow = None if data.flow is None else data.flow * keep[:-1, ..., None]
+    return replace(data, frames=data.frames * keep[..., None].astype(data.frames.dtype), flow=flow)

@@ -45,7 +45,8 @@ def list_cmd():
               help="Augmented views of the training videos (e.g. 'flip', 'shift:1-5'), extracted "
                    "and added to the training rows of the heads that train on views; 'paper': "
                    "each head the views its paper trains on (JRG flips, the fragment network's "
-                   "start shifts, the Siamese DML's zoom, brightness and histogram-equalised copies).")
+                   "start shifts, the Siamese DML's zoom, brightness, histogram-equalised and "
+                   "masked copies).")
 @click.option("--cameras", type=click.Choice(["left", "right", "both"]), default=None,
               help="JIGSAWS: which camera's recordings (default left, as MUSDL reads; both: each "
                    "recording a sample of its own, as JRG and AIM did, a trial's two in one fold).")

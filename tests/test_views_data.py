@@ -11,9 +11,10 @@ from cachekit import learnable_cache
 
 
 def test_spec_grammar_names_and_ranges():
-    views = parse_views(["flip, shift:1-3", "zoom:1.20", "bright0.8", "shift2", "flip", "histeq"])
+    views = parse_views(["flip, shift:1-3", "zoom:1.20", "bright0.8", "shift2", "flip", "histeq",
+                         "mask"])
     assert [v.name for v in views] == ["flip", "shift1", "shift2", "shift3", "zoom1.2", "bright0.8",
-                                       "histeq"]
+                                       "histeq", "mask"]
     assert parse_view("shift:4") == View("shift", 4.0) == parse_view("shift4")
     assert parse_view("zoom:2").name == "zoom2"
     assert view_id("dive_007", parse_view("zoom:1.5")) == "dive_007@zoom1.5"
@@ -24,9 +25,9 @@ def test_spec_grammar_names_and_ranges():
 
 
 @pytest.mark.parametrize("spec, msg", [
-    ("mirror", "expected flip, histeq, shift:K"),
-    ("flip:2", "expected flip, histeq, shift:K"),
-    ("histeq:2", "expected flip, histeq, shift:K"),
+    ("mirror", "expected flip, histeq, mask, shift:K"),
+    ("flip:2", "expected flip, histeq, mask, shift:K"),
+    ("histeq:2", "expected flip, histeq, mask, shift:K"),
     ("shift:0", "whole number of frames >= 1"),
     ("shift:1.5", "whole number of frames >= 1"),
     ("shift:4-2", "empty range"),

@@ -1,6 +1,7 @@
 """Augmented views in extraction (aqa-extract --view): the transforms, then end to end."""
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +13,8 @@ from aqa.extract.cli import main as extract_cli
 from aqa.extract.pose.base import COCO_KEYPOINTS
 from aqa.extract.pose.selection import PoseTrack
 from aqa.extract.runner import ExtractConfig, run_extraction
-from aqa.extract.views import (FLIP_KEYPOINTS, VideoData, apply_view, bright, flip, histeq, shift,
-                                zoom)
+from aqa.extract.views import (FLIP_KEYPOINTS, MASK_MARGIN, VideoData, apply_view, bright, flip,
+                                histeq, shift, zoom)
 
 FAST_FLOW = {"nscales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 5}
 FAST = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8}, flow="tvl1-cpu",
@@ -151,6 +152,25 @@ def test_histeq_spreads_a_dim_video_over_the_whole_range_and_keeps_hue():
     np.testing.assert_array_equal(histeq(e).frames[0, 1:], e.frames[0, 1:])   # idempotent
 
 
+def test_mask_blacks_out_all_but_the_grown_person_boxes():
+    d = _data()
+    boxes = d.track.boxes.copy()
+    boxes[2] = np.nan                                          # no person in frame 2
+    d = VideoData(d.frames, d.index, replace(d.track, boxes=boxes), d.flow)
+    m = apply_view("mask", d)
+    x1, y1, x2, y2 = boxes[0, 0]
+    mx, my = MASK_MARGIN * (x2 - x1), MASK_MARGIN * (y2 - y1)
+    inside = np.zeros((H, W), bool)
+    inside[max(0, int(np.floor(y1 - my))):int(np.ceil(y2 + my)),
+           max(0, int(np.floor(x1 - mx))):int(np.ceil(x2 + mx))] = True
+    np.testing.assert_array_equal(m.frames[0][inside], d.frames[0][inside])
+    assert not m.frames[0][~inside].any() and (~inside).any()
+    assert not m.frames[2].any()                               # nobody to keep
+    np.testing.assert_array_equal(m.flow[0][inside], d.flow[0][inside])
+    assert not m.flow[0][~inside].any() and not m.flow[2].any()
+    np.testing.assert_array_equal(m.track.keypoints, d.track.keypoints)
+
+
 # ------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
@@ -242,13 +262,13 @@ def test_views_end_to_end_and_resume(synth_dir, tmp_path, monkeypatch):
 
     # a new view: only it is written
     res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), *_fast_cli_args(),
-                                           "--view", "flip,shift:2", "--view", "bright:0.8"])
+                                           "--view", "flip,shift:2", "--view", "bright:0.8,mask"])
     assert res.exit_code == 0, res.output
-    assert ("0 extracted, 2 already complete, 0 failed; views: 2 written, 4 already complete, "
+    assert ("0 extracted, 2 already complete, 0 failed; views: 4 written, 4 already complete, "
             "0 failed") in res.output
     assert "views:view" in res.output and "decode" in res.output
     with CacheReader(out) as r:
-        assert set(r.views()) == {"bright0.8", "flip", "shift2"}
+        assert set(r.views()) == {"bright0.8", "flip", "mask", "shift2"}
         vid = r.video_ids()[0]
         np.testing.assert_array_equal(r.pose(f"{vid}@bright0.8")["keypoints"],
                                       r.pose(vid)["keypoints"])
@@ -311,7 +331,7 @@ def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
 
 def test_cli_bad_view_is_a_usage_error_before_any_video(synth_dir, tmp_path):
     out = tmp_path / "f.h5"
-    for spec, msg in (("flop", "view 'flop': expected flip, histeq, shift:K"),
+    for spec, msg in (("flop", "view 'flop': expected flip, histeq, mask, shift:K"),
                       ("zoom:9", "view zoom: 9.0 is not a factor in (1, 4]"),
                       ("flip,bright:1", "view bright: 1.0 is not a gain in (0, 4], not 1")):
         res = CliRunner().invoke(extract_cli, [str(synth_dir), "--out", str(out), "--quiet",

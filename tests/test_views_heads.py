@@ -166,7 +166,7 @@ def test_resolve_views_paper_specs_and_refusals(vcache):
         assert resolve_views(r, "jrg", "paper") == ["flip"]
         assert resolve_views(r, "fragment", "paper") == ["shift2"]
         assert resolve_views(r, "mlp", "paper") == []             # its baseline paper has none
-        with pytest.warns(UserWarning, match=r"siamese: its paper trains on bright/histeq/zoom views .* "
+        with pytest.warns(UserWarning, match=r"siamese: its paper trains on bright/histeq/mask/zoom views .* "
                                              r"has none.*--view zoom:1.2 --view bright:0.8"):
             assert resolve_views(r, "siamese", "paper") == []     # no zoom/bright in this cache
         assert resolve_views(r, "mlp", "shift:2,flip") == ["shift2", "flip"]
@@ -202,7 +202,7 @@ def test_train_cli_views_option(vcache):
     bad = CliRunner().invoke(main, ["train", "c3d-svr", str(vcache), "--views", "flip"])
     assert bad.exit_code != 0 and "does not train on augmented views" in bad.output
     bad = CliRunner().invoke(main, ["train", "mlp", str(vcache), "--views", "mirror"])
-    assert bad.exit_code != 0 and "expected flip, histeq, shift:K" in bad.output
+    assert bad.exit_code != 0 and "expected flip, histeq, mask, shift:K" in bad.output
 
 
 def test_bench_trains_on_views_and_reports_them(vcache):
