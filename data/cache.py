@@ -532,7 +532,8 @@ class VerifyReport:
     def as_dict(self) -> dict:
         return {"path": self.path, "ok": self.ok, "busy": self.busy,
                 "format_version": self.format_version,
-                "n_videos": self.n_videos, "n_views": self.n_views, "families": self.families, "n_labels": self.n_labels,
+                "n_videos": self.n_videos, "n_views": self.n_views, "families": self.families,
+                "n_labels": self.n_labels,
                 "untrained": self.untrained, "problems": self.problems, "warnings": self.warnings}
 
 

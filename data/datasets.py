@@ -329,8 +329,10 @@ JIGSAWS_CAMERAS = {"left": "capture1", "right": "capture2"}
 
 def _jigsaws_cameras(cameras) -> list[str]:
     """``"left"``, ``"right"``, ``"both"`` or a sequence of the first two -> camera names."""
-    cams = list(JIGSAWS_CAMERAS) if cameras == "both" else [cameras] if isinstance(cameras, str) \
-        else list(cameras)
+    if isinstance(cameras, str):
+        cams = list(JIGSAWS_CAMERAS) if cameras == "both" else [cameras]
+    else:
+        cams = list(cameras)
     bad = [c for c in cams if c not in JIGSAWS_CAMERAS]
     if bad or not cams:
         raise ValueError(f"jigsaws cameras {cameras!r}: choose left, right or both")

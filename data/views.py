@@ -2,8 +2,8 @@
 
 The papers augment their training videos: JRG flips them left-right (Pan et al. Sec. 4.1), Li et
 al. shift the start frame by 0..5 frames, the Siamese DML adds zoomed, brightness-changed,
-histogram-equalised and background-masked copies (Jain et al. Sec. IV). A view is such a transformed copy, extracted once into the cache
-beside its source video (``aqa-extract --view flip``) and added to the *training* rows only
+histogram-equalised and background-masked copies (Jain et al. Sec. IV). A view is such a
+transformed copy, extracted once into the cache beside its source video (``aqa-extract --view flip``) and added to the *training* rows only
 (``aqa-heads train --views flip``); test and validation scores are never taken on views.
 
 Spec grammar (``parse_views``), each with its canonical name:
@@ -56,8 +56,9 @@ class View:
         else:
             raise ValueError(f"unknown view kind {self.kind!r}; choose from {list(VIEW_KINDS)}")
         if not ok:
-            need = {"flip": "no amount", "histeq": "no amount", "mask": "no amount", "shift": "a whole number of frames >= 1",
-                    "zoom": "a factor in (1, 4]", "bright": "a gain in (0, 4], not 1"}[self.kind]
+            need = "no amount" if self.kind in _PLAIN else {
+                "shift": "a whole number of frames >= 1", "zoom": "a factor in (1, 4]",
+                "bright": "a gain in (0, 4], not 1"}[self.kind]
             raise ValueError(f"view {self.kind}: {v!r} is not {need}")
 
     @property
