@@ -8,7 +8,7 @@ demo's budget ``aqa.pipelines.demo.DEMO_BUDGET``) once on the source training vi
 with the views added to them (``--views``: ``paper`` = each head's paper's own, or specs such as
 ``flip``), same seeds; it prints the test Spearman per seed, mean +- std and the paired difference.
 With no CACHE it renders the demo data and extracts it with the views of every head's paper
-(flip, shift:1-5, zoom:1.2, bright:0.8, bright:1.2, histeq, mask) for the training
+(flip, shift:1-5, zoom:1.2, bright:0.8, bright:1.2, histeq, mask, drop:0.1) for the training
 videos.
 """
 from __future__ import annotations

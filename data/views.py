@@ -2,9 +2,10 @@
 
 The papers augment their training videos: JRG flips them left-right (Pan et al. Sec. 4.1), Li et
 al. shift the start frame by 0..5 frames, the Siamese DML adds zoomed, brightness-changed,
-histogram-equalised and background-masked copies (Jain et al. Sec. IV). A view is such a
-transformed copy, extracted once into the cache beside its source video (``aqa-extract --view flip``) and added to the *training* rows only
-(``aqa-heads train --views flip``); test and validation scores are never taken on views.
+histogram-equalised, background-masked and frame-dropped copies (Jain et al. Sec. III-C, IV).
+A view is such a transformed copy, extracted once into the cache beside its source video
+(``aqa-extract --view flip``) and added to the *training* rows only (``aqa-heads train --views
+flip``); test and validation scores are never taken on views.
 
 Spec grammar (``parse_views``), each with its canonical name:
 
@@ -15,6 +16,8 @@ Spec grammar (``parse_views``), each with its canonical name:
 ``histeq``               each frame's luminance histogram-equalised (poses and flow kept)
 ``mask``                 the background blacked out: everything outside the performers' boxes
                          (grown by a quarter of their size), flow there zeroed (poses kept)
+``drop:P`` / ``dropP``   a fraction P of the frames (0 < P < 1) dropped at random, the first and
+                         last kept; the flow across each gap chained through the dropped frames
 
 In the cache a view is a video of its own, ``/videos/<source_id>@<name>``, with two more
 attributes: ``view_of`` (the source's id) and ``view`` (the canonical name). Everything that
@@ -29,10 +32,10 @@ from dataclasses import dataclass
 __all__ = ["View", "parse_view", "parse_views", "view_id", "VIEW_SEPARATOR", "VIEW_KINDS"]
 
 VIEW_SEPARATOR = "@"
-VIEW_KINDS = ("flip", "shift", "zoom", "bright", "histeq", "mask")
+VIEW_KINDS = ("flip", "shift", "zoom", "bright", "histeq", "mask", "drop")
 #: kinds that take no amount
 _PLAIN = ("flip", "histeq", "mask")
-_SPEC = re.compile(r"(flip|histeq|mask)|(shift|zoom|bright):?([0-9.]+(?:-[0-9]+)?)")
+_SPEC = re.compile(r"(flip|histeq|mask)|(shift|zoom|bright|drop):?([0-9.]+(?:-[0-9]+)?)")
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,20 @@ class View:
             ok = v is not None and math.isfinite(v) and 1 < v <= 4
         elif self.kind == "bright":
             ok = v is not None and math.isfinite(v) and 0 < v <= 4 and v != 1
+        elif self.kind == "drop":
+            ok = v is not None and 0 < v < 1
         else:
             raise ValueError(f"unknown view kind {self.kind!r}; choose from {list(VIEW_KINDS)}")
         if not ok:
             need = "no amount" if self.kind in _PLAIN else {
                 "shift": "a whole number of frames >= 1", "zoom": "a factor in (1, 4]",
-                "bright": "a gain in (0, 4], not 1"}[self.kind]
+                "bright": "a gain in (0, 4], not 1", "drop": "a fraction in (0, 1)"}[self.kind]
             raise ValueError(f"view {self.kind}: {v!r} is not {need}")
 
     @property
     def name(self) -> str:
-        """Canonical name: ``flip``, ``histeq``, ``shift3``, ``zoom1.2``, ``bright0.8``."""
+        """Canonical name: ``flip``, ``histeq``, ``shift3``, ``zoom1.2``, ``bright0.8``,
+        ``drop0.1``."""
         if self.value is None:
             return self.kind
         v = float(self.value)
@@ -91,7 +97,8 @@ def parse_views(specs) -> list[View]:
             m = _SPEC.fullmatch(spec)
             if m is None:
                 raise ValueError(f"view {spec!r}: expected flip, histeq, mask, shift:K, shift:K-L, "
-                                 "zoom:F or bright:G (e.g. flip,shift:1-5,zoom:1.2,bright:0.8)")
+                                 "zoom:F, bright:G or drop:P (e.g. "
+                                 "flip,shift:1-5,zoom:1.2,bright:0.8,drop:0.1)")
             if m.group(1):
                 views = [View(m.group(1))]
             else:

@@ -137,9 +137,10 @@ def _view_split_ids(split, labels, views):
                    "shift:K or shift:K-L (starting K frames later), zoom:F (the central 1/F of "
                    "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G), "
                    "histeq (luminance histogram-equalised), mask (the background outside the "
-                   "performers' boxes blacked out). Decode, pose and flow run once per "
-                   "video; complete views are skipped. Views are for "
-                   "training rows only: `aqa-heads train --views ...`.")
+                   "performers' boxes blacked out), drop:P (a fraction P of the frames "
+                   "dropped at random, the same ones on every run). Decode, pose and flow run "
+                   "once per video; complete views are skipped. Views are for training rows "
+                   "only: `aqa-heads train --views ...`.")
 @click.option("--view-split", default=None, metavar="SPLIT",
               help="Extract the --view copies only of the videos whose --labels row has this "
                    "split (e.g. train): test videos are never scored on views.")

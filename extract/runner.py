@@ -45,6 +45,7 @@ import re
 import time
 import traceback
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -430,15 +431,16 @@ class Extractor:
         info, data = self.prepare(path, seconds)
         return self.features(path, info, data, seconds, warn=True)
 
-    def process_view(self, view, path: Path, info, data, seconds: dict) -> tuple[dict, dict]:
+    def process_view(self, view, path: Path, info, data, seconds: dict,
+                     seed: int = 0) -> tuple[dict, dict]:
         """(attrs, arrays) of view ``view`` (:class:`aqa.data.views.View`) of the video whose
         :meth:`prepare` gave ``info, data``: the data transformed (stage ``view``, see
-        :mod:`aqa.extract.views`), then :meth:`features` on it. The runner adds the ``view_of``
-        and ``view`` attributes."""
+        :mod:`aqa.extract.views`; ``seed`` for the random ones), then :meth:`features` on it. The
+        runner adds the ``view_of`` and ``view`` attributes."""
         from .views import apply_view
 
         with self._stage("view", seconds):
-            data = apply_view(view, data)
+            data = apply_view(view, data, seed=seed)
         return self.features(path, info, data, seconds, warn=False)
 
     def prepare(self, path: Path, seconds: dict):
@@ -740,6 +742,12 @@ def _entries(vid: str, views) -> list[tuple]:
     return [(vid, None), *((view_id(vid, v), v) for v in views)]
 
 
+def view_seed(video_id: str) -> int:
+    """The seed of a video's random views (``drop``): a hash of its id, so each video drops its
+    own frames and every run (a resume, a shard, another machine) drops the same ones."""
+    return zlib.crc32(video_id.encode("utf-8"))
+
+
 def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: list, views,
                    save_manifest) -> None:
     """Extract the entries of one video that are to do (status ``failed`` until written): decode,
@@ -765,7 +773,8 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
                 if view is None:
                     attrs, arrays = extractor.features(path, info, data, r.seconds, warn=True)
                 else:
-                    attrs, arrays = extractor.process_view(view, path, info, data, r.seconds)
+                    attrs, arrays = extractor.process_view(view, path, info, data, r.seconds,
+                                                           seed=view_seed(vid))
                     attrs.update(view_of=vid, view=view.name)
                 t0 = time.perf_counter()
                 writer.write_video(r.video_id, {**attrs, **extra}, arrays)

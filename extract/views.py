@@ -1,11 +1,12 @@
 """Augmented views of one decoded video: its frames, poses and flow transformed as the view says.
 
 A view (:class:`aqa.data.views.View`: ``flip``, ``shiftK``, ``zoomF``, ``brightG``, ``histeq``,
-``mask``) is extracted from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
+``mask``, ``dropP``) is extracted from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
 their indices, the selected persons' poses, the optical flow), so decoding, pose estimation, person
 selection and flow run once per video however many views are asked for. Poses and flow are
 *transformed*, not recomputed: pose estimation is the costly stage, and the ideal flow of
-transformed frames is the transformed flow (mirrored, sliced, or cropped and rescaled). Everything
+transformed frames is the transformed flow (mirrored, sliced, cropped and rescaled, or chained
+across dropped frames). Everything
 downstream of the flow (sampling, camera motion, features) runs on the view's data as on a video's.
 
 Coordinates are continuous pixels (pixel ``i`` covers ``[i, i + 1)``), the convention of the pose
@@ -24,9 +25,8 @@ from aqa.data.views import View, parse_view
 from .pose.base import COCO_KEYPOINTS
 from .pose.selection import PoseTrack
 
-__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "histeq", "mask",
-           "MASK_MARGIN", "FLIP_KEYPOINTS",
-           "MIN_FRAMES"]
+__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "histeq", "mask", "drop",
+           "chain_flow", "MASK_MARGIN", "FLIP_KEYPOINTS", "MIN_FRAMES"]
 
 
 def _mirrored(name: str) -> str:
@@ -67,12 +67,16 @@ class VideoData:
         return int(self.frames.shape[1]), int(self.frames.shape[2])
 
 
-def apply_view(view: View | str, data: VideoData) -> VideoData:
+def apply_view(view: View | str, data: VideoData, seed: int = 0) -> VideoData:
     """``data`` as view ``view`` (a :class:`View` or its spec) sees it; a video the view cannot be
-    taken of (a shift that leaves fewer than :data:`MIN_FRAMES` frames) is a ValueError."""
+    taken of (a shift that leaves fewer than :data:`MIN_FRAMES` frames, a drop with too few frames
+    to drop from) is a ValueError. ``seed`` draws a ``drop`` view's frames (the runner passes one
+    derived from the video's id, so a view is the same on every run); the other kinds ignore it."""
     view = parse_view(view) if isinstance(view, str) else view
     if view.value is None:
         return {"flip": flip, "histeq": histeq, "mask": mask}[view.kind](data)
+    if view.kind == "drop":
+        return drop(data, view.value, seed=seed)
     return {"shift": shift, "zoom": zoom, "bright": bright}[view.kind](data, view.value)
 
 
@@ -195,3 +199,46 @@ def mask(data: VideoData) -> VideoData:
     keep = foreground(data)
     flow = None if data.flow is None else data.flow * keep[:-1, ..., None]
     return replace(data, frames=data.frames * keep[..., None].astype(data.frames.dtype), flow=flow)
+
+
+def chain_flow(flows: np.ndarray) -> np.ndarray:
+    """(H, W, 2) flow from frame 0 to frame K of the (K, H, W, 2) consecutive flows between them:
+    ``f_ac(x) = f_ab(x) + f_bc(x + f_ab(x))`` applied pair by pair, ``f_bc`` sampled bilinearly
+    with cv2.remap (a point carried outside the frame reads the nearest border pixel). It is the
+    ideal flow of the two frames wherever the tracked point stays visible."""
+    import cv2
+
+    acc = np.array(flows[0], np.float32)
+    h, w = acc.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    for f in flows[1:]:
+        acc += cv2.remap(np.ascontiguousarray(f, np.float32), gx + acc[..., 0], gy + acc[..., 1],
+                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return acc
+
+
+def drop(data: VideoData, fraction: float, seed: int = 0) -> VideoData:
+    """A fraction of the frames dropped at random, the Siamese DML's "temporal augmentation by
+    dropping some random frames" (Jain et al. Sec. III-C): ``round(fraction * F)`` of the inner
+    frames, drawn by ``numpy.random.default_rng(seed)``; the first and last frames stay, so the
+    view spans the whole action (a later start is :func:`shift`'s). Every per-frame array keeps
+    the kept frames; ``index`` keeps their source frame numbers, so velocities stay per second
+    across a gap; the flow between two kept frames is :func:`chain_flow` of the pairs between
+    them. The backbones see the motion jump where frames are missing."""
+    n = len(data.frames)
+    k = int(round(float(fraction) * n))
+    if k < 1 or n - k < MIN_FRAMES:
+        left = "none" if k < 1 else f"{k}, leaving fewer than {MIN_FRAMES}"
+        raise ValueError(f"drop{fraction:g}: the video has {n} frames; dropping {fraction:g} of "
+                         f"them drops {left}")
+    gone = np.random.default_rng(seed).choice(np.arange(1, n - 1), size=k, replace=False)
+    keep = np.setdiff1d(np.arange(n), gone)
+    t = data.track
+    track = replace(t, keypoints=t.keypoints[keep], boxes=t.boxes[keep],
+                    box_scores=t.box_scores[keep])
+    flow = None
+    if data.flow is not None:
+        flow = np.stack([data.flow[a] if b == a + 1 else chain_flow(data.flow[a:b])
+                         for a, b in zip(keep[:-1], keep[1:])])
+    return replace(data, frames=data.frames[keep], index=data.index[keep], track=track,
+                   flow=flow)

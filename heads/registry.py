@@ -22,8 +22,8 @@ Each entry is a :class:`HeadSpec`:
 ``paper_views``
     the augmented views (:mod:`aqa.data.views` specs) the head's paper trains on: JRG's left-right
     flips (Sec. 4.1), Li et al.'s start shifts "within [0,5]" frames (Sec. 4), the Siamese DML's
-    zoom, brightness, histogram-equalised and background-masked copies (Sec. IV; the paper gives
-    no amounts, these are ours). What
+    zoom, brightness, histogram-equalised, background-masked and frame-dropped copies (Sec. III-C,
+    IV; the paper gives no amounts, these are ours). What
     ``--views paper`` extracts (recipes) and adds to the head's training rows: every view in the
     cache of those kinds.
 
@@ -107,7 +107,8 @@ HEADS: list[HeadSpec] = [
              check_params={"lstm_dim": 8, "d1_dim": 16, "d2_dim": 16, "dml_max_iter": 60, "max_iter": 150,
                            "learning_rate": 3e-2, "dml_learning_rate": 1e-2,
                            "similarity_threshold": 1.5},
-             paper_views=("zoom:1.2", "bright:0.8", "bright:1.2", "histeq", "mask")),
+             paper_views=("zoom:1.2", "bright:0.8", "bright:1.2", "histeq", "mask",
+                          "drop:0.1")),
     HeadSpec("core", "aqa.heads.core:CoReRegressor", "steps",
              "CoRe: contrastive regression against exemplars with the group-aware regression tree",
              "Yu et al.: Group-aware Contrastive Regression for Action Quality Assessment, ICCV 2021",

@@ -1,4 +1,6 @@
 """Augmented views in the data layer: the spec grammar and how the cache lists, finds and verifies them."""
+import re
+
 import h5py
 import pytest
 from click.testing import CliRunner
@@ -12,9 +14,9 @@ from cachekit import learnable_cache
 
 def test_spec_grammar_names_and_ranges():
     views = parse_views(["flip, shift:1-3", "zoom:1.20", "bright0.8", "shift2", "flip", "histeq",
-                         "mask"])
+                         "mask", "drop:0.10", "drop0.25"])
     assert [v.name for v in views] == ["flip", "shift1", "shift2", "shift3", "zoom1.2", "bright0.8",
-                                       "histeq", "mask"]
+                                       "histeq", "mask", "drop0.1", "drop0.25"]
     assert parse_view("shift:4") == View("shift", 4.0) == parse_view("shift4")
     assert parse_view("zoom:2").name == "zoom2"
     assert view_id("dive_007", parse_view("zoom:1.5")) == "dive_007@zoom1.5"
@@ -35,9 +37,13 @@ def test_spec_grammar_names_and_ranges():
     ("zoom:9", "a factor in (1, 4]"),
     ("bright:1", "not 1"),
     ("zoom:1-3", "only for shift"),
+    ("drop:0", "a fraction in (0, 1)"),
+    ("drop:1", "a fraction in (0, 1)"),
+    ("drop", "expected flip, histeq, mask, shift:K"),
+    ("drop:0.1-3", "only for shift"),
 ])
 def test_bad_specs_say_what_is_expected(spec, msg):
-    with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=re.escape(msg)):
         parse_views(spec)
 
 

@@ -166,7 +166,7 @@ def test_resolve_views_paper_specs_and_refusals(vcache):
         assert resolve_views(r, "jrg", "paper") == ["flip"]
         assert resolve_views(r, "fragment", "paper") == ["shift2"]
         assert resolve_views(r, "mlp", "paper") == []             # its baseline paper has none
-        with pytest.warns(UserWarning, match=r"siamese: its paper trains on bright/histeq/mask/zoom views .* "
+        with pytest.warns(UserWarning, match=r"siamese: its paper trains on bright/drop/histeq/mask/zoom views .* "
                                              r"has none.*--view zoom:1.2 --view bright:0.8"):
             assert resolve_views(r, "siamese", "paper") == []     # no zoom/bright in this cache
         assert resolve_views(r, "mlp", "shift:2,flip") == ["shift2", "flip"]
