@@ -2,10 +2,14 @@
 
     python benchmarks/extract_throughput.py VIDEO_DIR [--device cpu|cuda] [--backbone i3d ...]
         [--untrained] [--sampling jrg] [--flow auto|tvl1-cpu|tvl1-torch] [--limit N]
+        [--pose file|keypoint-rcnn --pose-opt KEY=VALUE] [--views flip,shift:2 [--add-views]]
 
 With no VIDEO_DIR it renders 8 synthetic videos first. Extraction runs into a temporary cache, so
 nothing is resumed; the table gives mean seconds per video per stage (decode, sampling, pose, flow,
-camera, weightfree, each backbone x stream, write) and each stage's share of the total.
+camera, weightfree, each backbone x stream, write; a view's stages as ``views:<stage>``) and each
+stage's share of the total. ``--add-views``: the sources are extracted first, then the views added
+to that finished cache (which reuses its poses: stage ``pose-cached``); the two runs' tables side
+by side.
 """
 from __future__ import annotations
 
@@ -24,12 +28,18 @@ def main(argv=None):
     ap.add_argument("--untrained", action="store_true", help="random backbone weights (timing only)")
     ap.add_argument("--sampling", default="jrg")
     ap.add_argument("--pose", default="file")
+    ap.add_argument("--pose-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="pose backend option, as aqa-extract's (e.g. min_size=240)")
     ap.add_argument("--flow", default="auto")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N videos")
+    ap.add_argument("--views", default="", help="augmented views to extract too (e.g. flip)")
+    ap.add_argument("--add-views", action="store_true",
+                    help="extract the sources first, then add the --views to that cache")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
+    from aqa.extract.cli import _kv
     from aqa.extract.runner import ExtractConfig, discover_videos, run_extraction
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,21 +49,33 @@ def main(argv=None):
             render_dataset(vdir, n=8, kind="single", seed=0, progress=False)
         videos = [p for _, p in discover_videos([vdir])][: args.limit]
         cfg = ExtractConfig(sampling=args.sampling, pose=args.pose, flow=args.flow,
+                            pose_options=_kv(args.pose_opt, "--pose-opt"),
                             backbones=tuple(args.backbone),
                             streams=tuple(args.streams.split(",")))
-        summary = run_extraction(videos, Path(tmp) / "bench.h5", cfg, device=args.device,
-                                 batch_size=args.batch_size, untrained=args.untrained, progress=True)
-    stages = summary.stage_seconds()
-    total = sum(stages.values())
+        runs = [("sources", ()), ("views added", args.views)] if args.add_views else [
+            ("run", args.views)]
+        summaries = {name: run_extraction(videos, Path(tmp) / "bench.h5", cfg, device=args.device,
+                                          batch_size=args.batch_size, untrained=args.untrained,
+                                          progress=True, views=views)
+                     for name, views in runs}
+    tables = {name: s.stage_seconds() for name, s in summaries.items()}
     if args.json:
-        print(json.dumps({"device": args.device, "videos": summary.count("done"), "stages": stages}))
+        print(json.dumps({"device": args.device, "videos": len(videos), "runs": tables}))
         return
-    print(f"{summary.count('done')} videos, device={args.device}, "
-          f"backbones={list(args.backbone) or 'none'}, failed={len(summary.failed)}")
-    print(f"{'stage':<14}{'s/video':>10}{'share':>8}")
-    for k, v in sorted(stages.items(), key=lambda kv: -kv[1]):
-        print(f"{k:<14}{v:>10.3f}{v / total:>8.1%}")
-    print(f"{'total':<14}{total:>10.3f}")
+    first = next(iter(summaries.values()))
+    print(f"{first.count('done')} videos, device={args.device}, pose={args.pose}, "
+          f"backbones={list(args.backbone) or 'none'}, views={args.views or 'none'}, "
+          f"failed={sum(len(s.failed) for s in summaries.values())}")
+    names = list(tables)
+    order = sorted({k for t in tables.values() for k in t},
+                   key=lambda k: -max(t.get(k, 0.0) for t in tables.values()))
+    print(f"{'stage':<22}" + "".join(f"{n + ' s/video':>22}{'share':>8}" for n in names))
+    totals = {n: sum(t.values()) for n, t in tables.items()}
+    for k in order:
+        print(f"{k:<22}" + "".join(
+            f"{tables[n].get(k, 0.0):>22.3f}{tables[n].get(k, 0.0) / (totals[n] or 1):>8.1%}"
+            for n in names))
+    print(f"{'total':<22}" + "".join(f"{totals[n]:>22.3f}{'':>8}" for n in names))
 
 
 if __name__ == "__main__":

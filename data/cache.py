@@ -250,6 +250,17 @@ class CacheWriter:
     def is_complete(self, video_id: str) -> bool:
         return video_id in self.complete_ids()
 
+    def committed(self, video_id: str) -> tuple[dict, dict] | None:
+        """(attrs, :data:`REQUIRED_VIDEO_ARRAYS`) of ``video_id`` if it is complete under this
+        writer's config, else None: a run adding views to a finished video reuses its frame
+        indices and selected poses instead of estimating them again."""
+        with _open_checked(self.path, "r") as f:
+            g = f.get(f"videos/{video_id}")
+            if (g is None or g.attrs.get("status") != "complete"
+                    or g.attrs.get("config_sha256") != self.config_sha256):
+                return None
+            return dict(g.attrs), {k: g[k][()] for k in REQUIRED_VIDEO_ARRAYS}
+
     def write_video(self, video_id: str, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> None:
         """Commit one video: write under /_incomplete/<id>, then move to /videos/<id>.
 

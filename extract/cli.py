@@ -139,8 +139,9 @@ def _view_split_ids(split, labels, views):
                    "histeq (luminance histogram-equalised), mask (the background outside the "
                    "performers' boxes blacked out), drop:P (a fraction P of the frames "
                    "dropped at random, the same ones on every run). Decode, pose and flow run "
-                   "once per video; complete views are skipped. Views are for training rows "
-                   "only: `aqa-heads train --views ...`.")
+                   "once per video; complete views are skipped; new views of a finished "
+                   "video reuse its cached poses. Views are for training rows only: "
+                   "`aqa-heads train --views ...`.")
 @click.option("--view-split", default=None, metavar="SPLIT",
               help="Extract the --view copies only of the videos whose --labels row has this "
                    "split (e.g. train): test videos are never scored on views.")

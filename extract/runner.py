@@ -443,9 +443,14 @@ class Extractor:
             data = apply_view(view, data, seed=seed)
         return self.features(path, info, data, seconds, warn=False)
 
-    def prepare(self, path: Path, seconds: dict):
+    def prepare(self, path: Path, seconds: dict, cached: dict | None = None):
         """The stages done once per video, whatever its views: decode, pose, person selection and
-        flow -> (:class:`~aqa.extract.video.VideoInfo`, :class:`~aqa.extract.views.VideoData`)."""
+        flow -> (:class:`~aqa.extract.video.VideoInfo`, :class:`~aqa.extract.views.VideoData`).
+        ``cached``: the video's arrays from a complete cache entry of this config
+        (:meth:`~aqa.data.cache.CacheWriter.committed`); its selected poses are used (stage
+        ``pose-cached``), and pose estimation skipped, when its frame indices are the decoded
+        ones."""
+        from .pose.selection import PoseTrack
         from .views import VideoData
 
         self.build()
@@ -455,11 +460,16 @@ class Extractor:
             info = probe(path)
             frames, index = read_frames(path, frame_height=cfg.frame_height,
                                         short_side=cfg.short_side)
-        with self._stage("pose", seconds):
-            from .pose import select_persons
-            per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
-                                           progress=self.progress)
-            track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
+        if cached is not None and np.array_equal(cached["frames/index"], index):
+            with self._stage("pose-cached", seconds):
+                track = PoseTrack(*(cached[f"pose/{k}"]
+                                    for k in ("keypoints", "boxes", "box_scores", "roles")))
+        else:
+            with self._stage("pose", seconds):
+                from .pose import select_persons
+                per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
+                                               progress=self.progress)
+                track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
         flow = None
         if self.flow is not None:
             with self._stage("flow", seconds):
@@ -752,7 +762,8 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
                    save_manifest) -> None:
     """Extract the entries of one video that are to do (status ``failed`` until written): decode,
     pose and flow once (their seconds on the source's entry), then each entry's features, each
-    with its own commit. A failure is recorded on the entries it stops, the others go on."""
+    with its own commit. A failure is recorded on the entries it stops, the others go on. New
+    views of a complete source reuse its cached poses (unless its file changed since)."""
     vid, path, relpath = item
     todo = [(r, v) for r, v in zip(results, [None, *views]) if r.status == "failed"]
     source = results[0]
@@ -764,9 +775,16 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
     show(source)
     notes = source.warnings if source.status == "failed" else []  # a complete source keeps its own
     with _failures_recorded([r for r, _ in todo], save_manifest):
+        sha, cached = None, None
+        if source.status != "failed":   # a complete source: its poses serve its new views
+            before, cached = writer.committed(vid) or ({}, None)
+            with extractor._stage("decode", source.seconds):
+                sha = file_sha256(path)
+            if before.get("source_sha256") != sha:
+                cached = None           # the file changed since: estimate afresh
         with _noting_video_warnings(notes):
-            info, data = extractor.prepare(path, source.seconds)
-        extra = {"source_relpath": relpath, "source_sha256": file_sha256(path)}
+            info, data = extractor.prepare(path, source.seconds, cached=cached)
+        extra = {"source_relpath": relpath, "source_sha256": sha or file_sha256(path)}
         for r, view in todo:
             show(r)
             with _failures_recorded([r], save_manifest), _noting_video_warnings(r.warnings):

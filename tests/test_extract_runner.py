@@ -186,11 +186,11 @@ def test_labels_that_do_not_match_the_videos_are_warned_and_survive_an_interrupt
                        labels=synth_dir / "labels.csv", device="cpu", progress=False)
     prepare, calls = Extractor.prepare, []  # the runner's first step of each video
 
-    def interrupted_on_the_second_video(self, *args):
+    def interrupted_on_the_second_video(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return prepare(self, *args)
+        return prepare(self, *args, **kwargs)
 
     monkeypatch.setattr(Extractor, "prepare", interrupted_on_the_second_video)
     out = tmp_path / "f.h5"

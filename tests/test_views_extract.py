@@ -400,6 +400,47 @@ def test_drop_view_end_to_end_is_the_same_on_every_run(synth_dir, tmp_path):
     assert view_seed(ids[0]) != view_seed(ids[1]) and view_seed(ids[0]) == view_seed(ids[0])
 
 
+def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_path, monkeypatch):
+    """Adding a view to a finished cache decodes and computes flow again, but takes the selected
+    poses from the cache (stage pose-cached): the view is the one a fresh run writes. A video whose
+    file changed since is estimated afresh."""
+    from aqa.extract.pose.files import FilePoseBackend
+
+    vids = tmp_path / "v"
+    shutil.copytree(synth_dir, vids)
+    fresh, out = tmp_path / "fresh.h5", tmp_path / "f.h5"
+    assert not run_extraction([vids], fresh, ExtractConfig(**FAST), device="cpu", progress=False,
+                              views=["flip"]).failed
+    assert not run_extraction([vids], out, ExtractConfig(**FAST), device="cpu",
+                              progress=False).failed
+    calls = []
+    estimate = FilePoseBackend.estimate
+
+    def counted(self, frames, video_path=None, **kw):
+        calls.append(video_path.name)
+        return estimate(self, frames, video_path=video_path, **kw)
+
+    monkeypatch.setattr(FilePoseBackend, "estimate", counted)
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip"])
+    assert not s.failed and s.count("done", views=True) == 2 and s.count("skipped") == 2
+    assert calls == [] and "pose-cached" in s.stage_seconds() and "pose" not in s.stage_seconds()
+    with CacheReader(out) as r, CacheReader(fresh) as f:
+        ids = r.video_ids()
+        for vid in ids:
+            g, h = r.group(f"{vid}@flip"), f.group(f"{vid}@flip")
+            for name in ("frames/index", "pose/keypoints", "pose/boxes", "features/kin_pose/joints",
+                         "features/hof_flow/whole", "features/hof_flow/joints"):
+                np.testing.assert_array_equal(g[name][()], h[name][()], err_msg=name)
+    # one file replaced by another (same length, so its sidecar still fits): estimated again
+    a, b = sorted(vids.glob("*.mp4"))
+    shutil.copy(b, a)
+    run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                   views=["flip", "shift:1"])
+    assert calls == [a.name]
+    assert verify(out).ok
+
+
 def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
     """32 frames: shift31 leaves 1 frame, no view; shift26 leaves 6, one padded 8-frame clip.
     The progress bar shows the entry and its stage."""
