@@ -416,22 +416,16 @@ def aim_inputs(reader, ids, feature=None, secondary: str = "auto") -> np.ndarray
     return X
 
 
-def _figure(w, h):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(w, h), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def plot_explain(estimator: AIMRegressor, X, ids, out_dir, **extras) -> list[Path]:
     """AIM's explanation for the videos ``ids`` (rows of X): per-step scores (eq. 6, the paper's
     Fig. 6) and the attention weight on the AIM stream per step (eq. 5, Fig. 7). Writes
     ``aim_attention.png`` into ``out_dir``; returns the paths."""
+    from .plots import new_figure, save_figure
+
     ex = estimator.explain(X)
     steps, att = ex["step_scores"], ex["attention"]
     ids = [str(v) for v in ids]
-    fig = _figure(11, 4)
+    fig = new_figure(11, 4)
     ax0, ax1 = fig.subplots(1, 2)
     t = np.arange(1, steps.shape[1] + 1)
     for i, vid in enumerate(ids):
@@ -442,9 +436,4 @@ def plot_explain(estimator: AIMRegressor, X, ids, out_dir, **extras) -> list[Pat
     ax1.set(xlabel="time step", ylabel="attention on the AIM stream (eq. 5)", ylim=(0, 1),
             title="attention fusion (1 - this = whole-scene)")
     ax1.legend(fontsize=7, loc="best")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    path = out_dir / "aim_attention.png"
-    fig.savefig(path, format="png")
-    return [path]
+    return [save_figure(fig, Path(out_dir) / "aim_attention.png")]

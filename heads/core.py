@@ -508,14 +508,13 @@ def plot_explain(estimator: CoReRegressor, X, ids, out_dir, **predict_params) ->
     """The tree path of each video ``ids`` (rows of X) against its first exemplar (the paper's Fig. 8):
     node probabilities of every level as rows of a heat map, the chosen leaf marked, with the exemplar
     score, decoded difference and final prediction; writes ``core_tree_path.png``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .plots import new_figure, save_figure
+
     tp = estimator.tree_path(X, **predict_params)
     ids = [str(v) for v in ids]
     n, depth = len(ids), len(tp["level_prob"])
     r_leaves = 2 ** depth
-    fig = Figure(figsize=(10, 1.0 + 0.45 * depth * n), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(10, 1.0 + 0.45 * depth * n)
     axes = np.atleast_1d(fig.subplots(n, 1))
     for i, ax in enumerate(axes):
         grid = np.zeros((depth, r_leaves))
@@ -528,9 +527,4 @@ def plot_explain(estimator: CoReRegressor, X, ids, out_dir, **predict_params) ->
         ax.set_xticks([])
         ax.set_title(f"{ids[i]}: exemplar {tp['exemplar_score'][i, 0]:.2f}, delta "
                      f"{tp['delta'][i, 0]:+.2f} (group {leaf}), prediction {tp['pred'][i]:.2f}", fontsize=9)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    path = out_dir / "core_tree_path.png"
-    fig.savefig(path, format="png")
-    return [path]
+    return [save_figure(fig, Path(out_dir) / "core_tree_path.png")]

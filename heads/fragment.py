@@ -195,12 +195,11 @@ class FragmentRegressor(TorchRegressor):
 def plot_explain(estimator: FragmentRegressor, X, ids, out_dir, **extras) -> list[Path]:
     """Occlusion contributions of each fragment for the videos ``ids`` (rows of X): mean |contribution|
     per fragment and a per-video heat map; writes ``fragment_contributions.png``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .plots import new_figure, save_figure
+
     c = estimator.fragment_contributions(X)
     ids = [str(v) for v in ids]
-    fig = Figure(figsize=(11, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(11, 4)
     ax0, ax1 = fig.subplots(1, 2)
     n = np.asarray(estimator.fragment_index_) + 1
     ax0.bar(n, np.abs(c).mean(0))
@@ -211,9 +210,4 @@ def plot_explain(estimator: FragmentRegressor, X, ids, out_dir, **extras) -> lis
     ax1.set_xticks(range(c.shape[1]), [str(v) for v in n])
     ax1.set(xlabel="fragment", title="contribution per video (score points)")
     fig.colorbar(im, ax=ax1)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    path = out_dir / "fragment_contributions.png"
-    fig.savefig(path, format="png")
-    return [path]
+    return [save_figure(fig, Path(out_dir) / "fragment_contributions.png")]

@@ -8,14 +8,16 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["COCO17_NAMES", "plot_step_scores", "plot_joint_scores", "plot_graph", "explain"]
+__all__ = ["COCO17_NAMES", "new_figure", "save_figure", "plot_step_scores", "plot_joint_scores",
+           "plot_graph", "explain"]
 
 COCO17_NAMES = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow",
                 "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle",
                 "r_ankle")
 
 
-def _figure(w=6.0, h=3.5):
+def new_figure(w=6.0, h=3.5):
+    """A ``w`` x ``h`` inch matplotlib Figure on its own Agg canvas (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(w, h), dpi=100)
@@ -23,7 +25,8 @@ def _figure(w=6.0, h=3.5):
     return fig
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
+    """``fig`` laid out and written as a PNG at ``path`` (its folder made); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -39,7 +42,7 @@ def plot_step_scores(steps: np.ndarray, path, labels: Sequence[str] | None = Non
                      title: str = "Per-step scores") -> Path:
     """Line plot of per-time-step scores; ``steps`` (S,) or (n, S) with one line per video."""
     steps = np.atleast_2d(np.asarray(steps, dtype=float))
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot(111)
     t = np.arange(1, steps.shape[1] + 1)
     for k, row in enumerate(steps):
@@ -50,7 +53,7 @@ def plot_step_scores(steps: np.ndarray, path, labels: Sequence[str] | None = Non
     ax.set_title(title)
     if labels is not None:
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_joint_scores(joint_steps: np.ndarray, path, title: str = "Per-joint scores") -> Path:
@@ -58,7 +61,7 @@ def plot_joint_scores(joint_steps: np.ndarray, path, title: str = "Per-joint sco
     js = np.asarray(joint_steps, dtype=float)
     S, J = js.shape
     names = _joint_names(J)
-    fig = _figure(9, 4)
+    fig = new_figure(9, 4)
     ax = fig.add_subplot(121)
     im = ax.imshow(js.T, aspect="auto", cmap="RdYlGn")
     ax.set_yticks(range(J), names, fontsize=6)
@@ -72,14 +75,14 @@ def plot_joint_scores(joint_steps: np.ndarray, path, title: str = "Per-joint sco
     ax2.invert_yaxis()
     ax2.set_xlabel("joint score (sum over steps)")
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_graph(A: np.ndarray, path, title: str = "Relation graph") -> Path:
     """Heat map of a (J, J) relation graph with joint names on both axes."""
     A = np.asarray(A, dtype=float)
     names = _joint_names(A.shape[0])
-    fig = _figure(5.5, 5)
+    fig = new_figure(5.5, 5)
     ax = fig.add_subplot(111)
     im = ax.imshow(A, cmap="Blues", vmin=0)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
@@ -88,7 +91,7 @@ def plot_graph(A: np.ndarray, path, title: str = "Relation graph") -> Path:
     ax.set_ylabel("joint i")
     fig.colorbar(im, ax=ax)
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def explain(estimator, X: np.ndarray, ids: Sequence[str], out_dir, **extras) -> list[Path]:

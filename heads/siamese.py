@@ -350,13 +350,12 @@ def trimmed(x, j: int):
 def plot_explain(estimator: SiameseRegressor, X, ids, out_dir, *, groups=None, **extras) -> list[Path]:
     """Clip-level similarity to the reference (Sec. IV, Table VII) for the videos ``ids`` (rows of X)
     as a heat map, faulty clips (< 0.5) marked; writes ``siamese_clip_similarity.png``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .plots import new_figure, save_figure
+
     sim = estimator.clip_similarity(X, groups)
     ids = [str(v) for v in ids]
     k = len(ids)
-    fig = Figure(figsize=(2.5 + 0.6 * sim.shape[1], 1.5 + 0.4 * k), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(2.5 + 0.6 * sim.shape[1], 1.5 + 0.4 * k)
     ax = fig.subplots()
     im = ax.imshow(sim[:k], vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
     for i in range(k):
@@ -367,9 +366,4 @@ def plot_explain(estimator: SiameseRegressor, X, ids, out_dir, *, groups=None, *
     ax.set_xticks(range(sim.shape[1]), [str(j + 1) for j in range(sim.shape[1])])
     ax.set(xlabel="clip", title="similarity to the reference's clip (x: < 0.5, faulty)")
     fig.colorbar(im, ax=ax)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    path = out_dir / "siamese_clip_similarity.png"
-    fig.savefig(path, format="png")
-    return [path]
+    return [save_figure(fig, Path(out_dir) / "siamese_clip_similarity.png")]
