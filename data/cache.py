@@ -509,6 +509,13 @@ class CacheReader:
     def video_attrs(self, video_id: str) -> dict:
         return dict(self.group(video_id).attrs)
 
+    def video_config(self, video_id: str) -> dict:
+        """The extraction config that wrote ``video_id`` (``configs_json`` by its config hash;
+        the root config when that hash is not recorded)."""
+        known = json.loads(self._f.attrs.get("configs_json", "{}"))
+        return known.get(self.group(video_id).attrs.get("config_sha256"),
+                         self.provenance()["config"])
+
     def labels(self) -> list[LabelRow]:
         return _read_labels(self._f)
 

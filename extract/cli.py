@@ -56,6 +56,7 @@ def main(ctx):
     \b
       aqa-extract VIDEOS_OR_DIRS... --out feats.h5 [options]   (see `aqa-extract run --help`)
       aqa-extract merge parts/*.h5 --out feats.h5
+      aqa-extract show feats.h5 VIDEO_ID --root videos/ --out sheet.png
       aqa-extract weights list | fetch NAME
     """
     plain_warnings(ctx)
@@ -221,6 +222,36 @@ def merge(ctx, inputs, out):
     from aqa.data.cli import merge as data_merge
 
     ctx.invoke(data_merge, inputs=inputs, out=out, as_json=False)
+
+
+@main.command()
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.argument("video_id")
+@click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The folder extraction read (the cache stores each video's path relative to "
+                   "it). Default: the current folder.")
+@click.option("--video", type=click.Path(exists=True), default=None,
+              help="The source video file itself (instead of --root).")
+@click.option("--frames", "n", type=click.IntRange(min=1), default=8, show_default=True,
+              help="How many frames, evenly spread over the video.")
+@click.option("--patches", is_flag=True, help="Also draw the primary person's joint patches.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write. Default: VIDEO_ID.pose.png.")
+def show(cache, video_id, root, video, n, patches, out):
+    """Draw the cached poses of VIDEO_ID (a source or a view, ID@flip) on its frames: a contact
+    sheet PNG to check person selection and keypoints by eye."""
+    from aqa.data.cache import CacheError
+
+    from .show import contact_sheet
+
+    out = out or f"{video_id.replace('/', '_')}.pose.png"
+    try:
+        path = contact_sheet(cache, video_id, out, video=video, root=root, n=n, patches=patches)
+    except (ValueError, FileNotFoundError, KeyError, CacheError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        click.echo(f"error: {' '.join(str(msg).split())}", err=True)
+        sys.exit(2)
+    click.echo(str(path))
 
 
 def _mount_weights():
