@@ -114,7 +114,7 @@ def contact_sheet(cache, video_id: str, out, video=None, root=None, n: int = 8,
     patches (:func:`aqa.extract.patches.joint_boxes` with the extraction's ``patch_scale``)."""
     from matplotlib.patches import Rectangle
 
-    from aqa.heads.plots import new_figure, save_figure
+    from aqa.data.figures import new_figure, save_figure
 
     from .patches import joint_boxes
 

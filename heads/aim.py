@@ -420,7 +420,7 @@ def plot_explain(estimator: AIMRegressor, X, ids, out_dir, **extras) -> list[Pat
     """AIM's explanation for the videos ``ids`` (rows of X): per-step scores (eq. 6, the paper's
     Fig. 6) and the attention weight on the AIM stream per step (eq. 5, Fig. 7). Writes
     ``aim_attention.png`` into ``out_dir``; returns the paths."""
-    from .plots import new_figure, save_figure
+    from aqa.data.figures import new_figure, save_figure
 
     ex = estimator.explain(X)
     steps, att = ex["step_scores"], ex["attention"]

@@ -313,11 +313,11 @@ def _load_model(model, trust):
 
 def check_comparable(est, reader, allow: bool = False) -> None:
     """Refuse (``ValueError``) to apply a head to a cache whose features were extracted otherwise
-    than those it was trained on (:func:`aqa.extract.compat.config_differences`, and the untrained
+    than those it was trained on (:func:`aqa.data.compat.config_differences`, and the untrained
     mark); with ``allow``, warn instead. A model without a recorded training config is not checked."""
     import warnings
 
-    from aqa.extract.compat import provenance_differences
+    from aqa.data.compat import provenance_differences
     diffs = provenance_differences(getattr(est, "provenance_", None), reader.provenance())
     if not diffs:
         return

@@ -508,7 +508,7 @@ def plot_explain(estimator: CoReRegressor, X, ids, out_dir, **predict_params) ->
     """The tree path of each video ``ids`` (rows of X) against its first exemplar (the paper's Fig. 8):
     node probabilities of every level as rows of a heat map, the chosen leaf marked, with the exemplar
     score, decoded difference and final prediction; writes ``core_tree_path.png``."""
-    from .plots import new_figure, save_figure
+    from aqa.data.figures import new_figure, save_figure
 
     tp = estimator.tree_path(X, **predict_params)
     ids = [str(v) for v in ids]

@@ -195,7 +195,7 @@ class FragmentRegressor(TorchRegressor):
 def plot_explain(estimator: FragmentRegressor, X, ids, out_dir, **extras) -> list[Path]:
     """Occlusion contributions of each fragment for the videos ``ids`` (rows of X): mean |contribution|
     per fragment and a per-video heat map; writes ``fragment_contributions.png``."""
-    from .plots import new_figure, save_figure
+    from aqa.data.figures import new_figure, save_figure
 
     c = estimator.fragment_contributions(X)
     ids = [str(v) for v in ids]

@@ -1,5 +1,5 @@
-"""Interpretation plots of a trained head, written as PNG with matplotlib's Agg canvas (no display,
-no pyplot global state): per-step scores over time, per-joint scores, relation graphs as heat maps.
+"""Interpretation plots of a trained head, written as PNG (:mod:`aqa.data.figures`): per-step
+scores over time, per-joint scores, relation graphs as heat maps.
 """
 from __future__ import annotations
 
@@ -8,30 +8,13 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["COCO17_NAMES", "new_figure", "save_figure", "plot_step_scores", "plot_joint_scores",
-           "plot_graph", "explain"]
+from aqa.data.figures import new_figure, save_figure
+
+__all__ = ["COCO17_NAMES", "plot_step_scores", "plot_joint_scores", "plot_graph", "explain"]
 
 COCO17_NAMES = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow",
                 "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle",
                 "r_ankle")
-
-
-def new_figure(w=6.0, h=3.5):
-    """A ``w`` x ``h`` inch matplotlib Figure on its own Agg canvas (no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(w, h), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig, path) -> Path:
-    """``fig`` laid out and written as a PNG at ``path`` (its folder made); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
 
 
 def _joint_names(J: int) -> Sequence[str]:

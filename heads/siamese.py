@@ -350,7 +350,7 @@ def trimmed(x, j: int):
 def plot_explain(estimator: SiameseRegressor, X, ids, out_dir, *, groups=None, **extras) -> list[Path]:
     """Clip-level similarity to the reference (Sec. IV, Table VII) for the videos ``ids`` (rows of X)
     as a heat map, faulty clips (< 0.5) marked; writes ``siamese_clip_similarity.png``."""
-    from .plots import new_figure, save_figure
+    from aqa.data.figures import new_figure, save_figure
 
     sim = estimator.clip_similarity(X, groups)
     ids = [str(v) for v in ids]

@@ -259,7 +259,7 @@ def test_a_model_refuses_a_cache_of_other_features(tmp_path):
 
 
 def test_config_differences_by_setting_and_checkpoint_role():
-    from aqa.extract.compat import config_differences
+    from aqa.data.compat import config_differences
     a = {"sampling": "jrg", "flow": "tvl1-cpu", "flow_options": {}, "backbones": ["i3d"],
          "checkpoints": {"i3d_rgb_imagenet": "a" * 64, "keypointrcnn_resnet50_fpn_coco": "k" * 64}}
     assert config_differences(a, {**a, "flow": "tvl1-torch", "backbones": ["i3d", "c3d"],

@@ -44,3 +44,35 @@ def test_editable_install_imports_from_the_tree():
     import aqa.data.cache
 
     assert Path(aqa.data.cache.__file__).resolve() == ROOT / "data" / "cache.py"
+
+
+#: DESIGN.md's import direction: extract -> data, heads -> data, pipelines -> everything
+FORBIDDEN = {"data": ("extract", "heads", "pipelines"), "extract": ("heads", "pipelines"),
+             "heads": ("extract", "pipelines")}
+
+
+def test_import_direction():
+    """No module of a stage imports what DESIGN.md says it must not (absolute ``aqa.x`` imports
+    and relative ``..x`` ones), at module level or inside a function."""
+    import ast
+
+    bad = []
+    for folder, banned in FORBIDDEN.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            depth = len(path.relative_to(ROOT / folder).parts)   # 1: directly in the folder
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    if node.level == 0:
+                        names = [node.module or ""]
+                    elif node.level == depth + 1:                   # ..x from the folder's top
+                        names = [f"aqa.{node.module or ''}"]
+                    else:
+                        continue
+                else:
+                    continue
+                for name in names:
+                    if any(name == f"aqa.{b}" or name.startswith(f"aqa.{b}.") for b in banned):
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert not bad, "\n".join(bad)

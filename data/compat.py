@@ -38,7 +38,7 @@ def _settings(cfg: dict) -> dict:
 
 def _by_role(checkpoints: dict) -> dict[str, set]:
     """role (``backbone:i3d/rgb``, ``pose:keypoint-rcnn``) -> {(registry name, sha256)}."""
-    from .weights import REGISTRY
+    from .checkpoints import REGISTRY
 
     roles: dict[str, set] = {}
     for name, sha in (checkpoints or {}).items():
