@@ -3,7 +3,7 @@
 1. render synthetic dives (ground-truth pose sidecars, labels with a train/test split);
 2. extract them into a feature cache (`aqa-extract`: poses from the sidecars, TV-L1 flow, the
    weight-free feature families; I3D too when its checkpoint is installed);
-3. verify the cache;
+3. verify the cache, and draw the first video's cached poses on its frames (``aqa-extract show``);
 4. bench every registered head on the same cache and split over several seeds and print the table
    (Markdown, CSV, JSON and a predicted-vs-true plot land in OUT/bench/).
 
@@ -102,6 +102,13 @@ def main(argv=None) -> int:
           f"{'OK' if rep.ok else 'BROKEN: ' + '; '.join(rep.problems[:3])}")
     if not rep.ok:
         return 1
+    from aqa.data.cache import CacheReader
+    from aqa.extract.show import contact_sheet
+
+    with CacheReader(cache) as r:
+        first = r.video_ids()[0]
+    sheet = contact_sheet(cache, first, out / f"poses_{first}.png", root=videos, patches=True)
+    print(f"      poses on the frames of {first}: {sheet} (`aqa-extract show` draws any video)")
 
     feature = "i3d_rgb" if backbones else "kin_pose+hof_flow"
     budget = {} if args.paper_defaults else {h: p for h, p in DEMO_BUDGET.items() if h in heads}

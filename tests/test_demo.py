@@ -20,6 +20,8 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     heads = {row["head"] for row in report["table"]}
     assert heads == {"pose-dct-svr", "mlp"}
     assert (out / "bench" / "pred_vs_true.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (sheet,) = out.glob("poses_*.png")
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "poses on the frames of" in printed
     # re-running resumes: nothing is re-extracted
     assert main(["--out", str(out), "--n", "12", "--frames", "32", "--seeds", "1",
                  "--heads", "pose-dct-svr"]) == 0
