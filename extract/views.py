@@ -1,13 +1,13 @@
 """Augmented views of one decoded video: its frames, poses and flow transformed as the view says.
 
 A view (:class:`aqa.data.views.View`: ``flip``, ``shiftK``, ``zoomF``, ``brightG``, ``histeq``,
-``mask``, ``dropP``) is extracted from the data the runner already has for its source video (:class:`VideoData`: the decoded frames,
-their indices, the selected persons' poses, the optical flow), so decoding, pose estimation, person
-selection and flow run once per video however many views are asked for. Poses and flow are
-*transformed*, not recomputed: pose estimation is the costly stage, and the ideal flow of
-transformed frames is the transformed flow (mirrored, sliced, cropped and rescaled, or chained
-across dropped frames). Everything
-downstream of the flow (sampling, camera motion, features) runs on the view's data as on a video's.
+``mask``, ``dropP``) is extracted from the data the runner already has for its source video
+(:class:`VideoData`: the decoded frames, their indices, the selected persons' poses, the optical
+flow), so decoding, pose estimation, person selection and flow run once per video however many
+views are asked for. Poses and flow are *transformed*, not recomputed: pose estimation is the
+costly stage, and the ideal flow of transformed frames is the transformed flow (mirrored, sliced,
+cropped and rescaled, or chained across dropped frames). Everything downstream of the flow
+(sampling, camera motion, features) runs on the view's data as on a video's.
 
 Coordinates are continuous pixels (pixel ``i`` covers ``[i, i + 1)``), the convention of the pose
 backends and of :mod:`aqa.extract.patches`: mirroring maps ``x`` to ``W - x``, and the pixels of a

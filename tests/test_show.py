@@ -26,7 +26,7 @@ def extracted(tmp_path_factory):
     render_dataset(vids, n=2, kind="sync", seed=5, n_frames=32, progress=False)
     out = root / "f.h5"
     s = run_extraction([vids], out, ExtractConfig(persons=2, **FAST), device="cpu",
-                       progress=False, views=["flip", "drop:0.25", "zoom:1.5"])
+                       progress=False, views=["flip", "drop:0.25", "zoom:1.5", "mask"])
     assert not s.failed, s.failed
     with CacheReader(out) as r:
         ids = r.video_ids()
@@ -64,6 +64,16 @@ def test_view_sheets_show_the_view_s_pixels(extracted):
     zoom = sheet_frames(out, f"{ids[1]}@zoom1.5", root=vids, n=4)
     assert zoom["frames"].shape == src["frames"].shape
     assert not np.array_equal(zoom["frames"], src["frames"])
+    # mask: black outside the source persons' grown boxes in those very frames
+    from aqa.extract.pose.selection import PoseTrack
+    from aqa.extract.views import VideoData, foreground
+
+    mask = sheet_frames(out, f"{ids[1]}@mask", root=vids, n=4)
+    track = PoseTrack(src["keypoints"], src["boxes"], np.ones(src["boxes"].shape[:2], np.float32),
+                      src["roles"])
+    keep = foreground(VideoData(src["frames"], src["index"], track))
+    assert 0.05 < keep.mean() < 0.95
+    np.testing.assert_array_equal(mask["frames"], src["frames"] * keep[..., None])
 
 
 def test_cli_writes_a_png_and_refuses_what_it_cannot_draw(extracted, tmp_path):
