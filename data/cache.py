@@ -6,7 +6,8 @@ Layout (see DESIGN.md)::
               configs_json (json: config_sha256 -> config, every config that wrote a video),
               weights (json: name -> sha256), untrained (bool: some video holds untrained features)
     /videos/<id>/   attrs: source_relpath, source_sha256, fps, n_frames, height, width,
-                           config_sha256, untrained (bool), status="complete" (written last)
+                           config_sha256, untrained (bool), status="complete" (written last),
+                           source_size, source_mtime_ns (the file's stat when extracted)
                            [view_of, view: an augmented view of video view_of, id <view_of>@<view>]
         frames/index, pose/{keypoints,boxes,box_scores,roles},
         features/<backbone>_<stream>/{whole,joints,clip_start,clip_end}, motion/camera
@@ -249,6 +250,23 @@ class CacheWriter:
 
     def is_complete(self, video_id: str) -> bool:
         return video_id in self.complete_ids()
+
+    def source_records(self) -> dict[str, dict]:
+        """video id -> its ``source_sha256``, ``source_size`` and ``source_mtime_ns`` (those it
+        has) for the complete source videos of this writer's config: what a re-run compares the
+        files with, to redo a video whose file changed since."""
+        keys = ("source_sha256", "source_size", "source_mtime_ns")
+        with _open_checked(self.path, "r") as f:
+            return {k: {a: g.attrs[a] for a in keys if a in g.attrs}
+                    for k, g in f.get("videos", {}).items()
+                    if g.attrs.get("status") == "complete" and "view_of" not in g.attrs
+                    and g.attrs.get("config_sha256") == self.config_sha256}
+
+    def remove_video(self, video_id: str) -> None:
+        """Delete ``/videos/<video_id>`` (a view made from a file that has changed since)."""
+        with self._file() as f:
+            if f"videos/{video_id}" in f:
+                del f[f"videos/{video_id}"]
 
     def committed(self, video_id: str) -> tuple[dict, dict] | None:
         """(attrs, :data:`REQUIRED_VIDEO_ARRAYS`) of ``video_id`` if it is complete under this

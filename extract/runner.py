@@ -26,7 +26,9 @@ frames decode than its container declares, no primary person in most sampled fra
 :class:`~aqa.extract.video.VideoWarning`) is warned about as it happens and listed with its
 warnings in the summary and the manifest; a re-run that skips it keeps them there. Complete
 videos whose config hash matches are skipped, so an interrupted run is resumed by running the
-same command again. The hashed config
+same command again; a complete video whose file has changed since (its size or mtime differ from
+the cache's record, then its sha256) is extracted again, with a warning, and its views this run
+does not extract are removed. The hashed config
 (:meth:`Extractor.cache_config`) is the :class:`ExtractConfig` with ``flow`` resolved to the backend
 that runs, plus the sha256 of every checkpoint used and the untrained mark: features made with
 ``--untrained`` are redone once real weights are installed. Bad sampling, flow, pose or backbone
@@ -273,6 +275,14 @@ def shard_out_path(out: Path, shard: tuple[int, int] | None) -> Path:
     if shard is None or shard[1] == 1:
         return out
     return out.with_name(f"{out.stem}.shard{shard[0]}-of-{shard[1]}{out.suffix}")
+
+
+def source_stamp(path: Path) -> tuple[int, int]:
+    """(size in bytes, latest mtime in ns) of a video file or a frame folder's files: a cheap sign
+    that it changed since extraction (then :func:`file_sha256` decides)."""
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+    stats = [f.stat() for f in files]
+    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -622,10 +632,14 @@ def _family(name: str, whole, joints, steps) -> dict:
 # ------------------------------------------------------------------------------------------
 @dataclass
 class RunSummary:
-    """Results of a run: per input video its source entry, then one per requested view."""
+    """Results of a run: per input video its source entry, then one per requested view;
+    ``changed``: the complete videos whose file had changed, so were extracted again, and
+    ``removed``: their views this run did not extract, deleted as made from the old file."""
 
     out: str
     results: list = field(default_factory=list)
+    changed: list = field(default_factory=list)
+    removed: list = field(default_factory=list)
 
     def count(self, status: str, views: bool = False) -> int:
         """Source videos with ``status``; ``views``: the views' entries instead."""
@@ -717,12 +731,15 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     def views_of(vid):
         return views if views_for is None or vid in views_for else []
 
-    if any(key not in done for vid, _, _ in videos for key, _ in _entries(vid, views_of(vid))):
+    changed = _changed_sources(writer, videos, done) if done else set()
+    if changed or any(key not in done for vid, _, _ in videos
+                      for key, _ in _entries(vid, views_of(vid))):
         extractor.build()  # before the cache is touched; a model that cannot load stops the run
     with writer:
         if label_rows is not None:  # before any video: an interrupted run keeps the labels too
             writer.write_labels(label_rows)
         done = writer.complete_ids()
+        summary.changed, summary.removed = _redo_changed(writer, videos, changed, done, views_of)
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
         for vid, path, relpath in bar:
             results = [VideoResult(key, str(path), "skipped" if key in done else "failed",
@@ -735,6 +752,51 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                                lambda: _write_manifest(manifest, summary))
     _write_manifest(manifest, summary)
     return summary
+
+
+def _changed_sources(writer, videos, done: set) -> set:
+    """Ids of the complete source videos whose file changed since they were extracted: its size or
+    mtime differs from the cache's record and so does its sha256 (a copy with a new mtime and the
+    same bytes has not changed). A video recorded without a stamp (caches written before the
+    stamp existed) is not checked."""
+    records = writer.source_records()
+    out = set()
+    for vid, path, _ in videos:
+        rec = records.get(vid) if vid in done else None
+        if not rec or "source_size" not in rec or not path.exists():
+            continue
+        if (int(rec["source_size"]), int(rec["source_mtime_ns"])) != source_stamp(path) and \
+                file_sha256(path) != rec.get("source_sha256"):
+            out.add(vid)
+    return out
+
+
+def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[list, list]:
+    """Make the changed videos (:func:`_changed_sources`) to do again: their entries leave
+    ``done``, and their views this run does not extract are removed (they were made from the old
+    file). Each is warned about (:class:`~aqa.extract.video.VideoWarning`); returns (the changed
+    ids, the removed view ids)."""
+    from aqa.data.views import VIEW_SEPARATOR
+
+    from .video import VideoWarning
+
+    redo, removed = [], []
+    for vid, path, _ in videos:
+        if vid not in changed:
+            continue
+        mine = {k for k in done if k == vid or k.startswith(vid + VIEW_SEPARATOR)}
+        gone = sorted(mine - {key for key, _ in _entries(vid, views_of(vid))})
+        for key in gone:
+            writer.remove_video(key)
+        done.difference_update(mine)
+        msg = f"{path}: changed since it was extracted (its sha256 differs): extracted again"
+        if gone:
+            msg += (f"; its views {', '.join(k[len(vid) + 1:] for k in gone)} were made from the "
+                    "old file and are removed (--view adds them again)")
+        warnings.warn(msg, VideoWarning, stacklevel=3)
+        redo.append(vid)
+        removed += gone
+    return redo, removed
 
 
 def _as_views(views) -> list:
@@ -784,7 +846,9 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
                 cached = None           # the file changed since: estimate afresh
         with _noting_video_warnings(notes):
             info, data = extractor.prepare(path, source.seconds, cached=cached)
-        extra = {"source_relpath": relpath, "source_sha256": sha or file_sha256(path)}
+        size, mtime = source_stamp(path)
+        extra = {"source_relpath": relpath, "source_sha256": sha or file_sha256(path),
+                 "source_size": size, "source_mtime_ns": mtime}
         for r, view in todo:
             show(r)
             with _failures_recorded([r], save_manifest), _noting_video_warnings(r.warnings):

@@ -432,13 +432,61 @@ def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_pat
             for name in ("frames/index", "pose/keypoints", "pose/boxes", "features/kin_pose/joints",
                          "features/hof_flow/whole", "features/hof_flow/joints"):
                 np.testing.assert_array_equal(g[name][()], h[name][()], err_msg=name)
-    # one file replaced by another (same length, so its sidecar still fits): estimated again
+    # a cache without the files' stamps (written before them) is not rechecked; a new view of a
+    # video whose file has changed is still not made from the old poses
+    import h5py
+
     a, b = sorted(vids.glob("*.mp4"))
+    with h5py.File(out, "a") as f:
+        for vid in ids:
+            del f[f"videos/{vid}"].attrs["source_size"]
     shutil.copy(b, a)
-    run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
-                   views=["flip", "shift:1"])
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip", "shift:1"])
+    assert s.changed == [] and s.count("skipped") == 2 and s.count("done", views=True) == 2
     assert calls == [a.name]
     assert verify(out).ok
+
+
+def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path):
+    """Same bytes with a new mtime: skipped. New bytes: extracted again with a warning, its views
+    of this run too, its other views removed (made from the old file)."""
+    import os
+
+    from aqa.extract.runner import file_sha256
+    from aqa.extract.video import VideoWarning
+
+    vids = tmp_path / "v"
+    shutil.copytree(synth_dir, vids)
+    out = tmp_path / "f.h5"
+    assert not run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                              views=["flip", "shift:1"]).failed
+    a, b = sorted(vids.glob("*.mp4"))
+    os.utime(b, ns=(1, 1))                                     # touched, same bytes
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip", "shift:1"])
+    assert {r.status for r in s.results} == {"skipped"} and s.changed == []
+    shutil.copy(a, b)                                          # new bytes (a's, same length)
+    with pytest.warns(VideoWarning, match=rf"{b.name}: changed since it was extracted \(its "
+                                          r"sha256 differs\): extracted again; its views shift1 "
+                                          r"were made from the old file and are removed"):
+        s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                           views=["flip"])
+    assert s.changed == [b.stem] and s.removed == [f"{b.stem}@shift1"]
+    assert [(r.video_id, r.status) for r in s.results] == [
+        (a.stem, "skipped"), (f"{a.stem}@flip", "skipped"), (b.stem, "done"),
+        (f"{b.stem}@flip", "done")]
+    rep = verify(out)
+    assert rep.ok, rep.problems
+    with CacheReader(out) as r:
+        assert r.views() == {"flip": [a.stem, b.stem], "shift1": [a.stem]}
+        for vid in (b.stem, f"{b.stem}@flip"):
+            assert r.video_attrs(vid)["source_sha256"] == file_sha256(b) == file_sha256(a)
+        np.testing.assert_array_equal(r.group(b.stem)["features/hof_flow/whole"][()],
+                                      r.group(a.stem)["features/hof_flow/whole"][()])
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip"])
+    assert {r.status for r in s.results} == {"skipped"} and s.changed == []
 
 
 def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
