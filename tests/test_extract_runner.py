@@ -241,6 +241,17 @@ def test_real_footage_vtest(tmp_path):
     with CacheReader(out) as r:
         hof = r.load("hof_flow", part="joints")
         assert hof.shape[:3] == (1, 3, 17) and np.isfinite(hof).all()
+        kp = r.pose("vtest24")["keypoints"]
+    # its contact sheet: the real frames decoded again at the cache's 256-px short side, under
+    # the poses scaled with them (the file's pixels are those of the 768x576 source)
+    from aqa.extract.show import sheet_frames
+
+    d = sheet_frames(out, "vtest24", root=vdir, n=3)
+    assert d["frames"].shape == (3, 256, 341, 3) and list(d["index"]) == [0, 12, 23]
+    assert np.abs(d["frames"].astype(int) - cv2.resize(
+        frames[12], (341, 256), interpolation=cv2.INTER_AREA)).mean() < 8    # MJPG round trip
+    np.testing.assert_allclose(d["keypoints"][1, 0, 0, :2], kp[12, 0, 0, :2])
+    np.testing.assert_allclose(kp[12, 0, 0, :2], np.array([110 + 12, 160]) * 256 / 576, atol=0.5)
 
 
 #: family -> D of its backbone (extract/backbones: I3D 1024, I3D-R50 2048, C3D fc6 4096)
