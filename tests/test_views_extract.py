@@ -446,6 +446,19 @@ def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_pat
     assert s.changed == [] and s.count("skipped") == 2 and s.count("done", views=True) == 2
     assert calls == [a.name]
     assert verify(out).ok
+    # cached frame indices that are not the decoded ones: the poses are estimated again
+    from aqa.data.cache import CacheWriter
+
+    committed = CacheWriter.committed
+
+    def off_by_one(self, video_id):
+        attrs, arrays = committed(self, video_id)
+        return attrs, {**arrays, "frames/index": arrays["frames/index"] + 1}
+
+    monkeypatch.setattr(CacheWriter, "committed", off_by_one)
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["bright:0.8"])
+    assert s.count("done", views=True) == 2 and sorted(calls) == sorted([a.name, a.name, b.name])
 
 
 def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path):
