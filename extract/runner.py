@@ -731,7 +731,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     def views_of(vid):
         return views if views_for is None or vid in views_for else []
 
-    changed = _changed_sources(writer, videos, done) if done else set()
+    changed = _changed_sources(writer, videos, done, progress) if done else set()
     if changed or any(key not in done for vid, _, _ in videos
                       for key, _ in _entries(vid, views_of(vid))):
         extractor.build()  # before the cache is touched; a model that cannot load stops the run
@@ -754,21 +754,23 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     return summary
 
 
-def _changed_sources(writer, videos, done: set) -> set:
+def _changed_sources(writer, videos, done: set, progress: bool = True) -> set:
     """Ids of the complete source videos whose file changed since they were extracted: its size or
     mtime differs from the cache's record and so does its sha256 (a copy with a new mtime and the
     same bytes has not changed). A video recorded without a stamp (caches written before the
     stamp existed) is not checked."""
+    from tqdm.auto import tqdm
+
     records = writer.source_records()
-    out = set()
+    suspects = []
     for vid, path, _ in videos:
         rec = records.get(vid) if vid in done else None
-        if not rec or "source_size" not in rec or not path.exists():
-            continue
-        if (int(rec["source_size"]), int(rec["source_mtime_ns"])) != source_stamp(path) and \
-                file_sha256(path) != rec.get("source_sha256"):
-            out.add(vid)
-    return out
+        if rec and "source_size" in rec and path.exists() and source_stamp(path) != (
+                int(rec["source_size"]), int(rec["source_mtime_ns"])):
+            suspects.append((vid, path, rec.get("source_sha256")))
+    return {vid for vid, path, sha in tqdm(suspects, desc="files touched since: sha256",
+                                           unit="file", disable=not progress or not suspects)
+            if file_sha256(path) != sha}
 
 
 def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[list, list]:
