@@ -142,6 +142,27 @@ def locate_videos(name: str, rows, video_dir) -> tuple[list[tuple[str, Path]], l
     return found, missing
 
 
+def pose_sheets(cache, rows, root, folder, limit: int = 8) -> list[Path]:
+    """Contact sheets (:func:`aqa.extract.show.contact_sheet`) of the first video of each action
+    among ``rows`` (at most ``limit``), as ``folder/<id>.png``: a look at the poses the heads will
+    learn from. A sheet that cannot be drawn is warned about; the recipe goes on."""
+    import warnings
+
+    from aqa.extract.show import contact_sheet
+
+    first: dict[str, str] = {}
+    for r in sorted(rows, key=lambda r: r.video_id):
+        first.setdefault(r.action, r.video_id)
+    out = []
+    for vid in list(first.values())[:limit]:
+        try:
+            out.append(contact_sheet(cache, vid, Path(folder) / f"{vid}.png", root=root,
+                                     patches=True))
+        except (OSError, ValueError, KeyError) as e:
+            warnings.warn(f"no pose sheet of {vid}: {e}", stacklevel=2)
+    return out
+
+
 def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence[str] | str = "all",
                seeds: int = 5, pose: str = "keypoint-rcnn", backbones: Sequence[str] = ("i3d",),
                flow: str = "auto", flow_options: dict | None = None,
@@ -209,6 +230,9 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     from aqa.data.cache import CacheReader
     with CacheReader(cache) as reader:
         families = set(reader.families())
+        extracted = set(reader.video_ids())
+    sheets = pose_sheets(cache, [r for r in rows if r.video_id in extracted], video_dir,
+                         out / "poses")
     auto_feature, head_features = recipe_features(backbones, families)
     if feature:          # the user's choice holds for every head (bar METHOD_FEATURES)
         head_features = {}
@@ -238,6 +262,9 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
             f"- videos: {len(items)} found, {len(missing)} missing (listed in missing_videos.txt), "
             f"{len(summary.failed)} failed extraction (see {cache.name}.failures.json)",
             f"- difficulty given to heads: {dd}",
+            f"- poses drawn on frames, to check person selection by eye: "
+            f"{', '.join(str(p.relative_to(out)) for p in sheets) or 'none'} "
+            "(`aqa-extract show` draws any other video)",
             *([f"- annotation reader options: {dataset_options}"] if dataset_options else []), ""]
     paths["md"].write_text("\n".join(head) + md)
     (out / "recipe.json").write_text(json.dumps(res.setup, indent=2, default=str))

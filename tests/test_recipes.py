@@ -77,6 +77,10 @@ def test_recipe_end_to_end(name, synth, tmp_path):
     assert len(got) == 11 and all(want[v] == got[v] for v in got), (want, got)
     dd = "n/a" if name in ("aqa7", "jigsaws") else "yes, to the heads that take it (none of those run)"
     assert f"- difficulty given to heads: {dd}" in md
+    sheets = sorted((out / "poses").glob("*.png"))      # one per action, of an extracted video
+    assert len(sheets) == len(expected_actions)
+    assert all(p.stem in got for p in sheets)
+    assert f"- poses drawn on frames, to check person selection by eye: poses/{sheets[0].name}" in md
     if name == "aqa7":  # published figures stand beside ours, per action
         assert "0.6339" in md      # JRG's Whole-Scene baseline (the mlp head), diving
         # c3d-svr ran on weight-free features, not C3D: its published figure is withheld
