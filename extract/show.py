@@ -52,7 +52,7 @@ def sheet_frames(cache, video_id: str, video=None, root=None, n: int = 8) -> dic
     from aqa.data.views import parse_view
 
     from .pose.selection import PoseTrack
-    from .runner import file_sha256, view_seed
+    from .runner import file_sha256
     from .video import read_frames
     from .views import VideoData, apply_view
 
@@ -84,7 +84,7 @@ def sheet_frames(cache, video_id: str, video=None, root=None, n: int = 8) -> dic
         at = np.searchsorted(src_index, got)
         track = PoseTrack(*(src_pose[k][at] for k in ("keypoints", "boxes", "box_scores")),
                           src_pose["roles"])
-        frames = apply_view(view, VideoData(frames, got, track), seed=view_seed(src_id)).frames
+        frames = apply_view(view, VideoData(frames, got, track)).frames
     return {"frames": frames, "positions": pos, "index": got,
             "keypoints": pose["keypoints"][pos], "boxes": pose["boxes"][pos],
             "roles": pose["roles"], "fps": float(attrs.get("fps") or 0.0),
