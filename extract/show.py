@@ -144,6 +144,7 @@ def contact_sheet(cache, video_id: str, out, video=None, root=None, n: int = 8,
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
         ax.set_axis_off()
-    fig.suptitle(f"{video_id}: pose {d['pose']}, {d['n_frames']} frames, {k} shown "
-                 "(primary orange, secondary blue)", fontsize=8)
+    who = "primary orange, secondary blue" if len(d["roles"]) > 1 else "the performer"
+    fig.suptitle(f"{video_id}: pose {d['pose']}, {d['n_frames']} frames, {k} shown ({who})",
+                 fontsize=8)
     return save_figure(fig, out)
