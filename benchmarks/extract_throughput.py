@@ -39,7 +39,7 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from aqa.extract.cli import _kv
+    from aqa.extract.cli import parse_options
     from aqa.extract.runner import ExtractConfig, discover_videos, run_extraction
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,7 +49,7 @@ def main(argv=None):
             render_dataset(vdir, n=8, kind="single", seed=0, progress=False)
         videos = [p for _, p in discover_videos([vdir])][: args.limit]
         cfg = ExtractConfig(sampling=args.sampling, pose=args.pose, flow=args.flow,
-                            pose_options=_kv(args.pose_opt, "--pose-opt"),
+                            pose_options=parse_options(args.pose_opt, "--pose-opt"),
                             backbones=tuple(args.backbone),
                             streams=tuple(args.streams.split(",")))
         runs = [("sources", ()), ("views added", args.views)] if args.add_views else [

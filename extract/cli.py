@@ -35,7 +35,9 @@ def _expected_errors() -> tuple[type, ...]:
     return tuple(errs)
 
 
-def _kv(items, what):
+def parse_options(items, what):
+    """``KEY=VALUE`` option strings -> dict, each value read as JSON where it parses (``3``,
+    ``true``, ``[1, 2]``) and kept as a string otherwise; a bad item is a click usage error."""
     out = {}
     for it in items:
         if "=" not in it:
@@ -162,11 +164,11 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         raise click.BadParameter(str(e), param_hint="--view") from None
     views_for = _view_split_ids(view_split, labels, views)
     try:
-        cfg = ExtractConfig(sampling=sampling, sampling_options=_kv(sampling_opt, "--sampling-opt"),
-                            pose=pose, pose_options=_kv(pose_opt, "--pose-opt"), persons=persons,
-                            flow=flow, flow_options=_kv(flow_opt, "--flow-opt"),
+        cfg = ExtractConfig(sampling=sampling, sampling_options=parse_options(sampling_opt, "--sampling-opt"),
+                            pose=pose, pose_options=parse_options(pose_opt, "--pose-opt"), persons=persons,
+                            flow=flow, flow_options=parse_options(flow_opt, "--flow-opt"),
                             weightfree=not no_weightfree, backbones=backbones,
-                            backbone_options=_kv(backbone_opt, "--backbone-opt"),
+                            backbone_options=parse_options(backbone_opt, "--backbone-opt"),
                             streams=tuple(s.strip() for s in streams.split(",") if s.strip()),
                             joints=not no_joints, frame_height=frame_height,
                             short_side="auto" if short_side is None else short_side)
