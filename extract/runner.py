@@ -278,11 +278,13 @@ def shard_out_path(out: Path, shard: tuple[int, int] | None) -> Path:
 
 
 def source_stamp(path: Path) -> tuple[int, int]:
-    """(size in bytes, latest mtime in ns) of a video file or a frame folder's files: a cheap sign
-    that it changed since extraction (then :func:`file_sha256` decides)."""
-    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
-    stats = [f.stat() for f in files]
-    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+    """(size in bytes, latest mtime in ns) of a video file, or of a frame folder's files and the
+    folder itself (whose mtime moves when a frame is renamed, added or removed): a cheap sign that
+    it changed since extraction (then :func:`file_sha256` decides)."""
+    entries = [path, *path.rglob("*")] if path.is_dir() else [path]
+    stats = [(e.is_file(), e.stat()) for e in entries]
+    return (sum(s.st_size for is_file, s in stats if is_file),
+            max(s.st_mtime_ns for _, s in stats))
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

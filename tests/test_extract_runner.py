@@ -688,6 +688,28 @@ def test_frame_folders_are_videos(synth_dir, tmp_path):
         assert r.video_attrs("whole")["source_relpath"] == "whole.mp4"
 
 
+def test_a_frame_folder_stamp_sees_its_frames_renamed(tmp_path):
+    """Two frames swapped by renaming keep the total size and every file's mtime; the folder's
+    own mtime moves, so the stamp differs and the hash (names and bytes) decides."""
+    import os
+
+    from aqa.extract.runner import file_sha256, source_stamp
+
+    d = tmp_path / "clip"
+    d.mkdir()
+    (d / "1.png").write_bytes(b"first")
+    (d / "2.png").write_bytes(b"other")
+    for p in (d / "1.png", d / "2.png", d):
+        os.utime(p, ns=(10**9, 10**9))
+    stamp, sha = source_stamp(d), file_sha256(d)
+    assert stamp == (10, 10**9)
+    os.rename(d / "1.png", d / "t.png")
+    os.rename(d / "2.png", d / "1.png")
+    os.rename(d / "t.png", d / "2.png")
+    assert [os.stat(d / n).st_mtime_ns for n in ("1.png", "2.png")] == [10**9, 10**9]
+    assert source_stamp(d)[0] == 10 and source_stamp(d) != stamp and file_sha256(d) != sha
+
+
 def test_pose_stage_shows_progress_when_the_runner_does(synth_dir):
     from aqa.extract.runner import Extractor
 
