@@ -262,11 +262,28 @@ class CacheWriter:
                     if g.attrs.get("status") == "complete" and "view_of" not in g.attrs
                     and g.attrs.get("config_sha256") == self.config_sha256}
 
+    def views_of(self, video_id: str) -> list[str]:
+        """Ids of the views of ``video_id`` in the file (by their ``view_of`` attribute, under any
+        config): what a changed source file makes stale."""
+        with _open_checked(self.path, "r") as f:
+            return sorted(k for k, g in f.get("videos", {}).items()
+                          if g.attrs.get("view_of") == video_id)
+
     def remove_video(self, video_id: str) -> None:
         """Delete ``/videos/<video_id>`` (a view made from a file that has changed since)."""
         with self._file() as f:
             if f"videos/{video_id}" in f:
                 del f[f"videos/{video_id}"]
+
+    def update_attrs(self, video_id: str, attrs: Mapping) -> None:
+        """Set ``attrs`` on the committed ``/videos/<video_id>`` (its arrays untouched): a re-run
+        records the new stat of a file that was touched but whose bytes are the same."""
+        with self._file() as f:
+            g = f.get(f"videos/{video_id}")
+            if g is None:
+                raise KeyError(f"{self.path}: no video {video_id!r}")
+            for key, value in attrs.items():
+                g.attrs[key] = value
 
     def committed(self, video_id: str) -> tuple[dict, dict] | None:
         """(attrs, :data:`REQUIRED_VIDEO_ARRAYS`) of ``video_id`` if it is complete under this

@@ -27,8 +27,9 @@ frames decode than its container declares, no primary person in most sampled fra
 warnings in the summary and the manifest; a re-run that skips it keeps them there. Complete
 videos whose config hash matches are skipped, so an interrupted run is resumed by running the
 same command again; a complete video whose file has changed since (its size or mtime differ from
-the cache's record, then its sha256) is extracted again, with a warning, and its views this run
-does not extract are removed. The hashed config
+the cache's record, then its sha256; a file that gets new views is always hashed) is extracted
+again, with a warning, its views with it; those this run does not ask for are removed. A touched
+file with the same bytes gets its new stamp recorded. The hashed config
 (:meth:`Extractor.cache_config`) is the :class:`ExtractConfig` with ``flow`` resolved to the backend
 that runs, plus the sha256 of every checkpoint used and the untrained mark: features made with
 ``--untrained`` are redone once real weights are installed. Bad sampling, flow, pose or backbone
@@ -716,6 +717,12 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     label_rows = read_labels_csv(labels) if labels else None
     if label_rows is not None:
         _warn_label_mismatch(labels, label_rows, [vid for vid, _, _ in videos])
+    views_for = None if views_for is None else set(views_for)
+
+    def views_of(vid):
+        return views if views_for is None or vid in views_for else []
+
+    _check_view_ids(videos, views_of)
     sh = parse_shard(shard)
     if sh is not None:
         videos = videos[sh[0]::sh[1]]
@@ -728,18 +735,18 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     writer = CacheWriter(out, config=extractor.cache_config(), weights=extractor.weights,
                          untrained=extractor.untrained)
     done = writer.complete_ids() if out.exists() else set()
-    views_for = None if views_for is None else set(views_for)
-
-    def views_of(vid):
-        return views if views_for is None or vid in views_for else []
-
-    changed = _changed_sources(writer, videos, done, progress) if done else set()
+    adding = {vid for vid, _, _ in videos if vid in done
+              and any(key not in done for key, _ in _entries(vid, views_of(vid))[1:])}
+    changed, hashes, restamp = (_check_sources(writer, videos, done, adding, progress) if done
+                                else (set(), {}, {}))
     if changed or any(key not in done for vid, _, _ in videos
                       for key, _ in _entries(vid, views_of(vid))):
         extractor.build()  # before the cache is touched; a model that cannot load stops the run
     with writer:
         if label_rows is not None:  # before any video: an interrupted run keeps the labels too
             writer.write_labels(label_rows)
+        for vid, (size, mtime) in restamp.items():
+            writer.update_attrs(vid, {"source_size": size, "source_mtime_ns": mtime})
         done = writer.complete_ids()
         summary.changed, summary.removed = _redo_changed(writer, videos, changed, done, views_of)
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
@@ -751,48 +758,77 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
             summary.results += results
             if any(r.status == "failed" for r in results):  # i.e. to do
                 _extract_video(extractor, writer, bar, (vid, path, relpath), results, views_of(vid),
-                               lambda: _write_manifest(manifest, summary))
+                               lambda: _write_manifest(manifest, summary), sha=hashes.get(vid))
     _write_manifest(manifest, summary)
     return summary
 
 
-def _changed_sources(writer, videos, done: set, progress: bool = True) -> set:
-    """Ids of the complete source videos whose file changed since they were extracted: its size or
-    mtime differs from the cache's record and so does its sha256 (a copy with a new mtime and the
-    same bytes has not changed). A video recorded without a stamp (caches written before the
-    stamp existed) is not checked."""
+def _check_view_ids(videos, views_of) -> None:
+    """A view's cache id (``<source>@<view>``) that is also an input video's id is an error: the
+    two would overwrite each other."""
+    ids = {vid for vid, _, _ in videos}
+    clash = sorted(key for vid, _, _ in videos for key, _ in _entries(vid, views_of(vid))[1:]
+                   if key in ids)
+    if clash:
+        raise ValueError(f"{len(clash)} view id(s) are also the ids of input videos: "
+                         f"{', '.join(clash[:3])}{' ...' if len(clash) > 3 else ''}; rename those "
+                         "videos (an id must not end in '@' and a view name)")
+
+
+def _check_sources(writer, videos, done: set, adding: set, progress: bool = True):
+    """Which complete source videos changed since they were extracted.
+
+    A file is hashed when its size or mtime differs from the cache's record, and always when this
+    run adds views to it (they are made from its cached poses, so a stamp that missed a change
+    must not let old poses meet new frames). It has changed when its sha256 differs from the
+    recorded one (a copy with a new mtime and the same bytes has not). A video recorded without a
+    stamp (caches written before stamps existed) is hashed only when views are added to it.
+    Returns (changed ids, sha256 of each file hashed, new (size, mtime) of each
+    unchanged file whose recorded stamp is out of date or missing, so the next run need not hash
+    it again)."""
     from tqdm.auto import tqdm
 
     records = writer.source_records()
     suspects = []
     for vid, path, _ in videos:
         rec = records.get(vid) if vid in done else None
-        if rec and "source_size" in rec and path.exists() and source_stamp(path) != (
-                int(rec["source_size"]), int(rec["source_mtime_ns"])):
-            suspects.append((vid, path, rec.get("source_sha256")))
-    return {vid for vid, path, sha in tqdm(suspects, desc="files touched since: sha256",
-                                           unit="file", disable=not progress or not suspects)
-            if file_sha256(path) != sha}
+        if not rec or not path.exists():
+            continue
+        stamp = source_stamp(path)
+        recorded = ((int(rec["source_size"]), int(rec["source_mtime_ns"]))
+                    if "source_size" in rec and "source_mtime_ns" in rec else None)
+        if vid in adding or (recorded is not None and recorded != stamp):
+            suspects.append((vid, path, rec.get("source_sha256"), stamp, recorded))
+    changed, hashes, restamp = set(), {}, {}
+    for vid, path, sha, stamp, recorded in tqdm(suspects, desc="checking files: sha256",
+                                                unit="file", disable=not progress or not suspects):
+        hashes[vid] = now = file_sha256(path)
+        if now != sha:
+            changed.add(vid)
+        elif recorded != stamp:
+            restamp[vid] = stamp
+    return changed, hashes, restamp
 
 
 def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[list, list]:
-    """Make the changed videos (:func:`_changed_sources`) to do again: their entries leave
-    ``done``, and their views this run does not extract are removed (they were made from the old
-    file). Each is warned about (:class:`~aqa.extract.video.VideoWarning`); returns (the changed
-    ids, the removed view ids)."""
-    from aqa.data.views import VIEW_SEPARATOR
-
+    """Make the changed videos (:func:`_check_sources`) to do again: the source and every view of
+    it (found by their ``view_of``, whatever the ids look like) are removed from the cache, since
+    they were made from the old file; those this run asks for are extracted again, and one that
+    then fails is missing (and in the manifest), not left behind from the old file. Each is warned about
+    (:class:`~aqa.extract.video.VideoWarning`); returns (the changed ids, the removed view ids
+    this run does not extract again)."""
     from .video import VideoWarning
 
     redo, removed = [], []
     for vid, path, _ in videos:
         if vid not in changed:
             continue
-        mine = {k for k in done if k == vid or k.startswith(vid + VIEW_SEPARATOR)}
-        gone = sorted(mine - {key for key, _ in _entries(vid, views_of(vid))})
-        for key in gone:
+        views = writer.views_of(vid)
+        for key in [vid, *views]:
             writer.remove_video(key)
-        done.difference_update(mine)
+        done.difference_update([vid, *views])
+        again = {key for key, _ in _entries(vid, views_of(vid))}
+        gone = [k for k in views if k not in again]
         msg = f"{path}: changed since it was extracted (its sha256 differs): extracted again"
         if gone:
             msg += (f"; its views {', '.join(k[len(vid) + 1:] for k in gone)} were made from the "
@@ -825,11 +861,12 @@ def view_seed(video_id: str) -> int:
 
 
 def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: list, views,
-                   save_manifest) -> None:
+                   save_manifest, sha: str | None = None) -> None:
     """Extract the entries of one video that are to do (status ``failed`` until written): decode,
     pose and flow once (their seconds on the source's entry), then each entry's features, each
     with its own commit. A failure is recorded on the entries it stops, the others go on. New
-    views of a complete source reuse its cached poses (unless its file changed since)."""
+    views of a complete source reuse its cached poses when ``sha``, the file's sha256 hashed by
+    :func:`_check_sources`, is the one they were made from."""
     vid, path, relpath = item
     todo = [(r, v) for r, v in zip(results, [None, *views]) if r.status == "failed"]
     source = results[0]
@@ -841,13 +878,11 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
     show(source)
     notes = source.warnings if source.status == "failed" else []  # a complete source keeps its own
     with _failures_recorded([r for r, _ in todo], save_manifest):
-        sha, cached = None, None
+        cached = None
         if source.status != "failed":   # a complete source: its poses serve its new views
             before, cached = writer.committed(vid) or ({}, None)
-            with extractor._stage("decode", source.seconds):
-                sha = file_sha256(path)
-            if before.get("source_sha256") != sha:
-                cached = None           # the file changed since: estimate afresh
+            if sha is None or before.get("source_sha256") != sha:
+                cached = None           # not checked against the file: estimate afresh
         with _noting_video_warnings(notes):
             info, data = extractor.prepare(path, source.seconds, cached=cached)
         size, mtime = source_stamp(path)

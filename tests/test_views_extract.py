@@ -476,20 +476,33 @@ def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_pat
             for name in ("frames/index", "pose/keypoints", "pose/boxes", "features/kin_pose/joints",
                          "features/hof_flow/whole", "features/hof_flow/joints"):
                 np.testing.assert_array_equal(g[name][()], h[name][()], err_msg=name)
-    # a cache without the files' stamps (written before them) is not rechecked; a new view of a
-    # video whose file has changed is still not made from the old poses
+    # a cache without the files' stamps (written before them): a file that gets new views is
+    # hashed all the same, and one that changed is extracted again with all its views (none made
+    # from the old poses); the unchanged one gets its stamp recorded
     import h5py
+
+    from aqa.extract.runner import source_stamp
+    from aqa.extract.video import VideoWarning
 
     a, b = sorted(vids.glob("*.mp4"))
     with h5py.File(out, "a") as f:
         for vid in ids:
             del f[f"videos/{vid}"].attrs["source_size"]
     shutil.copy(b, a)
-    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
-                       views=["flip", "shift:1"])
-    assert s.changed == [] and s.count("skipped") == 2 and s.count("done", views=True) == 2
+    with pytest.warns(VideoWarning, match=rf"{a.name}: changed since it was extracted"):
+        s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                           views=["flip", "shift:1"])
+    assert s.changed == [a.stem] and s.removed == []
+    assert [(r.video_id, r.status) for r in s.results] == [
+        (a.stem, "done"), (f"{a.stem}@flip", "done"), (f"{a.stem}@shift1", "done"),
+        (b.stem, "skipped"), (f"{b.stem}@flip", "skipped"), (f"{b.stem}@shift1", "done")]
     assert calls == [a.name]
     assert verify(out).ok
+    with CacheReader(out) as r:
+        assert r.video_attrs(a.stem)["source_sha256"] == r.video_attrs(b.stem)["source_sha256"]
+        for vid, p in ((a.stem, a), (b.stem, b)):
+            attrs = r.video_attrs(vid)
+            assert (attrs["source_size"], attrs["source_mtime_ns"]) == source_stamp(p)
     # cached frame indices that are not the decoded ones: the poses are estimated again
     from aqa.data.cache import CacheWriter
 
@@ -505,11 +518,13 @@ def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_pat
     assert s.count("done", views=True) == 2 and sorted(calls) == sorted([a.name, a.name, b.name])
 
 
-def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path):
-    """Same bytes with a new mtime: skipped. New bytes: extracted again with a warning, its views
-    of this run too, its other views removed (made from the old file)."""
+def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path, monkeypatch):
+    """Same bytes with a new mtime: skipped, the new stamp recorded (not hashed again next run).
+    New bytes: extracted again with a warning, its views of this run too, its other views removed
+    (made from the old file)."""
     import os
 
+    from aqa.extract import runner
     from aqa.extract.runner import file_sha256
     from aqa.extract.video import VideoWarning
 
@@ -523,6 +538,13 @@ def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path):
     s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
                        views=["flip", "shift:1"])
     assert {r.status for r in s.results} == {"skipped"} and s.changed == []
+    with CacheReader(out) as r:
+        assert r.video_attrs(b.stem)["source_mtime_ns"] == 1
+    hashed = []
+    monkeypatch.setattr(runner, "file_sha256", lambda p, *a: hashed.append(p) or file_sha256(p))
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip", "shift:1"])
+    assert {r.status for r in s.results} == {"skipped"} and hashed == []
     shutil.copy(a, b)                                          # new bytes (a's, same length)
     with pytest.warns(VideoWarning, match=rf"{b.name}: changed since it was extracted \(its "
                                           r"sha256 differs\): extracted again; its views shift1 "
@@ -544,6 +566,106 @@ def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path):
     s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
                        views=["flip"])
     assert {r.status for r in s.results} == {"skipped"} and s.changed == []
+
+
+def test_a_changed_video_keeps_no_view_of_its_old_file(synth_dir, tmp_path, monkeypatch):
+    """A changed video whose extraction fails again is gone, its view too, not left complete from
+    the old file for later runs to skip; a change its stamp missed (same size and mtime) is caught
+    when views are added, and the video is redone with all its views."""
+    import os
+
+    from aqa.extract.runner import Extractor, file_sha256
+    from aqa.extract.video import VideoWarning
+
+    vids = tmp_path / "v"
+    shutil.copytree(synth_dir, vids)
+    out = tmp_path / "f.h5"
+    assert not run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                              views=["flip"]).failed
+    a, b = sorted(vids.glob("*.mp4"))
+    process_view, features = Extractor.process_view, Extractor.features
+
+    def no_flip_of_b(self, view, path, *args, **kw):
+        if view.name == "flip" and path == b:
+            raise RuntimeError("no flip today")
+        return process_view(self, view, path, *args, **kw)
+
+    def no_features_of_b(self, path, *args, **kw):
+        if path == b:
+            raise RuntimeError("no features today")
+        return features(self, path, *args, **kw)
+
+    monkeypatch.setattr(Extractor, "process_view", no_flip_of_b)
+    monkeypatch.setattr(Extractor, "features", no_features_of_b)
+    shutil.copy(a, b)                                          # new bytes, new mtime
+    with pytest.warns(VideoWarning, match=rf"{b.name}: changed since it was extracted"):
+        s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                           views=["flip"])
+    assert s.changed == [b.stem] and s.removed == []
+    assert [(r.video_id, r.status) for r in s.results] == [
+        (a.stem, "skipped"), (f"{a.stem}@flip", "skipped"), (b.stem, "failed"),
+        (f"{b.stem}@flip", "failed")]
+    with CacheReader(out) as r:
+        assert r.video_ids() == [a.stem] and r.views() == {"flip": [a.stem]}
+    assert verify(out).ok
+    failures = json.loads(Path(f"{out}.failures.json").read_text())
+    assert "no features today" in json.dumps(failures) and "no flip today" in json.dumps(failures)
+    monkeypatch.setattr(Extractor, "process_view", process_view)
+    monkeypatch.setattr(Extractor, "features", features)
+    s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip"])
+    assert s.changed == [] and [(r.video_id, r.status) for r in s.results][2:] == [
+        (b.stem, "done"), (f"{b.stem}@flip", "done")]
+    # new bytes behind an unchanged stamp (same size, mtime set back): adding a view hashes the
+    # file, so the old poses do not meet the new frames; the video is redone, its flip too
+    a_bytes, st = a.read_bytes(), b.stat()
+    b.write_bytes(a_bytes[:-64] + bytes(64))
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert b.stat().st_size == st.st_size
+    with pytest.warns(VideoWarning, match=rf"{b.name}: changed since it was extracted"):
+        s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                           views=["flip", "shift:1"])
+    assert s.changed == [b.stem]
+    assert [(r.video_id, r.status) for r in s.results][3:] == [
+        (b.stem, "done"), (f"{b.stem}@flip", "done"), (f"{b.stem}@shift1", "done")]
+    with CacheReader(out) as r:
+        for vid in (b.stem, f"{b.stem}@flip", f"{b.stem}@shift1"):
+            assert r.video_attrs(vid)["source_sha256"] == file_sha256(b)
+
+
+def test_a_video_id_with_an_at_sign_is_not_taken_for_a_view(synth_dir, tmp_path):
+    """``clip@hq`` is a video of its own: when ``clip`` changes, it and its views stay. A video
+    whose id is another's view id is refused before any work (the two would overwrite)."""
+    from aqa.extract.video import VideoWarning
+
+    a, b = sorted(synth_dir.glob("*.mp4"))
+    vids = tmp_path / "v"
+    vids.mkdir()
+    for src, name in ((a, "clip"), (b, "clip@hq")):
+        shutil.copy(src, vids / f"{name}.mp4")
+        shutil.copy(src.with_suffix(".pose.json"), vids / f"{name}.pose.json")
+    out = tmp_path / "f.h5"
+    assert not run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                              views=["flip"]).failed
+    shutil.copy(b, vids / "clip.mp4")
+    with pytest.warns(VideoWarning, match=r"clip\.mp4: changed since it was extracted"):
+        s = run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                           views=["flip"])
+    assert s.changed == ["clip"] and s.removed == []
+    assert [(r.video_id, r.status) for r in s.results] == [
+        ("clip", "done"), ("clip@flip", "done"), ("clip@hq", "skipped"),
+        ("clip@hq@flip", "skipped")]
+    with CacheReader(out) as r:
+        assert r.video_ids() == ["clip", "clip@hq"]
+        assert r.views() == {"flip": ["clip", "clip@hq"]}
+    shutil.copy(a, vids / "clip@flip.mp4")
+    shutil.copy(a.with_suffix(".pose.json"), vids / "clip@flip.pose.json")
+    with pytest.raises(ValueError, match=r"1 view id\(s\) are also the ids of input videos: "
+                                         r"clip@flip; rename those videos"):
+        run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                       views=["flip"])
+    assert not run_extraction([vids], out, ExtractConfig(**FAST), device="cpu", progress=False,
+                              views=["flip"], views_for=["clip@hq"]).failed
 
 
 def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
