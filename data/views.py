@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 __all__ = ["View", "parse_view", "parse_views", "view_id", "VIEW_SEPARATOR", "VIEW_KINDS"]
 
@@ -69,11 +70,12 @@ class View:
     @property
     def name(self) -> str:
         """Canonical name: ``flip``, ``histeq``, ``shift3``, ``zoom1.2``, ``bright0.8``,
-        ``drop0.1``."""
+        ``drop0.1``: the amount's shortest exact decimal, never in exponent form, so every name
+        parses back to its view and two views never share a name."""
         if self.value is None:
             return self.kind
         v = float(self.value)
-        return f"{self.kind}{int(v) if v.is_integer() else format(v, 'g')}"
+        return f"{self.kind}{int(v) if v.is_integer() else format(Decimal(repr(v)), 'f')}"
 
 
 def parse_view(spec: str) -> View:
@@ -114,8 +116,9 @@ def parse_views(specs) -> list[View]:
                     else:
                         views = [View(kind, float(lo))]
                 except ValueError as e:
-                    raise ValueError(str(e) if str(e) else f"view {spec!r}: a range K-L is only "
-                                     "for shift, with whole numbers") from None
+                    msg = str(e) or "a range K-L is only for shift, with whole numbers"
+                    raise ValueError(msg if msg.startswith("view ")
+                                     else f"view {spec!r}: {msg}") from None
             out += [v for v in views if v not in out]
     return out
 

@@ -24,6 +24,12 @@ def test_spec_grammar_names_and_ranges():
     # a canonical name parses back to the same view (the cache stores names, the CLI takes specs)
     for v in views:
         assert parse_view(v.name) == v
+    # ... however small or finely given the amount: no exponent, no rounding to 6 digits
+    fine = [View("bright", 1e-5), View("drop", 0.1234567), View("drop", 0.1234568),
+            View("zoom", 1.0000001)]
+    assert [v.name for v in fine] == ["bright0.00001", "drop0.1234567", "drop0.1234568",
+                                      "zoom1.0000001"]
+    assert [parse_view(v.name) for v in fine] == fine
 
 
 @pytest.mark.parametrize("spec, msg", [
@@ -41,6 +47,8 @@ def test_spec_grammar_names_and_ranges():
     ("drop:1", "a fraction in (0, 1)"),
     ("drop", "expected flip, histeq, mask, shift:K"),
     ("drop:0.1-3", "only for shift"),
+    ("drop:.", "view 'drop:.': could not convert"),
+    ("zoom:1.2.3", "view 'zoom:1.2.3': could not convert"),
 ])
 def test_bad_specs_say_what_is_expected(spec, msg):
     with pytest.raises(ValueError, match=re.escape(msg)):
