@@ -54,6 +54,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -425,11 +426,15 @@ class CacheReader:
 
     def views(self) -> dict[str, list[str]]:
         """Canonical view name -> sorted ids of the source videos that have that view (read once
-        per reader: the file cannot change while it is open for reading)."""
+        per reader: the file cannot change while it is open for reading). A view whose source is
+        not in the cache is not listed: it is no training row of any video."""
         if self._views is None:
             out: dict[str, list[str]] = {}
-            for k, g in self._f.get("videos", {}).items():
-                if g.attrs.get("status") == "complete" and "view_of" in g.attrs:
+            vids = self._f.get("videos", {})
+            sources = set(self.video_ids())
+            for k, g in vids.items():
+                if (g.attrs.get("status") == "complete" and "view_of" in g.attrs
+                        and str(g.attrs["view_of"]) in sources):
                     out.setdefault(str(g.attrs["view"]), []).append(str(g.attrs["view_of"]))
             self._views = {name: sorted(ids) for name, ids in sorted(out.items())}
         return {name: list(ids) for name, ids in self._views.items()}
@@ -694,7 +699,8 @@ def _verify_configs(attrs, vids, rep: VerifyReport) -> None:
 
 
 def _verify_views(views: Mapping, complete: Mapping, rep: VerifyReport) -> None:
-    """Each view names a parseable view and a complete source video, under the id it implies."""
+    """Each view names a view by its canonical name and a complete source video, under the id it
+    implies, and was made from the same file and config as that source."""
     from .views import parse_view, view_id
 
     for vid, g in sorted(views.items()):
@@ -704,11 +710,27 @@ def _verify_views(views: Mapping, complete: Mapping, rep: VerifyReport) -> None:
         except ValueError as e:
             rep.problems.append(f"videos/{vid}: view attribute {name!r} is not a view ({e})")
             continue
-        if vid != view_id(src, canonical):
+        if name != canonical:
+            rep.problems.append(f"videos/{vid}: view attribute {name!r} is not the canonical "
+                                f"name {canonical!r} (readers look views up by it)")
+        elif vid != view_id(src, canonical):
             rep.problems.append(f"videos/{vid}: a view {canonical!r} of {src!r} must be "
                                 f"stored as {view_id(src, canonical)!r}")
         elif src not in complete or "view_of" in complete[src].attrs:
             rep.warnings.append(f"videos/{vid}: its source video {src!r} is not in the cache")
+        elif (why := view_mismatch(g.attrs, complete[src].attrs)):
+            rep.problems.append(f"videos/{vid}: {why} than its source {src!r}: re-run the "
+                                f"extraction with --view {canonical} to redo it")
+
+
+def view_mismatch(view_attrs: Mapping, source_attrs: Mapping) -> str | None:
+    """Why a view cannot stand beside its source (made from another version of the file, or
+    with another config), else None."""
+    for key, what in (("source_sha256", "another version of the file"),
+                      ("config_sha256", "another config")):
+        if view_attrs.get(key) != source_attrs.get(key):
+            return f"made from {what}" if key == "source_sha256" else f"extracted with {what}"
+    return None
 
 
 def _verify_video(vid: str, g: h5py.Group, rep: VerifyReport) -> None:
@@ -775,7 +797,9 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
     """Join shard caches into one: every complete video, the union of labels and weights.
 
     A video id present in two inputs is an error unless both copies have the same
-    ``source_sha256`` and ``config_sha256`` (then the first is kept). Returns a summary dict.
+    ``source_sha256`` and ``config_sha256`` (and are both the same view, or both no view; then the
+    first is kept). A view that does not match its source from another input (another version
+    of the file, another config) is dropped with a warning. Returns a summary dict.
     The merge is written to a hidden temporary file next to ``out`` and renamed to ``out`` only
     when complete; a merge that fails (or is interrupted) leaves no ``out`` behind.
     """
@@ -826,7 +850,8 @@ def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
                 for vid in tqdm(sorted(fi.get("videos", {})), desc=f"merge {p.name}",
                                 unit="video", disable=not progress):
                     g = fi[f"videos/{vid}"]
-                    key = (g.attrs.get("source_sha256"), g.attrs.get("config_sha256"))
+                    key = tuple(g.attrs.get(k) for k in ("source_sha256", "config_sha256",
+                                                         "view_of", "view"))
                     if vid in seen or vid in fo["videos"]:
                         if seen.get(vid) == key:
                             n_dupes += 1
@@ -836,6 +861,7 @@ def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
                     seen[vid] = key
                     fi.copy(g, fo["videos"], name=vid)
                     n_copied += 1
+        stale = _drop_stale_views(fo)
         fo.attrs["weights"] = json.dumps(weights, sort_keys=True)
         fo.attrs["untrained"] = untrained
         fo.attrs["configs_json"] = json.dumps(history, sort_keys=True, default=str)
@@ -844,8 +870,28 @@ def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
                 {"merged_configs": [json.loads(c) for c in sorted(configs)]}, sort_keys=True)
         if labels:
             _write_labels(fo, list(labels.values()))
-    return {"inputs": len(inputs), "videos": n_copied, "duplicates_skipped": n_dupes,
-            "labels": len(labels), "configs": len(configs), "untrained": untrained}
+    return {"inputs": len(inputs), "videos": n_copied - len(stale), "duplicates_skipped": n_dupes,
+            "stale_views_dropped": len(stale), "labels": len(labels), "configs": len(configs),
+            "untrained": untrained}
+
+
+def _drop_stale_views(f: h5py.File) -> list[str]:
+    """Delete the views of a merged file that came from another input than their source and do
+    not match it (:func:`view_mismatch`: one part holds a view of the old file, another the
+    re-extracted source); each is warned about. Returns their ids."""
+    vids = f["videos"]
+    stale = []
+    for vid in sorted(vids):
+        a = vids[vid].attrs
+        src = str(a.get("view_of", ""))
+        if src and src in vids and (why := view_mismatch(a, vids[src].attrs)):
+            warnings.warn(f"merge: dropped the view {vid!r}, {why} than its source {src!r} "
+                          f"(re-run the extraction with --view {a.get('view')} to redo it)",
+                          UserWarning, stacklevel=4)
+            stale.append(vid)
+    for vid in stale:
+        del vids[vid]
+    return stale
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LOCK_TIMEOUT", "WRITE_LOCK_TIMEOUT", "CacheError", "CacheLockedError", "CacheWriter", "CacheReader", "VerifyReport",

@@ -82,7 +82,10 @@ def merge(inputs, out, as_json):
         fail(os_error(e))
     click.echo(json.dumps(summary) if as_json else
                f"merged {summary['videos']} videos from {summary['inputs']} file(s) into {out}"
-               f" ({summary['duplicates_skipped']} duplicate(s) skipped, {summary['labels']} labels)")
+               f" ({summary['duplicates_skipped']} duplicate(s) skipped, "
+               + (f"{summary['stale_views_dropped']} stale view(s) dropped, "
+                  if summary['stale_views_dropped'] else "")
+               + f"{summary['labels']} labels)")
 
 
 @main.command()

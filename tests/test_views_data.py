@@ -101,3 +101,66 @@ def test_verify_counts_views_and_checks_their_ids(tmp_path):
     assert any("must be stored as 'v99@flip'" in p for p in rep.problems)
     assert any("videos/v03@flip: its source video 'v03' is not in the cache" in w
                for w in rep.warnings)
+    with CacheReader(path) as r:                                  # nor a training row of it
+        assert "v03" not in r.views().get("flip", [])
+
+
+def test_verify_refuses_a_view_unlike_its_source(tmp_path):
+    """A view made from another version of the file or with another config than its source, or
+    named otherwise than canonically (readers look it up by that name), is a problem."""
+    path = learnable_cache(tmp_path / "c.h5", n=3, views=("flip", "shift2"))
+    with h5py.File(path, "a") as f:
+        f["videos/v00@flip"].attrs["source_sha256"] = "9" * 64
+        f["videos/v01@flip"].attrs["config_sha256"] = "1" * 64
+        f["videos/v02@shift2"].attrs["view"] = "shift:2"
+    rep = verify(path)
+    assert not rep.ok
+    assert any("videos/v00@flip: made from another version of the file than its source 'v00': "
+               "re-run the extraction with --view flip" in p for p in rep.problems), rep.problems
+    assert any("videos/v01@flip: extracted with another config than its source 'v01'" in p
+               for p in rep.problems), rep.problems
+    assert any("videos/v02@shift2: view attribute 'shift:2' is not the canonical name 'shift2'"
+               in p for p in rep.problems), rep.problems
+    assert not any("v02@flip" in p or "v00@shift2" in p for p in rep.problems)
+
+
+def _part(path, entries):
+    """A small cache of (id, source sha256, view name or None) entries, one config."""
+    from aqa.data.cache import CacheWriter
+
+    from cachekit import VIDEO_ATTRS, video_arrays
+
+    with CacheWriter(path, config={"sampling": "c3d"}) as w:
+        for i, (vid, sha, view) in enumerate(entries):
+            extra = {"view_of": vid.split("@")[0], "view": view} if view else {}
+            w.write_video(vid, {**VIDEO_ATTRS, "source_sha256": sha, **extra}, video_arrays(i))
+    return path
+
+
+def test_merge_drops_a_view_of_another_file_version_than_its_source(tmp_path):
+    """One shard holds a view made from the old file (its source failed there), another the
+    source re-extracted from the changed file: the merge keeps the source, drops the view with a
+    warning and says so; a plain video and a view under one id are different videos."""
+    from aqa.data.cache import merge
+
+    old, new = "a" * 64, "b" * 64
+    p1 = _part(tmp_path / "p1.h5", [("v@flip", old, "flip"), ("w", old, None),
+                                    ("w@flip", old, "flip")])
+    p2 = _part(tmp_path / "p2.h5", [("v", new, None)])
+    with pytest.warns(UserWarning, match=r"merge: dropped the view 'v@flip', made from another "
+                                         r"version of the file than its source 'v'"):
+        s = merge([p1, p2], tmp_path / "m.h5", progress=False)
+    assert (s["videos"], s["stale_views_dropped"]) == (3, 1)
+    rep = verify(tmp_path / "m.h5")
+    assert rep.ok and not rep.warnings, (rep.problems, rep.warnings)
+    with CacheReader(tmp_path / "m.h5") as r:
+        assert r.video_ids(views=True) == ["v", "w", "w@flip"] and r.views() == {"flip": ["w"]}
+    with pytest.warns(UserWarning, match="dropped the view 'v@flip'"):
+        res = CliRunner().invoke(data_main, ["merge", str(p1), str(p2), "--out",
+                                             str(tmp_path / "m1.h5")])
+    assert res.exit_code == 0, res.output
+    assert ("merged 3 videos from 2 file(s)" in res.output
+            and "0 duplicate(s) skipped, 1 stale view(s) dropped, 0 labels" in res.output)
+    p3 = _part(tmp_path / "p3.h5", [("w@flip", old, None)])
+    with pytest.raises(CacheError, match=r"video 'w@flip' appears in two inputs with different"):
+        merge([p1, p3], tmp_path / "m2.h5", progress=False)
