@@ -252,15 +252,16 @@ class CacheWriter:
     def is_complete(self, video_id: str) -> bool:
         return video_id in self.complete_ids()
 
-    def source_records(self) -> dict[str, dict]:
+    def source_records(self, views: bool = False) -> dict[str, dict]:
         """video id -> its ``source_sha256``, ``source_size`` and ``source_mtime_ns`` (those it
         has) for the complete source videos of this writer's config: what a re-run compares the
-        files with, to redo a video whose file changed since."""
-        keys = ("source_sha256", "source_size", "source_mtime_ns")
+        files with, to redo a video whose file changed since. ``views``: the views' records too
+        (with their ``view_of``), each made from the file as it was then."""
+        keys = ("source_sha256", "source_size", "source_mtime_ns", "view_of")
         with _open_checked(self.path, "r") as f:
             return {k: {a: g.attrs[a] for a in keys if a in g.attrs}
                     for k, g in f.get("videos", {}).items()
-                    if g.attrs.get("status") == "complete" and "view_of" not in g.attrs
+                    if g.attrs.get("status") == "complete" and (views or "view_of" not in g.attrs)
                     and g.attrs.get("config_sha256") == self.config_sha256}
 
     def views_of(self, video_id: str) -> list[str]:

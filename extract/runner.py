@@ -776,37 +776,42 @@ def _check_view_ids(videos, views_of) -> None:
 
 
 def _check_sources(writer, videos, done: set, adding: set, progress: bool = True):
-    """Which complete source videos changed since they were extracted.
+    """Which videos changed since their complete entries (the source, its views) were extracted.
 
-    A file is hashed when its size or mtime differs from the cache's record, and always when this
-    run adds views to it (they are made from its cached poses, so a stamp that missed a change
-    must not let old poses meet new frames). It has changed when its sha256 differs from the
-    recorded one (a copy with a new mtime and the same bytes has not). A video recorded without a
-    stamp (caches written before stamps existed) is hashed only when views are added to it.
-    Returns (changed ids, sha256 of each file hashed, new (size, mtime) of each
+    A file is hashed when its size or mtime differs from the record of any of its entries, and
+    always when this run adds views to it (they are made from its cached poses, so a stamp that
+    missed a change must not let old poses meet new frames). It has changed when its sha256
+    differs from the one an entry was made from (a copy with a new mtime and the same bytes has
+    not): a view left from an earlier file, whose source failed then, counts too. An entry
+    recorded without a stamp (caches written before stamps existed) is hashed only when views are
+    added. Returns (changed ids, sha256 of each file hashed, new (size, mtime) of each entry of an
     unchanged file whose recorded stamp is out of date or missing, so the next run need not hash
     it again)."""
     from tqdm.auto import tqdm
 
-    records = writer.source_records()
+    entries: dict[str, dict[str, dict]] = {}
+    for key, rec in writer.source_records(views=True).items():
+        if key in done:
+            entries.setdefault(str(rec.get("view_of", key)), {})[key] = rec
     suspects = []
     for vid, path, _ in videos:
-        rec = records.get(vid) if vid in done else None
-        if not rec or not path.exists():
+        recs = entries.get(vid)
+        if not recs or not path.exists():
             continue
         stamp = source_stamp(path)
-        recorded = ((int(rec["source_size"]), int(rec["source_mtime_ns"]))
-                    if "source_size" in rec and "source_mtime_ns" in rec else None)
-        if vid in adding or (recorded is not None and recorded != stamp):
-            suspects.append((vid, path, rec.get("source_sha256"), stamp, recorded))
+        recorded = {key: (int(rec["source_size"]), int(rec["source_mtime_ns"]))
+                    if "source_size" in rec and "source_mtime_ns" in rec else None
+                    for key, rec in recs.items()}
+        if vid in adding or any(r is not None and r != stamp for r in recorded.values()):
+            suspects.append((vid, path, recs, stamp, recorded))
     changed, hashes, restamp = set(), {}, {}
-    for vid, path, sha, stamp, recorded in tqdm(suspects, desc="checking files: sha256",
-                                                unit="file", disable=not progress or not suspects):
+    for vid, path, recs, stamp, recorded in tqdm(suspects, desc="checking files: sha256",
+                                                 unit="file", disable=not progress or not suspects):
         hashes[vid] = now = file_sha256(path)
-        if now != sha:
+        if any(rec.get("source_sha256") != now for rec in recs.values()):
             changed.add(vid)
-        elif recorded != stamp:
-            restamp[vid] = stamp
+        else:
+            restamp.update((key, stamp) for key, r in recorded.items() if r != stamp)
     return changed, hashes, restamp
 
 
