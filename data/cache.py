@@ -252,40 +252,47 @@ class CacheWriter:
     def is_complete(self, video_id: str) -> bool:
         return video_id in self.complete_ids()
 
-    def source_records(self, views: bool = False) -> dict[str, dict]:
-        """video id -> its ``source_sha256``, ``source_size`` and ``source_mtime_ns`` (those it
-        has) for the complete source videos of this writer's config: what a re-run compares the
-        files with, to redo a video whose file changed since. ``views``: the views' records too
-        (with their ``view_of``), each made from the file as it was then."""
+    def source_records(self) -> dict[str, dict]:
+        """video id -> its ``source_sha256``, ``source_size``, ``source_mtime_ns`` and, for a
+        view, ``view_of`` (those it has), for the complete videos and views of this writer's
+        config: what a re-run compares the files with, to redo a video whose file changed since
+        (each entry was made from the file as it was then)."""
         keys = ("source_sha256", "source_size", "source_mtime_ns", "view_of")
         with _open_checked(self.path, "r") as f:
             return {k: {a: g.attrs[a] for a in keys if a in g.attrs}
                     for k, g in f.get("videos", {}).items()
-                    if g.attrs.get("status") == "complete" and (views or "view_of" not in g.attrs)
+                    if g.attrs.get("status") == "complete"
                     and g.attrs.get("config_sha256") == self.config_sha256}
 
-    def views_of(self, video_id: str) -> list[str]:
-        """Ids of the views of ``video_id`` in the file (by their ``view_of`` attribute, under any
+    def views_by_source(self) -> dict[str, list[str]]:
+        """Source id -> ids of its views in the file (by their ``view_of`` attribute, under any
         config): what a changed source file makes stale."""
+        out: dict[str, list[str]] = {}
         with _open_checked(self.path, "r") as f:
-            return sorted(k for k, g in f.get("videos", {}).items()
-                          if g.attrs.get("view_of") == video_id)
+            for k, g in sorted(f.get("videos", {}).items()):
+                if "view_of" in g.attrs:
+                    out.setdefault(str(g.attrs["view_of"]), []).append(k)
+        return out
 
-    def remove_video(self, video_id: str) -> None:
-        """Delete ``/videos/<video_id>`` (a view made from a file that has changed since)."""
+    def remove_videos(self, video_ids: Iterable[str]) -> None:
+        """Delete ``/videos/<id>`` of each of ``video_ids`` that is there (a video and its views
+        made from a file that has changed since)."""
         with self._file() as f:
-            if f"videos/{video_id}" in f:
-                del f[f"videos/{video_id}"]
+            for vid in video_ids:
+                if f"videos/{vid}" in f:
+                    del f[f"videos/{vid}"]
 
-    def update_attrs(self, video_id: str, attrs: Mapping) -> None:
-        """Set ``attrs`` on the committed ``/videos/<video_id>`` (its arrays untouched): a re-run
-        records the new stat of a file that was touched but whose bytes are the same."""
+    def update_attrs(self, updates: Mapping[str, Mapping]) -> None:
+        """Set, for each video id of ``updates``, its attrs on the committed ``/videos/<id>`` (its
+        arrays untouched), in one opening of the file: a re-run records the new stat of files
+        that were touched but whose bytes are the same."""
         with self._file() as f:
-            g = f.get(f"videos/{video_id}")
-            if g is None:
-                raise KeyError(f"{self.path}: no video {video_id!r}")
-            for key, value in attrs.items():
-                g.attrs[key] = value
+            for vid, attrs in updates.items():
+                g = f.get(f"videos/{vid}")
+                if g is None:
+                    raise KeyError(f"{self.path}: no video {vid!r}")
+                for key, value in attrs.items():
+                    g.attrs[key] = value
 
     def committed(self, video_id: str) -> tuple[dict, dict] | None:
         """(attrs, :data:`REQUIRED_VIDEO_ARRAYS`) of ``video_id`` if it is complete under this
@@ -431,9 +438,8 @@ class CacheReader:
         not in the cache is not listed: it is no training row of any video."""
         if self._views is None:
             out: dict[str, list[str]] = {}
-            vids = self._f.get("videos", {})
             sources = set(self.video_ids())
-            for k, g in vids.items():
+            for g in self._f.get("videos", {}).values():
                 if (g.attrs.get("status") == "complete" and "view_of" in g.attrs
                         and str(g.attrs["view_of"]) in sources):
                     out.setdefault(str(g.attrs["view"]), []).append(str(g.attrs["view_of"]))
@@ -727,10 +733,10 @@ def _verify_views(views: Mapping, complete: Mapping, rep: VerifyReport) -> None:
 def view_mismatch(view_attrs: Mapping, source_attrs: Mapping) -> str | None:
     """Why a view cannot stand beside its source (made from another version of the file, or
     with another config), else None."""
-    for key, what in (("source_sha256", "another version of the file"),
-                      ("config_sha256", "another config")):
-        if view_attrs.get(key) != source_attrs.get(key):
-            return f"made from {what}" if key == "source_sha256" else f"extracted with {what}"
+    if view_attrs.get("source_sha256") != source_attrs.get("source_sha256"):
+        return "made from another version of the file"
+    if view_attrs.get("config_sha256") != source_attrs.get("config_sha256"):
+        return "extracted with another config"
     return None
 
 

@@ -737,7 +737,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     done = writer.complete_ids() if out.exists() else set()
     adding = {vid for vid, _, _ in videos if vid in done
               and any(key not in done for key, _ in _entries(vid, views_of(vid))[1:])}
-    changed, hashes, restamp = (_check_sources(writer, videos, done, adding, progress) if done
+    changed, hashes, restamp = (_check_sources(writer, videos, adding, progress) if done
                                 else (set(), {}, {}))
     if changed or any(key not in done for vid, _, _ in videos
                       for key, _ in _entries(vid, views_of(vid))):
@@ -745,8 +745,9 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     with writer:
         if label_rows is not None:  # before any video: an interrupted run keeps the labels too
             writer.write_labels(label_rows)
-        for vid, (size, mtime) in restamp.items():
-            writer.update_attrs(vid, {"source_size": size, "source_mtime_ns": mtime})
+        if restamp:
+            writer.update_attrs({key: {"source_size": size, "source_mtime_ns": mtime}
+                                 for key, (size, mtime) in restamp.items()})
         done = writer.complete_ids()
         summary.changed, summary.removed = _redo_changed(writer, videos, changed, done, views_of)
         bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
@@ -775,7 +776,7 @@ def _check_view_ids(videos, views_of) -> None:
                          "videos (an id must not end in '@' and a view name)")
 
 
-def _check_sources(writer, videos, done: set, adding: set, progress: bool = True):
+def _check_sources(writer, videos, adding: set, progress: bool = True):
     """Which videos changed since their complete entries (the source, its views) were extracted.
 
     A file is hashed when its size or mtime differs from the record of any of its entries, and
@@ -789,10 +790,9 @@ def _check_sources(writer, videos, done: set, adding: set, progress: bool = True
     it again)."""
     from tqdm.auto import tqdm
 
-    entries: dict[str, dict[str, dict]] = {}
-    for key, rec in writer.source_records(views=True).items():
-        if key in done:
-            entries.setdefault(str(rec.get("view_of", key)), {})[key] = rec
+    entries: dict[str, dict[str, dict]] = {}   # source id -> its complete entries' records
+    for key, rec in writer.source_records().items():
+        entries.setdefault(str(rec.get("view_of", key)), {})[key] = rec
     suspects = []
     for vid, path, _ in videos:
         recs = entries.get(vid)
@@ -819,19 +819,22 @@ def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[li
     """Make the changed videos (:func:`_check_sources`) to do again: the source and every view of
     it (found by their ``view_of``, whatever the ids look like) are removed from the cache, since
     they were made from the old file; those this run asks for are extracted again, and one that
-    then fails is missing (and in the manifest), not left behind from the old file. Each is warned about
-    (:class:`~aqa.extract.video.VideoWarning`); returns (the changed ids, the removed view ids
-    this run does not extract again)."""
+    then fails is missing (and in the manifest), not left behind from the old file. Each is
+    warned about (:class:`~aqa.extract.video.VideoWarning`); returns (the changed ids, the
+    removed view ids this run does not extract again)."""
     from .video import VideoWarning
 
+    if not changed:
+        return [], []
+    views_by_source = writer.views_by_source()
+    stale = [key for vid in sorted(changed) for key in [vid, *views_by_source.get(vid, [])]]
+    writer.remove_videos(stale)
+    done.difference_update(stale)
     redo, removed = [], []
     for vid, path, _ in videos:
         if vid not in changed:
             continue
-        views = writer.views_of(vid)
-        for key in [vid, *views]:
-            writer.remove_video(key)
-        done.difference_update([vid, *views])
+        views = views_by_source.get(vid, [])
         again = {key for key, _ in _entries(vid, views_of(vid))}
         gone = [k for k in views if k not in again]
         msg = f"{path}: changed since it was extracted (its sha256 differs): extracted again"
