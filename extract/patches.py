@@ -41,6 +41,7 @@ __all__ = [
     "joint_boxes",
     "crop_resize",
     "clip_positions",
+    "pairs_read",
     "padded_mask",
     "iter_joint_clips",
     "joint_clips",
@@ -267,6 +268,15 @@ def clip_positions(clips: np.ndarray, n_images: int, n_frames: int) -> np.ndarra
         return np.minimum(clips, n_images - 1).astype(np.int64)
     raise ValueError(f"got {n_images} images for {n_frames} decoded frames: expected {n_frames} frames "
                      f"or {n_frames - 1} flow pairs")
+
+
+def pairs_read(clips: np.ndarray, n_frames: int, padded=None) -> np.ndarray:
+    """The flow pairs a sampling's clips read (sorted, unique): :func:`clip_positions` of the
+    positions that are not ``padded`` (padding reads no pair: it is a zero frame). Flow for the
+    other pairs of a video is never used, so the extractor computes only these."""
+    pos = clip_positions(clips, n_frames - 1, n_frames)
+    pad = padded_mask(padded, pos)
+    return np.unique(pos if pad is None else pos[~pad])
 
 
 def padded_mask(padded, clips) -> np.ndarray | None:

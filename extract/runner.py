@@ -3,7 +3,9 @@
 Per video: decode -> pose -> person selection -> optical flow (:meth:`Extractor.prepare`), then
 temporal sampling -> weight-free features (joint kinematics, flow histograms, camera motion) ->
 backbone features on whole frames and joint patches, rgb and flow (:meth:`Extractor.features`) ->
-:meth:`aqa.data.cache.CacheWriter.write_video`.
+:meth:`aqa.data.cache.CacheWriter.write_video`. The flow is computed for the frame pairs that
+the features of the video and of its views read (:meth:`Extractor.flow_pairs`), not for every
+pair: the features are the same, and a long video sampled sparsely costs only its samples.
 
 Views (``views=``, ``aqa-extract --view flip --view shift:1-5``; :mod:`aqa.data.views`): augmented
 copies of each video, stored as videos of their own (``<id>@<view>``, attributes ``view_of`` and
@@ -311,6 +313,10 @@ class Extractor:
     videos are all complete loads none.
     """
 
+    #: flow for every pair of a video instead of the pairs its features read: the features are
+    #: the same (tested); ``benchmarks/extract_throughput.py --all-flow-pairs`` measures the cost
+    all_flow_pairs: bool = False
+
     def __init__(self, config: ExtractConfig, device: str = "cpu", batch_size: int = 8,
                  weight_overrides: dict | None = None, untrained: bool = False,
                  progress: bool = True):
@@ -456,13 +462,16 @@ class Extractor:
             data = apply_view(view, data, seed=seed)
         return self.features(path, info, data, seconds, warn=False)
 
-    def prepare(self, path: Path, seconds: dict, cached: dict | None = None):
+    def prepare(self, path: Path, seconds: dict, cached: dict | None = None,
+                uses: Sequence = (None,), seed: int = 0):
         """The stages done once per video, whatever its views: decode, pose, person selection and
         flow -> (:class:`~aqa.extract.video.VideoInfo`, :class:`~aqa.extract.views.VideoData`).
         ``cached``: the video's arrays from a complete cache entry of this config
         (:meth:`~aqa.data.cache.CacheWriter.committed`); its selected poses are used (stage
         ``pose-cached``), and pose estimation skipped, when its frame indices are the decoded
-        ones."""
+        ones. ``uses``: what the data will serve, None for the video itself and a view for each
+        view (made with ``seed``); flow is computed for the pairs their features read only
+        (:meth:`flow_pairs`), unless :attr:`all_flow_pairs`."""
         from .pose.selection import PoseTrack
         from .views import VideoData
 
@@ -488,8 +497,32 @@ class Extractor:
             with self._stage("flow", seconds):
                 import cv2
                 gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
-                flow = self.flow.compute_video(gray, progress=self.progress)
-        return info, VideoData(frames, index, track, flow)
+                pairs = None if self.all_flow_pairs else self.flow_pairs(len(frames), uses, seed)
+                flow = self.flow.compute_video(gray, progress=self.progress, pairs=pairs)
+                if pairs is not None:
+                    pairs = np.isin(np.arange(len(flow)), pairs)
+        return info, VideoData(frames, index, track, flow, pairs)
+
+    def flow_pairs(self, n_frames: int, uses: Sequence = (None,), seed: int = 0) -> np.ndarray:
+        """The flow pairs of an ``n_frames``-frame video that the features of ``uses`` (None: the
+        video, or a view made with ``seed``) read: those of each one's sampling, a view's mapped
+        back to the source's pairs (a dropped frame's gap needs every pair it spans). Flow on the
+        other pairs is never read: for a long video sampled sparsely (JIGSAWS' 160 of thousands
+        of frames) it would be most of the extraction's time. A use the video is too short for
+        is skipped here; its own features raise the error."""
+        from .patches import pairs_read
+        from .sampling import sample
+        from .views import flow_pairs_needed, view_frames
+
+        cfg, need = self.config, [np.zeros(0, np.int64)]
+        for use in uses:
+            try:
+                keep = np.arange(n_frames) if use is None else view_frames(use, n_frames, seed)
+                samp = sample(cfg.sampling, len(keep), **cfg.sampling_options)
+            except ValueError:
+                continue
+            need.append(flow_pairs_needed(keep, pairs_read(samp.clips, len(keep), samp.padded)))
+        return np.unique(np.concatenate(need))
 
     def features(self, path: Path, info, data, seconds: dict,
                  warn: bool = True) -> tuple[dict, dict]:
@@ -510,10 +543,18 @@ class Extractor:
                   "pose/box_scores": track.box_scores.astype(np.float32),
                   "pose/roles": np.asarray(track.roles, dtype=np.int8)}
         if flow is not None:
+            from .patches import pairs_read
+            need = pairs_read(samp.clips, n_frames, samp.padded)
+            if data.flow_pairs is not None and not data.flow_pairs[need].all():
+                missing = need[~data.flow_pairs[need]]
+                raise RuntimeError(f"flow pairs {missing[:5].tolist()} were not computed but the "
+                                   f"sampling reads them (Extractor.flow_pairs missed them)")
             with self._stage("camera", seconds):
-                from .flow import camera_motion
+                from .flow import CAMERA_MOTION_FIELDS, camera_motion
                 from .weightfree import camera_motion_steps
-                cam_pairs = np.stack([camera_motion(f, band=cfg.camera_band) for f in flow])
+                cam_pairs = np.full((len(flow), len(CAMERA_MOTION_FIELDS)), np.nan, np.float32)
+                for p in need:
+                    cam_pairs[p] = camera_motion(flow[p], band=cfg.camera_band)
                 arrays["motion/camera"] = camera_motion_steps(
                     cam_pairs, samp.clips, padded=samp.padded).astype(np.float32)
         primary_kp = track.keypoints[:, 0]
@@ -532,9 +573,12 @@ class Extractor:
                 fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4],
                                          padded=samp.padded)
                 arrays.update(_family("hof_flow", fw, fj, steps))
+        flow_input = None
         for (name, stream), net in self.backbones.items():
             with self._stage(f"{name}_{stream}", seconds):
-                images = frames if stream == "rgb" else _flow_input(flow)
+                if stream != "rgb" and flow_input is None:
+                    flow_input = _flow_input(flow, need)
+                images = frames if stream == "rgb" else flow_input
                 whole, joints = self._backbone_features(net, images, samp, jboxes, n_frames)
                 arrays.update(_family(f"{FAMILY_PREFIX[name]}_{stream}", whole, joints, steps))
         attrs = {"source_relpath": path.name, "fps": float(info.fps or 0.0),
@@ -619,9 +663,13 @@ def _warn_missing_primary(path, pose: str, track, samp) -> None:
                       VideoWarning, stacklevel=2)
 
 
-def _flow_input(flow):
+def _flow_input(flow, pairs):
+    """The I3D input of the flow ``pairs`` the features read; the other rows zero (untouched)."""
     from .flow import flow_to_i3d
-    return flow_to_i3d(flow)
+
+    out = np.zeros(flow.shape, np.float32)
+    out[pairs] = flow_to_i3d(flow[pairs])
+    return out
 
 
 def _family(name: str, whole, joints, steps) -> dict:
@@ -892,7 +940,8 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
             if sha is None or before.get("source_sha256") != sha:
                 cached = None           # not checked against the file: estimate afresh
         with _noting_video_warnings(notes):
-            info, data = extractor.prepare(path, source.seconds, cached=cached)
+            info, data = extractor.prepare(path, source.seconds, cached=cached,
+                                           uses=[v for _, v in todo], seed=view_seed(vid))
         size, mtime = source_stamp(path)
         extra = {"source_relpath": relpath, "source_sha256": sha or file_sha256(path),
                  "source_size": size, "source_mtime_ns": mtime}

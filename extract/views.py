@@ -25,7 +25,7 @@ from aqa.data.views import View, parse_view
 from .pose.base import COCO_KEYPOINTS
 from .pose.selection import PoseTrack
 
-__all__ = ["VideoData", "apply_view", "flip", "shift", "zoom", "bright", "histeq", "mask", "drop",
+__all__ = ["VideoData", "apply_view", "view_frames", "flow_pairs_needed", "flip", "shift", "zoom", "bright", "histeq", "mask", "drop",
            "chain_flow", "MASK_MARGIN", "FLIP_KEYPOINTS", "MIN_FRAMES"]
 
 
@@ -53,13 +53,15 @@ class VideoData:
     ``frames`` (F, H, W, 3) uint8 RGB; ``index`` (F,) the decoded frame indices (``frames/index``);
     ``track`` the selected persons (:class:`~aqa.extract.pose.selection.PoseTrack`, pixels of
     ``frames``); ``flow`` (F-1, H, W, 2) float32 with ``flow[i]`` the (dx, dy) from frame i to
-    i+1, or None when flow is off.
+    i+1, or None when flow is off; ``flow_pairs`` (F-1,) bool, the pairs whose flow was computed
+    (the others are zeros that nothing may read), or None when all were.
     """
 
     frames: np.ndarray
     index: np.ndarray
     track: PoseTrack
     flow: np.ndarray | None = None
+    flow_pairs: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -80,6 +82,62 @@ def apply_view(view: View | str, data: VideoData, seed: int = 0) -> VideoData:
     return {"shift": shift, "zoom": zoom, "bright": bright}[view.kind](data, view.value)
 
 
+def view_frames(view: View | str, n_frames: int, seed: int = 0) -> np.ndarray:
+    """Positions in the source's ``n_frames`` frames of the frames of view ``view``: all of them,
+    but from ``k`` on for ``shiftK`` and the kept ones for ``dropP`` (drawn with ``seed``, see
+    :func:`drop`). A video the view cannot be taken of is a ValueError."""
+    view = parse_view(view) if isinstance(view, str) else view
+    if view.kind == "shift":
+        return _shifted(int(n_frames), view.value)
+    if view.kind == "drop":
+        return _kept(int(n_frames), view.value, seed)
+    return np.arange(int(n_frames))
+
+
+def _shifted(n: int, k: float) -> np.ndarray:
+    """The frames of a ``shiftK`` view of ``n`` frames."""
+    k = int(k)
+    if n - k < MIN_FRAMES:
+        raise ValueError(f"shift{k}: the video has {n} frames; starting {k} frames later leaves "
+                         f"{max(n - k, 0)}, fewer than {MIN_FRAMES}")
+    return np.arange(k, n)
+
+
+def _kept(n: int, fraction: float, seed: int) -> np.ndarray:
+    """The frames a ``dropP`` view of ``n`` frames keeps (see :func:`drop`)."""
+    k = int(round(float(fraction) * n))
+    if k < 1 or n - k < MIN_FRAMES:
+        left = "none" if k < 1 else f"{k}, leaving fewer than {MIN_FRAMES}"
+        raise ValueError(f"drop{fraction:g}: the video has {n} frames; dropping {fraction:g} of "
+                         f"them drops {left}")
+    gone = np.random.default_rng(seed).choice(np.arange(1, n - 1), size=k, replace=False)
+    return np.setdiff1d(np.arange(n), gone)
+
+
+def flow_pairs_needed(keep: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The source flow pairs behind pairs ``pairs`` of a view whose frames are the source's
+    ``keep`` (:func:`view_frames`): view pair q spans source pairs ``keep[q] .. keep[q+1] - 1``
+    (one pair, or the chain across dropped frames)."""
+    keep, pairs = np.asarray(keep), np.asarray(pairs, dtype=np.int64)
+    if not pairs.size:
+        return pairs
+    return np.unique(np.concatenate([np.arange(keep[q], keep[q + 1]) for q in pairs]))
+
+
+def _pairwise(data: VideoData, fn) -> np.ndarray | None:
+    """``fn(flow[idx], idx)`` over the computed pairs ``idx`` of ``data``'s flow, the other rows
+    left zero (so a long video's skipped pairs still take no memory); None without flow."""
+    if data.flow is None:
+        return None
+    if data.flow_pairs is None:
+        return fn(data.flow, np.arange(len(data.flow)))
+    idx = np.flatnonzero(data.flow_pairs)
+    out = np.zeros(data.flow.shape, np.float32)
+    if idx.size:
+        out[idx] = fn(data.flow[idx], idx)
+    return out
+
+
 def flip(data: VideoData) -> VideoData:
     """Mirrored left-right: frames ``[:, :, ::-1]``; keypoints ``x -> W - x`` with the left and
     right joints swapped (a left wrist seen in a mirror is a right wrist); boxes ``(x1, x2) ->
@@ -90,28 +148,28 @@ def flip(data: VideoData) -> VideoData:
     kp[..., 0] = w - kp[..., 0]
     boxes = data.track.boxes.copy()
     boxes[..., 0], boxes[..., 2] = w - data.track.boxes[..., 2], w - data.track.boxes[..., 0]
-    flow = None
-    if data.flow is not None:
-        flow = np.ascontiguousarray(data.flow[:, :, ::-1])
-        flow[..., 0] *= -1
+
+    def mirrored(f, _):
+        f = np.ascontiguousarray(f[:, :, ::-1])
+        f[..., 0] *= -1
+        return f
+
     track = replace(data.track, keypoints=kp, boxes=boxes)
     return replace(data, frames=np.ascontiguousarray(data.frames[:, :, ::-1]), track=track,
-                   flow=flow)
+                   flow=_pairwise(data, mirrored))
 
 
 def shift(data: VideoData, k: float) -> VideoData:
     """The video starting ``k`` frames later: every per-frame array from frame ``k`` on, the flow
     from pair ``k`` on (so ``flow[i]`` still goes from frame i to i+1); ``index`` keeps the source's
     frame numbers, so times and velocities stay those of the source."""
-    k, n = int(k), len(data.frames)
-    if n - k < MIN_FRAMES:
-        raise ValueError(f"shift{k}: the video has {n} frames; starting {k} frames later leaves "
-                         f"{max(n - k, 0)}, fewer than {MIN_FRAMES}")
+    k = int(_shifted(len(data.frames), k)[0])
     t = data.track
     track = replace(t, keypoints=t.keypoints[k:].copy(), boxes=t.boxes[k:].copy(),
                     box_scores=t.box_scores[k:].copy())
     return replace(data, frames=data.frames[k:].copy(), index=data.index[k:].copy(), track=track,
-                   flow=None if data.flow is None else data.flow[k:].copy())
+                   flow=None if data.flow is None else data.flow[k:].copy(),
+                   flow_pairs=None if data.flow_pairs is None else data.flow_pairs[k:].copy())
 
 
 def _zoom_map(size: tuple[int, int], factor: float) -> tuple[float, float, float, float]:
@@ -147,9 +205,7 @@ def zoom(data: VideoData, factor: float) -> VideoData:
     kp[..., :2] = (kp[..., :2] - np.array([x0, y0], np.float32)) * scale
     boxes = ((t.boxes - np.array([x0, y0, x0, y0], np.float32)) * np.tile(scale, 2)).astype(
         t.boxes.dtype)
-    flow = None
-    if data.flow is not None:
-        flow = (_warp(data.flow, size, x0, y0, sx, sy) * scale).astype(np.float32)
+    flow = _pairwise(data, lambda f, _: (_warp(f, size, x0, y0, sx, sy) * scale).astype(np.float32))
     return replace(data, frames=_warp(data.frames, size, x0, y0, sx, sy), flow=flow,
                    track=replace(t, keypoints=kp.astype(t.keypoints.dtype), boxes=boxes))
 
@@ -197,7 +253,7 @@ def mask(data: VideoData) -> VideoData:
     source's. The paper masks "the background" without saying how; the person boxes are what the
     cache knows of the foreground."""
     keep = foreground(data)
-    flow = None if data.flow is None else data.flow * keep[:-1, ..., None]
+    flow = _pairwise(data, lambda f, idx: f * keep[idx, ..., None])
     return replace(data, frames=data.frames * keep[..., None].astype(data.frames.dtype), flow=flow)
 
 
@@ -230,20 +286,18 @@ def drop(data: VideoData, fraction: float, seed: int = 0) -> VideoData:
     (``benchmarks/chain_flow.py``), OpenCV's TV-L1 fails once the gap's motion passes about
     4 px (mean error 3 px at 7 px of motion, 10 px at 14 px), where the chained flow stays
     within 0.3 and 0.7 px."""
-    n = len(data.frames)
-    k = int(round(float(fraction) * n))
-    if k < 1 or n - k < MIN_FRAMES:
-        left = "none" if k < 1 else f"{k}, leaving fewer than {MIN_FRAMES}"
-        raise ValueError(f"drop{fraction:g}: the video has {n} frames; dropping {fraction:g} of "
-                         f"them drops {left}")
-    gone = np.random.default_rng(seed).choice(np.arange(1, n - 1), size=k, replace=False)
-    keep = np.setdiff1d(np.arange(n), gone)
+    keep = _kept(len(data.frames), fraction, seed)
     t = data.track
     track = replace(t, keypoints=t.keypoints[keep], boxes=t.boxes[keep],
                     box_scores=t.box_scores[keep])
-    flow = None
+    flow, pairs = None, None
     if data.flow is not None:
-        flow = np.stack([data.flow[a] if b == a + 1 else chain_flow(data.flow[a:b])
-                         for a, b in zip(keep[:-1], keep[1:])])
+        have = (np.ones(len(data.flow), bool) if data.flow_pairs is None else data.flow_pairs)
+        pairs = np.array([have[a:b].all() for a, b in zip(keep[:-1], keep[1:])])
+        flow = np.zeros((len(keep) - 1, *data.flow.shape[1:]), np.float32)
+        for q in np.flatnonzero(pairs):  # a pair whose source pairs were all computed
+            a, b = keep[q], keep[q + 1]
+            flow[q] = data.flow[a] if b == a + 1 else chain_flow(data.flow[a:b])
+        pairs = None if data.flow_pairs is None else pairs
     return replace(data, frames=data.frames[keep], index=data.index[keep], track=track,
-                   flow=flow)
+                   flow=flow, flow_pairs=pairs)

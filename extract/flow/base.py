@@ -166,22 +166,38 @@ class FlowBackend(abc.ABC):
     def _auto_batch_size(self, height: int, width: int) -> int:
         return self.default_batch_size
 
-    def compute_video(self, frames: Any, batch_size: int | None = None, progress: bool = True) -> np.ndarray:
-        """Flow between consecutive frames: (F-1,H,W,2) float32, with a progress bar over batches."""
+    def compute_video(self, frames: Any, batch_size: int | None = None, progress: bool = True,
+                      pairs: Any = None) -> np.ndarray:
+        """Flow between consecutive frames: (F-1,H,W,2) float32, with a progress bar over batches.
+
+        ``pairs``: compute only these pair indices (``p`` is frame p to p+1, e.g. the pairs a sampling
+        reads, :func:`aqa.extract.patches.pairs_read`); the other rows are zeros, allocated lazily by
+        ``np.zeros``, so the memory of a long video's skipped pairs is never touched. Default: all.
+        """
         from tqdm.auto import tqdm
 
         gray = to_gray(frames, "frames")
         n_pairs = gray.shape[0] - 1
         if n_pairs < 1:
             raise ValueError(f"compute_video needs at least 2 frames, got {gray.shape[0]}")
+        if pairs is None:
+            todo = np.arange(n_pairs)
+        else:
+            todo = np.unique(np.asarray(pairs, dtype=np.int64))
+            if todo.size and (todo[0] < 0 or todo[-1] >= n_pairs):
+                raise ValueError(f"pairs must lie in [0, {n_pairs}), got [{todo[0]}, {todo[-1]}]")
         bs = batch_size or self.batch_size or self._auto_batch_size(gray.shape[1], gray.shape[2])
-        out = np.empty((n_pairs, gray.shape[1], gray.shape[2], 2), np.float32)
-        with tqdm(total=n_pairs, unit="pair", desc=f"flow {self.name}", disable=not progress,
+        out = np.zeros((n_pairs, gray.shape[1], gray.shape[2], 2), np.float32)
+        with tqdm(total=len(todo), unit="pair", desc=f"flow {self.name}", disable=not progress,
                   leave=False) as bar:
-            for start in range(0, n_pairs, bs):
-                stop = min(start + bs, n_pairs)
-                out[start:stop] = self._compute_gray(gray[start:stop], gray[start + 1:stop + 1])
-                bar.update(stop - start)
+            for start in range(0, len(todo), bs):
+                idx = todo[start:start + bs]
+                if idx[-1] - idx[0] == len(idx) - 1:  # a run of consecutive pairs: views, no copies
+                    a, b = gray[idx[0]:idx[-1] + 1], gray[idx[0] + 1:idx[-1] + 2]
+                else:
+                    a, b = gray[idx], gray[idx + 1]
+                out[idx] = self._compute_gray(a, b)
+                bar.update(len(idx))
         return out
 
 
