@@ -492,16 +492,15 @@ class Extractor:
                 per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
                                                progress=self.progress)
                 track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
-        flow = None
+        flow, pairs = None, None
         if self.flow is not None:
             with self._stage("flow", seconds):
                 import cv2
                 gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
                 pairs = None if self.all_flow_pairs else self.flow_pairs(len(frames), uses, seed)
                 flow = self.flow.compute_video(gray, progress=self.progress, pairs=pairs)
-                if pairs is not None:
-                    pairs = np.isin(np.arange(len(flow)), pairs)
-        return info, VideoData(frames, index, track, flow, pairs)
+        have = None if pairs is None else np.isin(np.arange(len(frames) - 1), pairs)
+        return info, VideoData(frames, index, track, flow, have)
 
     def flow_pairs(self, n_frames: int, uses: Sequence = (None,), seed: int = 0) -> np.ndarray:
         """The flow pairs of an ``n_frames``-frame video that the features of ``uses`` (None: the

@@ -25,8 +25,9 @@ from aqa.data.views import View, parse_view
 from .pose.base import COCO_KEYPOINTS
 from .pose.selection import PoseTrack
 
-__all__ = ["VideoData", "apply_view", "view_frames", "flow_pairs_needed", "flip", "shift", "zoom", "bright", "histeq", "mask", "drop",
-           "chain_flow", "MASK_MARGIN", "FLIP_KEYPOINTS", "MIN_FRAMES"]
+__all__ = ["VideoData", "apply_view", "view_frames", "flow_pairs_needed", "flip", "shift", "zoom",
+           "bright", "histeq", "mask", "drop", "chain_flow", "MASK_MARGIN", "FLIP_KEYPOINTS",
+           "MIN_FRAMES"]
 
 
 def _mirrored(name: str) -> str:
@@ -124,17 +125,18 @@ def flow_pairs_needed(keep: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(keep[q], keep[q + 1]) for q in pairs]))
 
 
-def _pairwise(data: VideoData, fn) -> np.ndarray | None:
-    """``fn(flow[idx], idx)`` over the computed pairs ``idx`` of ``data``'s flow, the other rows
-    left zero (so a long video's skipped pairs still take no memory); None without flow."""
+def _pairwise(data: VideoData, fn, start: int = 0) -> np.ndarray | None:
+    """``fn(flow[idx], idx)`` over the computed pairs ``idx`` (from pair ``start`` on) of
+    ``data``'s flow, the other rows left zero, so a long video's skipped pairs still take no
+    memory (``np.zeros`` is lazy); None without flow."""
     if data.flow is None:
         return None
     if data.flow_pairs is None:
-        return fn(data.flow, np.arange(len(data.flow)))
-    idx = np.flatnonzero(data.flow_pairs)
-    out = np.zeros(data.flow.shape, np.float32)
+        return fn(data.flow[start:], np.arange(start, len(data.flow)))
+    idx = start + np.flatnonzero(data.flow_pairs[start:])
+    out = np.zeros((len(data.flow) - start, *data.flow.shape[1:]), np.float32)
     if idx.size:
-        out[idx] = fn(data.flow[idx], idx)
+        out[idx - start] = fn(data.flow[idx], idx)
     return out
 
 
@@ -168,7 +170,7 @@ def shift(data: VideoData, k: float) -> VideoData:
     track = replace(t, keypoints=t.keypoints[k:].copy(), boxes=t.boxes[k:].copy(),
                     box_scores=t.box_scores[k:].copy())
     return replace(data, frames=data.frames[k:].copy(), index=data.index[k:].copy(), track=track,
-                   flow=None if data.flow is None else data.flow[k:].copy(),
+                   flow=_pairwise(data, lambda f, _: f.copy(), start=k),
                    flow_pairs=None if data.flow_pairs is None else data.flow_pairs[k:].copy())
 
 
@@ -292,12 +294,12 @@ def drop(data: VideoData, fraction: float, seed: int = 0) -> VideoData:
                     box_scores=t.box_scores[keep])
     flow, pairs = None, None
     if data.flow is not None:
-        have = (np.ones(len(data.flow), bool) if data.flow_pairs is None else data.flow_pairs)
-        pairs = np.array([have[a:b].all() for a, b in zip(keep[:-1], keep[1:])])
-        flow = np.zeros((len(keep) - 1, *data.flow.shape[1:]), np.float32)
-        for q in np.flatnonzero(pairs):  # a pair whose source pairs were all computed
-            a, b = keep[q], keep[q + 1]
-            flow[q] = data.flow[a] if b == a + 1 else chain_flow(data.flow[a:b])
-        pairs = None if data.flow_pairs is None else pairs
+        spans = list(zip(keep[:-1], keep[1:]))
+        if data.flow_pairs is not None:  # a pair of the view has flow if all it spans have
+            pairs = np.array([data.flow_pairs[a:b].all() for a, b in spans])
+        flow = np.zeros((len(spans), *data.flow.shape[1:]), np.float32)
+        for q, (a, b) in enumerate(spans):
+            if pairs is None or pairs[q]:
+                flow[q] = data.flow[a] if b == a + 1 else chain_flow(data.flow[a:b])
     return replace(data, frames=data.frames[keep], index=data.index[keep], track=track,
                    flow=flow, flow_pairs=pairs)
