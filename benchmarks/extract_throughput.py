@@ -1,7 +1,8 @@
 """Per-stage seconds per video of `aqa-extract` on a folder of videos, for one device.
 
     python benchmarks/extract_throughput.py VIDEO_DIR [--device cpu|cuda] [--backbone i3d ...]
-        [--untrained] [--sampling jrg --sampling-opt KEY=VALUE] [--flow auto|tvl1-cpu|tvl1-torch]
+        [--untrained] [--sampling jrg --sampling-opt KEY=VALUE]
+        [--flow auto|tvl1-cpu|tvl1-torch --flow-opt KEY=VALUE]
         [--limit N] [--frames N] [--pose file|keypoint-rcnn --pose-opt KEY=VALUE]
         [--views flip,shift:2 [--add-views]] [--all-flow-pairs]
 
@@ -37,6 +38,8 @@ def main(argv=None):
     ap.add_argument("--pose-opt", action="append", default=[], metavar="KEY=VALUE",
                     help="pose backend option, as aqa-extract's (e.g. min_size=240)")
     ap.add_argument("--flow", default="auto")
+    ap.add_argument("--flow-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="TV-L1 option, as aqa-extract's (e.g. warps=2)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N videos")
     ap.add_argument("--views", default="", help="augmented views to extract too (e.g. flip)")
@@ -59,6 +62,7 @@ def main(argv=None):
             render_dataset(vdir, n=8, kind="single", seed=0, n_frames=args.frames, progress=False)
         videos = [p for _, p in discover_videos([vdir])][: args.limit]
         cfg = ExtractConfig(sampling=args.sampling, pose=args.pose, flow=args.flow,
+                            flow_options=parse_options(args.flow_opt, "--flow-opt"),
                             sampling_options=parse_options(args.sampling_opt, "--sampling-opt"),
                             pose_options=parse_options(args.pose_opt, "--pose-opt"),
                             backbones=tuple(args.backbone),

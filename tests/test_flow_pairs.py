@@ -155,3 +155,52 @@ def test_features_refuse_flow_their_sampling_reads_but_was_not_computed(long_vid
     holes[np.flatnonzero(holes)[3]] = False
     with pytest.raises(RuntimeError, match="were not computed but the sampling reads them"):
         ex.features(path, info, replace(data, flow_pairs=holes), {})
+
+
+def test_throughput_benchmark_compares_read_and_all_pairs(long_video, capsys):
+    """benchmarks/extract_throughput.py --all-flow-pairs runs both ways on the same videos and
+    finds their caches the same."""
+    import json
+
+    bench = _throughput_benchmark()
+    opts = [f"--flow-opt={k}={v}" for k, v in FAST_FLOW.items()]
+    bench.main([str(long_video), "--device", "cpu", "--flow", "tvl1-cpu", "--sampling", "c3d",
+                "--sampling-opt", "length=8", "--sampling-opt", "stride=24", "--views", "flip",
+                "--all-flow-pairs", "--json", *opts])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["same_arrays"] is True and out["videos"] == 1
+    assert set(out["runs"]) == {"read pairs", "all pairs"}
+    assert all(run["flow"] > 0 for run in out["runs"].values())
+    assert Extractor.all_flow_pairs is False                   # left as it was
+
+
+def _throughput_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "extract_throughput.py"
+    spec = importlib.util.spec_from_file_location("extract_throughput", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_benchmarks_cache_comparison_takes_nan_for_nan_and_sees_a_difference(tmp_path):
+    """A missing keypoint is NaN in both caches (the real-footage run found them 'different'
+    before NaN counted as equal to NaN); one changed value, or one array more, is a difference."""
+    same = _throughput_benchmark()._same_arrays
+
+    def cache(name, value=1.5, extra=False):
+        with h5py.File(tmp_path / name, "w") as f:
+            g = f.create_group("videos/v")
+            g["pose/keypoints"] = np.array([[np.nan, value], [2.0, np.nan]], np.float32)
+            g["frames/index"] = np.arange(3, dtype=np.int32)
+            g["label"] = np.array([b"dive"])
+            if extra:
+                g["features/x/whole"] = np.zeros((1, 2))
+        return tmp_path / name
+
+    a = cache("a.h5")
+    assert same(a, cache("b.h5"))
+    assert not same(a, cache("c.h5", value=1.25))
+    assert not same(a, cache("d.h5", extra=True))
