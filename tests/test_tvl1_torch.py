@@ -5,6 +5,8 @@ Small images (64x48) keep these CPU tests to seconds; the full-size evaluation i
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -277,3 +279,35 @@ def test_stopped_pairs_leave_the_working_set_without_changing_results():
     single = np.concatenate([be.compute(firsts[i:i + 1], seconds[i:i + 1]) for i in range(len(firsts))])
     np.testing.assert_allclose(batched, single, atol=1e-3)
     assert np.abs(batched[[0, 5]]).max() < 1e-3 and np.abs(batched[[1, 3]]).max() > 0.1
+
+
+def test_a_part_whose_compilation_fails_runs_eager_with_a_warning(monkeypatch):
+    """A machine whose torch.compile breaks (no Triton or C++ toolchain, a compiler that rejects
+    the graph) still gets the eager flow, with a warning naming the part and the error, once per
+    part; the parts are compiled lazily, so the failure shows at their first call."""
+    import torch
+
+    fast = dict(nscales=2, warps=2, outer_iterations=2, inner_iterations=5)
+    a, b = _gray("basketball1.png", (64, 48)), _gray("basketball2.png", (64, 48))
+    eager = get_flow_backend("tvl1-torch", device="cpu", compile=False, **fast).compute(a[None], b[None])
+    tried = []
+
+    def broken_compile(fn, **kw):
+        def call(*args, **kwargs):
+            tried.append(fn)
+            raise RuntimeError("InductorError: no working C++ compiler\nsecond line")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    be = get_flow_backend("tvl1-torch", device="cpu", compile=True, **fast)
+    with pytest.warns(RuntimeWarning) as caught:
+        got = be.compute(a[None], b[None])
+    np.testing.assert_array_equal(got, eager)
+    msgs = sorted(str(w.message) for w in caught)
+    assert len(msgs) == 2 and len(tried) == 2, msgs               # step and median, once each
+    assert all("RuntimeError: InductorError: no working C++ compiler); it runs eager" in m
+               for m in msgs) and "'median'" in msgs[0] and "'step'" in msgs[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(be.compute(a[None], b[None]), eager)  # no second try
+    assert len(tried) == 2

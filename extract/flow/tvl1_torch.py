@@ -242,16 +242,40 @@ class TorchTVL1(FlowBackend):
 
     def _get_compiled(self, name: str, fn: Callable) -> Callable:
         """``fn`` under ``torch.compile`` when ``self.compile`` and ``name`` is one of
-        :attr:`compiled_parts` (compiled once per backend), else ``fn``."""
+        :attr:`compiled_parts` (compiled once per backend), else ``fn``. A part whose compilation
+        fails (no working Triton or C++ toolchain, a PyTorch whose compiler rejects it) runs eager
+        from then on, with a warning that names the error: slower, the same flow."""
         if name not in self._compiled:
             if self.compile and name in self.compiled_parts:
-                import torch
-
-                # dynamic=None: the first shape compiles static, later pyramid levels / batch sizes reuse one
-                # shape-generic graph instead of hitting dynamo's recompile limit
-                fn = torch.compile(fn, dynamic=None, fullgraph=True)
+                fn = self._compiled_or_eager(name, fn)
             self._compiled[name] = fn
         return self._compiled[name]
+
+    def _compiled_or_eager(self, name: str, fn: Callable) -> Callable:
+        import torch
+
+        # dynamic=None: the first shape compiles static, later pyramid levels / batch sizes reuse one
+        # shape-generic graph instead of hitting dynamo's recompile limit
+        compiled = torch.compile(fn, dynamic=None, fullgraph=True)
+
+        def run(*args, **kwargs):
+            if self._compiled.get(name) is not run:  # fell back: this closure is no longer used
+                return fn(*args, **kwargs)
+            try:
+                return compiled(*args, **kwargs)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - compiler failures come as many types
+                import warnings
+
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                warnings.warn(f"tvl1-torch: torch.compile of {name!r} failed on {self.device} "
+                              f"({type(e).__name__}: {first}); it runs eager (slower, the same flow)",
+                              RuntimeWarning, stacklevel=2)
+                self._compiled[name] = fn
+                return fn(*args, **kwargs)
+
+        return run
 
     def _get_median(self) -> Callable:
         """``median_step(u, active)`` with this backend's window."""
