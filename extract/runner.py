@@ -518,9 +518,10 @@ class Extractor:
             try:
                 keep = np.arange(n_frames) if use is None else view_frames(use, n_frames, seed)
                 samp = sample(cfg.sampling, len(keep), **cfg.sampling_options)
-            except ValueError:
+                read = pairs_read(samp.clips, len(keep), samp.padded)
+            except ValueError:  # too short (a one-frame video has no pair): said where it is used
                 continue
-            need.append(flow_pairs_needed(keep, pairs_read(samp.clips, len(keep), samp.padded)))
+            need.append(flow_pairs_needed(keep, read))
         return np.unique(np.concatenate(need))
 
     def features(self, path: Path, info, data, seconds: dict,

@@ -204,3 +204,15 @@ def test_the_benchmarks_cache_comparison_takes_nan_for_nan_and_sees_a_difference
     assert same(a, cache("b.h5"))
     assert not same(a, cache("c.h5", value=1.25))
     assert not same(a, cache("d.h5", extra=True))
+
+
+def test_flow_pairs_skip_what_is_too_short_and_leave_the_error_to_its_stage():
+    """A one-frame video needs no pair (compute_video then says it needs 2 frames, as before),
+    and a view the video is too short for adds none (it fails on its own later)."""
+    ex = Extractor(ExtractConfig(sampling="c3d", sampling_options={"length": 8, "stride": 24},
+                                 flow="tvl1-cpu"), progress=False)
+    assert ex.flow_pairs(1).size == 0
+    alone = ex.flow_pairs(48)
+    np.testing.assert_array_equal(alone, np.r_[0:8, 24:32])
+    np.testing.assert_array_equal(ex.flow_pairs(48, [None, parse_view("shift:47")]), alone)
+    np.testing.assert_array_equal(ex.flow_pairs(48, [parse_view("shift:2")]), np.r_[2:10, 26:34])
