@@ -223,6 +223,7 @@ def test_torch_backend_options():
 
 
 @pytest.mark.gpu
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a compile that falls back to eager fails here
 def test_cuda_matches_cpu_and_opencv():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
@@ -235,6 +236,7 @@ def test_cuda_matches_cpu_and_opencv():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a compile that falls back to eager fails here
 def test_compiled_step_matches_eager_on_cpu():
     """The torch.compile'd parts (the CUDA default) give the eager result on a batch whose working set
     shrinks as pairs stop, so the compiled functions meet new batch sizes; needs a C++ compiler."""

@@ -256,13 +256,13 @@ class TorchTVL1(FlowBackend):
 
         # dynamic=None: the first shape compiles static, later pyramid levels / batch sizes reuse one
         # shape-generic graph instead of hitting dynamo's recompile limit
-        compiled = torch.compile(fn, dynamic=None, fullgraph=True)
+        current = [torch.compile(fn, dynamic=None, fullgraph=True)]  # fn once compiling failed
 
         def run(*args, **kwargs):
-            if self._compiled.get(name) is not run:  # fell back: this closure is no longer used
+            if current[0] is fn:
                 return fn(*args, **kwargs)
             try:
-                return compiled(*args, **kwargs)
+                return current[0](*args, **kwargs)
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as e:  # noqa: BLE001 - compiler failures come as many types
@@ -272,7 +272,7 @@ class TorchTVL1(FlowBackend):
                 warnings.warn(f"tvl1-torch: torch.compile of {name!r} failed on {self.device} "
                               f"({type(e).__name__}: {first}); it runs eager (slower, the same flow)",
                               RuntimeWarning, stacklevel=2)
-                self._compiled[name] = fn
+                current[0] = fn
                 return fn(*args, **kwargs)
 
         return run
