@@ -120,20 +120,23 @@ def _seed_torch() -> None:
     torch.manual_seed(0)
 
 
+def cache_arrays(path: Path) -> dict:
+    """Every array under /videos of a cache, by its path there (``<id>/features/.../whole``)."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f["videos"].visititems(lambda k, o: out.__setitem__(k, o[()])
+                               if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
 def _same_arrays(a: Path, b: Path) -> bool:
     """Whether two caches hold the same videos with the same arrays, bit for bit (NaN, a missing
     keypoint, equal to NaN)."""
-    import h5py
     import numpy as np
 
-    def arrays(path):
-        out = {}
-        with h5py.File(path, "r") as f:
-            f["videos"].visititems(lambda k, o: out.__setitem__(k, o[()])
-                                   if isinstance(o, h5py.Dataset) else None)
-        return out
-
-    x, y = arrays(a), arrays(b)
+    x, y = cache_arrays(a), cache_arrays(b)
     return x.keys() == y.keys() and all(
         np.array_equal(x[k], y[k], equal_nan=np.asarray(x[k]).dtype.kind in "fc") for k in x)
 

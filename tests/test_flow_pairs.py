@@ -100,14 +100,6 @@ def long_video(tmp_path_factory):
     return d
 
 
-def _arrays(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f["videos"].visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                               if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
 def test_sparse_sampling_computes_only_its_pairs_and_gives_the_same_cache(long_video, tmp_path,
                                                                           monkeypatch):
     """Two 8-frame clips of a 48-frame video, with every view kind and an untrained I3D flow
@@ -135,7 +127,8 @@ def test_sparse_sampling_computes_only_its_pairs_and_gives_the_same_cache(long_v
                            progress=False, views=VIEWS)
         assert not s.failed and s.count("done", views=True) == len(VIEWS), s.failed
     assert asked[0] == 47 and 16 < asked[1] < 47, asked
-    every, some = _arrays(caches[True]), _arrays(caches[False])
+    arrays = _throughput_benchmark().cache_arrays
+    every, some = arrays(caches[True]), arrays(caches[False])
     assert sorted(every) == sorted(some)
     assert sum(k.endswith("i3d_flow/joints") for k in some) == 1 + len(VIEWS)
     for name in every:
