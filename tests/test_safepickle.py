@@ -188,3 +188,48 @@ def test_files_that_are_not_pickles_are_named(tmp_path, data):
         safe_load(p)
     assert not isinstance(err.value, UnsafePickleError)
     assert str(err.value).startswith(f"{p}: not a pickle file, or a truncated/corrupt one (")
+
+
+# --------------------------------------------------------------- numpy states that lie
+from picklekit import crafted_numpy_values, crafted_pickle, dtype_changed_after_use  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(crafted_numpy_values()))
+def test_numpy_states_that_lie_are_refused_with_one_line(name):
+    with pytest.raises(ValueError) as err:
+        safe_loads(crafted_pickle(name), source="label.pkl")
+    msg = str(err.value)
+    assert msg.startswith("label.pkl: ") and "\n" not in msg and len(msg) < 400
+
+
+@pytest.mark.parametrize("build_first", [False, True])
+def test_a_dtype_cannot_change_under_an_array_that_uses_it(build_first):
+    with pytest.raises(UnsafePickleError, match="before its state was set|twice"):
+        safe_loads(dtype_changed_after_use(build_first))
+
+
+def test_structured_and_subarray_dtypes_without_objects_still_load():
+    ref = {"rec": np.ones(2, dtype=[("a", "<i4"), ("b", "<f8", (3,)), ("c", [("d", "<U2")])]),
+           "aligned": np.zeros(1, dtype=np.dtype([("a", "u1"), ("b", "<f8")], align=True)),
+           "sub": np.zeros((2,), dtype=("<i2", (2, 2))), "dt": np.array(["2020-01-01"], "M8[D]"),
+           "void": np.void(b"\x01\x02"), "rec_scalar": np.ones(1, dtype=[("a", "<i4")])[0]}
+    for protocol in (2, 3, 5):
+        got = safe_loads(pickle.dumps(ref, protocol=protocol))
+        for k, v in ref.items():
+            assert got[k].dtype == v.dtype and got[k].tobytes() == v.tobytes(), k
+
+
+def test_crafted_jigsaws_label_file_is_a_clean_cli_error(tmp_path):
+    # The attack file: before the fix `aqa-data labels jigsaws` died with a segfault (rc 139)
+    # while formatting the error. Run in a subprocess so a crash fails this test, not pytest.
+    import subprocess
+    import sys
+    (tmp_path / "label.pkl").write_bytes(crafted_pickle("object-field, flags 0"))
+    (tmp_path / "splits.pkl").write_bytes(pickle.dumps({"Suturing": [["Suturing_B001"]] * 4}))
+    res = subprocess.run([sys.executable, "-m", "aqa.data.cli", "labels", "jigsaws", str(tmp_path),
+                          "--out", str(tmp_path / "out.csv")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'label.pkl'}: refusing"), lines
+    assert not (tmp_path / "out.csv").exists()
