@@ -50,9 +50,9 @@ None without validation), ``validation_index_`` (the rows early stopping held ou
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -64,7 +64,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 __all__ = ["TorchRegressor", "BASE_PARAMS", "base_kwargs", "save_head", "load_head", "HeadFormatError"]
 
 FORMAT = "aqa-head"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1            # neural heads' files (unchanged since the first release)
+SKOPS_FORMAT_VERSION = 2      # files of non-neural heads in skops (older aqa versions refuse them)
 
 #: The base parameters and their defaults; subclasses repeat the ones they keep in their __init__.
 BASE_PARAMS: dict[str, Any] = dict(
@@ -684,39 +685,107 @@ def _from_json(s: str):
     return _dec(json.loads(s))
 
 
-def _import_head_class(spec: str):
-    mod, _, name = spec.partition(":")
-    if not (mod == "aqa.heads" or mod.startswith("aqa.heads.")):
-        raise HeadFormatError(f"head file names class {spec!r} outside aqa.heads; refusing to import it")
-    obj = importlib.import_module(mod)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
+def _head_class(spec, path) -> type:
+    """The TorchRegressor subclass a head file names, resolved in the head registry (a closed set;
+    nothing named by the file is imported)."""
+    from . import registry
+    try:
+        cls = registry.head_class(spec)
+    except KeyError as e:
+        raise HeadFormatError(f"{path}: head file names class {e.args[0]}; refusing it") from None
+    if not (isinstance(cls, type) and issubclass(cls, TorchRegressor)):
+        raise HeadFormatError(f"{path}: head file names {cls.__name__}, which is not a neural head")
+    return cls
+
+
+def _sklearn_class_name(estimator) -> str:
+    return f"{type(estimator).__module__}:{type(estimator).__qualname__}"
 
 
 def save_head(estimator, path, *, provenance: dict | None = None, config: dict | None = None) -> Path:
-    """Save any trained head. Neural heads use :meth:`TorchRegressor.save` (safe to load); other
-    scikit-learn estimators (the SVR Pipelines) are pickled inside the same container, and
-    :func:`load_head` reads those only with ``allow_pickle=True`` (trusted files only)."""
-    import pickle
+    """Save any trained head. Neural heads use :meth:`TorchRegressor.save`; other scikit-learn
+    estimators (the SVR Pipelines) are stored as :mod:`skops.io` bytes inside the same container
+    (:mod:`aqa.heads.sklearnfile`). Both load without running code from the file."""
     import torch
+    from .sklearnfile import dumps
     if isinstance(estimator, TorchRegressor):
         return estimator.save(path, provenance=provenance, config=config)
     check_is_fitted(estimator)
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "sklearn-pickle",
-               "class": f"{type(estimator).__module__}:{type(estimator).__qualname__}",
+    payload = {"format": FORMAT, "format_version": SKOPS_FORMAT_VERSION, "kind": "sklearn-skops",
+               "class": _sklearn_class_name(estimator),
                "provenance_json": _to_json(provenance or {}), "config_json": _to_json(config or {}),
-               "pickle": torch.frombuffer(bytearray(pickle.dumps(estimator)), dtype=torch.uint8)}
+               "skops": torch.frombuffer(bytearray(dumps(estimator)), dtype=torch.uint8)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
     return path
 
 
+#: the names a head file's fitted_json may set on the estimator: fitted attributes (``coef_``),
+#: never a method, a parameter or a dunder.
+_FITTED_NAME = re.compile(r"[a-z][a-z0-9_]*_\Z")
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _bytes_of(payload: dict, key: str, path) -> bytes:
+    import torch
+    t = payload.get(key)
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.dim() != 1:
+        raise HeadFormatError(f"{path}: head file lacks its {key!r} bytes")
+    return t.numpy().tobytes()
+
+
+def _json_field(payload: dict, key: str, path):
+    s = payload.get(key, "{}")
+    if not isinstance(s, str):
+        raise HeadFormatError(f"{path}: head file's {key} is a {type(s).__name__}, not JSON text")
+    try:
+        return _from_json(s)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise HeadFormatError(f"{path}: head file's {key} is not valid ({type(e).__name__}: "
+                              f"{_one_line(e)})") from None
+
+
+def _load_torch_head(payload: dict, path, device: str):
+    import torch
+    cls = _head_class(payload.get("class"), path)
+    params = _json_field(payload, "params_json", path)
+    fitted = _json_field(payload, "fitted_json", path)
+    if not isinstance(params, dict) or not isinstance(fitted, dict):
+        raise HeadFormatError(f"{path}: head file's params_json/fitted_json are not objects")
+    unknown = sorted(set(params) - set(cls().get_params(deep=False)))
+    bad = sorted(k for k in fitted if not _FITTED_NAME.match(k) or k == "module_")
+    state = payload.get("state_dict")
+    if unknown or bad:
+        raise HeadFormatError(f"{path}: head file sets unknown {cls.__name__} parameter(s) "
+                              f"{unknown[:5]} or non-fitted attribute(s) {bad[:5]}")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise HeadFormatError(f"{path}: head file's state_dict is not a dict of named tensors")
+    try:
+        est = cls(**params)
+        for k, v in fitted.items():
+            setattr(est, k, v)
+        est._restore_module(state)
+    except Exception as e:  # noqa: BLE001 - a damaged file fails while rebuilding in many ways
+        raise HeadFormatError(f"{path}: the {cls.__name__} in this head file cannot be rebuilt "
+                              f"({type(e).__name__}: {_one_line(e)})") from None
+    if device != "cpu":
+        est.module_.to(device)
+        est.device_ = str(device)
+    return est
+
+
 def load_head(path, *, device: str = "cpu", allow_pickle: bool = False):
     """Load a head file written by :func:`save_head`; the estimator gets ``provenance_`` and
-    ``train_config_`` attributes. Pickled (non-neural) heads need ``allow_pickle=True``."""
-    import pickle
+    ``train_config_`` attributes. Neural heads and skops (non-neural) heads load without running
+    anything from the file: the class comes from the head registry, skops admits known types only.
+    Old pickled non-neural heads need ``allow_pickle=True`` (CLI: ``--trust-model``). A file that is
+    not a usable head file is a :class:`HeadFormatError` with a one-line message."""
     import torch
     path = Path(path)
     if not path.is_file():
@@ -729,26 +798,34 @@ def load_head(path, *, device: str = "cpu", allow_pickle: bool = False):
                               f"{type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise HeadFormatError(f"{path} is not an aqa head file (format tag missing)")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise HeadFormatError(f"{path} has format_version {payload['format_version']}; this aqa "
-                              f"reads up to {FORMAT_VERSION}")
-    if payload["kind"] == "sklearn-pickle":
+    version, kind = payload.get("format_version", 0), payload.get("kind")
+    if not isinstance(version, int) or version > SKOPS_FORMAT_VERSION:
+        raise HeadFormatError(f"{path} has format_version {version if isinstance(version, int) else '?'}; "
+                              f"this aqa reads up to {SKOPS_FORMAT_VERSION}")
+    if kind == "sklearn-pickle":
+        import pickle
+        shown = payload["class"][:120] if isinstance(payload.get("class"), str) else "model"
         if not allow_pickle:
-            raise HeadFormatError(f"{path} holds a pickled {payload['class']} (a non-neural head); "
-                                  f"loading runs pickle, so pass allow_pickle=True (CLI: --trust-model) "
-                                  f"only for files you made yourself")
-        est = pickle.loads(payload["pickle"].numpy().tobytes())
+            raise HeadFormatError(f"{path} holds a pickled {shown} (a non-neural head saved by an "
+                                  f"older aqa); loading runs pickle, so pass allow_pickle=True "
+                                  f"(CLI: --trust-model) only for files you made yourself, or "
+                                  f"retrain to get a file that loads safely")
+        est = pickle.loads(_bytes_of(payload, "pickle", path))
+    elif kind == "sklearn-skops":
+        from .sklearnfile import loads
+        est = loads(_bytes_of(payload, "skops", path), source=str(path))
+        if not hasattr(est, "predict"):
+            raise HeadFormatError(f"{path}: the skops model is a {type(est).__name__}, not an estimator")
+    elif kind == "torch":
+        est = _load_torch_head(payload, path, device)
     else:
-        cls = _import_head_class(payload["class"])
-        est = cls(**_from_json(payload["params_json"]))
-        for k, v in _from_json(payload["fitted_json"]).items():
-            setattr(est, k, v)
-        est._restore_module(payload["state_dict"])
-        if device != "cpu":
-            est.module_.to(device)
-            est.device_ = str(device)
-    est.provenance_ = _from_json(payload["provenance_json"])
-    est.train_config_ = _from_json(payload["config_json"])
+        raise HeadFormatError(f"{path}: unknown head kind {kind!r:.60}" if isinstance(kind, str)
+                              else f"{path}: head file has no kind")
+    provenance = _json_field(payload, "provenance_json", path)
+    config = _json_field(payload, "config_json", path)
+    if not isinstance(provenance, dict) or not isinstance(config, dict):
+        raise HeadFormatError(f"{path}: head file's provenance/config are not objects")
+    est.provenance_, est.train_config_ = provenance, config
     return est
 
 

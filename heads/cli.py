@@ -222,7 +222,8 @@ def _print_metrics(m: dict | None, as_json: bool, extra: dict):
 
 #: options of every command that loads a trained model
 _trust_model = click.option("--trust-model", is_flag=True,
-                            help="Allow pickled (non-neural) heads; only for your own files.")
+                            help="Allow pickled non-neural heads saved by older versions (loading runs "
+                                 "pickle); only for your own files.")
 _allow_other_features = click.option(
     "--allow-other-features", "allow_other", is_flag=True,
     help="Score a cache extracted with other settings than the training cache (warned).")

@@ -43,7 +43,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["HeadSpec", "HEADS", "get", "names", "make", "estimator_class", "head_parameters",
+__all__ = ["HeadSpec", "HEADS", "get", "names", "make", "estimator_class", "head_class", "head_parameters",
            "input_builder", "fit_extras", "accepts_views", "paper_view_kinds"]
 
 
@@ -174,6 +174,21 @@ def estimator_class(name: str):
     """The estimator's class (for Pipelines built by a function: the Pipeline it returns)."""
     f = get(name).load_factory()
     return f if inspect.isclass(f) else type(f())
+
+
+def head_class(spec) -> type:
+    """The estimator class a head file names, out of a closed set: ``spec`` must be a registered
+    head's name (``"jrg"``) or, exactly, the ``"module:Class"`` factory of a head registered as a
+    class (``"aqa.heads.jrg:JRGRegressor"``, what head files store). Nothing is imported or looked
+    up from the string itself; anything else is a KeyError."""
+    if isinstance(spec, str):
+        for h in HEADS:
+            if spec in (h.name, h.factory):
+                f = h.load_factory()
+                if inspect.isclass(f):
+                    return f
+    shown = repr(spec[:120]) if isinstance(spec, str) else f"a {type(spec).__name__}"
+    raise KeyError(f"{shown}, which is not a registered head (known: {', '.join(names())})")
 
 
 def head_parameters(name: str) -> dict[str, Any]:
