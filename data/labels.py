@@ -10,6 +10,7 @@ The table is a plain list of :class:`LabelRow`; :func:`to_arrays` turns it into 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,37 +62,61 @@ def write_labels_csv(rows: Iterable[LabelRow], path: str | Path) -> Path:
     return path
 
 
-def _float(s: str, what: str, line: int) -> float:
+def _float(s: str, what: str, where: str) -> float:
     if s is None or s.strip() == "":
         return math.nan
     try:
         return float(s)
     except ValueError:
-        raise ValueError(f"labels line {line}: column {what!r} is not a number: {s!r}") from None
+        raise ValueError(f"{where}: column {what!r} is not a number: {s[:60]!r}") from None
+
+
+def _text(path: Path) -> str:
+    """The file's text: UTF-8 with or without a byte-order mark (Excel writes one)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the labels CSV ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the "
+                         f"labels CSV as UTF-8") from None
 
 
 def read_labels_csv(path: str | Path) -> list[LabelRow]:
-    """Read a labels CSV. Requires ``video_id`` and ``score``; other base columns are optional."""
+    """Read a labels CSV (UTF-8, a byte-order mark allowed). Requires ``video_id`` and ``score``;
+    other base columns are optional. Every error is a ValueError naming the file and the line."""
     path = Path(path)
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""), strict=True)
+    rows, seen, end = [], set(), 1       # end: the last line of the row read before
+    try:
         cols = reader.fieldnames or []
+        end = reader.line_num
         missing = [c for c in ("video_id", "score") if c not in cols]
         if missing:
-            raise ValueError(f"{path}: labels CSV lacks column(s) {missing}; has {cols}")
-        rows, seen = [], set()
-        for i, d in enumerate(reader, start=2):
+            raise ValueError(f"{path} line 1: labels CSV lacks column(s) {missing}; has "
+                             f"{[c[:40] for c in cols[:20]]}")
+        for d in reader:
+            where, end = f"{path} line {end + 1}", reader.line_num   # where the row starts
+            if any((v or "").strip() for v in d.get(None, ())):   # a trailing comma is harmless
+                raise ValueError(f"{where}: more values than the header's {len(cols)} columns")
             vid = (d.get("video_id") or "").strip()
             if not vid:
-                raise ValueError(f"{path} line {i}: empty video_id")
+                raise ValueError(f"{where}: empty video_id")
             if vid in seen:
-                raise ValueError(f"{path} line {i}: duplicate video_id {vid!r}")
+                raise ValueError(f"{where}: duplicate video_id {vid[:80]!r}")
             seen.add(vid)
-            subs = {c: _float(d[c], c, i) for c in cols if c not in BASE_COLUMNS}
-            rows.append(LabelRow(video_id=vid, score=_float(d["score"], "score", i),
+            subs = {c: _float(d[c], c, where) for c in cols if c not in BASE_COLUMNS}
+            rows.append(LabelRow(video_id=vid, score=_float(d["score"], "score", where),
                                  action=(d.get("action") or "").strip(),
-                                 difficulty=_float(d.get("difficulty", ""), "difficulty", i),
+                                 difficulty=_float(d.get("difficulty", ""), "difficulty", where),
                                  split=(d.get("split") or "").strip(), sub_scores=subs))
+    except csv.Error as e:
+        raise ValueError(f"{path} line {end + 1}: not a readable CSV row ({e})") from None
     return rows
 
 

@@ -148,3 +148,40 @@ def test_output_under_a_file_is_an_error_line(tmp_path, command):
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
     last = res.output.splitlines()[-1]
     assert last in (f"error: {blocked}: File exists", f"error: {blocked / 's'}: Not a directory"), res.output
+
+
+# --------------------------------------------------------------- labels CSV from other tools
+from aqa.data.labels import LabelRow, write_labels_csv  # noqa: E402
+
+
+def test_labels_csv_with_a_byte_order_mark_reads_like_without(tmp_path):
+    plain = write_labels_csv([LabelRow("a", 1.5, "dive", 2.0, "train"), LabelRow("b", 3.0)],
+                             tmp_path / "plain.csv")
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_labels_csv(bom) == read_labels_csv(plain)
+
+
+@pytest.mark.parametrize("text,line,what", [
+    ("video_id,score\na,1\nb,x\n", 3, "column 'score' is not a number"),
+    ("video_id,score,judge1\na,1,2\nb,2,\nc,3,bad\n", 4, "column 'judge1' is not a number"),
+    ("video_id,score\na,1\n,2\n", 3, "empty video_id"),
+    ("video_id,score\na,1\na,2\n", 3, "duplicate video_id 'a'"),
+    ("video_id,score\na,1,7\n", 2, "more values than the header"),
+    ("vid,score\na,1\n", 1, "lacks column(s) ['video_id']"),
+    ("video_id,score\na,1\nb,\xe9\n", 3, "not UTF-8"),
+    ("video_id,score\na,1\nb,\"2\n", 3, "not a readable CSV row"),
+])
+def test_every_labels_error_names_the_file_and_the_line(tmp_path, text, line, what):
+    p = tmp_path / "labels.csv"
+    p.write_bytes(text.encode("utf-8").replace("\xe9".encode(), b"\xe9"))
+    with pytest.raises(ValueError) as err:
+        read_labels_csv(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p} line {line}: ") and what in msg and "\n" not in msg, msg
+
+
+def test_a_trailing_comma_is_not_an_error(tmp_path):
+    p = tmp_path / "labels.csv"
+    p.write_text("video_id,score\na,1,\n")
+    assert [r.video_id for r in read_labels_csv(p)] == ["a"]
