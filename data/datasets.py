@@ -110,7 +110,7 @@ def _file(ann_dir: str | Path, name: str, dataset: str) -> Path:
     if not p.is_file():
         where = "" if ann_dir.is_dir() else f" (the folder {ann_dir} does not exist)"
         raise FileNotFoundError(
-            f"{dataset}: expected annotation file {name!r} in {ann_dir}{where}; this reader needs "
+            f"{dataset}: expected annotation file {_r(name)} in {ann_dir}{where}; this reader needs "
             f"{', '.join(EXPECTED_FILES[dataset])} from {_SOURCES[dataset]}")
     return p
 
@@ -121,7 +121,7 @@ def _int_key(key: Any, source: Path) -> tuple[int, int]:
         a, b = key
         return operator.index(a), operator.index(b)
     except (TypeError, ValueError):
-        raise ValueError(f"{source}: key {key!r} is not a (video, clip) pair of integers") from None
+        raise ValueError(f"{source}: key {_r(key)} is not a (video, clip) pair of integers") from None
 
 
 def _str_int_key(key: Any, source: Path) -> tuple[str, int]:
@@ -131,7 +131,7 @@ def _str_int_key(key: Any, source: Path) -> tuple[str, int]:
             raise TypeError
         return a, operator.index(b)
     except (TypeError, ValueError):
-        raise ValueError(f"{source}: key {key!r} is not an (event name, clip number) pair") from None
+        raise ValueError(f"{source}: key {_r(key)} is not an (event name, clip number) pair") from None
 
 
 def _number(value: Any, what: str, key: Any, source: Path) -> float:
@@ -139,16 +139,26 @@ def _number(value: Any, what: str, key: Any, source: Path) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{source}: {what} of {key!r} is not a number: {value!r}") from None
+        raise ValueError(f"{source}: {what} of {_r(key)} is not a number: {_r(value)}") from None
     if not math.isfinite(x):
-        raise ValueError(f"{source}: {what} of {key!r} is {x} (need a finite number)")
+        raise ValueError(f"{source}: {what} of {_r(key)} is {x} (need a finite number)")
     return x
 
 
+def _r(value: Any, limit: int = 80) -> str:
+    """A value read from an annotation file as a short one-line repr for an error message (an
+    array's repr runs over lines, a deeply nested list's past the recursion limit)."""
+    try:
+        text = " ".join(repr(value).split())
+    except RecursionError:
+        return f"<a deeply nested {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _show(keys: Iterable, limit: int = 10) -> str:
-    keys = sorted(keys, key=repr)
+    keys = sorted(keys, key=_r)
     more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(repr(k) for k in keys[:limit]) + more
+    return ", ".join(_r(k) for k in keys[:limit]) + more
 
 
 def _load_dict(path: Path) -> dict:
@@ -181,16 +191,16 @@ def _assign_splits(dataset: str, splits: dict[str, tuple[list, Path]], annotated
     for name, (keys, path) in splits.items():
         both = [k for k in keys if k in out]
         if both:
-            raise ValueError(f"{dataset}: key(s) in both {out[both[0]]!r} and {name!r} ({path}): "
+            raise ValueError(f"{dataset}: key(s) in both {_r(out[both[0]])} and {_r(name)} ({path}): "
                              f"{_show(both)}")
         missing = [k for k in keys if k not in annotated]
         known = KNOWN_MISSING.get(dataset, frozenset())
         unknown = [k for k in missing if k not in known]
         if unknown:
-            raise ValueError(f"{dataset}: {len(unknown)} key(s) of split {name!r} ({path}) have no "
+            raise ValueError(f"{dataset}: {len(unknown)} key(s) of split {_r(name)} ({path}) have no "
                              f"annotation in {ann_path}: {_show(unknown)}")
         if missing:
-            warnings.warn(f"{dataset}: dropping {len(missing)} key(s) of split {name!r} that the "
+            warnings.warn(f"{dataset}: dropping {len(missing)} key(s) of split {_r(name)} that the "
                           f"published annotations lack (known defect): {_show(missing)}",
                           stacklevel=3)
         out.update((k, name) for k in keys if k in annotated)
@@ -206,10 +216,10 @@ def _assign_splits(dataset: str, splits: dict[str, tuple[list, Path]], annotated
 
 def _check_fields(d: Any, fields: Sequence[str], key: Any, source: Path) -> dict:
     if not isinstance(d, dict):
-        raise ValueError(f"{source}: annotation of {key!r} is a {type(d).__name__}, expected a dict")
+        raise ValueError(f"{source}: annotation of {_r(key)} is a {type(d).__name__}, expected a dict")
     missing = [f for f in fields if f not in d]
     if missing:
-        raise ValueError(f"{source}: annotation of {key!r} lacks field(s) {missing}; has {sorted(d)}")
+        raise ValueError(f"{source}: annotation of {_r(key)} lacks field(s) {missing}; has {_show(d)}")
     return d
 
 
@@ -233,7 +243,7 @@ def read_aqa7(ann_dir: str | Path) -> list[LabelRow]:
         except Exception as e:          # scipy raises ValueError, OSError, TypeError... on bad files
             raise ValueError(f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {e})") from e
         if var not in mat:
-            raise ValueError(f"{path}: no variable {var!r}; has "
+            raise ValueError(f"{path}: no variable {_r(var)}; has "
                              f"{[k for k in mat if not k.startswith('__')]}")
         a = np.asarray(mat[var], dtype=float)
         if a.ndim != 2 or a.shape[1] != 3 or len(a) == 0:
@@ -248,7 +258,7 @@ def read_aqa7(ann_dir: str | Path) -> list[LabelRow]:
             score = round(_number(score100, "score", vid, path) / 100.0, 6)
             if vid in seen:
                 raise ValueError(f"{path}: sample {vid} ({AQA7_ACTIONS[int(cls)]} #{int(sample)}) "
-                                 f"already listed in split {seen[vid]!r}")
+                                 f"already listed in split {_r(seen[vid])}")
             seen[vid] = split
             rows.append(LabelRow(video_id=vid, score=score, action=AQA7_ACTIONS[int(cls)],
                                  split=split))
@@ -335,7 +345,7 @@ def _jigsaws_cameras(cameras) -> list[str]:
         cams = list(cameras)
     bad = [c for c in cams if c not in JIGSAWS_CAMERAS]
     if bad or not cams:
-        raise ValueError(f"jigsaws cameras {cameras!r}: choose left, right or both")
+        raise ValueError(f"jigsaws cameras {_r(cameras)}: choose left, right or both")
     return list(dict.fromkeys(cams))
 
 
@@ -356,7 +366,7 @@ def _jigsaws_trial(video_id: str) -> tuple[str, str]:
 def _jigsaws_task(trial: str, source: Path) -> str:
     m = re.fullmatch(r"(Suturing|Knot_Tying|Needle_Passing)_([A-Z])(\d{3})", trial)
     if not m:
-        raise ValueError(f"{source}: trial name {trial!r} is not <task>_<surgeon letter><3 digits> "
+        raise ValueError(f"{source}: trial name {_r(trial)} is not <task>_<surgeon letter><3 digits> "
                          f"with a task in {JIGSAWS_TASKS}")
     return m.group(1)
 
@@ -376,16 +386,19 @@ def read_jigsaws(ann_dir: str | Path, cameras="left") -> list[LabelRow]:
     fold_of: dict[str, str] = {}
     for task, folds in splits.items():
         if task not in JIGSAWS_TASKS:
-            raise ValueError(f"{sp_path}: unknown task {task!r}; expected {JIGSAWS_TASKS}")
+            raise ValueError(f"{sp_path}: unknown task {_r(task)}; expected {JIGSAWS_TASKS}")
         if not isinstance(folds, (list, tuple)) or len(folds) != 4:
-            raise ValueError(f"{sp_path}: task {task!r} should have 4 folds (lists of trial names)")
+            raise ValueError(f"{sp_path}: task {_r(task)} should have 4 folds (lists of trial names)")
         for i, fold in enumerate(folds):
+            if not isinstance(fold, (list, tuple)):
+                raise ValueError(f"{sp_path}: fold {i} of {_r(task)} is a {type(fold).__name__}, "
+                                 f"expected a list of trial names")
             for trial in fold:
                 if not isinstance(trial, str) or _jigsaws_task(trial, sp_path) != task:
-                    raise ValueError(f"{sp_path}: fold {i} of {task!r} holds {trial!r}, "
+                    raise ValueError(f"{sp_path}: fold {i} of {_r(task)} holds {_r(trial)}, "
                                      f"a trial of another task")
                 if trial in fold_of:
-                    raise ValueError(f"{sp_path}: trial {trial!r} is in {fold_of[trial]} and fold{i}")
+                    raise ValueError(f"{sp_path}: trial {_r(trial)} is in {fold_of[trial]} and fold{i}")
                 fold_of[trial] = f"fold{i}"
     unknown = set(fold_of) - set(labels)
     if unknown:
@@ -395,12 +408,15 @@ def read_jigsaws(ann_dir: str | Path, cameras="left") -> list[LabelRow]:
     if unsplit:
         raise ValueError(f"jigsaws: {len(unsplit)} labelled trial(s) of {lab_path} are in no fold "
                          f"of {sp_path}: {_show(unsplit)}")
+    not_names = [k for k in labels if not isinstance(k, str)]
+    if not_names:
+        raise ValueError(f"{lab_path}: trial key(s) that are not names: {_show(not_names)}")
     rows = []
     for trial in sorted(labels):
         items = labels[trial]
         task = _jigsaws_task(trial, lab_path)
         if not isinstance(items, (list, tuple, np.ndarray)) or len(items) != len(JIGSAWS_GRS_ITEMS):
-            raise ValueError(f"{lab_path}: trial {trial!r} has GRS items {items!r}, expected a list of 6")
+            raise ValueError(f"{lab_path}: trial {_r(trial)} has GRS items {_r(items)}, expected a list of 6")
         vals = [_number(v, name, trial, lab_path) for v, name in zip(items, JIGSAWS_GRS_ITEMS)]
         rows += [LabelRow(video_id=jigsaws_video_id(trial, cam), score=float(sum(vals)), action=task,
                           split=fold_of[trial], sub_scores=dict(zip(JIGSAWS_GRS_ITEMS, vals)))
@@ -424,7 +440,7 @@ def dive_number(code: float, position: float) -> str:
 def _parse_dive_number(dn: Any, key: Any, source: Path) -> tuple[float, float]:
     m = re.fullmatch(r"(\d{3,4})([a-dA-D])", str(dn)) if isinstance(dn, str) else None
     if not m:
-        raise ValueError(f"{source}: dive number of {key!r} is {dn!r}, expected digits + a..d "
+        raise ValueError(f"{source}: dive number of {_r(key)} is {_r(dn)}, expected digits + a..d "
                          f"(e.g. '407c')")
     return float(m.group(1)), float(_POSITIONS.index(m.group(2).lower()) + 1)
 
@@ -436,7 +452,7 @@ def _finediving_ann(ann_dir: str | Path) -> tuple[dict, Path]:
     for k, v in raw.items():
         key = _str_int_key(k, ann_path)
         if not isinstance(v, (list, tuple)) or len(v) < 5:
-            raise ValueError(f"{ann_path}: annotation of {key!r} should be [dive_number, final_score, "
+            raise ValueError(f"{ann_path}: annotation of {_r(key)} should be [dive_number, final_score, "
                              f"difficulty, step_ends, frame_labels], got {type(v).__name__} "
                              f"of length {len(v) if hasattr(v, '__len__') else '?'}")
         ann[key] = v
@@ -459,7 +475,7 @@ def read_finediving(ann_dir: str | Path, *, include_unsplit: bool = False) -> li
             continue
         code, pos = _parse_dive_number(v[0], key, ann_path)
         if not isinstance(v[4], (list, tuple, np.ndarray)):
-            raise ValueError(f"{ann_path}: {key!r} frame labels are a {type(v[4]).__name__}, "
+            raise ValueError(f"{ann_path}: {_r(key)} frame labels are a {type(v[4]).__name__}, "
                              f"expected a sequence (one step label per frame)")
         subs = {"dive_code": code, "dive_position": pos, "n_frames": float(len(v[4]))}
         for i, s in enumerate(np.asarray(v[3]).ravel(), 1):
@@ -541,7 +557,7 @@ DATASETS: dict[str, Callable[..., list[LabelRow]]] = {
 def read_dataset(name: str, ann_dir: str | Path, **kw) -> list[LabelRow]:
     """Read benchmark ``name`` (a key of :data:`DATASETS`) from its annotation folder ``ann_dir``."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))} "
+        raise ValueError(f"unknown dataset {_r(name)}; known: {', '.join(sorted(DATASETS))} "
                          f"(for your own videos use read_folder(video_dir, labels_csv))")
     ann_dir = Path(ann_dir)
     if not ann_dir.is_dir():
@@ -566,11 +582,11 @@ def video_relpath(name: str, video_id: str | LabelRow) -> str:
     if name == "aqa7":
         m = re.fullmatch(r"0?([1-6])_(\d+)", vid)
         if not m:
-            raise ValueError(f"aqa7 video_id {vid!r} is not '<class 01..06>_<sample>'")
+            raise ValueError(f"aqa7 video_id {_r(vid)} is not '<class 01..06>_<sample>'")
         return f"{AQA7_ACTIONS[int(m.group(1))]}/{int(m.group(2)):03d}.avi"
     if name in ("mtl_aqa", "unlv_dive"):
         if not re.fullmatch(r"\d+_\d+", vid):
-            raise ValueError(f"{name} video_id {vid!r} is not '<video>_<clip>'")
+            raise ValueError(f"{name} video_id {_r(vid)} is not '<video>_<clip>'")
         v, c = vid.split("_")
         return f"{int(v):02d}_{int(c):02d}"
     if name == "jigsaws":
@@ -579,9 +595,9 @@ def video_relpath(name: str, video_id: str | LabelRow) -> str:
     if name == "finediving":
         event, sep, clip = vid.rpartition("_")
         if not sep or not event or not clip.isdigit():
-            raise ValueError(f"finediving video_id {vid!r} is not '<event>_<clip>'")
+            raise ValueError(f"finediving video_id {_r(vid)} is not '<event>_<clip>'")
         return f"{event}/{int(clip)}"
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    raise ValueError(f"unknown dataset {_r(name)}; known: {', '.join(sorted(DATASETS))}")
 
 
 def diving_final_score(judge_scores: np.ndarray, difficulty: np.ndarray | float) -> np.ndarray:

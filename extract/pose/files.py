@@ -58,7 +58,14 @@ class PoseTable:
 
 
 def _err(path, msg) -> PoseFileError:
-    return PoseFileError(f"pose file {path}: {msg}")
+    """The error for a bad pose file: one line, at most ~300 characters of detail, printable (a
+    value from the file may be long, span lines or hold lone surrogates)."""
+    msg = " ".join(str(msg).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return PoseFileError(f"pose file {path}: {msg if len(msg) <= 300 else msg[:300] + '...'}")
+
+
+#: what malformed JSON values make Python and numpy raise while a file is parsed
+_MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RecursionError)
 
 
 def _frame_of(rec: dict, path, i: int) -> int:
@@ -214,7 +221,7 @@ def _load_openpose_dir(folder: Path) -> PoseTable:
         try:
             doc = json.loads(f.read_text())
             people = doc["people"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise _err(f, f"not an OpenPose keypoints file ({type(exc).__name__}: {exc})") from None
         ks = []
         for i, person in enumerate(people):
@@ -241,15 +248,24 @@ def _load_openpose_dir(folder: Path) -> PoseTable:
 
 def load_pose_file(path) -> PoseTable:
     """Read a pose file or OpenPose directory into a :class:`PoseTable`; :class:`PoseFileError` if it is
-    missing or malformed."""
+    missing or malformed (a value of the wrong type or shape anywhere in it included)."""
     p = Path(path)
+    try:
+        return _load_pose_path(p)
+    except PoseFileError:
+        raise
+    except _MALFORMED as exc:
+        raise _err(p, f"malformed ({type(exc).__name__}: {exc})") from None
+
+
+def _load_pose_path(p: Path) -> PoseTable:
     if p.is_dir():
         return _load_openpose_dir(p)
     if not p.is_file():
         raise _err(p, "no such file")
     try:
         doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _err(p, f"not valid JSON ({type(exc).__name__}: {exc})") from None
     if isinstance(doc, dict):
         if doc.get("format") == "aqa-synth-pose":
