@@ -54,6 +54,25 @@ def _check_model_options(options: dict) -> None:
                         f"score_threshold, max_detections, checkpoint and {', '.join(sorted(known))}")
 
 
+
+def _read_state_dict(path):
+    """The checkpoint at ``path`` as a dict of tensors (a ``{"model": ...}`` wrapper, as torchvision
+    writes, is opened); anything else is a one-line StateDictMismatchError."""
+    import torch
+
+    from aqa.extract.backbones.base import StateDictMismatchError
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure: not a checkpoint
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise StateDictMismatchError(f"cannot read {path} as a PyTorch checkpoint: {first[:200]}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in obj.items()):
+        raise StateDictMismatchError(f"{path}: expected a state dict of tensors")
+    return obj
+
 class KeypointRCNNBackend(PoseBackend):
     """torchvision ``keypointrcnn_resnet50_fpn`` on batches of frames (see module docstring).
 
@@ -89,13 +108,17 @@ class KeypointRCNNBackend(PoseBackend):
             warnings.warn("keypoint-rcnn runs with RANDOM weights (untrained=True): its poses are "
                           "meaningless and marked untrained", UserWarning, stacklevel=2)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-                state = state["model"]
-            missing, unexpected = model.load_state_dict(state, strict=False)
+            from aqa.extract.backbones.base import StateDictMismatchError
+            state = _read_state_dict(path)
+            try:
+                missing, unexpected = model.load_state_dict(state, strict=False)
+            except RuntimeError as e:           # shapes that differ: torch's text runs over lines
+                raise StateDictMismatchError(f"{path} does not match keypointrcnn_resnet50_fpn: "
+                                             f"{' '.join(str(e).split())[:300]}") from None
             if missing or unexpected:
-                raise RuntimeError(f"{path} does not match keypointrcnn_resnet50_fpn: {len(missing)} missing "
-                                   f"keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+                raise StateDictMismatchError(
+                    f"{path} does not match keypointrcnn_resnet50_fpn: {len(missing)} missing keys "
+                    f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
             self.weights.update(provenance)
         self.model = model.eval().to(self.device)
 
