@@ -663,10 +663,20 @@ def _enc(v):
     raise TypeError(f"cannot store {type(v).__name__} in a head file")
 
 
+def _plain_dtype(spec) -> np.dtype:
+    """The dtype a head file's JSON names, if it is a plain one (numbers, bool, strings up to 64 KiB
+    an item, objects holding JSON values); not a structure, a sub-array nor a raw void."""
+    dt = np.dtype(spec) if isinstance(spec, str) else None
+    if dt is None or dt.kind not in "biufcUSO" or dt.names is not None or dt.subdtype is not None \
+            or dt.itemsize > 65536:
+        raise ValueError(f"array dtype {str(spec)[:40]!r} is not a plain one")
+    return dt
+
+
 def _dec(v):
     if isinstance(v, dict):
         if "__ndarray__" in v:
-            return np.asarray(v["__ndarray__"], dtype=v["dtype"]).reshape(v["shape"])
+            return np.asarray(v["__ndarray__"], dtype=_plain_dtype(v["dtype"])).reshape(v["shape"])
         if "__tuple__" in v:
             return tuple(_dec(x) for x in v["__tuple__"])
         if "__float__" in v:
@@ -723,7 +733,7 @@ def save_head(estimator, path, *, provenance: dict | None = None, config: dict |
 
 #: the names a head file's fitted_json may set on the estimator: fitted attributes (``coef_``),
 #: never a method, a parameter or a dunder.
-_FITTED_NAME = re.compile(r"[a-z][a-z0-9_]*_\Z")
+_FITTED_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_\Z")
 
 
 def _one_line(e: BaseException, limit: int = 200) -> str:

@@ -93,6 +93,7 @@ def _mat_value(rng):
                        np.array([[7, 1, 100]], dtype=np.uint8), "text", np.ones((3, 3)) * 2])
 
 
+@pytest.mark.slow
 def test_fuzz_annotation_readers(tmp_path):
     from scipy.io import savemat
 
@@ -175,6 +176,7 @@ def _pose_seeds(root: Path) -> list[Path]:
     return out
 
 
+@pytest.mark.slow
 def test_fuzz_pose_files(tmp_path):
     t0 = time.time()
     rng = random.Random(SEED + 1)
@@ -282,6 +284,7 @@ def _swap_payload(payload: dict, rng, marker):
     return p, how
 
 
+@pytest.mark.slow
 def test_fuzz_head_files_and_checkpoints(tmp_path):
     torch = pytest.importorskip("torch")
     t0 = time.time()

@@ -83,7 +83,10 @@ def test_registered_class_strings_and_names_load(tmp_path):
     {"fitted_json": '{"fit_extras": ["groups"]}'}, {"params_json": '{"command": "x"}'},
     {"params_json": "[1]"}, {"params_json": "{not json"}, {"state_dict": {"w": 1}},
     {"state_dict": {"encoder.0.weight": torch.zeros(1)}}, {"kind": "other"}, {"format_version": 99},
-    {"provenance_json": 5}])
+    {"provenance_json": 5},
+    {"fitted_json": '{"y_mean_": {"__ndarray__": ["a"], "dtype": "<U2000000000", "shape": [1]}}'},
+    {"fitted_json": '{"y_mean_": {"__ndarray__": [[0]], "dtype": "V8", "shape": [1]}}'},
+    {"fitted_json": '{"y_mean_": {"__ndarray__": [1], "dtype": "f8,O", "shape": [1]}}'}])
 def test_damaged_neural_head_files_are_one_line_errors(tmp_path, change):
     _, _, p = _mlp(tmp_path)
     with pytest.raises(HeadFormatError) as err:
@@ -171,3 +174,22 @@ def test_old_pickled_sklearn_heads_load_only_when_trusted(tmp_path):
     with pytest.raises(HeadFormatError, match="allow_pickle=True"):
         load_head(p)
     assert load_head(p, allow_pickle=True).predict(X).tobytes() == est.predict(X).tobytes()
+
+
+@pytest.mark.slow
+def test_every_neural_head_round_trips_through_the_checked_loader(tmp_path):
+    # the loader admits only registered classes, known parameters, fitted names and plain dtypes:
+    # every head's own file must still pass (SiameseRegressor's reference_X_ once did not)
+    import warnings
+
+    from aqa.heads import registry
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(24, 6).astype(np.float32), rng.randn(24) * 5 + 50
+    for name in registry.names():
+        if not issubclass(registry.estimator_class(name), TorchRegressor):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = registry.make(name, **registry.get(name).check_params).fit(X, y)
+        got = load_head(save_head(est, tmp_path / f"{name}.pt", config={"head": name}))
+        assert type(got) is type(est) and got.predict(X).tobytes() == est.predict(X).tobytes(), name
