@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import operator
+import reprlib
 import re
 import warnings
 from pathlib import Path
@@ -148,11 +149,24 @@ def _number(value: Any, what: str, key: Any, source: Path) -> float:
 def _r(value: Any, limit: int = 80) -> str:
     """A value read from an annotation file as a short one-line repr for an error message (an
     array's repr runs over lines, a deeply nested list's past the recursion limit)."""
-    try:
-        text = " ".join(repr(value).split())
-    except RecursionError:
-        return f"<a deeply nested {type(value).__name__}>"
+    text = " ".join(_REPR.repr(value).split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr (a few items a level, a few levels: lists sharing items through a
+    pickle's memo cannot make it long), arrays as their shape and dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxother, self.maxstring = 3, 40, 80
+
+    def repr_ndarray(self, x, level):
+        return f"array(shape={x.shape}, dtype={x.dtype})" if x.size > 8 or x.dtype.kind == "O" \
+            else " ".join(repr(x).split())
+
+
+_REPR = _ShortRepr()
 
 
 def _show(keys: Iterable, limit: int = 10) -> str:

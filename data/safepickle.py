@@ -37,6 +37,10 @@ from typing import Any, Callable
 __all__ = ["UnsafePickleError", "RestrictedUnpickler", "safe_load", "safe_loads", "ALLOWED_BUILTINS"]
 
 
+#: the most tuples one tuple may hold, counted as a tree (shared ones once per use)
+MAX_TUPLE_NODES = 100_000
+
+
 class UnsafePickleError(ValueError):
     """A pickle named a global outside the allow-list; nothing of it was imported or called."""
 
@@ -137,6 +141,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         super().__init__(file, encoding=encoding)
         self.source = source
         self._unbuilt: dict[int, Any] = {}   # id -> dtype/array made here and not yet BUILT
+        self._tuple_sizes: dict[int, tuple] = {}   # id -> (tuples in it as a tree, the tuple)
 
     def _unsafe(self, what: str):
         raise UnsafePickleError(f"{self.source}: refusing {what} (not plain data)")
@@ -199,6 +204,8 @@ class RestrictedUnpickler(pickle._Unpickler):
     def find_class(self, module: str, name: str) -> Callable[..., Any]:
         if module in ("builtins", "__builtin__"):
             name3 = _PY2_BUILTINS.get(name, name) if module == "__builtin__" else name
+            if name3 == "tuple":
+                return self._tuple_of
             if name3 in ALLOWED_BUILTINS:
                 return getattr(builtins, name3)
         elif module == "collections" and name == "OrderedDict":
@@ -219,6 +226,33 @@ class RestrictedUnpickler(pickle._Unpickler):
     def persistent_load(self, pid):
         raise UnsafePickleError(f"{self.source}: refusing a persistent id ({type(pid).__name__}; "
                                 f"not plain data)")
+
+    # ------------------------------------------------------------------ bounded tuples
+    def _bounded(self, t):
+        """``t`` if, counted as a tree, it holds at most :data:`MAX_TUPLE_NODES` tuples. A pickle can
+        nest one tuple in another many times over through the memo (a few bytes for 2**40 nodes);
+        hashing such a key (a dict, a set) would never finish."""
+        sizes = self._tuple_sizes
+        n = 1 + sum(sizes.get(id(e), (1,))[0] for e in t if isinstance(e, tuple))
+        if n > MAX_TUPLE_NODES:
+            self._unsafe(f"a tuple nested into more than {MAX_TUPLE_NODES} tuples (it could not be "
+                         f"hashed in reasonable time)")
+        if n > 1:
+            sizes[id(t)] = (n, t)
+        return t
+
+    def _tuple_of(self, iterable=()):
+        return self._bounded(tuple(iterable))
+
+    def _checked_tuple_op(op):
+        def load(self):
+            op(self)
+            self._bounded(self.stack[-1])
+        return load
+
+    for _code in (pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3):
+        dispatch[_code[0]] = _checked_tuple_op(pickle._Unpickler.dispatch[_code[0]])
+    del _code, _checked_tuple_op
 
     # ------------------------------------------------------------------ the checked BUILD
     def load_build(self):

@@ -105,3 +105,12 @@ def dtype_changed_after_use(build_first: bool) -> bytes:
             b"(K\x01K\x01\x85h\x00\x89C\x08AAAAAAAAtbq\x01")   # array of D (8 bytes)
     out += b"h\x00" + _body(evil_state) + b"b"
     return out + b"\x86."
+
+
+def tuple_bomb(levels: int = 60) -> bytes:
+    """A dict whose key is a tuple of two copies of a tuple of two copies ... ``levels`` deep, each
+    level one memo reference: a few hundred bytes, 2**levels tuples to hash."""
+    raw = b"\x80\x02K\x01\x85q\x00"
+    for i in range(1, levels):
+        raw += b"h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"\x86q" + bytes([i])
+    return raw + b"0}h" + bytes([levels - 1]) + b"K\x01s."

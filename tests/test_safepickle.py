@@ -233,3 +233,15 @@ def test_crafted_jigsaws_label_file_is_a_clean_cli_error(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'label.pkl'}: refusing"), lines
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_tuple_that_would_take_ages_to_hash_is_refused():
+    import time
+
+    from picklekit import tuple_bomb
+    t0 = time.time()
+    with pytest.raises(UnsafePickleError, match="nested into more than"):
+        safe_loads(tuple_bomb())      # before: hashing the dict key never finished
+    assert time.time() - t0 < 5
+    # deep but small tuples, and tuple() of a list, still load
+    assert safe_loads(pickle.dumps({((1, (2, 3)),): tuple([(1,), (2,)])})) == {((1, (2, 3)),): ((1,), (2,))}
