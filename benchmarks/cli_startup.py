@@ -1,0 +1,51 @@
+"""Start-up time of the command-line tools: wall seconds of ``--help``, median of several runs.
+
+    python benchmarks/cli_startup.py [--runs 9] [--json]
+
+Each command runs in a fresh interpreter (``python -m aqa.extract.cli --help`` etc.), so the time is
+the imports a user pays before the help appears. It prints the median and the minimum per command;
+on a loaded machine compare the minima. Nothing is asserted: it is a measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+COMMANDS = {
+    "aqa-extract --help": ["-m", "aqa.extract.cli", "--help"],
+    "aqa-extract run --help": ["-m", "aqa.extract.cli", "run", "--help"],
+    "aqa-heads --help": ["-m", "aqa.heads.cli", "--help"],
+}
+
+
+def measure(args: list[str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    out = {}
+    for name, args in COMMANDS.items():
+        t = measure(args, a.runs)
+        out[name] = {"median_s": round(statistics.median(t), 3), "min_s": round(min(t), 3)}
+    if a.json:
+        print(json.dumps(out, indent=1))
+        return
+    for name, r in out.items():
+        print(f"{name:28s} median {r['median_s']:.3f} s   min {r['min_s']:.3f} s   ({a.runs} runs)")
+
+
+if __name__ == "__main__":
+    main()
