@@ -8,6 +8,8 @@ import click
 
 from aqa.data.cli import plain_warnings
 
+from .registry import BACKBONES, FLOW, POSE, SAMPLING, VIEWS
+
 
 class _DefaultRun(click.Group):
     """`aqa-extract VIDEOS... --out F` runs extraction; `merge` and `weights` are subcommands."""
@@ -16,6 +18,31 @@ class _DefaultRun(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+
+class RegistryChoice(click.Choice):
+    """One of a registry's names (or of ``choices``, default the registry's names): the ``--help``
+    choices come from the registry; an old spelling is accepted with a ``warning:`` line."""
+
+    def __init__(self, registry, choices=None):
+        super().__init__(list(registry.names() if choices is None else choices))
+        self.registry = registry
+
+    def convert(self, value, param, ctx):
+        new = self.registry.deprecated(value) if isinstance(value, str) else None
+        if new is not None:
+            hint = f"{param.get_error_hint(ctx)} " if param is not None else ""
+            click.echo(f"warning: {hint}{value!r} is deprecated; use {new!r}", err=True)
+            value = new
+        return super().convert(value, param, ctx)
+
+
+def _view_help() -> str:
+    kinds = ", ".join(f"{v.syntax} ({v.description})" for v in VIEWS)
+    return ("Also extract an augmented view of each video, stored beside it as ID@NAME (repeatable, "
+            f"comma-separated allowed): {kinds}. Decode, pose and flow run once per video; complete "
+            "views are skipped; new views of a finished video reuse its cached poses. Views are for "
+            "training rows only: `aqa-heads train --views ...`.")
 
 
 def _expected_errors() -> tuple[type, ...]:
@@ -86,23 +113,23 @@ def _view_split_ids(split, labels, views):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Cache file (HDF5).")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False),
               help="labels CSV (video_id, score, ...) stored in the cache's /labels table.")
-@click.option("--sampling", type=click.Choice(["jrg", "core", "c3d", "fragments"]), default="jrg",
-              show_default=True, help="Temporal sampling protocol.")
+@click.option("--sampling", type=RegistryChoice(SAMPLING), default="jrg", show_default=True,
+              help=f"Temporal sampling protocol: {SAMPLING.help()}.")
 @click.option("--sampling-opt", multiple=True, metavar="KEY=VALUE",
               help="Sampling option, e.g. T=10, length=16 (jrg), stride=16 (c3d), n_fragments=9 (repeatable).")
-@click.option("--pose", type=click.Choice(["file", "keypoint-rcnn", "detectron2", "blazepose"]),
-              default="file", show_default=True, help="Pose backend ('file' reads sidecars).")
+@click.option("--pose", type=RegistryChoice(POSE), default="file", show_default=True,
+              help=f"Pose backend: {POSE.help()}.")
 @click.option("--pose-opt", multiple=True, metavar="KEY=VALUE", help="Pose backend option.")
 @click.option("--persons", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1, or 2 for two-person events (synchronised diving).")
-@click.option("--flow", type=click.Choice(["auto", "tvl1-cpu", "tvl1-torch", "none"]), default="auto",
+@click.option("--flow", type=RegistryChoice(FLOW, ("auto", *FLOW.names(), "none")), default="auto",
               show_default=True,
               help="Optical flow (auto: tvl1-torch on CUDA, else OpenCV). 'none' needs "
                    "--no-weightfree and backbones on the rgb stream only (--streams rgb).")
 @click.option("--flow-opt", multiple=True, metavar="KEY=VALUE",
               help="TV-L1 parameter with OpenCV's name, e.g. warps=3 (repeatable).")
-@click.option("--backbone", "backbones", multiple=True, type=click.Choice(["i3d", "i3d-r50", "c3d"]),
-              help="Backbone(s) for whole-frame and joint-patch features (repeatable).")
+@click.option("--backbone", "backbones", multiple=True, type=RegistryChoice(BACKBONES),
+              help=f"Backbone(s) for whole-frame and joint-patch features (repeatable): {BACKBONES.help()}.")
 @click.option("--backbone-opt", multiple=True, metavar="KEY=VALUE",
               help="Backbone option, e.g. crop_size=112, resize=128, clip_len=8, feature_layer=fc7 "
                    "(C3D); each --backbone gets the keys it takes (repeatable).")
@@ -134,17 +161,7 @@ def _view_split_ids(split, labels, views):
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="Manifest of the failed videos and of those extracted with warnings "
                    "(default: OUT.failures.json).")
-@click.option("--view", "views", multiple=True, metavar="SPEC",
-              help="Also extract an augmented view of each video, stored beside it as "
-                   "ID@NAME (repeatable, comma-separated allowed): flip (mirrored left-right), "
-                   "shift:K or shift:K-L (starting K frames later), zoom:F (the central 1/F of "
-                   "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G), "
-                   "histeq (luminance histogram-equalised), mask (the background outside the "
-                   "performers' boxes blacked out), drop:P (a fraction P of the frames "
-                   "dropped at random, the same ones on every run). Decode, pose and flow run "
-                   "once per video; complete views are skipped; new views of a finished "
-                   "video reuse its cached poses. Views are for training rows only: "
-                   "`aqa-heads train --views ...`.")
+@click.option("--view", "views", multiple=True, metavar="SPEC", help=_view_help())
 @click.option("--view-split", default=None, metavar="SPLIT",
               help="Extract the --view copies only of the videos whose --labels row has this "
                    "split (e.g. train): test videos are never scored on views.")

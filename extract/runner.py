@@ -57,12 +57,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .registry import BACKBONES, STREAMS, family_name
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-BACKBONES = ("i3d", "i3d-r50", "c3d")
-#: streams each backbone has (C3D and I3D-R50 were trained on RGB only)
-BACKBONE_STREAMS = {"i3d": ("rgb", "flow"), "i3d-r50": ("rgb",), "c3d": ("rgb",)}
-#: feature-family prefix of each backbone in the cache (``<prefix>_<stream>``)
-FAMILY_PREFIX = {"i3d": "i3d", "i3d-r50": "i3dr50", "c3d": "c3d"}
 #: default short side of the frames fed to pose, flow and backbones (the Kinetics I3D convention)
 DEFAULT_SHORT_SIDE = 256
 #: ``--backbone-opt`` keys whose value is a count of pixels, frames or classes (``resize`` also
@@ -86,7 +83,7 @@ class ExtractConfig:
     flow: str = "auto"                       # tvl1-cpu | tvl1-torch | auto (per device) | none
     flow_options: dict = field(default_factory=dict)
     weightfree: bool = True
-    backbones: tuple = ()                    # subset of BACKBONES
+    backbones: tuple = ()                    # names in aqa.extract.registry.BACKBONES
     backbone_options: dict = field(default_factory=dict)  # e.g. crop_size, resize, clip_len
     streams: tuple = ("rgb", "flow")
     joints: bool = True                      # backbone features on joint patches too
@@ -111,15 +108,16 @@ class ExtractConfig:
         resized_size(1, 1, self.frame_height, self.short_side)  # bad or conflicting sizes fail here
         bad = [b for b in self.backbones if b not in BACKBONES]
         if bad:
-            raise ValueError(f"unknown backbone(s) {bad}; choose from {list(BACKBONES)}")
-        bad = [s for s in self.streams if s not in ("rgb", "flow")]
+            raise ValueError(f"unknown backbone(s) {bad}; choose from {list(BACKBONES.names())}")
+        self.backbones = tuple(BACKBONES.canonical(b) for b in self.backbones)  # old spellings warn
+        bad = [s for s in self.streams if s not in STREAMS]
         if bad:
             raise ValueError(f"unknown stream(s) {bad}; choose rgb and/or flow")
         if self.persons not in (1, 2):
             raise ValueError(f"persons must be 1 or 2, got {self.persons}")
         for b in self.backbones:
-            if not set(self.streams) & set(BACKBONE_STREAMS[b]):
-                raise ValueError(f"backbone {b!r} has only the {BACKBONE_STREAMS[b]} stream(s); "
+            if not set(self.streams) & set(BACKBONES.get(b).streams):
+                raise ValueError(f"backbone {b!r} has only the {BACKBONES.get(b).streams} stream(s); "
                                  f"--streams is {','.join(self.streams)}")
         if "c3d" in self.backbones and int(self.sampling_options.get("length", 16)) != 16:
             raise ValueError("C3D takes 16-frame clips (its fc6 is fixed): sampling length must be 16")
@@ -130,7 +128,7 @@ class ExtractConfig:
 
     def backbone_streams(self) -> list[tuple[str, str]]:
         """(backbone, stream) pairs to run: the requested streams each backbone has."""
-        return [(b, s) for b in self.backbones for s in self.streams if s in BACKBONE_STREAMS[b]]
+        return [(b, s) for b in self.backbones for s in self.streams if s in BACKBONES.get(b).streams]
 
     @property
     def needs_flow(self) -> bool:
@@ -377,7 +375,7 @@ class Extractor:
                 continue
             try:
                 self.backbones[(name, stream)] = build_backbone(
-                    name.replace("-", "_"), stream, weights_path=path, device=self.device,
+                    name, stream, weights_path=path, device=self.device,
                     untrained=path is None, **self._backbone_options[name])
             except TypeError as e:
                 raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
@@ -400,7 +398,7 @@ class Extractor:
 
         opts = dict(self.config.backbone_options)
         names = sorted({n for n, _ in self.config.backbone_streams()})
-        accepted = {n: builder_options(n.replace("-", "_")) for n in names}
+        accepted = {n: builder_options(n) for n in names}
         unused = sorted(k for k in opts if not any(k in a for a in accepted.values()))
         if unused and not names:
             raise OptionError("--backbone-opt", f"{', '.join(unused)}: no --backbone is selected")
@@ -415,11 +413,8 @@ class Extractor:
         """The checkpoint path of this backbone/stream (never downloads; None: random weights, only if
         allowed), noted for provenance. Any registered checkpoint for it may be named by ``--weights``."""
         from . import weights as W
-        from .backbones import DEFAULT_WEIGHTS
 
-        internal = name.replace("-", "_")
-        names = W.checkpoints_for(f"backbone:{internal}/{stream}",
-                                  default=DEFAULT_WEIGHTS[(internal, stream)])
+        names = W.checkpoints_for(f"backbone:{name}/{stream}", default=BACKBONES.get(name).weights[stream])
         wname, path = W.resolve_first(names, overrides=overrides, untrained=untrained)
         self._note_weights({wname: path} if path else {}, path is None)
         return path
@@ -580,7 +575,7 @@ class Extractor:
                     flow_input = _flow_input(flow, need)
                 images = frames if stream == "rgb" else flow_input
                 whole, joints = self._backbone_features(net, images, samp, jboxes, n_frames)
-                arrays.update(_family(f"{FAMILY_PREFIX[name]}_{stream}", whole, joints, steps))
+                arrays.update(_family(family_name(name, stream), whole, joints, steps))
         attrs = {"source_relpath": path.name, "fps": float(info.fps or 0.0),
                  "n_frames": int(n_frames), "height": int(frames.shape[1]),
                  "width": int(frames.shape[2]), "sampling": samp.name,

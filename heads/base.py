@@ -50,7 +50,6 @@ None without validation), ``validation_index_`` (the rows early stopping held ou
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
 from pathlib import Path
@@ -60,6 +59,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from aqa.data.registry import load
 
 __all__ = ["TorchRegressor", "BASE_PARAMS", "base_kwargs", "save_head", "load_head", "HeadFormatError"]
 
@@ -688,10 +689,10 @@ def _import_head_class(spec: str):
     mod, _, name = spec.partition(":")
     if not (mod == "aqa.heads" or mod.startswith("aqa.heads.")):
         raise HeadFormatError(f"head file names class {spec!r} outside aqa.heads; refusing to import it")
-    obj = importlib.import_module(mod)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
+    try:
+        return load(spec)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise HeadFormatError(f"head file names class {spec!r}, which does not exist ({e})") from None
 
 
 def save_head(estimator, path, *, provenance: dict | None = None, config: dict | None = None) -> Path:

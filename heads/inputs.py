@@ -18,10 +18,11 @@ head registry.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Callable, Iterable
 
 import numpy as np
+
+from aqa.data.registry import load
 
 __all__ = ["register_input", "get_builder", "build_inputs", "default_feature", "families_with_joints",
            "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
@@ -41,8 +42,7 @@ def register_input(name: str):
 
 def get_builder(name: str) -> Callable:
     if ":" in name:
-        mod, _, attr = name.partition(":")
-        return getattr(importlib.import_module(mod), attr)
+        return load(name)
     try:
         return _BUILDERS[name]
     except KeyError:

@@ -263,13 +263,13 @@ def test_i3d_r50_import_does_not_touch_broken_transforms():
 def test_i3d_r50_pyth_roundtrip_shapes_and_errors(tmp_path, clips_rgb):
     clips_rgb = clips_rgb[:2]
     torch.manual_seed(5)
-    ref = build_backbone("i3d_r50", "rgb", None, untrained=True, crop_size=64, resize=64)
+    ref = build_backbone("i3d-r50", "rgb", None, untrained=True, crop_size=64, resize=64)
     _randomize_bn(ref.model, seed=5)
     sd = ref.model.state_dict()
     assert set(R50_KEYS) <= set(sd)
     path = tmp_path / "I3D_8x8_R50.pyth"
     torch.save({"model_state": {k: v.clone() for k, v in sd.items()}, "epoch": 196}, path)
-    bb = build_backbone("i3d_r50", "rgb", path, crop_size=64, resize=64)
+    bb = build_backbone("i3d-r50", "rgb", path, crop_size=64, resize=64)
     batched = bb.extract(clips_rgb, batch_size=2)
     assert batched.shape == (2, 2048)
     np.testing.assert_array_equal(batched, ref.extract(clips_rgb, batch_size=2))
