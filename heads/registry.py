@@ -10,9 +10,9 @@ Each entry is a :class:`HeadSpec`:
     --help`` stays fast. Called with keyword arguments (the CLI's ``--param key=value`` and
     ``random_state``).
 ``inputs``
-    the input builder turning a cache into X: a name registered in :mod:`aqa.heads.inputs`
-    (``"jrg"``, ``"steps"``, ``"clip_mean"``, ``"pose_traj"``, ...) or ``"module:function"`` with the
-    signature ``build(reader, ids, feature) -> np.ndarray``.
+    the input builder turning a cache into X: a name in :data:`INPUTS` (``"jrg"``, ``"steps"``,
+    ``"clip_mean"``, ``"pose_traj"``, builders of :mod:`aqa.heads.inputs`) or ``"module:function"``
+    with the signature ``build(reader, ids, feature) -> np.ndarray``.
 ``description``, ``reference``
     one line each, shown by ``aqa-heads list``.
 ``check_params``
@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 from aqa.data.registry import load
 
-__all__ = ["HeadSpec", "HEADS", "get", "names", "make", "estimator_class", "head_parameters",
+__all__ = ["HeadSpec", "HEADS", "INPUTS", "get", "names", "make", "estimator_class", "head_parameters",
            "input_builder", "fit_extras", "accepts_views", "paper_view_kinds"]
 
 
@@ -69,6 +69,14 @@ class HeadSpec:
 PIPELINE_XFAIL = {
     "check_estimators_overwrite_params": "Pipeline fits its step objects (a constructor parameter) in place",
     "check_dont_overwrite_parameters": "Pipeline fits its step objects (a constructor parameter) in place",
+}
+
+#: the input builders' short names -> ``"module:function"``
+INPUTS: dict[str, str] = {
+    "jrg": "aqa.heads.inputs:jrg_inputs",
+    "steps": "aqa.heads.inputs:step_inputs",
+    "clip_mean": "aqa.heads.inputs:clip_mean_inputs",
+    "pose_traj": "aqa.heads.inputs:pose_trajectories",
 }
 
 HEADS: list[HeadSpec] = [
@@ -179,8 +187,10 @@ def head_parameters(name: str) -> dict[str, Any]:
 
 def input_builder(name: str) -> Callable:
     """The function ``build(reader, ids, feature) -> X`` of head ``name``."""
-    from . import inputs
-    return inputs.get_builder(get(name).inputs)
+    spec = get(name).inputs
+    if ":" not in spec and spec not in INPUTS:
+        raise KeyError(f"head {name!r}: unknown input builder {spec!r}; known: {sorted(INPUTS)}")
+    return load(INPUTS.get(spec, spec))
 
 
 def accepts_views(name: str) -> bool:

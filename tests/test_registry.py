@@ -115,3 +115,18 @@ def test_head_file_naming_a_missing_class_is_a_format_error(tmp_path):
         _import_head_class("aqa.heads.jrg:NoSuchHead")
     with pytest.raises(HeadFormatError, match="does not exist"):
         _import_head_class("aqa.heads.no_such_module:X")
+
+
+def test_every_head_input_builder_resolves():
+    from aqa.heads import inputs, registry
+
+    got = {h: registry.input_builder(h) for h in registry.names()}
+    assert got["jrg"] is inputs.jrg_inputs and got["pose-dct-svr"] is inputs.pose_trajectories
+    assert all(callable(f) for f in got.values())
+    bad = registry.HeadSpec("x", "aqa.heads.svr:c3d_svr", "no_such_input", "", "")
+    registry.HEADS.append(bad)
+    try:
+        with pytest.raises(KeyError, match="unknown input builder 'no_such_input'"):
+            registry.input_builder("x")
+    finally:
+        registry.HEADS.remove(bad)
