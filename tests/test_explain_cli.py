@@ -1,4 +1,4 @@
-"""`aqa-heads train` + `explain` for the Heads II models: each head's own plots, from the CLI."""
+"""`aqa-heads train` + `explain` for the CoRe, fragment and Siamese heads: each head's own plots, from the CLI."""
 import pytest
 from click.testing import CliRunner
 

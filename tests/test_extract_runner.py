@@ -261,7 +261,7 @@ BACKBONE_FAMILIES = {"i3d_rgb": 1024, "i3d_flow": 1024, "i3dr50_rgb": 2048, "c3d
 @pytest.mark.slow
 def test_real_footage_vtest_blazepose_every_family(tmp_path, monkeypatch):
     """`aqa-extract` on 16 real frames of vtest.avi with BlazePose, TV-L1 and all three untrained
-    backbones: a valid cache holding every feature family of DESIGN.md, marked untrained, with
+    backbones: a valid cache holding every feature family of docs/architecture.md, marked untrained, with
     plausible poses of the walking man."""
     try:
         import mediapipe  # noqa: F401
