@@ -6,9 +6,14 @@ import sys
 
 import click
 
+from aqa.data.cli import merge as data_merge
 from aqa.data.cli import plain_warnings
+from aqa.data.labels import read_labels_csv
+from aqa.data.views import parse_views
 
+from .pose.base import PoseError
 from .registry import BACKBONES, FLOW, POSE, SAMPLING, VIEWS
+from .weights import MissingWeightsError, WeightsError, parse_weight_overrides, weights_cli
 
 
 class _DefaultRun(click.Group):
@@ -50,10 +55,7 @@ def _expected_errors() -> tuple[type, ...]:
 
     The backbones' StateDictMismatchError is added only once that module is loaded (it imports
     torch; it cannot have been raised otherwise)."""
-    from aqa.data.cache import CacheError
-
-    from .pose.base import PoseError
-    from .weights import WeightsError
+    from aqa.data.cache import CacheError   # h5py: only once a command runs
 
     errs = [ValueError, FileNotFoundError, WeightsError, CacheError, PoseError]
     base = sys.modules.get("aqa.extract.backbones.base")
@@ -97,8 +99,6 @@ def _view_split_ids(split, labels, views):
         return None
     if not views or not labels:
         raise click.UsageError("--view-split needs --view and --labels")
-    from aqa.data.labels import read_labels_csv
-
     rows = read_labels_csv(labels)
     ids = {r.video_id for r in rows if r.split == split}
     if not ids:
@@ -170,10 +170,7 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
         batch_size, shard, weights, untrained, manifest, views, view_split, quiet):
     """Extract features of INPUTS (video files, folders of videos or of frame images) into OUT."""
-    from aqa.data.views import parse_views
-
-    from .runner import ExtractConfig, OptionError, run_extraction
-    from .weights import parse_weight_overrides
+    from .runner import ExtractConfig, OptionError, run_extraction   # h5py and the stages: not for --help
 
     try:
         views = parse_views(views)
@@ -199,8 +196,6 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
     except Exception as e:  # noqa: BLE001 - expected ones become one line, the rest propagate
         if not isinstance(e, _expected_errors()):
             raise
-        from .weights import MissingWeightsError
-
         msg = str(e) if isinstance(e, MissingWeightsError) else " ".join(str(e).split())
         click.echo(f"error: {msg}", err=True)  # missing weights: the lines say what to put where
         sys.exit(2)
@@ -238,8 +233,6 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
 @click.pass_context
 def merge(ctx, inputs, out):
     """Join shard caches into one (same as `aqa-data merge`)."""
-    from aqa.data.cli import merge as data_merge
-
     ctx.invoke(data_merge, inputs=inputs, out=out, as_json=False)
 
 
@@ -273,12 +266,7 @@ def show(cache, video_id, root, video, n, patches, out):
     click.echo(str(path))
 
 
-def _mount_weights():
-    from .weights import weights_cli
-    main.add_command(weights_cli, "weights")
-
-
-_mount_weights()
+main.add_command(weights_cli, "weights")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

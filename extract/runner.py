@@ -57,7 +57,20 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from aqa.data.cache import CacheLockedError, CacheWriter
+from aqa.data.labels import read_labels_csv
+from aqa.data.views import View, parse_views, view_id
+
+from . import weights as W
+from .flow import CAMERA_MOTION_FIELDS, camera_motion, flow_to_i3d, get_flow_backend
+from .patches import clip_positions, iter_joint_clips, joint_boxes, pairs_read
+from .pose import PoseFileError, get_pose_backend, pose_backend_class, select_persons
+from .pose.selection import PoseTrack
 from .registry import BACKBONES, STREAMS, family_name
+from .sampling import sample
+from .video import IMAGE_EXTENSIONS, VideoWarning, probe, read_frames, resized_size
+from .views import VideoData, apply_view, flow_pairs_needed, view_frames
+from .weightfree import camera_motion_steps, flow_histograms, kinematics
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 #: default short side of the frames fed to pose, flow and backbones (the Kinetics I3D convention)
@@ -104,7 +117,6 @@ class ExtractConfig:
             self.short_side = (DEFAULT_SHORT_SIDE if uses_flow_or_backbone
                                and self.frame_height is None else None)
         self.short_side = self.short_side or None
-        from .video import resized_size
         resized_size(1, 1, self.frame_height, self.short_side)  # bad or conflicting sizes fail here
         bad = [b for b in self.backbones if b not in BACKBONES]
         if bad:
@@ -192,7 +204,6 @@ class StageError(RuntimeError):
 def _frame_count(dirnames, filenames) -> int:
     """Image files of a leaf folder (no sub-folders, no video files), else 0. Two or more make it a
     frame-folder video; a single image (a poster, a thumbnail) is no video."""
-    from .video import IMAGE_EXTENSIONS
 
     exts = [os.path.splitext(f)[1].lower() for f in filenames]
     if dirnames or set(exts) & set(VIDEO_EXTENSIONS):
@@ -323,8 +334,6 @@ class Extractor:
         self.on_stage = None             # callback(stage name), e.g. to show it on a progress bar
         self.untrained = False           # set when a backbone actually runs without weights
         self.weights: dict[str, str] = {}
-        from .pose import pose_backend_class
-        from .sampling import sample
 
         try:  # bad options fail here, once, instead of once per video
             sample(config.sampling, 10_000, **config.sampling_options)
@@ -343,7 +352,6 @@ class Extractor:
             self._pose_provenance = (used, not used)
         self.flow, self.flow_name = None, "none"
         if config.needs_flow:
-            from .flow import get_flow_backend
             name, opts = resolve_flow(config.flow, device), dict(config.flow_options)
             if name == "tvl1-cpu":  # pairs in parallel threads beat OpenCV's threads within a pair
                 opts.setdefault("workers", os.cpu_count() or 1)
@@ -381,8 +389,6 @@ class Extractor:
                 raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
 
     def _build_pose(self) -> None:
-        from .pose import PoseFileError, get_pose_backend
-
         try:
             self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs, **self.config.pose_options)
         except TypeError as e:
@@ -412,7 +418,6 @@ class Extractor:
     def _resolve_backbone(self, name, stream, overrides, untrained):
         """The checkpoint path of this backbone/stream (never downloads; None: random weights, only if
         allowed), noted for provenance. Any registered checkpoint for it may be named by ``--weights``."""
-        from . import weights as W
 
         names = W.checkpoints_for(f"backbone:{name}/{stream}", default=BACKBONES.get(name).weights[stream])
         wname, path = W.resolve_first(names, overrides=overrides, untrained=untrained)
@@ -430,12 +435,11 @@ class Extractor:
 
     def _note_weights(self, used: dict, untrained: bool) -> None:
         """Record checkpoints (name -> sha256) and whether anything runs on random weights."""
-        from .weights import sha256_file
 
         self.untrained |= bool(untrained)
         for name, ref in (used or {}).items():   # ref: a checkpoint path or its sha256
             if ref and Path(str(ref)).is_file():
-                self.weights[name] = sha256_file(ref)
+                self.weights[name] = W.sha256_file(ref)
             elif isinstance(ref, str) and len(ref) == 64:
                 self.weights[name] = ref
 
@@ -451,7 +455,6 @@ class Extractor:
         :meth:`prepare` gave ``info, data``: the data transformed (stage ``view``, see
         :mod:`aqa.extract.views`; ``seed`` for the random ones), then :meth:`features` on it. The
         runner adds the ``view_of`` and ``view`` attributes."""
-        from .views import apply_view
 
         with self._stage("view", seconds):
             data = apply_view(view, data, seed=seed)
@@ -467,13 +470,10 @@ class Extractor:
         ones. ``uses``: what the data will serve, None for the video itself and a view for each
         view (made with ``seed``); flow is computed for the pairs their features read only
         (:meth:`flow_pairs`), unless :attr:`all_flow_pairs`."""
-        from .pose.selection import PoseTrack
-        from .views import VideoData
 
         self.build()
         cfg = self.config
         with self._stage("decode", seconds):
-            from .video import probe, read_frames
             info = probe(path)
             frames, index = read_frames(path, frame_height=cfg.frame_height,
                                         short_side=cfg.short_side)
@@ -483,7 +483,6 @@ class Extractor:
                                     for k in ("keypoints", "boxes", "box_scores", "roles")))
         else:
             with self._stage("pose", seconds):
-                from .pose import select_persons
                 per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
                                                progress=self.progress)
                 track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
@@ -504,9 +503,6 @@ class Extractor:
         other pairs is never read: for a long video sampled sparsely (JIGSAWS' 160 of thousands
         of frames) it would be most of the extraction's time. A use the video is too short for
         is skipped here; its own features raise the error."""
-        from .patches import pairs_read
-        from .sampling import sample
-        from .views import flow_pairs_needed, view_frames
 
         cfg, need = self.config, [np.zeros(0, np.int64)]
         for use in uses:
@@ -528,7 +524,6 @@ class Extractor:
         frames, index, track, flow = data.frames, data.index, data.track, data.flow
         n_frames = len(frames)
         with self._stage("sampling", seconds):
-            from .sampling import sample
             samp = sample(cfg.sampling, n_frames, **cfg.sampling_options)
             if warn:
                 _warn_missing_primary(path, cfg.pose, track, samp)
@@ -538,15 +533,12 @@ class Extractor:
                   "pose/box_scores": track.box_scores.astype(np.float32),
                   "pose/roles": np.asarray(track.roles, dtype=np.int8)}
         if flow is not None:
-            from .patches import pairs_read
             need = pairs_read(samp.clips, n_frames, samp.padded)
             if data.flow_pairs is not None and not data.flow_pairs[need].all():
                 missing = need[~data.flow_pairs[need]]
                 raise RuntimeError(f"flow pairs {missing[:5].tolist()} were not computed but the "
                                    f"sampling reads them (Extractor.flow_pairs missed them)")
             with self._stage("camera", seconds):
-                from .flow import CAMERA_MOTION_FIELDS, camera_motion
-                from .weightfree import camera_motion_steps
                 cam_pairs = np.full((len(flow), len(CAMERA_MOTION_FIELDS)), np.nan, np.float32)
                 for p in need:
                     cam_pairs[p] = camera_motion(flow[p], band=cfg.camera_band)
@@ -554,14 +546,12 @@ class Extractor:
                     cam_pairs, samp.clips, padded=samp.padded).astype(np.float32)
         primary_kp = track.keypoints[:, 0]
         primary_box = track.boxes[:, 0]
-        from .patches import joint_boxes
         jboxes = joint_boxes(primary_kp, primary_box, scale=cfg.patch_scale,
                              frame_size=frames.shape[1:3])
         steps = {"clip_start": samp.clip_start.astype(np.int32),
                  "clip_end": samp.clip_end.astype(np.int32)}
         if cfg.weightfree:
             with self._stage("weightfree", seconds):
-                from .weightfree import flow_histograms, kinematics
                 kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0,
                                     frame_index=index, boxes=track.boxes, padded=samp.padded)
                 arrays.update(_family("kin_pose", kw, kj, steps))
@@ -593,7 +583,6 @@ class Extractor:
         """Whole-frame clips (the backbone resizes and centre-crops) and joint-patch clips
         (cropped around each joint, resized to the backbone input) -> (S,D), (S,J,D). Padded
         positions of the sampling are zero frames (Li et al.'s padding)."""
-        from .patches import clip_positions, iter_joint_clips
 
         clips = samp.clips
         pos = clip_positions(clips, len(images), n_frames)
@@ -648,7 +637,6 @@ def _warn_missing_primary(path, pose: str, track, samp) -> None:
     """A :class:`~aqa.extract.video.VideoWarning` when the primary person has no keypoint in more
     than half of the frames the sampling uses (padding excluded): its pose features are NaN or
     zero there."""
-    from .video import VideoWarning
 
     sampled = np.unique(samp.clips[~samp.padded])
     missing = int((~np.isfinite(track.keypoints[sampled, 0, :, :2]).any(axis=(1, 2))).sum())
@@ -660,7 +648,6 @@ def _warn_missing_primary(path, pose: str, track, samp) -> None:
 
 def _flow_input(flow, pairs):
     """The I3D input of the flow ``pairs`` the features read; the other rows zero (untouched)."""
-    from .flow import flow_to_i3d
 
     out = np.zeros(flow.shape, np.float32)
     out[pairs] = flow_to_i3d(flow[pairs])
@@ -751,8 +738,6 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     videos, since views are training rows only."""
     from tqdm.auto import tqdm
 
-    from aqa.data.cache import CacheWriter
-    from aqa.data.labels import read_labels_csv
 
     views = _as_views(views)
     device = _resolve_device(device)
@@ -865,7 +850,6 @@ def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[li
     then fails is missing (and in the manifest), not left behind from the old file. Each is
     warned about (:class:`~aqa.extract.video.VideoWarning`); returns (the changed ids, the
     removed view ids this run does not extract again)."""
-    from .video import VideoWarning
 
     if not changed:
         return [], []
@@ -892,7 +876,6 @@ def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[li
 
 def _as_views(views) -> list:
     """:class:`aqa.data.views.View` s from views or specs, in order, without duplicates."""
-    from aqa.data.views import View, parse_views
 
     views = [views] if isinstance(views, (str, View)) else list(views or ())
     return parse_views([v.name if isinstance(v, View) else v for v in views])
@@ -900,7 +883,6 @@ def _as_views(views) -> list:
 
 def _entries(vid: str, views) -> list[tuple]:
     """(cache id, view) of a video's entries: the source (view None), then each view."""
-    from aqa.data.views import view_id
 
     return [(vid, None), *((view_id(vid, v), v) for v in views)]
 
@@ -959,7 +941,6 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
 def _failures_recorded(results: list, save_manifest):
     """Record an error of the block as the failure (stage, error) of each of ``results`` and go on;
     a locked cache stops the run (every later write would fail too), the manifest saved first."""
-    from aqa.data.cache import CacheLockedError
 
     def record(error: str, stage: str):
         for r in results:
@@ -985,7 +966,6 @@ def _noting_video_warnings(notes: list):
     """Append the message of every :class:`~aqa.extract.video.VideoWarning` shown meanwhile to
     ``notes``; each is still shown as usual, and shown (so noted) even where the same message was
     shown before, unless a warnings filter of the user's says otherwise."""
-    from .video import VideoWarning
 
     with warnings.catch_warnings():  # restores the filters and showwarning afterwards
         warnings.filterwarnings("always", category=VideoWarning, append=True)
