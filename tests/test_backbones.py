@@ -116,6 +116,7 @@ def test_i3d_missing_and_unexpected_keys_fail_loudly(i3d_ref, layout):
         I3Dmod.detect_layout({"foo": torch.zeros(1)})
 
 
+@pytest.mark.slow
 def test_i3d_flow_checkpoint_and_stream_checks(tmp_path):
     torch.manual_seed(1)
     flow = build_backbone("i3d", "flow", None, untrained=True, crop_size=64, resize=64)
@@ -135,6 +136,7 @@ def test_i3d_flow_checkpoint_and_stream_checks(tmp_path):
     np.testing.assert_allclose(scale_flow(np.array([-40.0, -10.0, 5.0, 25.0])), [-1, -0.5, 0.25, 1])
 
 
+@pytest.mark.slow
 def test_i3d_shapes_and_batched_equals_single(i3d_ref, clips_rgb):
     bb = build_backbone("i3d", "rgb", None, untrained=True, crop_size=64, resize=64)
     bb.model.load_state_dict(i3d_ref.model.state_dict())
@@ -207,6 +209,7 @@ def c3d_ref():
     return build_backbone("c3d", "rgb", None, untrained=True)
 
 
+@pytest.mark.slow
 def test_c3d_layout_strict_load_errors(c3d_ref):
     public = {k: v.clone() for k, v in c3d_ref.model.state_dict().items()}
     assert set(C3D_KEYS) <= set(public) and set(public) == set(C3Dmod.EXPECTED_KEYS)
