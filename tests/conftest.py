@@ -13,10 +13,11 @@ except ImportError:  # pragma: no cover
 
 
 def pytest_collection_modifyitems(items):
-    """scikit-learn's checks of JRG train it dozens of times, several seconds each (its four training
-    stages): marked slow, so `make test-fast` leaves them to `make test`."""
+    """JRG's generated tests (scikit-learn's checks train it dozens of times, the per-head tests
+    once) take several seconds each (its four training stages): marked slow, so `make test-fast`
+    leaves them to `make test`."""
     import pytest
 
     for item in items:
-        if item.name.startswith("test_sklearn_compatible[JRGRegressor"):
+        if item.name.startswith("test_sklearn_compatible[JRGRegressor") or item.name.endswith("[jrg]"):
             item.add_marker(pytest.mark.slow)

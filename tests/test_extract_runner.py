@@ -553,6 +553,7 @@ def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path):
     assert auto.cache_config() == cpu.cache_config()
 
 
+@pytest.mark.slow
 def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
     out = tmp_path / "f.h5"
     i3d = ["--backbone", "i3d", "--streams", "rgb", "--untrained"]

@@ -2,6 +2,7 @@
 there works only as long as nobody moves the import, and it shows two modules that should be
 one, or a third that both should import)."""
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def _imports(tree: ast.AST):
             yield node
 
 
+@functools.lru_cache(maxsize=1)
 def import_graph() -> dict[str, set[str]]:
     """module -> the aqa modules it imports (module level and inside functions). ``from P import x``
     imports the module ``P.x`` when there is one, else ``P``; a module's parent packages, which
