@@ -1,11 +1,12 @@
-# Two entry points for a fresh clone: `make demo` and `make test` (see README.md).
+# Two entry points for a fresh clone: `make demo` and `make test` (see README.md); `make test-fast`
+# runs the tests not marked slow.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.aqa-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 $(STAMP): setup.cfg setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --timeout 900 tests
+
+# The edit loop: every test not marked `slow` (setup.cfg lists the markers).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --timeout 300 -q -m "not slow" tests
 
 clean:
 	rm -rf $(DEMO_OUT) build *.egg-info

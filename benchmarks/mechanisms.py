@@ -1,5 +1,5 @@
-"""The Heads II mechanism scenarios, measured: test Spearman per seed of each head and its
-baseline/ablation, side by side in one run.
+"""The head mechanism scenarios (AIM, CoRe, ranking loss, Siamese), measured: test Spearman per
+seed of each head and its baseline/ablation, side by side in one run.
 
     python benchmarks/mechanisms.py [--only aim_same_domain,aim_other_domain,core,ranking,siamese] [--json]
 

@@ -1,6 +1,6 @@
 """The HDF5 feature cache: the contract between extraction (stage 1) and the heads (stage 2).
 
-Layout (see DESIGN.md)::
+Layout (see ``docs/architecture.md``)::
 
     /  attrs: format="aqa-cache", format_version, aqa_version, created_utc, config_json,
               configs_json (json: config_sha256 -> config, every config that wrote a video),

@@ -60,7 +60,7 @@ REGISTRY: dict[str, WeightSpec] = {s.name: s for s in [
           url="https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth",
           sha256=None, format="pytorchvideo_checkpoint",
           description="I3D ResNet-50 8x8, Kinetics-400 (pytorchvideo model zoo, top-1 73.27)",
-          used_by=("backbone:i3d_r50/rgb",)),
+          used_by=("backbone:i3d-r50/rgb",)),
     WeightSpec(name="c3d_sports1m", filename="c3d.pickle",
           url="http://imagelab.ing.unimore.it/files/c3d_pytorch/c3d.pickle",
           sha256=None, format="torch_state_dict",

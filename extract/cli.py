@@ -6,7 +6,14 @@ import sys
 
 import click
 
+from aqa.data.cli import merge as data_merge
 from aqa.data.cli import plain_warnings
+from aqa.data.labels import read_labels_csv
+from aqa.data.views import parse_views
+
+from .pose.base import PoseError
+from .registry import BACKBONES, FLOW, POSE, SAMPLING, VIEWS
+from .weights import MissingWeightsError, WeightsError, parse_weight_overrides, weights_cli
 
 
 class _DefaultRun(click.Group):
@@ -18,15 +25,37 @@ class _DefaultRun(click.Group):
         return super().parse_args(ctx, args)
 
 
+class RegistryChoice(click.Choice):
+    """One of a registry's names (or of ``choices``, default the registry's names): the ``--help``
+    choices come from the registry; an old spelling is accepted with a ``warning:`` line."""
+
+    def __init__(self, registry, choices=None):
+        super().__init__(list(registry.names() if choices is None else choices))
+        self.registry = registry
+
+    def convert(self, value, param, ctx):
+        new = self.registry.deprecated(value) if isinstance(value, str) else None
+        if new is not None:
+            hint = f"{param.get_error_hint(ctx)} " if param is not None else ""
+            click.echo(f"warning: {hint}{value!r} is deprecated; use {new!r}", err=True)
+            value = new
+        return super().convert(value, param, ctx)
+
+
+def _view_help() -> str:
+    kinds = ", ".join(f"{v.syntax} ({v.description})" for v in VIEWS)
+    return ("Also extract an augmented view of each video, stored beside it as ID@NAME (repeatable, "
+            f"comma-separated allowed): {kinds}. Decode, pose and flow run once per video; complete "
+            "views are skipped; new views of a finished video reuse its cached poses. Views are for "
+            "training rows only: `aqa-heads train --views ...`.")
+
+
 def _expected_errors() -> tuple[type, ...]:
     """Errors that mean bad input or environment: reported as one `error:` line, exit 2.
 
     The backbones' StateDictMismatchError is added only once that module is loaded (it imports
     torch; it cannot have been raised otherwise)."""
-    from aqa.data.cache import CacheError
-
-    from .pose.base import PoseError
-    from .weights import WeightsError
+    from aqa.data.cache import CacheError   # h5py: only once a command runs
 
     errs = [ValueError, FileNotFoundError, WeightsError, CacheError, PoseError]
     base = sys.modules.get("aqa.extract.backbones.base")
@@ -70,8 +99,6 @@ def _view_split_ids(split, labels, views):
         return None
     if not views or not labels:
         raise click.UsageError("--view-split needs --view and --labels")
-    from aqa.data.labels import read_labels_csv
-
     rows = read_labels_csv(labels)
     ids = {r.video_id for r in rows if r.split == split}
     if not ids:
@@ -86,23 +113,23 @@ def _view_split_ids(split, labels, views):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Cache file (HDF5).")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False),
               help="labels CSV (video_id, score, ...) stored in the cache's /labels table.")
-@click.option("--sampling", type=click.Choice(["jrg", "core", "c3d", "fragments"]), default="jrg",
-              show_default=True, help="Temporal sampling protocol.")
+@click.option("--sampling", type=RegistryChoice(SAMPLING), default="jrg", show_default=True,
+              help=f"Temporal sampling protocol: {SAMPLING.help()}.")
 @click.option("--sampling-opt", multiple=True, metavar="KEY=VALUE",
               help="Sampling option, e.g. T=10, length=16 (jrg), stride=16 (c3d), n_fragments=9 (repeatable).")
-@click.option("--pose", type=click.Choice(["file", "keypoint-rcnn", "detectron2", "blazepose"]),
-              default="file", show_default=True, help="Pose backend ('file' reads sidecars).")
+@click.option("--pose", type=RegistryChoice(POSE), default="file", show_default=True,
+              help=f"Pose backend: {POSE.help()}.")
 @click.option("--pose-opt", multiple=True, metavar="KEY=VALUE", help="Pose backend option.")
 @click.option("--persons", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1, or 2 for two-person events (synchronised diving).")
-@click.option("--flow", type=click.Choice(["auto", "tvl1-cpu", "tvl1-torch", "none"]), default="auto",
+@click.option("--flow", type=RegistryChoice(FLOW, ("auto", *FLOW.names(), "none")), default="auto",
               show_default=True,
               help="Optical flow (auto: tvl1-torch on CUDA, else OpenCV). 'none' needs "
                    "--no-weightfree and backbones on the rgb stream only (--streams rgb).")
 @click.option("--flow-opt", multiple=True, metavar="KEY=VALUE",
               help="TV-L1 parameter with OpenCV's name, e.g. warps=3 (repeatable).")
-@click.option("--backbone", "backbones", multiple=True, type=click.Choice(["i3d", "i3d-r50", "c3d"]),
-              help="Backbone(s) for whole-frame and joint-patch features (repeatable).")
+@click.option("--backbone", "backbones", multiple=True, type=RegistryChoice(BACKBONES),
+              help=f"Backbone(s) for whole-frame and joint-patch features (repeatable): {BACKBONES.help()}.")
 @click.option("--backbone-opt", multiple=True, metavar="KEY=VALUE",
               help="Backbone option, e.g. crop_size=112, resize=128, clip_len=8, feature_layer=fc7 "
                    "(C3D); each --backbone gets the keys it takes (repeatable).")
@@ -134,17 +161,7 @@ def _view_split_ids(split, labels, views):
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="Manifest of the failed videos and of those extracted with warnings "
                    "(default: OUT.failures.json).")
-@click.option("--view", "views", multiple=True, metavar="SPEC",
-              help="Also extract an augmented view of each video, stored beside it as "
-                   "ID@NAME (repeatable, comma-separated allowed): flip (mirrored left-right), "
-                   "shift:K or shift:K-L (starting K frames later), zoom:F (the central 1/F of "
-                   "each frame scaled back up, 1 < F <= 4), bright:G (intensities times G), "
-                   "histeq (luminance histogram-equalised), mask (the background outside the "
-                   "performers' boxes blacked out), drop:P (a fraction P of the frames "
-                   "dropped at random, the same ones on every run). Decode, pose and flow run "
-                   "once per video; complete views are skipped; new views of a finished "
-                   "video reuse its cached poses. Views are for training rows only: "
-                   "`aqa-heads train --views ...`.")
+@click.option("--view", "views", multiple=True, metavar="SPEC", help=_view_help())
 @click.option("--view-split", default=None, metavar="SPLIT",
               help="Extract the --view copies only of the videos whose --labels row has this "
                    "split (e.g. train): test videos are never scored on views.")
@@ -153,10 +170,7 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
         batch_size, shard, weights, untrained, manifest, views, view_split, quiet):
     """Extract features of INPUTS (video files, folders of videos or of frame images) into OUT."""
-    from aqa.data.views import parse_views
-
-    from .runner import ExtractConfig, OptionError, run_extraction
-    from .weights import parse_weight_overrides
+    from .runner import ExtractConfig, OptionError, run_extraction   # h5py and the stages: not for --help
 
     try:
         views = parse_views(views)
@@ -182,8 +196,6 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
     except Exception as e:  # noqa: BLE001 - expected ones become one line, the rest propagate
         if not isinstance(e, _expected_errors()):
             raise
-        from .weights import MissingWeightsError
-
         msg = str(e) if isinstance(e, MissingWeightsError) else " ".join(str(e).split())
         click.echo(f"error: {msg}", err=True)  # missing weights: the lines say what to put where
         sys.exit(2)
@@ -221,8 +233,6 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
 @click.pass_context
 def merge(ctx, inputs, out):
     """Join shard caches into one (same as `aqa-data merge`)."""
-    from aqa.data.cli import merge as data_merge
-
     ctx.invoke(data_merge, inputs=inputs, out=out, as_json=False)
 
 
@@ -256,12 +266,7 @@ def show(cache, video_id, root, video, n, patches, out):
     click.echo(str(path))
 
 
-def _mount_weights():
-    from .weights import weights_cli
-    main.add_command(weights_cli, "weights")
-
-
-_mount_weights()
+main.add_command(weights_cli, "weights")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

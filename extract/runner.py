@@ -57,12 +57,22 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from aqa.data.cache import CacheLockedError, CacheWriter
+from aqa.data.labels import read_labels_csv
+from aqa.data.views import View, parse_views, view_id
+
+from . import weights as W
+from .flow import CAMERA_MOTION_FIELDS, camera_motion, flow_to_i3d, get_flow_backend
+from .patches import clip_positions, iter_joint_clips, joint_boxes, pairs_read
+from .pose import PoseFileError, get_pose_backend, pose_backend_class, select_persons
+from .pose.selection import PoseTrack
+from .registry import BACKBONES, STREAMS, family_name
+from .sampling import sample
+from .video import IMAGE_EXTENSIONS, VideoWarning, probe, read_frames, resized_size
+from .views import VideoData, apply_view, flow_pairs_needed, view_frames
+from .weightfree import camera_motion_steps, flow_histograms, kinematics
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-BACKBONES = ("i3d", "i3d-r50", "c3d")
-#: streams each backbone has (C3D and I3D-R50 were trained on RGB only)
-BACKBONE_STREAMS = {"i3d": ("rgb", "flow"), "i3d-r50": ("rgb",), "c3d": ("rgb",)}
-#: feature-family prefix of each backbone in the cache (``<prefix>_<stream>``)
-FAMILY_PREFIX = {"i3d": "i3d", "i3d-r50": "i3dr50", "c3d": "c3d"}
 #: default short side of the frames fed to pose, flow and backbones (the Kinetics I3D convention)
 DEFAULT_SHORT_SIDE = 256
 #: ``--backbone-opt`` keys whose value is a count of pixels, frames or classes (``resize`` also
@@ -86,7 +96,7 @@ class ExtractConfig:
     flow: str = "auto"                       # tvl1-cpu | tvl1-torch | auto (per device) | none
     flow_options: dict = field(default_factory=dict)
     weightfree: bool = True
-    backbones: tuple = ()                    # subset of BACKBONES
+    backbones: tuple = ()                    # names in aqa.extract.registry.BACKBONES
     backbone_options: dict = field(default_factory=dict)  # e.g. crop_size, resize, clip_len
     streams: tuple = ("rgb", "flow")
     joints: bool = True                      # backbone features on joint patches too
@@ -107,19 +117,19 @@ class ExtractConfig:
             self.short_side = (DEFAULT_SHORT_SIDE if uses_flow_or_backbone
                                and self.frame_height is None else None)
         self.short_side = self.short_side or None
-        from .video import resized_size
         resized_size(1, 1, self.frame_height, self.short_side)  # bad or conflicting sizes fail here
         bad = [b for b in self.backbones if b not in BACKBONES]
         if bad:
-            raise ValueError(f"unknown backbone(s) {bad}; choose from {list(BACKBONES)}")
-        bad = [s for s in self.streams if s not in ("rgb", "flow")]
+            raise ValueError(f"unknown backbone(s) {bad}; choose from {list(BACKBONES.names())}")
+        self.backbones = tuple(BACKBONES.canonical(b) for b in self.backbones)  # old spellings warn
+        bad = [s for s in self.streams if s not in STREAMS]
         if bad:
             raise ValueError(f"unknown stream(s) {bad}; choose rgb and/or flow")
         if self.persons not in (1, 2):
             raise ValueError(f"persons must be 1 or 2, got {self.persons}")
         for b in self.backbones:
-            if not set(self.streams) & set(BACKBONE_STREAMS[b]):
-                raise ValueError(f"backbone {b!r} has only the {BACKBONE_STREAMS[b]} stream(s); "
+            if not set(self.streams) & set(BACKBONES.get(b).streams):
+                raise ValueError(f"backbone {b!r} has only the {BACKBONES.get(b).streams} stream(s); "
                                  f"--streams is {','.join(self.streams)}")
         if "c3d" in self.backbones and int(self.sampling_options.get("length", 16)) != 16:
             raise ValueError("C3D takes 16-frame clips (its fc6 is fixed): sampling length must be 16")
@@ -130,7 +140,7 @@ class ExtractConfig:
 
     def backbone_streams(self) -> list[tuple[str, str]]:
         """(backbone, stream) pairs to run: the requested streams each backbone has."""
-        return [(b, s) for b in self.backbones for s in self.streams if s in BACKBONE_STREAMS[b]]
+        return [(b, s) for b in self.backbones for s in self.streams if s in BACKBONES.get(b).streams]
 
     @property
     def needs_flow(self) -> bool:
@@ -194,7 +204,6 @@ class StageError(RuntimeError):
 def _frame_count(dirnames, filenames) -> int:
     """Image files of a leaf folder (no sub-folders, no video files), else 0. Two or more make it a
     frame-folder video; a single image (a poster, a thumbnail) is no video."""
-    from .video import IMAGE_EXTENSIONS
 
     exts = [os.path.splitext(f)[1].lower() for f in filenames]
     if dirnames or set(exts) & set(VIDEO_EXTENSIONS):
@@ -325,8 +334,6 @@ class Extractor:
         self.on_stage = None             # callback(stage name), e.g. to show it on a progress bar
         self.untrained = False           # set when a backbone actually runs without weights
         self.weights: dict[str, str] = {}
-        from .pose import pose_backend_class
-        from .sampling import sample
 
         try:  # bad options fail here, once, instead of once per video
             sample(config.sampling, 10_000, **config.sampling_options)
@@ -345,7 +352,6 @@ class Extractor:
             self._pose_provenance = (used, not used)
         self.flow, self.flow_name = None, "none"
         if config.needs_flow:
-            from .flow import get_flow_backend
             name, opts = resolve_flow(config.flow, device), dict(config.flow_options)
             if name == "tvl1-cpu":  # pairs in parallel threads beat OpenCV's threads within a pair
                 opts.setdefault("workers", os.cpu_count() or 1)
@@ -377,14 +383,12 @@ class Extractor:
                 continue
             try:
                 self.backbones[(name, stream)] = build_backbone(
-                    name.replace("-", "_"), stream, weights_path=path, device=self.device,
+                    name, stream, weights_path=path, device=self.device,
                     untrained=path is None, **self._backbone_options[name])
             except TypeError as e:
                 raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
 
     def _build_pose(self) -> None:
-        from .pose import PoseFileError, get_pose_backend
-
         try:
             self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs, **self.config.pose_options)
         except TypeError as e:
@@ -400,7 +404,7 @@ class Extractor:
 
         opts = dict(self.config.backbone_options)
         names = sorted({n for n, _ in self.config.backbone_streams()})
-        accepted = {n: builder_options(n.replace("-", "_")) for n in names}
+        accepted = {n: builder_options(n) for n in names}
         unused = sorted(k for k in opts if not any(k in a for a in accepted.values()))
         if unused and not names:
             raise OptionError("--backbone-opt", f"{', '.join(unused)}: no --backbone is selected")
@@ -414,12 +418,8 @@ class Extractor:
     def _resolve_backbone(self, name, stream, overrides, untrained):
         """The checkpoint path of this backbone/stream (never downloads; None: random weights, only if
         allowed), noted for provenance. Any registered checkpoint for it may be named by ``--weights``."""
-        from . import weights as W
-        from .backbones import DEFAULT_WEIGHTS
 
-        internal = name.replace("-", "_")
-        names = W.checkpoints_for(f"backbone:{internal}/{stream}",
-                                  default=DEFAULT_WEIGHTS[(internal, stream)])
+        names = W.checkpoints_for(f"backbone:{name}/{stream}", default=BACKBONES.get(name).weights[stream])
         wname, path = W.resolve_first(names, overrides=overrides, untrained=untrained)
         self._note_weights({wname: path} if path else {}, path is None)
         return path
@@ -435,12 +435,11 @@ class Extractor:
 
     def _note_weights(self, used: dict, untrained: bool) -> None:
         """Record checkpoints (name -> sha256) and whether anything runs on random weights."""
-        from .weights import sha256_file
 
         self.untrained |= bool(untrained)
         for name, ref in (used or {}).items():   # ref: a checkpoint path or its sha256
             if ref and Path(str(ref)).is_file():
-                self.weights[name] = sha256_file(ref)
+                self.weights[name] = W.sha256_file(ref)
             elif isinstance(ref, str) and len(ref) == 64:
                 self.weights[name] = ref
 
@@ -456,7 +455,6 @@ class Extractor:
         :meth:`prepare` gave ``info, data``: the data transformed (stage ``view``, see
         :mod:`aqa.extract.views`; ``seed`` for the random ones), then :meth:`features` on it. The
         runner adds the ``view_of`` and ``view`` attributes."""
-        from .views import apply_view
 
         with self._stage("view", seconds):
             data = apply_view(view, data, seed=seed)
@@ -472,13 +470,10 @@ class Extractor:
         ones. ``uses``: what the data will serve, None for the video itself and a view for each
         view (made with ``seed``); flow is computed for the pairs their features read only
         (:meth:`flow_pairs`), unless :attr:`all_flow_pairs`."""
-        from .pose.selection import PoseTrack
-        from .views import VideoData
 
         self.build()
         cfg = self.config
         with self._stage("decode", seconds):
-            from .video import probe, read_frames
             info = probe(path)
             frames, index = read_frames(path, frame_height=cfg.frame_height,
                                         short_side=cfg.short_side)
@@ -488,7 +483,6 @@ class Extractor:
                                     for k in ("keypoints", "boxes", "box_scores", "roles")))
         else:
             with self._stage("pose", seconds):
-                from .pose import select_persons
                 per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
                                                progress=self.progress)
                 track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
@@ -509,9 +503,6 @@ class Extractor:
         other pairs is never read: for a long video sampled sparsely (JIGSAWS' 160 of thousands
         of frames) it would be most of the extraction's time. A use the video is too short for
         is skipped here; its own features raise the error."""
-        from .patches import pairs_read
-        from .sampling import sample
-        from .views import flow_pairs_needed, view_frames
 
         cfg, need = self.config, [np.zeros(0, np.int64)]
         for use in uses:
@@ -533,7 +524,6 @@ class Extractor:
         frames, index, track, flow = data.frames, data.index, data.track, data.flow
         n_frames = len(frames)
         with self._stage("sampling", seconds):
-            from .sampling import sample
             samp = sample(cfg.sampling, n_frames, **cfg.sampling_options)
             if warn:
                 _warn_missing_primary(path, cfg.pose, track, samp)
@@ -543,15 +533,12 @@ class Extractor:
                   "pose/box_scores": track.box_scores.astype(np.float32),
                   "pose/roles": np.asarray(track.roles, dtype=np.int8)}
         if flow is not None:
-            from .patches import pairs_read
             need = pairs_read(samp.clips, n_frames, samp.padded)
             if data.flow_pairs is not None and not data.flow_pairs[need].all():
                 missing = need[~data.flow_pairs[need]]
                 raise RuntimeError(f"flow pairs {missing[:5].tolist()} were not computed but the "
                                    f"sampling reads them (Extractor.flow_pairs missed them)")
             with self._stage("camera", seconds):
-                from .flow import CAMERA_MOTION_FIELDS, camera_motion
-                from .weightfree import camera_motion_steps
                 cam_pairs = np.full((len(flow), len(CAMERA_MOTION_FIELDS)), np.nan, np.float32)
                 for p in need:
                     cam_pairs[p] = camera_motion(flow[p], band=cfg.camera_band)
@@ -559,14 +546,12 @@ class Extractor:
                     cam_pairs, samp.clips, padded=samp.padded).astype(np.float32)
         primary_kp = track.keypoints[:, 0]
         primary_box = track.boxes[:, 0]
-        from .patches import joint_boxes
         jboxes = joint_boxes(primary_kp, primary_box, scale=cfg.patch_scale,
                              frame_size=frames.shape[1:3])
         steps = {"clip_start": samp.clip_start.astype(np.int32),
                  "clip_end": samp.clip_end.astype(np.int32)}
         if cfg.weightfree:
             with self._stage("weightfree", seconds):
-                from .weightfree import flow_histograms, kinematics
                 kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0,
                                     frame_index=index, boxes=track.boxes, padded=samp.padded)
                 arrays.update(_family("kin_pose", kw, kj, steps))
@@ -580,7 +565,7 @@ class Extractor:
                     flow_input = _flow_input(flow, need)
                 images = frames if stream == "rgb" else flow_input
                 whole, joints = self._backbone_features(net, images, samp, jboxes, n_frames)
-                arrays.update(_family(f"{FAMILY_PREFIX[name]}_{stream}", whole, joints, steps))
+                arrays.update(_family(family_name(name, stream), whole, joints, steps))
         attrs = {"source_relpath": path.name, "fps": float(info.fps or 0.0),
                  "n_frames": int(n_frames), "height": int(frames.shape[1]),
                  "width": int(frames.shape[2]), "sampling": samp.name,
@@ -598,7 +583,6 @@ class Extractor:
         """Whole-frame clips (the backbone resizes and centre-crops) and joint-patch clips
         (cropped around each joint, resized to the backbone input) -> (S,D), (S,J,D). Padded
         positions of the sampling are zero frames (Li et al.'s padding)."""
-        from .patches import clip_positions, iter_joint_clips
 
         clips = samp.clips
         pos = clip_positions(clips, len(images), n_frames)
@@ -653,7 +637,6 @@ def _warn_missing_primary(path, pose: str, track, samp) -> None:
     """A :class:`~aqa.extract.video.VideoWarning` when the primary person has no keypoint in more
     than half of the frames the sampling uses (padding excluded): its pose features are NaN or
     zero there."""
-    from .video import VideoWarning
 
     sampled = np.unique(samp.clips[~samp.padded])
     missing = int((~np.isfinite(track.keypoints[sampled, 0, :, :2]).any(axis=(1, 2))).sum())
@@ -665,7 +648,6 @@ def _warn_missing_primary(path, pose: str, track, samp) -> None:
 
 def _flow_input(flow, pairs):
     """The I3D input of the flow ``pairs`` the features read; the other rows zero (untouched)."""
-    from .flow import flow_to_i3d
 
     out = np.zeros(flow.shape, np.float32)
     out[pairs] = flow_to_i3d(flow[pairs])
@@ -756,8 +738,6 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     videos, since views are training rows only."""
     from tqdm.auto import tqdm
 
-    from aqa.data.cache import CacheWriter
-    from aqa.data.labels import read_labels_csv
 
     views = _as_views(views)
     device = _resolve_device(device)
@@ -870,7 +850,6 @@ def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[li
     then fails is missing (and in the manifest), not left behind from the old file. Each is
     warned about (:class:`~aqa.extract.video.VideoWarning`); returns (the changed ids, the
     removed view ids this run does not extract again)."""
-    from .video import VideoWarning
 
     if not changed:
         return [], []
@@ -897,7 +876,6 @@ def _redo_changed(writer, videos, changed: set, done: set, views_of) -> tuple[li
 
 def _as_views(views) -> list:
     """:class:`aqa.data.views.View` s from views or specs, in order, without duplicates."""
-    from aqa.data.views import View, parse_views
 
     views = [views] if isinstance(views, (str, View)) else list(views or ())
     return parse_views([v.name if isinstance(v, View) else v for v in views])
@@ -905,7 +883,6 @@ def _as_views(views) -> list:
 
 def _entries(vid: str, views) -> list[tuple]:
     """(cache id, view) of a video's entries: the source (view None), then each view."""
-    from aqa.data.views import view_id
 
     return [(vid, None), *((view_id(vid, v), v) for v in views)]
 
@@ -964,7 +941,6 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
 def _failures_recorded(results: list, save_manifest):
     """Record an error of the block as the failure (stage, error) of each of ``results`` and go on;
     a locked cache stops the run (every later write would fail too), the manifest saved first."""
-    from aqa.data.cache import CacheLockedError
 
     def record(error: str, stage: str):
         for r in results:
@@ -990,7 +966,6 @@ def _noting_video_warnings(notes: list):
     """Append the message of every :class:`~aqa.extract.video.VideoWarning` shown meanwhile to
     ``notes``; each is still shown as usual, and shown (so noted) even where the same message was
     shown before, unless a warnings filter of the user's says otherwise."""
-    from .video import VideoWarning
 
     with warnings.catch_warnings():  # restores the filters and showwarning afterwards
         warnings.filterwarnings("always", category=VideoWarning, append=True)

@@ -44,11 +44,13 @@ with no frames, unknown protocols and bad options raise :class:`SamplingError` (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-__all__ = ["Sampling", "SamplingError", "sample", "PROTOCOLS", "DEFAULTS", "jrg", "core", "c3d", "fragments"]
+from .registry import SAMPLING
+
+__all__ = ["Sampling", "SamplingError", "sample", "PROTOCOLS", "DEFAULTS", "jrg", "core", "core_jigsaws", "c3d",
+           "fragments"]
 
 
 class SamplingError(ValueError):
@@ -229,20 +231,17 @@ def fragments(n_frames: int, n_fragments: int = 9, length: int = 16, offset: int
                                               "n_frames": int(n_frames)})
 
 
-def _core_jigsaws(n_frames: int, **options) -> Sampling:
+def core_jigsaws(n_frames: int, **options) -> Sampling:
+    """``core`` with the paper's JIGSAWS setting: 160 frames evenly sampled, 10 non-overlapping
+    16-frame snippets (options override those)."""
     opts = dict(frames=160, length=16, starts=list(range(0, 160, 16)), resample="uniform")
     opts.update(options)
     out = core(n_frames, **opts)
     return Sampling("core-jigsaws", out.clips, out.clip_start, out.clip_end, out.options, out.padded)
 
 
-PROTOCOLS: dict[str, Callable[..., Sampling]] = {
-    "jrg": jrg,
-    "core": core,
-    "core-jigsaws": _core_jigsaws,
-    "c3d": c3d,
-    "fragments": fragments,
-}
+#: the protocols' names (:data:`aqa.extract.registry.SAMPLING`)
+PROTOCOLS = SAMPLING.names()
 
 DEFAULTS: dict[str, dict] = {
     "jrg": {"T": 10, "length": 16},
@@ -254,11 +253,10 @@ DEFAULTS: dict[str, dict] = {
 
 
 def sample(protocol: str, n_frames: int, **options) -> Sampling:
-    """Run sampling protocol ``protocol`` (a key of :data:`PROTOCOLS`) on a video of ``n_frames`` frames."""
-    try:
-        fn = PROTOCOLS[protocol]
-    except (KeyError, TypeError):
-        raise SamplingError(f"unknown sampling protocol {protocol!r}; known: {', '.join(PROTOCOLS)}") from None
+    """Run sampling protocol ``protocol`` (one of :data:`PROTOCOLS`) on a video of ``n_frames`` frames."""
+    if not isinstance(protocol, str) or protocol not in SAMPLING:
+        raise SamplingError(f"unknown sampling protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    fn = SAMPLING.load(protocol)
     try:
         return fn(n_frames, **options)
     except TypeError as exc:  # unexpected keyword

@@ -18,6 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from aqa.data.cache import CacheReader
+from aqa.data.figures import new_figure, save_figure
+from aqa.data.views import parse_view
+
+from .patches import joint_boxes
+from .pose.base import COCO_SKELETON
+from .pose.selection import PoseTrack
+from .runner import file_sha256
+from .video import read_frames
+from .views import VideoData, apply_view
+
 __all__ = ["contact_sheet", "sheet_frames", "PERSON_COLOURS"]
 
 #: colour of the primary (role 0) and secondary (role 1) person
@@ -48,14 +59,6 @@ def sheet_frames(cache, video_id: str, video=None, root=None, n: int = 8) -> dic
     ``video``: the source file (default ``root / source_relpath``). A file whose sha256 is not
     the cached ``source_sha256`` is warned about; frames that do not decode at the cached size
     are a ValueError (the poses would not sit on them)."""
-    from aqa.data.cache import CacheReader
-    from aqa.data.views import parse_view
-
-    from .pose.selection import PoseTrack
-    from .runner import file_sha256
-    from .video import read_frames
-    from .views import VideoData, apply_view
-
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     with CacheReader(cache) as r:
@@ -95,8 +98,6 @@ def sheet_frames(cache, video_id: str, video=None, root=None, n: int = 8) -> dic
 def _draw_person(ax, kp, box, colour):
     from matplotlib.patches import Rectangle
 
-    from .pose.base import COCO_SKELETON
-
     if np.isfinite(box).all():
         ax.add_patch(Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False,
                                edgecolor=colour, lw=1, ls="--"))
@@ -113,10 +114,6 @@ def contact_sheet(cache, video_id: str, out, video=None, root=None, n: int = 8,
     :func:`sheet_frames`) as a PNG at ``out``; ``patches`` draws the primary person's joint
     patches (:func:`aqa.extract.patches.joint_boxes` with the extraction's ``patch_scale``)."""
     from matplotlib.patches import Rectangle
-
-    from aqa.data.figures import new_figure, save_figure
-
-    from .patches import joint_boxes
 
     d = sheet_frames(cache, video_id, video=video, root=root, n=n)
     frames = d["frames"]

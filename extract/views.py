@@ -20,10 +20,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from aqa.data.registry import load
 from aqa.data.views import View, parse_view
 
 from .pose.base import COCO_KEYPOINTS
 from .pose.selection import PoseTrack
+from .registry import VIEWS
 
 __all__ = ["VideoData", "apply_view", "view_frames", "flow_pairs_needed", "flip", "shift", "zoom",
            "bright", "histeq", "mask", "drop", "chain_flow", "MASK_MARGIN", "FLIP_KEYPOINTS",
@@ -76,11 +78,9 @@ def apply_view(view: View | str, data: VideoData, seed: int = 0) -> VideoData:
     to drop from) is a ValueError. ``seed`` draws a ``drop`` view's frames (the runner passes one
     derived from the video's id, so a view is the same on every run); the other kinds ignore it."""
     view = parse_view(view) if isinstance(view, str) else view
-    if view.value is None:
-        return {"flip": flip, "histeq": histeq, "mask": mask}[view.kind](data)
-    if view.kind == "drop":
-        return drop(data, view.value, seed=seed)
-    return {"shift": shift, "zoom": zoom, "bright": bright}[view.kind](data, view.value)
+    spec = VIEWS.get(view.kind)
+    amount = () if view.value is None else (view.value,)
+    return load(spec.factory)(data, *amount, **({"seed": seed} if spec.seeded else {}))
 
 
 def view_frames(view: View | str, n_frames: int, seed: int = 0) -> np.ndarray:

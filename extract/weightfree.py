@@ -1,6 +1,6 @@
 """Weight-free features: pose kinematics and histograms of optical flow, per time step.
 
-The embedded default when no backbone checkpoint is present (DESIGN.md, "Weight-free features"). Two
+The embedded default when no backbone checkpoint is present (``docs/architecture.md``, "Feature families"). Two
 families, each with the cache's shapes ``whole (S, D)`` and ``joints (S, 17, D)``:
 
 * ``kin_pose`` (:func:`kinematics`): per joint, the position relative to the body centre, velocity and

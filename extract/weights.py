@@ -285,7 +285,7 @@ def status(overrides: dict[str, str] | None = None) -> list[tuple[str, Path | No
 
 
 # ----------------------------------------------------------------------------------------------
-# CLI: mounted by the lead as `aqa-extract weights ...`
+# CLI: `aqa-extract weights ...` (a subcommand of aqa-extract, see aqa.extract.cli)
 # ----------------------------------------------------------------------------------------------
 import click  # noqa: E402  (click is light; torch is never imported here)
 

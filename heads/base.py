@@ -61,6 +61,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+
 __all__ = ["TorchRegressor", "BASE_PARAMS", "base_kwargs", "save_head", "load_head", "HeadFormatError"]
 
 FORMAT = "aqa-head"

@@ -3,7 +3,7 @@ benchmarks and the pipelines.
 
 A builder is ``build(reader, ids, feature) -> np.ndarray`` (``reader``: an open
 :class:`aqa.data.cache.CacheReader`; ``feature``: a feature family such as ``"i3d_rgb"``, or None for
-:func:`default_feature`). Registered builders:
+:func:`default_feature`). The builders, by the name :data:`aqa.heads.registry.INPUTS` gives them:
 
 ``jrg``        (n, S, 1+J, D): node 0 = whole-scene feature of each step, nodes 1..J = joint features;
                the smaller of whole/joint dims is zero-padded to D (exactly equivalent for the first
@@ -13,40 +13,20 @@ A builder is ``build(reader, ids, feature) -> np.ndarray`` (``reader``: an open
 ``pose_traj``  (n, L, 17, 2): the primary athlete's joint trajectories, x/width and y/height,
                missing frames linearly interpolated, resampled to L=64 frames (Pose+DCT-SVR).
 
-Register a new one with ``@register_input("name")``, or name it as ``"module:function"`` in the
-head registry.
+A new one is a function anywhere, named as ``"module:function"`` in the head registry (or given a
+short name in :data:`aqa.heads.registry.INPUTS`).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
-__all__ = ["register_input", "get_builder", "build_inputs", "default_feature", "families_with_joints",
+__all__ = ["build_inputs", "default_feature", "families_with_joints",
            "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
-
-_BUILDERS: dict[str, Callable] = {}
 
 #: families tried in order when no --feature is given (learned backbones first, weight-free last).
 FEATURE_PREFERENCE = ("i3d_rgb", "i3dr50_rgb", "i3d_flow", "c3d_rgb", "kin_pose", "hof_flow")
-
-
-def register_input(name: str):
-    def deco(fn):
-        _BUILDERS[name] = fn
-        return fn
-    return deco
-
-
-def get_builder(name: str) -> Callable:
-    if ":" in name:
-        mod, _, attr = name.partition(":")
-        return getattr(importlib.import_module(mod), attr)
-    try:
-        return _BUILDERS[name]
-    except KeyError:
-        raise KeyError(f"unknown input builder {name!r}; known: {sorted(_BUILDERS)}") from None
 
 
 def default_feature(reader, prefer: Iterable[str] = (), part: str = "whole") -> str:
@@ -76,7 +56,6 @@ def build_inputs(head_name: str, reader, ids, feature: str | None = None) -> np.
     return input_builder(head_name)(reader, list(ids), feature)
 
 
-@register_input("jrg")
 def jrg_inputs(reader, ids, feature=None) -> np.ndarray:
     feature = feature or default_feature(reader, part="joints")
     lacking = [f for f in feature.split("+") if not families_with_joints(reader, [f])]
@@ -96,12 +75,10 @@ def jrg_inputs(reader, ids, feature=None) -> np.ndarray:
     return X
 
 
-@register_input("steps")
 def step_inputs(reader, ids, feature=None) -> np.ndarray:
     return reader.load(feature or default_feature(reader), ids, part="whole")
 
 
-@register_input("clip_mean")
 def clip_mean_inputs(reader, ids, feature=None) -> np.ndarray:
     return step_inputs(reader, ids, feature).mean(axis=1)
 
@@ -115,7 +92,6 @@ def _interp_nan(a: np.ndarray) -> np.ndarray:
     return np.interp(x, x[ok], a[ok])
 
 
-@register_input("pose_traj")
 def pose_trajectories(reader, ids, feature=None, length: int = 64) -> np.ndarray:
     """(n, length, 17, 2) normalised joint trajectories of the primary person (``feature`` unused)."""
     out = np.zeros((len(ids), length, 17, 2), dtype=np.float32)

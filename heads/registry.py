@@ -6,12 +6,13 @@ Each entry is a :class:`HeadSpec`:
     what the CLI and pipelines call the head (``aqa-heads train jrg ...``).
 ``factory``
     ``"module:attr"`` of the estimator class (or of a function returning a configured estimator,
-    e.g. an sklearn Pipeline); imported lazily so ``aqa-heads --help`` stays fast. Called with
-    keyword arguments (the CLI's ``--param key=value`` and ``random_state``).
+    e.g. an sklearn Pipeline); imported lazily (:func:`aqa.data.registry.load`) so ``aqa-heads
+    --help`` stays fast. Called with keyword arguments (the CLI's ``--param key=value`` and
+    ``random_state``).
 ``inputs``
-    the input builder turning a cache into X: a name registered in :mod:`aqa.heads.inputs`
-    (``"jrg"``, ``"steps"``, ``"clip_mean"``, ``"pose_traj"``, ...) or ``"module:function"`` with the
-    signature ``build(reader, ids, feature) -> np.ndarray``.
+    the input builder turning a cache into X: a name in :data:`INPUTS` (``"jrg"``, ``"steps"``,
+    ``"clip_mean"``, ``"pose_traj"``, builders of :mod:`aqa.heads.inputs`) or ``"module:function"``
+    with the signature ``build(reader, ids, feature) -> np.ndarray``.
 ``description``, ``reference``
     one line each, shown by ``aqa-heads list``.
 ``check_params``
@@ -27,7 +28,7 @@ Each entry is a :class:`HeadSpec`:
     ``--views paper`` extracts (recipes) and adds to the head's training rows: every view in the
     cache of those kinds.
 
-Adding a head (e.g. in Heads II)::
+Adding a head (see ``docs/architecture.md``), e.g.::
 
     HeadSpec("aim", "aqa.heads.aim:AIMRegressor", "aim", "Asymmetric interaction ...", "Gao et al., ECCV 2020",
              check_params={"hidden_dim": 4, "max_iter": 20}),
@@ -38,12 +39,14 @@ appended to :data:`HEADS` below. The per-sample keywords a head's ``fit``/``pred
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["HeadSpec", "HEADS", "get", "names", "make", "estimator_class", "head_class", "head_parameters",
+from aqa.data.registry import load
+
+__all__ = ["HeadSpec", "HEADS", "INPUTS", "get", "names", "make", "estimator_class", "head_class",
+           "head_parameters",
            "input_builder", "fit_extras", "accepts_views", "paper_view_kinds"]
 
 
@@ -59,7 +62,7 @@ class HeadSpec:
     paper_views: tuple = ()
 
     def load_factory(self) -> Callable[..., Any]:
-        return _import(self.factory)
+        return load(self.factory)
 
 
 #: sklearn's Pipeline fits the estimator objects held in its ``steps`` parameter in place, which
@@ -67,6 +70,14 @@ class HeadSpec:
 PIPELINE_XFAIL = {
     "check_estimators_overwrite_params": "Pipeline fits its step objects (a constructor parameter) in place",
     "check_dont_overwrite_parameters": "Pipeline fits its step objects (a constructor parameter) in place",
+}
+
+#: the input builders' short names -> ``"module:function"``
+INPUTS: dict[str, str] = {
+    "jrg": "aqa.heads.inputs:jrg_inputs",
+    "steps": "aqa.heads.inputs:step_inputs",
+    "clip_mean": "aqa.heads.inputs:clip_mean_inputs",
+    "pose_traj": "aqa.heads.inputs:pose_trajectories",
 }
 
 HEADS: list[HeadSpec] = [
@@ -121,16 +132,6 @@ HEADS: list[HeadSpec] = [
                            "learning_rate": 1e-2},
              paper_views=("shift:1-5",)),
 ]
-
-
-def _import(spec: str):
-    mod, _, attr = spec.partition(":")
-    if not attr:
-        raise ValueError(f"expected 'module:attr', got {spec!r}")
-    obj = importlib.import_module(mod)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def names() -> list[str]:
@@ -202,8 +203,10 @@ def head_parameters(name: str) -> dict[str, Any]:
 
 def input_builder(name: str) -> Callable:
     """The function ``build(reader, ids, feature) -> X`` of head ``name``."""
-    from . import inputs
-    return inputs.get_builder(get(name).inputs)
+    spec = get(name).inputs
+    if ":" not in spec and spec not in INPUTS:
+        raise KeyError(f"head {name!r}: unknown input builder {spec!r}; known: {sorted(INPUTS)}")
+    return load(INPUTS.get(spec, spec))
 
 
 def accepts_views(name: str) -> bool:

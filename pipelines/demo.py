@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from aqa.data.cache import verify
     from aqa.data.synthetic import render_dataset
     from aqa.extract.runner import ExtractConfig, run_extraction
-    from aqa.extract.backbones import DEFAULT_WEIGHTS
+    from aqa.extract.registry import BACKBONES
     from aqa.extract.weights import MissingWeightsError, checkpoints_for, resolve_first
     from aqa.heads.bench import run_bench, to_markdown, write_report
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     backbones = ()
     try:
         for stream in ("rgb", "flow"):    # any registered I3D checkpoint of each stream will do
-            resolve_first(checkpoints_for(f"backbone:i3d/{stream}", DEFAULT_WEIGHTS[("i3d", stream)]),
+            resolve_first(checkpoints_for(f"backbone:i3d/{stream}", BACKBONES.get("i3d").weights[stream]),
                           check=False)   # presence only: the extractor verifies the sha256
         backbones = ("i3d",)
     except MissingWeightsError:

@@ -37,7 +37,7 @@ given to the heads that take it (CoRe's exemplar choice, "w/ DD") or hidden from
 (``with_difficulty=False``, "w/o DD"); AQA-7 and JIGSAWS have none, and the report says so.
 
 Features (:func:`recipe_features`): the heads run on the RGB family of the preferred backbone
-extracted (I3D, then I3D-R50, then C3D; :data:`aqa.extract.runner.FAMILY_PREFIX` maps ``--backbone``
+extracted (I3D, then I3D-R50, then C3D; :func:`aqa.extract.registry.family_name` maps ``--backbone``
 names to cache families: ``i3d`` -> ``i3d_rgb``, ``i3d-r50`` -> ``i3dr50_rgb``, ``c3d`` ->
 ``c3d_rgb``), or on the weight-free ``kin_pose+hof_flow`` without a backbone; JRG, whose joint
 features are I3D RGB and flow, gets ``i3d_rgb+i3d_flow`` when I3D flow was extracted; C3D-SVR gets
@@ -97,13 +97,13 @@ def recipe_head_params(recipe: Recipe, heads: Sequence[str], user: dict | None) 
 def recipe_features(backbones: Sequence[str], families) -> tuple[str, dict[str, str]]:
     """(feature for every head, {head: feature} exceptions) for a cache extracted with ``backbones``
     that holds the feature ``families``."""
-    from aqa.extract.runner import FAMILY_PREFIX
+    from aqa.extract.registry import BACKBONES, family_name
     from aqa.heads.inputs import FEATURE_PREFERENCE
 
-    unknown = [b for b in backbones if b not in FAMILY_PREFIX]
+    unknown = [b for b in backbones if b not in BACKBONES]
     if unknown:
-        raise ValueError(f"unknown backbone(s) {unknown}; choose from {sorted(FAMILY_PREFIX)}")
-    wanted = [f"{FAMILY_PREFIX[b]}_rgb" for b in backbones]
+        raise ValueError(f"unknown backbone(s) {unknown}; choose from {sorted(BACKBONES.names())}")
+    wanted = [family_name(b, "rgb") for b in backbones]
     wanted = [f for f in FEATURE_PREFERENCE if f in wanted] + [f for f in wanted if f not in FEATURE_PREFERENCE]
     present = [f for f in wanted if f in families]
     if wanted and not present:

@@ -72,6 +72,7 @@ def test_transform_init_is_standard_unless_same_domain_is_declared():
         AIMNet(4, 4, 2, hidden=3, transform_init="eye")
 
 
+@pytest.mark.slow
 def test_identity_init_warns_on_a_zero_padded_secondary():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(12, 2, 3, 5)).astype(np.float32)   # the (n, S, 3, D) layout of aim_inputs
@@ -122,6 +123,7 @@ def test_multitask_loss_is_eq8():
         AIMRegressor(dims=(2, 2, 2), multitask=True, max_iter=1).fit(X, y, execution=ex)
 
 
+@pytest.mark.slow
 def test_explain_steps_sum_to_prediction_and_plot(tmp_path):
     from aqa.heads.aim import plot_explain
     rng = np.random.default_rng(1)

@@ -116,6 +116,7 @@ def test_i3d_missing_and_unexpected_keys_fail_loudly(i3d_ref, layout):
         I3Dmod.detect_layout({"foo": torch.zeros(1)})
 
 
+@pytest.mark.slow
 def test_i3d_flow_checkpoint_and_stream_checks(tmp_path):
     torch.manual_seed(1)
     flow = build_backbone("i3d", "flow", None, untrained=True, crop_size=64, resize=64)
@@ -135,6 +136,7 @@ def test_i3d_flow_checkpoint_and_stream_checks(tmp_path):
     np.testing.assert_allclose(scale_flow(np.array([-40.0, -10.0, 5.0, 25.0])), [-1, -0.5, 0.25, 1])
 
 
+@pytest.mark.slow
 def test_i3d_shapes_and_batched_equals_single(i3d_ref, clips_rgb):
     bb = build_backbone("i3d", "rgb", None, untrained=True, crop_size=64, resize=64)
     bb.model.load_state_dict(i3d_ref.model.state_dict())
@@ -207,6 +209,7 @@ def c3d_ref():
     return build_backbone("c3d", "rgb", None, untrained=True)
 
 
+@pytest.mark.slow
 def test_c3d_layout_strict_load_errors(c3d_ref):
     public = {k: v.clone() for k, v in c3d_ref.model.state_dict().items()}
     assert set(C3D_KEYS) <= set(public) and set(public) == set(C3Dmod.EXPECTED_KEYS)
@@ -263,13 +266,13 @@ def test_i3d_r50_import_does_not_touch_broken_transforms():
 def test_i3d_r50_pyth_roundtrip_shapes_and_errors(tmp_path, clips_rgb):
     clips_rgb = clips_rgb[:2]
     torch.manual_seed(5)
-    ref = build_backbone("i3d_r50", "rgb", None, untrained=True, crop_size=64, resize=64)
+    ref = build_backbone("i3d-r50", "rgb", None, untrained=True, crop_size=64, resize=64)
     _randomize_bn(ref.model, seed=5)
     sd = ref.model.state_dict()
     assert set(R50_KEYS) <= set(sd)
     path = tmp_path / "I3D_8x8_R50.pyth"
     torch.save({"model_state": {k: v.clone() for k, v in sd.items()}, "epoch": 196}, path)
-    bb = build_backbone("i3d_r50", "rgb", path, crop_size=64, resize=64)
+    bb = build_backbone("i3d-r50", "rgb", path, crop_size=64, resize=64)
     batched = bb.extract(clips_rgb, batch_size=2)
     assert batched.shape == (2, 2048)
     np.testing.assert_array_equal(batched, ref.extract(clips_rgb, batch_size=2))

@@ -24,6 +24,7 @@ def _row(table, action, head):
     return [r for r in table if r["action"] == action and r["head"] == head][0]
 
 
+@pytest.mark.slow
 def test_bench_split_protocol_tables_and_reports(tmp_path):
     cache = _learnable_cache(tmp_path / "c.h5")
     res = run_bench(cache, heads=["c3d-svr", "mlp"], seeds=2, feature="kin_pose",
@@ -77,6 +78,7 @@ def _two_family_cache(path, n=40):
     return path
 
 
+@pytest.mark.slow
 def test_c3d_svr_runs_on_c3d_features_when_present(tmp_path):
     cache = _two_family_cache(tmp_path / "c.h5")
     res = run_bench(cache, heads=["c3d-svr", "i3d-svr"], seeds=1, feature="kin_pose",
@@ -133,6 +135,7 @@ def _fingerprints(cache, heads):
     return fp, labels
 
 
+@pytest.mark.slow
 def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
     cache = _learnable_cache(tmp_path / "c.h5", n=60, actions=("diving",))
     heads = ["c3d-svr", "mlp"]
@@ -177,6 +180,7 @@ def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("mode, fits, early", [("refit", 2, [True, False]),
                                                ("early-stopped", 1, [True]), ("budget", 1, [False])])
+@pytest.mark.slow
 def test_selection_modes(tmp_path, monkeypatch, mode, fits, early):
     cache = _learnable_cache(tmp_path / "c.h5", n=30, actions=("diving",))
     fp, _ = _fingerprints(cache, ["mlp"])
@@ -193,6 +197,7 @@ def test_selection_modes(tmp_path, monkeypatch, mode, fits, early):
         run_bench(cache, heads=["mlp"], seeds=1, feature="kin_pose", progress=False, selection="test")
 
 
+@pytest.mark.slow
 def test_multi_stage_heads_refit_every_stage_for_its_early_stopped_length(tmp_path, monkeypatch):
     """A staged JRG is refit with each stage's best length; the Siamese head with its scoring
     phase's (its metric-learning phase has a fixed length)."""
@@ -331,6 +336,7 @@ def test_failed_seed_is_recorded_per_run_and_keeps_fisher_z_aligned(tmp_path, mo
     assert data["errors"] == [{"head": "mlp", "action": "gym_vault", "seed": 1, "error": "RuntimeError: boom"}]
 
 
+@pytest.mark.slow
 def test_bench_folds_protocol_and_untrained_mark(tmp_path):
     cache = _learnable_cache(tmp_path / "c.h5", actions=("Suturing",), folds=True, untrained=True)
     res = run_bench(cache, heads=["c3d-svr"], seeds=[3], feature="kin_pose", protocol="folds",
@@ -357,6 +363,7 @@ def test_bench_errors(tmp_path):
         run_bench(cache, heads=["mlp"], protocol="loo", progress=False)
 
 
+@pytest.mark.slow
 def test_bench_cli(tmp_path):
     from click.testing import CliRunner
 

@@ -96,6 +96,7 @@ def test_cut_writes_each_dives_frames_and_resumes(tmp_path):
     assert sorted(s.skipped) == ["01_01", "01_02", "01_03"] and not s.done
 
 
+@pytest.mark.slow
 def test_cut_on_real_footage(tmp_path):
     """opencv-doc's vtest.avi (people walking, 768x576, 795 frames) as full video 07: each cut
     frame is its source frame (JPEG-close), closer to it than to the neighbouring frame."""

@@ -1,4 +1,4 @@
-"""`aqa-heads train` + `explain` for the Heads II models: each head's own plots, from the CLI."""
+"""`aqa-heads train` + `explain` for the CoRe, fragment and Siamese heads: each head's own plots, from the CLI."""
 import pytest
 from click.testing import CliRunner
 
@@ -11,6 +11,7 @@ TINY = {"core": ["depth=2", "hidden_dim=16", "n_exemplars=3", "max_iter=40"],
         "siamese": ["lstm_dim=8", "d1_dim=16", "d2_dim=16", "dml_max_iter=20", "max_iter=40"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(TINY))
 def test_train_then_explain_writes_pngs(head, tmp_path):
     cache = learnable_cache(tmp_path / "c.h5", n=24)

@@ -39,6 +39,7 @@ def sync_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_synthetic_extraction_is_valid_and_complete(synth_dir, tmp_path):
     out = tmp_path / "f.h5"
     s = run_extraction([synth_dir], out, ExtractConfig(**FAST), labels=synth_dir / "labels.csv",
@@ -69,6 +70,7 @@ def test_synthetic_extraction_is_valid_and_complete(synth_dir, tmp_path):
         assert r.load("kin_pose").dtype == np.float32
 
 
+@pytest.mark.slow
 def test_two_person_extraction(sync_dir, tmp_path):
     out = tmp_path / "f.h5"
     s = run_extraction([sync_dir], out, ExtractConfig(persons=2, **FAST), device="cpu",
@@ -80,6 +82,7 @@ def test_two_person_extraction(sync_dir, tmp_path):
         assert np.isfinite(p["keypoints"][:, 1]).mean() > 0.9  # the secondary diver is tracked
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_and_corrupt_video_goes_to_manifest(synth_dir, tmp_path):
     vids = tmp_path / "v"
     shutil.copytree(synth_dir, vids)
@@ -127,6 +130,7 @@ def _with_poses_only_in(sidecar: Path, out: Path, frames) -> None:
     out.write_text(json.dumps(doc))
 
 
+@pytest.mark.slow
 def test_short_and_personless_videos_are_warned_and_listed_at_the_end(synth_dir, tmp_path):
     """Extracted, not failed, but never silently: a truncated video (fewer frames decode than its
     header declares) and videos whose primary person is missing in more than half of the sampled
@@ -170,6 +174,7 @@ def test_short_and_personless_videos_are_warned_and_listed_at_the_end(synth_dir,
         assert r.pose("cut")["keypoints"].shape[0] == 12
 
 
+@pytest.mark.slow
 def test_labels_that_do_not_match_the_videos_are_warned_and_survive_an_interrupt(
         synth_dir, tmp_path, monkeypatch):
     from aqa.data.labels import read_labels_csv, write_labels_csv
@@ -206,6 +211,7 @@ def test_labels_that_do_not_match_the_videos_are_warned_and_survive_an_interrupt
         assert sorted(x.video_id for x in r.labels()) == sorted(ids[:-1] + ["ghost_a", "ghost_b"])
 
 
+@pytest.mark.slow
 def test_real_footage_vtest(tmp_path):
     """vtest.avi (people walking): decode, TV-L1, camera motion on real video; poses from a file."""
     from media import opencv_sample
@@ -261,7 +267,7 @@ BACKBONE_FAMILIES = {"i3d_rgb": 1024, "i3d_flow": 1024, "i3dr50_rgb": 2048, "c3d
 @pytest.mark.slow
 def test_real_footage_vtest_blazepose_every_family(tmp_path, monkeypatch):
     """`aqa-extract` on 16 real frames of vtest.avi with BlazePose, TV-L1 and all three untrained
-    backbones: a valid cache holding every feature family of DESIGN.md, marked untrained, with
+    backbones: a valid cache holding every feature family of docs/architecture.md, marked untrained, with
     plausible poses of the walking man."""
     try:
         import mediapipe  # noqa: F401
@@ -454,6 +460,7 @@ def test_killed_extraction_resumes_without_redoing(synth_dir, tmp_path):
     assert rep.ok and rep.n_videos == 4 and not rep.warnings
 
 
+@pytest.mark.slow
 def test_shards_then_merge(synth_dir, tmp_path):
     """Two --shard runs write one file each; merging them gives every video once."""
     from aqa.data.cache import merge
@@ -499,6 +506,7 @@ def _i3d_checkpoint(path, stream, layout):
     return path
 
 
+@pytest.mark.slow
 def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no_weights, monkeypatch):
     """Untrained I3D rgb+flow on one video (S=1), marked so; installing weights redoes it; a re-run
     with nothing left to do loads no model."""
@@ -545,6 +553,7 @@ def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path):
     assert auto.cache_config() == cpu.cache_config()
 
 
+@pytest.mark.slow
 def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
     out = tmp_path / "f.h5"
     i3d = ["--backbone", "i3d", "--streams", "rgb", "--untrained"]
@@ -644,6 +653,7 @@ def test_cli_errors_are_one_line(synth_dir, tmp_path, no_weights, monkeypatch):
         assert "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_frame_folders_are_videos(synth_dir, tmp_path):
     import cv2
 
@@ -721,6 +731,7 @@ def test_pose_stage_shows_progress_when_the_runner_does(synth_dir):
     assert seen == [True]
 
 
+@pytest.mark.slow
 def test_extraction_waits_for_a_reader_and_stops_clearly_when_locked(synth_dir, tmp_path,
                                                                     monkeypatch):
     from cachekit import hold_open
@@ -747,6 +758,7 @@ def test_extraction_waits_for_a_reader_and_stops_clearly_when_locked(synth_dir, 
     assert verify(out).ok and verify(out).n_videos == 2
 
 
+@pytest.mark.slow
 def test_source_relpath_is_relative_to_the_input_folder(synth_dir, tmp_path):
     from aqa.extract.runner import run_extraction_items
 
@@ -796,6 +808,7 @@ def test_default_resize_sizes_config(synth_dir):
     assert "--short-side" in res.output and "256" in res.output and "Never upscales" in res.output
 
 
+@pytest.mark.slow
 def test_large_video_is_processed_at_256_short_side_with_patches_on_the_joints(big_dir):
     from aqa.extract.patches import crop_resize, joint_boxes
     from aqa.extract.runner import Extractor
@@ -885,6 +898,7 @@ def test_fragments_pad_short_videos_with_zero_frames(synth_dir):
     assert joints.shape == (3, 17, 1) and not joints[2].any() and (joints[:2] > 0).all()
 
 
+@pytest.mark.slow
 def test_checkpoint_models_resolve_at_once_and_build_on_demand(tmp_path, monkeypatch):
     """Keypoint R-CNN: a missing checkpoint fails at construction; with --untrained the provenance
     (hashed by the resume rule) is known before the model is built, and the built model agrees."""

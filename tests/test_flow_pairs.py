@@ -100,6 +100,7 @@ def long_video(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_sparse_sampling_computes_only_its_pairs_and_gives_the_same_cache(long_video, tmp_path,
                                                                           monkeypatch):
     """Two 8-frame clips of a 48-frame video, with every view kind and an untrained I3D flow

@@ -1,4 +1,5 @@
-"""Each Heads II mechanism on synthetic data built so that the mechanism matters.
+"""Each mechanism of the AIM, CoRe, fragment (ranking loss) and Siamese heads on synthetic data
+built so that the mechanism matters.
 
 Every test trains the head and an ablation/baseline on the same data with the same budget, over three
 fixed seeds, and asserts the mean test Spearman gain with a margin well under the gain measured when

@@ -46,13 +46,13 @@ def test_editable_install_imports_from_the_tree():
     assert Path(aqa.data.cache.__file__).resolve() == ROOT / "data" / "cache.py"
 
 
-#: DESIGN.md's import direction: extract -> data, heads -> data, pipelines -> everything
+#: the import direction (docs/architecture.md): extract -> data, heads -> data, pipelines -> everything
 FORBIDDEN = {"data": ("extract", "heads", "pipelines"), "extract": ("heads", "pipelines"),
              "heads": ("extract", "pipelines")}
 
 
 def test_import_direction():
-    """No module of a stage imports what DESIGN.md says it must not (absolute ``aqa.x`` imports
+    """No module of a stage imports what docs/architecture.md says it must not (absolute ``aqa.x`` imports
     and relative ``..x`` ones), at module level or inside a function."""
     import ast
 

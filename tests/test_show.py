@@ -76,6 +76,7 @@ def test_view_sheets_show_the_view_s_pixels(extracted):
     np.testing.assert_array_equal(mask["frames"], src["frames"] * keep[..., None])
 
 
+@pytest.mark.slow
 def test_cli_writes_a_png_and_refuses_what_it_cannot_draw(extracted, tmp_path):
     import matplotlib.image
 

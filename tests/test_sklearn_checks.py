@@ -26,10 +26,34 @@ _INST = _instances()
 _EXPECTED = {id(e): spec.expected_failed_checks for e, spec in zip(_INST, registry.HEADS)}
 
 
-@parametrize_with_checks(_INST, expected_failed_checks=lambda est: _EXPECTED.get(id(est), {}))
+_CHECKS = parametrize_with_checks(_INST, expected_failed_checks=lambda est: _EXPECTED.get(id(est), {}))
+#: checks a regressor must get: fitting, predicting, pickling, input validation
+CORE_CHECKS = {"check_regressors_train", "check_estimators_pickle", "check_fit2d_predict1d",
+               "check_fit_check_is_fitted", "check_n_features_in", "check_estimators_dtypes"}
+
+
+@_CHECKS
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
-def test_every_head_is_checked():
-    assert len(_INST) == len(registry.HEADS) >= 5
+def _check_names() -> dict[int, set[str]]:
+    """id(estimator) -> the names of the checks parametrized for it (xfail ones included)."""
+    names: dict[int, set[str]] = {}
+    for p in _CHECKS.mark.args[1]:
+        est, check = getattr(p, "values", p)
+        names.setdefault(id(est), set()).add(getattr(check, "func", check).__name__)
+    return names
+
+
+def test_every_head_gets_the_regressor_checks_and_its_exemptions_name_real_checks():
+    """Each registered head is the class its registry entry names and gets the core regressor
+    checks; each expected failure names a check the suite runs on it (a misspelt one would exempt
+    nothing and say nothing)."""
+    names = _check_names()
+    assert len(registry.HEADS) >= 5
+    for est, spec in zip(_INST, registry.HEADS):
+        assert type(est) is registry.estimator_class(spec.name), spec.name
+        got = names.get(id(est), set())
+        assert CORE_CHECKS <= got, (spec.name, sorted(CORE_CHECKS - got))
+        assert set(spec.expected_failed_checks) <= got, (spec.name, sorted(set(spec.expected_failed_checks) - got))

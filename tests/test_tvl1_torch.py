@@ -120,6 +120,7 @@ def test_inner_step_freezes_finished_pairs():
 
 # ---------------------------------------------------------------- agreement with OpenCV on real motion
 
+@pytest.mark.slow
 def test_agrees_with_opencv_on_real_motion():
     """basketball1 -> basketball2 and two consecutive vtest.avi frames, OpenCV defaults, at 64x48:
     median EPE between the implementations <= 0.1 px and mean <= 0.3 px (the issue's criterion)."""
@@ -176,6 +177,7 @@ def _warped_pair(src: np.ndarray, field: str, rng) -> tuple[np.ndarray, np.ndarr
     return to8(i0), to8(i1), u
 
 
+@pytest.mark.slow
 def test_ground_truth_accuracy_no_worse_than_opencv():
     """Mean EPE to the true flow within OpenCV's + 10 % on translation, rotation, zoom, smooth random."""
     rng = np.random.default_rng(4)
@@ -196,6 +198,7 @@ def test_ground_truth_accuracy_no_worse_than_opencv():
 
 # ---------------------------------------------------------------- batching and the video helper
 
+@pytest.mark.slow
 def test_batched_equals_one_by_one_and_video():
     fast = dict(nscales=3, warps=2, outer_iterations=3, inner_iterations=10)
     f0 = _gray("basketball1.png")

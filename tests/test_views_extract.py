@@ -191,6 +191,7 @@ def test_chain_flow_is_the_composition_of_the_pairs():
     assert inside.mean() > 0.8
 
 
+@pytest.mark.slow
 def test_chained_tvl1_agrees_with_tvl1_across_the_gap_on_real_footage():
     """vtest.avi (people walking), 192x144, OpenCV's default TV-L1: chaining the flows 0->1 and
     1->2 gives nearly TV-L1's own 0->2 flow on the moving pixels (measured: 0.21 and 0.24 px median
@@ -236,6 +237,7 @@ def test_chained_tvl1_agrees_with_tvl1_across_the_gap_on_real_footage():
         assert photometric(seq, chained) < 1.4 * photometric(seq, direct)  # 1.14, 1.25
 
 
+@pytest.mark.slow
 def test_chaining_beats_tvl1_across_the_gap_against_the_true_motion():
     """benchmarks/chain_flow.py's rendered scene (a building photo panning, turning and zooming,
     a sprite crossing it): its true flow warps frame 3 onto frame 0 (an error near the noise,
@@ -335,6 +337,7 @@ def _kin_mirror(joints, whole):
     return j, w
 
 
+@pytest.mark.slow
 def test_views_end_to_end_and_resume(synth_dir, tmp_path, monkeypatch):
     out = tmp_path / "f.h5"
     s = run_extraction([synth_dir], out, ExtractConfig(**FAST), device="cpu", progress=False,
@@ -412,6 +415,7 @@ def test_views_end_to_end_and_resume(synth_dir, tmp_path, monkeypatch):
     assert verify(out).ok
 
 
+@pytest.mark.slow
 def test_drop_view_end_to_end_is_the_same_on_every_run(synth_dir, tmp_path):
     """Each video drops its own frames (the seed is its id's hash), the same ones in a second
     cache; the pose of a kept frame is the source's."""
@@ -444,6 +448,7 @@ def test_drop_view_end_to_end_is_the_same_on_every_run(synth_dir, tmp_path):
     assert view_seed(ids[0]) != view_seed(ids[1]) and view_seed(ids[0]) == view_seed(ids[0])
 
 
+@pytest.mark.slow
 def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_path, monkeypatch):
     """Adding a view to a finished cache decodes and computes flow again, but takes the selected
     poses from the cache (stage pose-cached): the view is the one a fresh run writes. A video whose
@@ -518,6 +523,7 @@ def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_pat
     assert s.count("done", views=True) == 2 and sorted(calls) == sorted([a.name, a.name, b.name])
 
 
+@pytest.mark.slow
 def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path, monkeypatch):
     """Same bytes with a new mtime: skipped, the new stamp recorded (not hashed again next run).
     New bytes: extracted again with a warning, its views of this run too, its other views removed
@@ -568,6 +574,7 @@ def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path, monk
     assert {r.status for r in s.results} == {"skipped"} and s.changed == []
 
 
+@pytest.mark.slow
 def test_a_changed_video_keeps_no_view_of_its_old_file(synth_dir, tmp_path, monkeypatch):
     """A changed video whose extraction fails again is gone, its view too, not left complete from
     the old file for later runs to skip; a change its stamp missed (same size and mtime) is caught
@@ -653,6 +660,7 @@ def test_a_changed_video_keeps_no_view_of_its_old_file(synth_dir, tmp_path, monk
         assert r.video_attrs(f"{b.stem}@flip")["source_sha256"] == file_sha256(b)
 
 
+@pytest.mark.slow
 def test_a_video_id_with_an_at_sign_is_not_taken_for_a_view(synth_dir, tmp_path):
     """``clip@hq`` is a video of its own: when ``clip`` changes, it and its views stay. A video
     whose id is another's view id is refused before any work (the two would overwrite)."""
@@ -688,6 +696,7 @@ def test_a_video_id_with_an_at_sign_is_not_taken_for_a_view(synth_dir, tmp_path)
                               views=["flip"], views_for=["clip@hq"]).failed
 
 
+@pytest.mark.slow
 def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
     """32 frames: shift31 leaves 1 frame, no view; shift26 leaves 6, one padded 8-frame clip.
     The progress bar shows the entry and its stage."""
@@ -758,6 +767,7 @@ def test_cli_bad_view_is_a_usage_error_before_any_video(synth_dir, tmp_path):
     assert "--view SPEC" in text and "aqa-heads train --views" in text and "flip" in text
 
 
+@pytest.mark.slow
 def test_view_split_extracts_views_of_training_videos_only(synth_dir, tmp_path):
     from aqa.data.labels import LabelRow, write_labels_csv
 

@@ -58,6 +58,7 @@ def test_registry_has_required_entries_with_public_urls():
         assert spec.used_by and spec.description and spec.format
 
 
+@pytest.mark.slow
 def test_torchvision_entries_match_torchvision_and_carry_hash_prefix():
     from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights as KW
 

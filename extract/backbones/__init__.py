@@ -5,9 +5,12 @@ name       stream  D      T     input                   default checkpoint (aqa.
 =========  ======  =====  ====  ======================  ========================================
 i3d        rgb     1024   16    224, RGB in [-1, 1]     i3d_rgb_imagenet (or ..._kinetics_hassony2)
 i3d        flow    1024   16    224, flow in [-1, 1]    i3d_flow_imagenet
-i3d_r50    rgb     2048   8     224, Kinetics mean/std  i3d_r50_kinetics
+i3d-r50    rgb     2048   8     224, Kinetics mean/std  i3d_r50_kinetics
 c3d        rgb     4096   16    112, BGR - mean         c3d_sports1m
 =========  ======  =====  ====  ======================  ========================================
+
+The names, streams, factories and default checkpoints are registered in
+:data:`aqa.extract.registry.BACKBONES` (a new backbone: one module plus one line there).
 
 Use :func:`build_backbone` with a checkpoint path from :func:`aqa.extract.weights.resolve`.
 Random weights are only built when ``untrained=True`` is passed explicitly: the runner must
@@ -20,23 +23,15 @@ does not import it.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from ..registry import BACKBONES
 from .base import Backbone, StateDictMismatchError, autocast_dtype, load_checkpoint, scale_flow
 
-__all__ = ["Backbone", "StateDictMismatchError", "BACKBONES", "DEFAULT_WEIGHTS", "build_backbone",
-           "scale_flow", "load_checkpoint", "autocast_dtype"]
-
-#: backbone name -> streams it supports
-BACKBONES: dict[str, tuple[str, ...]] = {"i3d": ("rgb", "flow"), "i3d_r50": ("rgb",), "c3d": ("rgb",)}
-
-#: (backbone, stream) -> registry name of the checkpoint used when the user names none
-DEFAULT_WEIGHTS: dict[tuple[str, str], str] = {
-    ("i3d", "rgb"): "i3d_rgb_imagenet",
-    ("i3d", "flow"): "i3d_flow_imagenet",
-    ("i3d_r50", "rgb"): "i3d_r50_kinetics",
-    ("c3d", "rgb"): "c3d_sports1m",
-}
+__all__ = ["Backbone", "StateDictMismatchError", "build_backbone", "builder_options", "scale_flow",
+           "load_checkpoint", "autocast_dtype"]
 
 
 def build_backbone(name: str, stream: str = "rgb", weights_path=None, device="cpu", dtype=None, *,
@@ -49,35 +44,22 @@ def build_backbone(name: str, stream: str = "rgb", weights_path=None, device="cp
     computation is always fp32. ``options`` go to the specific builder (e.g. ``feature_layer``
     for C3D, ``crop_size``/``resize``/``clip_len`` for I3D and I3D-R50, ``layout`` for I3D).
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; one of {sorted(BACKBONES)}")
-    if stream not in BACKBONES[name]:
-        raise ValueError(f"backbone {name!r} has no {stream!r} stream (streams: {', '.join(BACKBONES[name])})")
+    name = BACKBONES.canonical(name)
+    spec = BACKBONES.get(name)
+    if stream not in spec.streams:
+        raise ValueError(f"backbone {name!r} has no {stream!r} stream (streams: {', '.join(spec.streams)})")
     if weights_path is None and not untrained:
         raise ValueError(f"no checkpoint for {name}/{stream}: pass weights_path (see "
-                         f"aqa.extract.weights.resolve({DEFAULT_WEIGHTS[(name, stream)]!r})) or untrained=True "
+                         f"aqa.extract.weights.resolve({spec.weights[stream]!r})) or untrained=True "
                          "to use random weights, whose features must be marked untrained")
     untrained = weights_path is None  # a checkpoint that was found wins over --untrained
     device = torch.device(device)
     dt = autocast_dtype(device, dtype)
-    return _builder(name)(stream, weights_path, device=device, dtype=dt, untrained=untrained, **options)
-
-
-def _builder(name: str):
-    if name == "i3d":
-        from .i3d import build_i3d as builder
-    elif name == "i3d_r50":
-        from .i3d_r50 import build_i3d_r50 as builder
-    else:
-        from .c3d import build_c3d as builder
-    return builder
+    return BACKBONES.load(name)(stream, weights_path, device=device, dtype=dt, untrained=untrained, **options)
 
 
 def builder_options(name: str) -> set[str]:
     """The ``options`` that :func:`build_backbone` accepts for backbone ``name`` (its builder's
     keyword parameters beyond the checkpoint, device and dtype)."""
-    import inspect
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; one of {sorted(BACKBONES)}")
-    params = inspect.signature(_builder(name)).parameters
+    params = inspect.signature(BACKBONES.load(BACKBONES.canonical(name))).parameters
     return set(params) - {"stream", "weights_path", "device", "dtype", "untrained"}

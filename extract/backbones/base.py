@@ -140,7 +140,7 @@ def autocast_dtype(device: torch.device, dtype: torch.dtype | None) -> torch.dty
 class Backbone:
     """A feature extractor: model + input convention + execution settings.
 
-    Attributes: ``name`` (``i3d``, ``i3d_r50``, ``c3d``), ``stream`` (``rgb`` or ``flow``),
+    Attributes: ``name`` (``i3d``, ``i3d-r50``, ``c3d``), ``stream`` (``rgb`` or ``flow``),
     ``crop_size`` (network input H = W), ``clip_len`` (frames per clip the weights were trained
     with; other lengths work but change the receptive field), ``feature_dim`` (D of
     :meth:`forward_features`), ``resize`` (frame-mode resize: an int is the short side, a pair

@@ -81,7 +81,7 @@ def build_i3d_r50(stream: str = "rgb", weights_path=None, *, device, dtype, untr
     def normalize(x):
         return (x / 255.0 - mean) / std
 
-    return Backbone(name="i3d_r50", stream="rgb", model=model, feature_dim=FEATURE_DIM, crop_size=crop_size,
+    return Backbone(name="i3d-r50", stream="rgb", model=model, feature_dim=FEATURE_DIM, crop_size=crop_size,
                     clip_len=clip_len, resize=resize, normalize=normalize, features_fn=_features,
                     logits_fn=_logits, device=device, dtype=dtype,
                     weights=str(weights_path) if weights_path else None, untrained=untrained)

@@ -25,6 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from aqa.data.registry import load
+
+from ..registry import FLOW
+
 __all__ = [
     "TVL1Params",
     "FlowBackend",
@@ -37,9 +41,8 @@ __all__ = [
     "to_gray",
 ]
 
-BACKEND_NAMES = ("tvl1-cpu", "tvl1-torch", "auto")
-_BACKEND_OPTIONS = {"tvl1-cpu": {"batch_size", "workers"},
-                    "tvl1-torch": {"batch_size", "compile", "check_every"}}
+#: the flow backends (:data:`aqa.extract.registry.FLOW`) and ``auto``
+BACKEND_NAMES = (*FLOW.names(), "auto")
 
 
 #: TVL1Params field -> (integer?, test, the allowed values in words)
@@ -225,18 +228,12 @@ def get_flow_backend(name: str = "auto", device: str | None = None, **params: An
             pass
         if device is not None and str(device).startswith("cuda"):
             name = "tvl1-torch"
-    allowed = _BACKEND_OPTIONS[name]
-    unknown = sorted(set(options) - allowed)
+    spec = FLOW.get(name)
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
         raise TypeError(f"unknown option(s) {unknown} for {name}; TV-L1 parameters: "
-                        f"{sorted(field_names)}, backend options: {sorted(allowed)}")
-    if name == "tvl1-cpu":
-        from .tvl1_cv import OpenCVTVL1
-
-        return OpenCVTVL1(tv, device=device, **options)
-    from .tvl1_torch import TorchTVL1
-
-    return TorchTVL1(tv, device=device, **options)
+                        f"{sorted(field_names)}, backend options: {sorted(spec.options)}")
+    return load(spec.factory)(tv, device=device, **options)
 
 
 def flow_to_i3d(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:

@@ -26,6 +26,8 @@ the device.
 """
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -266,7 +268,6 @@ class TorchTVL1(FlowBackend):
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as e:  # noqa: BLE001 - compiler failures come as many types
-                import warnings
 
                 first = (str(e).strip().splitlines() or [""])[0][:200]
                 warnings.warn(f"tvl1-torch: torch.compile of {name!r} failed on {self.device} "
@@ -279,8 +280,6 @@ class TorchTVL1(FlowBackend):
 
     def _get_median(self) -> Callable:
         """``median_step(u, active)`` with this backend's window."""
-        import functools
-
         k = self.params.median_filtering
         return self._get_compiled("median", functools.partial(
             median_step, k=k, column_sort=sorting_network(k), selection=median_network(k)))

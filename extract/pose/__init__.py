@@ -6,7 +6,8 @@ frame_indices=None)`` gives one :class:`FramePoses` per frame (boxes (P,4) xyxy,
 keypoints (P,17,3) ``(x, y, score)`` in COCO-17 order, pixels, scores in [0, 1]).
 :func:`select_persons` turns those into a :class:`PoseTrack` of 1 or 2 consistent persons.
 
-Backends (heavy libraries are imported only when a backend is built):
+Backends (registered in :data:`aqa.extract.registry.POSE`; heavy libraries are imported only
+when a backend is built):
 
 - ``keypoint-rcnn`` (:mod:`.rcnn`): torchvision Keypoint R-CNN R50-FPN, COCO checkpoint from the
   weights registry.
@@ -16,6 +17,7 @@ Backends (heavy libraries are imported only when a backend is built):
 """
 from __future__ import annotations
 
+from ..registry import POSE
 from .base import (COCO_KEYPOINTS, COCO_SKELETON, FramePoses, PoseBackend, PoseBackendUnavailable, PoseError,
                    PoseFileError, boxes_from_keypoints)
 from .selection import PoseTrack, box_iou, select_persons
@@ -26,22 +28,13 @@ __all__ = [
     "pose_backend_class", "BACKENDS",
 ]
 
-BACKENDS = ("keypoint-rcnn", "detectron2", "blazepose", "file")
+#: the pose backends' names (:data:`aqa.extract.registry.POSE`)
+BACKENDS = POSE.names()
 
 
 def pose_backend_class(name: str) -> type[PoseBackend]:
     """The class of pose backend ``name`` (importing it imports no heavy library)."""
-    if name == "keypoint-rcnn":
-        from .rcnn import KeypointRCNNBackend as cls
-    elif name == "detectron2":
-        from .detectron import Detectron2Backend as cls
-    elif name == "blazepose":
-        from .blazepose import BlazePoseBackend as cls
-    elif name == "file":
-        from .files import FilePoseBackend as cls
-    else:
-        raise ValueError(f"unknown pose backend {name!r}; choose from {', '.join(BACKENDS)}")
-    return cls
+    return POSE.load(name)
 
 
 def get_pose_backend(name: str, device: str = "cpu", weights=None, batch_size: int = 4,
@@ -53,6 +46,7 @@ def get_pose_backend(name: str, device: str = "cpu", weights=None, batch_size: i
     ``options`` go to the backend (e.g. ``score_threshold`` for the R-CNNs, ``path`` for ``file``,
     ``static_image_mode`` for ``blazepose``); unknown options are a ``TypeError``.
     """
+    name = POSE.canonical(name)
     cls = pose_backend_class(name)
     if name == "file":
         return cls(**options)  # no model: device, weights, batch size do not apply

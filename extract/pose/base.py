@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import weights as W
+
 __all__ = [
     "COCO_KEYPOINTS", "COCO_SKELETON", "FramePoses", "PoseBackend", "PoseError", "PoseBackendUnavailable",
     "PoseFileError", "boxes_from_keypoints", "sigmoid",
@@ -131,8 +133,6 @@ class PoseBackend:
         """(path, provenance) of the checkpoint this backend would load, without building its model:
         path is None for random weights (``untrained``; a missing file otherwise raises
         :class:`aqa.extract.weights.MissingWeightsError`), provenance maps the name to its sha256."""
-        from .. import weights as W
-
         name = checkpoint or cls.default_checkpoint
         path = W.resolve(name, overrides=weights, untrained=untrained)
         return path, ({name: W.sha256_file(path)} if path is not None else {})

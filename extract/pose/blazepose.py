@@ -23,8 +23,11 @@ score).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from ..weights import sha256_file
 from .base import FramePoses, PoseBackend, PoseBackendUnavailable
 
 __all__ = ["BlazePoseBackend", "BLAZEPOSE_TO_COCO", "landmarks_to_frameposes", "INSTALL_HINT"]
@@ -55,10 +58,6 @@ def landmarks_to_frameposes(landmarks: np.ndarray, width: int, height: int, box_
 
 def _model_hashes(mp, model_complexity: int) -> dict[str, str]:
     """sha256 of the .tflite files this configuration runs (provenance), keyed like the registry."""
-    from pathlib import Path
-
-    from ..weights import sha256_file
-
     root = Path(mp.__file__).parent / "modules"
     variant = {0: "lite", 1: "full", 2: "heavy"}.get(model_complexity, str(model_complexity))
     out = {}

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import FramePoses, PoseBackend, PoseFileError, boxes_from_keypoints
+from ..video import probe
 
 __all__ = ["FilePoseBackend", "load_pose_file", "find_pose_file", "OPENPOSE_BODY25_TO_COCO",
            "OPENPOSE_COCO18_TO_COCO"]
@@ -355,7 +356,6 @@ class FilePoseBackend(PoseBackend):
             raise ValueError(f"{len(idx)} frame indices for {len(arr)} frames")
         src = table.size or self.source_size
         if src is None and video_path is not None:  # a video file or a frame folder
-            from ..video import probe
 
             info = probe(video_path)
             src = (info.height, info.width)

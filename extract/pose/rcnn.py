@@ -12,6 +12,7 @@ scores in [0, 1]). Frames are run in batches of ``batch_size``.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -39,8 +40,6 @@ def convert_torchvision_output(out: dict, score_threshold: float = 0.0) -> Frame
 def _check_model_options(options: dict) -> None:
     """torchvision's constructors pass unknown keywords on to the image transform, which ignores them:
     refuse any that neither ``KeypointRCNN`` nor ``GeneralizedRCNNTransform`` names."""
-    import inspect
-
     from torchvision.models.detection.keypoint_rcnn import KeypointRCNN
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
