@@ -109,12 +109,11 @@ def test_unknown_backbone_is_a_usage_error(tmp_path):
 
 
 def test_head_file_naming_a_missing_class_is_a_format_error(tmp_path):
-    from aqa.heads.base import HeadFormatError, _import_head_class
+    from aqa.heads.base import HeadFormatError, _head_class
 
-    with pytest.raises(HeadFormatError, match="'aqa.heads.jrg:NoSuchHead', which does not exist"):
-        _import_head_class("aqa.heads.jrg:NoSuchHead")
-    with pytest.raises(HeadFormatError, match="does not exist"):
-        _import_head_class("aqa.heads.no_such_module:X")
+    for spec in ("aqa.heads.jrg:NoSuchHead", "aqa.heads.no_such_module:X"):
+        with pytest.raises(HeadFormatError, match="which is not a registered head"):
+            _head_class(spec, tmp_path / "h.pt")
 
 
 def test_every_head_input_builder_resolves():
