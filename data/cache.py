@@ -147,7 +147,7 @@ def _set_attr(attrs, key: str, value) -> None:
 
 
 def _members(f: h5py.File, name: str = "videos") -> dict[str, h5py.Group]:
-    """The readable groups under ``/<name>`` (name -> group) whose attributes can be read: a
+    """The readable groups under ``/<name>`` (name -> group) whose ``status`` can be read: a
     member whose link, header or attributes are damaged is left out (:func:`verify` reports it,
     :func:`aqa.data.integrity.repair` drops it)."""
     try:
@@ -160,7 +160,7 @@ def _members(f: h5py.File, name: str = "videos") -> dict[str, h5py.Group]:
         try:
             g = parent[k]
             if isinstance(g, h5py.Group):
-                dict(g.attrs)
+                g.attrs.get("status")
                 out[k] = g
         except _H5_ERRORS:
             continue
@@ -620,16 +620,18 @@ def _read_labels(f: h5py.File) -> list[LabelRow]:
 
 
 def _damage_is_an_error(method):
-    """Turn h5py's error on a damaged part of the file (OSError, RuntimeError) into a
-    :class:`CacheDamagedError` that names the file and says what to do."""
+    """Turn h5py's error on a damaged part of the file (OSError, RuntimeError, a KeyError
+    "Unable to open object") into a :class:`CacheDamagedError` that names the file and says
+    what to do; the reader's own KeyErrors (no such video, family) pass as they are."""
     import functools
 
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except (OSError, RuntimeError) as e:
-            if isinstance(e, CacheError):
+        except (OSError, RuntimeError, KeyError) as e:
+            if isinstance(e, CacheError) or (isinstance(e, KeyError)
+                                             and "Unable to" not in str(e)):
                 raise
             raise CacheDamagedError(
                 f"{self.path}: damaged ({type(e).__name__}: {e}); `aqa-data verify` lists what "
@@ -651,6 +653,7 @@ class CacheReader:
         self._f = _open_checked(self.path, "r")
         self._allowed: set[str] | None = None  # hashes of the root config(s), read on first use
         self._views: dict[str, list[str]] | None = None  # views(), read on first use
+        self._members: dict[str, h5py.Group] | None = None  # the readable /videos, read once
         if self._f.attrs.get("format") != FORMAT:
             self._f.close()
             raise CacheError(f"{self.path}: not an aqa cache (no format={FORMAT!r} attribute)")
@@ -667,7 +670,7 @@ class CacheReader:
     @_damage_is_an_error
     def video_ids(self, views: bool = False) -> list[str]:
         """Ids of the complete videos; augmented views (:mod:`aqa.data.views`) only with ``views``."""
-        vids = _members(self._f)
+        vids = self._videos()
         return sorted(k for k, g in vids.items() if g.attrs.get("status") == "complete"
                       and (views or "view_of" not in g.attrs))
 
@@ -679,7 +682,7 @@ class CacheReader:
         if self._views is None:
             out: dict[str, list[str]] = {}
             sources = set(self.video_ids())
-            for g in _members(self._f).values():
+            for g in self._videos().values():
                 if (g.attrs.get("status") == "complete" and "view_of" in g.attrs
                         and str(g.attrs["view_of"]) in sources):
                     out.setdefault(str(g.attrs["view"]), []).append(str(g.attrs["view_of"]))
@@ -687,6 +690,13 @@ class CacheReader:
         return {name: list(ids) for name, ids in self._views.items()}
 
     @_damage_is_an_error
+    def _videos(self) -> dict[str, h5py.Group]:
+        """The readable members of /videos (:func:`_members`), read once per reader: the file
+        cannot change while it is open for reading."""
+        if self._members is None:
+            self._members = _members(self._f)
+        return self._members
+
     def view_ids(self, ids: Iterable[str], view: str) -> list[str]:
         """The cache ids of view ``view`` (a canonical name) of each of ``ids``, in order; a source
         without that view is a :class:`CacheError` naming how many lack it and how to add it."""
