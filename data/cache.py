@@ -66,7 +66,6 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -355,7 +354,7 @@ class CacheWriter:
         if shutil.disk_usage(self.path.parent).free < need:
             raise _full_error(self.path, need)
 
-    def _stage(self, video_id: str, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> Path:
+    def _stage(self, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> Path:
         """Write one video's attrs and arrays into a staging file of its own beside the cache
         (removed by the caller; a killed writer's is removed by the next one)."""
         stage = self.path.with_name(f".{self.path.name}.staging-{os.getpid()}.h5")
@@ -481,17 +480,18 @@ class CacheWriter:
             return dict(g.attrs), {k: g[k][()] for k in REQUIRED_VIDEO_ARRAYS}
 
     def write_video(self, video_id: str, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> None:
-        """Commit one video: write under /_incomplete/<id>, then move to /videos/<id>.
+        """Commit one video: stage it in a file of its own, check the free space, then copy it
+        under /_incomplete/<id> and move it to /videos/<id> (see the module docstring).
 
         ``arrays`` maps relative paths (``"features/kin_pose/whole"``) to numpy arrays. An
         existing /videos/<id> (e.g. from another config) is replaced only once the new one is
-        fully written.
+        fully written. No room: :class:`CacheFullError`, the cache as it was.
         """
         _check_id(video_id)
         missing = [k for k in REQUIRED_VIDEO_ARRAYS if k not in arrays]
         if missing:
             raise CacheError(f"video {video_id!r}: missing required arrays {missing}")
-        stage = self._stage(video_id, attrs, arrays)
+        stage = self._stage(attrs, arrays)
         try:
             self._check_space(stage.stat().st_size)
             with h5py.File(stage, "r") as s, self._file() as f:

@@ -4,7 +4,6 @@ and its reader and writer, are :mod:`aqa.data.cache`."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import warnings
@@ -16,11 +15,9 @@ import h5py
 import numpy as np
 
 from .cache import (_H5_ERRORS, FORMAT, FORMAT_VERSION, REQUIRED_VIDEO_ARRAYS, REQUIRED_VIDEO_ATTRS,
-                    CacheError, CacheLockedError, CacheWriter,
-                    _open_checked, _open_h5, _read_labels, _root_config_hashes, _same_row,
-                    _write_labels,
-                    _writer_lock, _members, _unreadable, config_hash)
-from .labels import LabelRow
+                    CacheError, CacheLockedError, CacheWriter, _members, _open_checked, _open_h5,
+                    _read_labels, _root_config_hashes, _same_row, _unreadable, _write_labels,
+                    _writer_lock)
 
 
 # --------------------------------------------------------------------------------------------
