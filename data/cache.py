@@ -22,13 +22,14 @@ Frame indices (``frames/index``, ``clip_start``, ``clip_end``) are integers, als
 Augmented views (:mod:`aqa.data.views`) are videos with ``view_of``/``view`` attributes and the
 same arrays; :meth:`CacheReader.video_ids` and the labels list the source videos only.
 
-Crash safety: a video's arrays are first written (compressed, checksummed) into a small staging
-file of their own beside the cache; the cache is then opened for one short commit that copies them
-under ``/_incomplete/<id>`` and moves the group to ``/videos/<id>``, so a writer killed while it
+Crash safety: a video's arrays are first written (compressed, checksummed) into a small HDF5 file
+of their own, in memory; the cache is then opened for one short commit that copies them under
+``/_incomplete/<id>`` and moves the group to ``/videos/<id>``, so a writer killed while it
 computes or compresses leaves the cache as it was after the last complete video. Before each
-commit the free space must hold twice the staged video plus :data:`SPACE_MARGIN`; otherwise, or
-at any "No space left on device", the writer raises :class:`CacheFullError` (the cache still holds
-every video committed before). The labels table is written under ``/_labels_new`` and swapped in.
+commit the free space must hold twice the staged video plus :data:`SPACE_MARGIN`, and the bytes
+the commit will write are allocated on the file system before HDF5 opens the file (a full disk is
+met there, not inside HDF5); otherwise the writer raises :class:`CacheFullError` (the cache
+still holds every video committed before). The labels table is written under ``/_labels_new`` and swapped in.
 A leftover ``/_incomplete`` group is reported by :func:`verify` and removed by the next writer; a
 cache damaged anyway (a crash of the machine, a flipped byte) is rebuilt from what is still
 readable by :func:`aqa.data.integrity.repair`. One writer per file: an ``fcntl`` lock on
@@ -301,8 +302,6 @@ class CacheWriter:
         self._lock = _writer_lock(self.path)
         self._lock.__enter__()
         try:
-            for stale in self.path.parent.glob(f".{self.path.name}.staging-*.h5"):
-                stale.unlink(missing_ok=True)   # a killed writer's staged video: redone
             with self._file() as f:
                 self._init_root(f)
                 try:
@@ -325,14 +324,19 @@ class CacheWriter:
             self._lock = None
 
     @contextlib.contextmanager
-    def _file(self):
+    def _file(self, reserve: int = SPACE_MARGIN // 4):
         """The cache open for writing; a full file system is a :class:`CacheFullError` (HDF5
         reports a failed write as OSError or RuntimeError, and closing the file after one fails
         again with another message)."""
+        size = self._reserve(reserve)
         try:
             f = _open_checked(self.path, "a")
-        except (OSError, RuntimeError) as e:
-            raise _full_error(self.path) if _is_no_space(e) else e from None
+        except BaseException as e:
+            if size is not None:   # not opened: HDF5 will not cut the reserve off
+                os.truncate(self.path, size)
+            if isinstance(e, (OSError, RuntimeError)) and _is_no_space(e):
+                raise _full_error(self.path) from None
+            raise
         try:
             yield f
             f.flush()
@@ -354,29 +358,46 @@ class CacheWriter:
         if shutil.disk_usage(self.path.parent).free < need:
             raise _full_error(self.path, need)
 
-    def _stage(self, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> Path:
-        """Write one video's attrs and arrays into a staging file of its own beside the cache
-        (removed by the caller; a killed writer's is removed by the next one)."""
-        stage = self.path.with_name(f".{self.path.name}.staging-{os.getpid()}.h5")
+    def _reserve(self, n: int) -> int | None:
+        """Allocate ``n`` bytes past the end of the cache file before HDF5 opens it: HDF5 writes
+        the commit into blocks the file system has already given, so a full disk is met here, as
+        a :class:`CacheFullError`, not inside the HDF5 library (whose state after a failed write
+        is undefined: it may crash on close). HDF5 cuts the file back to its data when it
+        closes it. A file system without ``fallocate`` relies on :meth:`_check_space` alone.
+        Returns the file's size before (None: no file yet)."""
         try:
-            with h5py.File(stage, "w") as s:
-                g = s.create_group("video")
-                for key, value in attrs.items():
-                    _set_attr(g.attrs, key, value)
-                g.attrs["config_sha256"] = self.config_sha256
-                g.attrs["untrained"] = self.untrained
-                for rel, arr in arrays.items():
-                    arr = np.asarray(arr)
-                    g.create_dataset(rel, data=arr, **_dataset_kwargs(arr))
-        except (OSError, RuntimeError) as e:
-            stage.unlink(missing_ok=True)
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            os.posix_fallocate(fd, size, n)
+        except OSError as e:
             if _is_no_space(e):
-                raise _full_error(self.path) from None
-            raise
+                os.ftruncate(fd, size)
+                raise _full_error(self.path, n) from None
+        finally:
+            os.close(fd)
+        return size
+
+    def _stage(self, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> h5py.File:
+        """One video's attrs and arrays, compressed and checksummed, in an HDF5 file in memory
+        (the caller closes it): the work of a commit done before the cache is opened."""
+        s = h5py.File(f"staging-{id(arrays)}", "w", driver="core", backing_store=False)
+        try:
+            g = s.create_group("video")
+            for key, value in attrs.items():
+                _set_attr(g.attrs, key, value)
+            g.attrs["config_sha256"] = self.config_sha256
+            g.attrs["untrained"] = self.untrained
+            for rel, arr in arrays.items():
+                arr = np.asarray(arr)
+                g.create_dataset(rel, data=arr, **_dataset_kwargs(arr))
+            s.flush()
         except BaseException:
-            stage.unlink(missing_ok=True)
+            s.close()
             raise
-        return stage
+        return s
 
     def _init_root(self, f: h5py.File) -> None:
         a = f.attrs
@@ -491,13 +512,11 @@ class CacheWriter:
         missing = [k for k in REQUIRED_VIDEO_ARRAYS if k not in arrays]
         if missing:
             raise CacheError(f"video {video_id!r}: missing required arrays {missing}")
-        stage = self._stage(attrs, arrays)
-        try:
-            self._check_space(stage.stat().st_size)
-            with h5py.File(stage, "r") as s, self._file() as f:
-                self._commit(f, video_id, s["video"])
-        finally:
-            stage.unlink(missing_ok=True)
+        with self._stage(attrs, arrays) as staged:
+            size = staged.id.get_filesize()
+            self._check_space(size)
+            with self._file(reserve=size + SPACE_MARGIN // 4) as f:
+                self._commit(f, video_id, staged["video"])
         self._damage.pop(video_id, None)
 
     def _commit(self, f: h5py.File, video_id: str, staged: h5py.Group) -> None:
@@ -536,7 +555,7 @@ class CacheWriter:
             except _H5_ERRORS:  # unreadable: replaced below
                 pass
         self._check_space(200 * len(rows))
-        with self._file() as f:
+        with self._file(reserve=400 * len(rows) + SPACE_MARGIN // 4) as f:
             _write_labels(f, rows)
 
 

@@ -21,7 +21,8 @@ EXTRACT_ARGS = ["--sampling", "c3d", "--sampling-opt", "length=8", "--sampling-o
 # Runs `aqa-extract ARGS`; counts h5py's writing operations (each logged to $FAULT_LOG with the
 # file it acts on) and, at the $FAULT_PAUSE_AT-th, touches $FAULT_MARKER and sleeps there, to be
 # killed; logs "committed ID" once each video's commit has returned (the file is closed then).
-# $FAULT_NO_SPACE_CHECK=1 turns the free-space check off, so that writes meet a real ENOSPC.
+# $FAULT_NO_SPACE_CHECK=1 turns the free-space check off, so that the writes (the space reserved
+# for a commit, the labels) meet a real ENOSPC.
 DRIVER = r"""
 import os, sys, time, types
 # no backbone is selected: keep torch (seconds to import) out of the driver

@@ -60,7 +60,7 @@ def test_a_commit_without_room_is_refused_before_the_cache_is_touched(tmp_path, 
     with CacheWriter(path, config=CONFIG) as w, pytest.raises(CacheFullError) as e:
         w.write_video("d", VIDEO_ATTRS, video_arrays(9))
     assert "no space left" in str(e.value) and "re-run the same command to resume" in str(e.value)
-    assert not list(tmp_path.glob(".c.h5.staging-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5", "c.h5.lock"]
     assert verify(path).ok and verify(path).n_videos == 3
     with h5py.File(path, "r") as f:
         assert "_incomplete" not in f and sorted(f["videos"]) == ["a", "b", "c"]
@@ -290,6 +290,19 @@ def test_unchanged_labels_are_not_rewritten(tmp_path, monkeypatch):
 
 
 # -- case 7: the lock is on the real path --------------------------------------------------------
+def test_the_space_reserved_for_a_commit_is_given_back(tmp_path):
+    path = _small(tmp_path / "c.h5")
+    size = path.stat().st_size
+    with CacheWriter(path, config=CONFIG):   # opens and closes the file: nothing to write
+        pass
+    assert path.stat().st_size == size
+    path.write_bytes(b"not hdf5")
+    with pytest.raises(CacheError):
+        with CacheWriter(path, config=CONFIG):
+            pass
+    assert path.read_bytes() == b"not hdf5"
+
+
 def test_a_second_writer_through_a_symlink_is_refused(tmp_path):
     path = _small(tmp_path / "c.h5", labels=False)
     link = tmp_path / "link.h5"
