@@ -364,7 +364,15 @@ class CacheWriter:
         a :class:`CacheFullError`, not inside the HDF5 library (whose state after a failed write
         is undefined: it may crash on close). HDF5 cuts the file back to its data when it
         closes it. A file system without ``fallocate`` relies on :meth:`_check_space` alone.
-        Returns the file's size before (None: no file yet)."""
+        Only an intact file gets a reserve: one cut short (EOF before the end HDF5 recorded) must
+        stay so, or HDF5 would read the zeros as structure. Returns the file's size before (None:
+        no reserve)."""
+        if not self.path.exists():
+            return None
+        try:
+            _open_h5(self.path, "r").close()
+        except (OSError, RuntimeError):
+            return None   # not intact: the open that follows reports it
         try:
             fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:

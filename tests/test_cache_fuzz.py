@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-N_CASES = 120
+N_CASES = 80
 
 CHILD = r"""
 import json, random, shutil, sys, traceback, warnings
