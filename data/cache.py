@@ -22,11 +22,22 @@ Frame indices (``frames/index``, ``clip_start``, ``clip_end``) are integers, als
 Augmented views (:mod:`aqa.data.views`) are videos with ``view_of``/``view`` attributes and the
 same arrays; :meth:`CacheReader.video_ids` and the labels list the source videos only.
 
-Crash safety: a video's arrays are written under ``/_incomplete/<id>`` and the group is moved to
-``/videos/<id>`` only when every array is in; the file is opened only for the duration of one
-commit and flushed before it is closed, so a writer killed while it computes leaves the file as it
-was after the last complete video. A leftover ``/_incomplete`` group is reported by :func:`verify`
-and removed by the next writer. One writer per file (an ``fcntl`` lock on ``<file>.lock``).
+Crash safety: a video's arrays are first written (compressed, checksummed) into a small HDF5 file
+of their own, in memory; the cache is then opened for one short commit that copies them under
+``/_incomplete/<id>`` and moves the group to ``/videos/<id>``, so a writer killed while it
+computes or compresses leaves the cache as it was after the last complete video. Before each
+commit the free space must hold twice the staged video plus :data:`SPACE_MARGIN`, and the bytes
+the commit will write are allocated on the file system before HDF5 opens the file (a full disk is
+met there, not inside HDF5); otherwise the writer raises :class:`CacheFullError` (the cache
+still holds every video committed before). The labels table is written under ``/_labels_new`` and swapped in.
+A leftover ``/_incomplete`` group is reported by :func:`verify` and removed by the next writer; a
+cache damaged anyway (a crash of the machine, a flipped byte) is rebuilt from what is still
+readable by :func:`aqa.data.integrity.repair`. One writer per file: an ``fcntl`` lock on
+``<real file>.lock``, the path with symlinks resolved, so two paths to one file share the lock.
+
+Names: a video id or a string attribute that is not valid UTF-8 (a file name in another encoding,
+which Python hands over with surrogate escapes) is stored as text with each bad byte written
+``\\xNN`` (:func:`safe_id`); a string attribute keeps its original bytes in ``<name>_bytes``.
 
 HDF5's own file lock also refuses to open a file for writing while another process has it open
 (and to read it while a commit is in progress): every open retries with backoff for up to
@@ -52,10 +63,10 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -70,6 +81,8 @@ REQUIRED_VIDEO_ATTRS = ("fps", "n_frames", "height", "width", "config_sha256", "
 REQUIRED_VIDEO_ARRAYS = ("frames/index", "pose/keypoints", "pose/boxes", "pose/box_scores",
                          "pose/roles")
 _STR = h5py.string_dtype("utf-8")
+#: bytes of free space a commit leaves beyond twice the staged video (HDF5 metadata, the labels)
+SPACE_MARGIN = 1 << 20
 #: seconds an open waits for another process's HDF5 file lock before giving up
 LOCK_TIMEOUT = 5.0
 #: the same for a writer's opens: a reader such as `aqa-data verify` may hold a large cache for
@@ -83,6 +96,75 @@ class CacheError(RuntimeError):
 
 class CacheLockedError(CacheError):
     """The file is held open by another process (HDF5 file lock); retry later."""
+
+
+class CacheFullError(CacheError):
+    """No room for the next commit on the cache's file system: every video committed before is
+    kept; free space, then re-run the same command to resume."""
+
+
+class CacheDamagedError(CacheError):
+    """Part of the file's HDF5 structure cannot be read (a crash, a flipped byte): run
+    ``aqa-data verify`` to see what, ``aqa-data repair`` to rebuild it from what is readable."""
+
+
+#: what h5py raises on a damaged file: its own errors, and KeyError for an unreadable link
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+
+
+def _is_no_space(e: BaseException) -> bool:
+    """Whether ``e`` is a write that failed for want of space (h5py raises OSError or
+    RuntimeError, with the errno or only in the message)."""
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
+
+
+def _full_error(path: Path, need: int | None = None) -> CacheFullError:
+    free = shutil.disk_usage(path.parent).free
+    what = f"{need / 2**20:.1f} MiB needed, " if need is not None else ""
+    return CacheFullError(
+        f"{path}: no space left on its file system ({what}{free / 2**20:.1f} MiB free); the run "
+        "stopped, and the cache holds every video committed before: free space, then re-run the "
+        "same command to resume")
+
+
+def safe_id(name: str) -> str:
+    """``name`` with every byte that is not UTF-8 (a surrogate escape of :func:`os.fsdecode`)
+    written as ``\\xNN``: a video id or text that HDF5 can store, the same on every run."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _set_attr(attrs, key: str, value) -> None:
+    """``attrs[key] = value``; text that is not UTF-8 is stored as :func:`safe_id` text, its
+    original bytes (``os.fsencode``) as ``<key>_bytes``, so nothing is lost."""
+    if isinstance(value, str) and (safe := safe_id(value)) != value:
+        with contextlib.suppress(UnicodeEncodeError):
+            attrs[f"{key}_bytes"] = np.void(value.encode("utf-8", "surrogateescape"))
+        value = safe
+    attrs[key] = value
+
+
+def _members(f: h5py.File, name: str = "videos") -> dict[str, h5py.Group]:
+    """The readable groups under ``/<name>`` (name -> group) whose ``status`` can be read: a
+    member whose link, header or attributes are damaged is left out (:func:`verify` reports it,
+    :func:`aqa.data.integrity.repair` drops it)."""
+    try:
+        parent = f.get(name)
+        names = list(parent) if isinstance(parent, h5py.Group) else []
+    except _H5_ERRORS:
+        return {}
+    out = {}
+    for k in names:
+        try:
+            g = parent[k]
+            if isinstance(g, h5py.Group):
+                g.attrs.get("status")
+                out[k] = g
+        except _H5_ERRORS:
+            continue
+    return out
 
 
 def aqa_version() -> str:
@@ -106,9 +188,31 @@ def _dataset_kwargs(arr: np.ndarray) -> dict:
                 fletcher32=True)
 
 
+def _unreadable(g: h5py.Group) -> str:
+    """Why the video group ``g`` cannot be used (a required array missing, an array that does not
+    read back: fletcher32 checksum, damaged chunk index), or "" when every array reads."""
+    try:
+        missing = [k for k in REQUIRED_VIDEO_ARRAYS if k not in g]
+        if missing:
+            return f"array {missing[0]!r} missing"
+        names: list[str] = []
+        g.visit(lambda name: names.append(name) if isinstance(g[name], h5py.Dataset) else None)
+    except _H5_ERRORS as e:
+        return f"unreadable structure: {e}"
+    for name in names:
+        try:
+            g[name][()]
+        except _H5_ERRORS as e:
+            return f"{name} unreadable: {e}"
+    return ""
+
+
 @contextlib.contextmanager
 def _writer_lock(path: Path):
-    lock_path = path.with_name(path.name + ".lock")
+    """One writer per file: an exclusive ``fcntl`` lock on ``<real path>.lock`` (symlinks
+    resolved, so the file reached by two paths has one lock)."""
+    real = Path(os.path.realpath(path))
+    lock_path = real.with_name(real.name + ".lock")
     fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
     try:
         try:
@@ -156,7 +260,12 @@ def _open_checked(path: Path, mode: str) -> h5py.File:
         f = _open_h5(path, mode)
     except OSError as e:
         raise CacheError(f"{path}: not a readable HDF5 file ({e})") from None
-    fmt = f.attrs.get("format")
+    try:
+        fmt = f.attrs.get("format")
+    except _H5_ERRORS as e:
+        f.close()
+        raise CacheDamagedError(f"{path}: the file's root is damaged ({e}); `aqa-data repair "
+                                f"{path}` rebuilds it from what is readable") from None
     if fmt is not None and fmt != FORMAT:
         f.close()
         raise CacheError(f"{path}: format attribute is {fmt!r}, expected {FORMAT!r}")
@@ -184,6 +293,7 @@ class CacheWriter:
         self.weights = dict(weights or {})
         self.untrained = bool(untrained)
         self._untrained_ids: set[str] = set()  # videos in the file that hold untrained features
+        self._damage: dict[str, str] = {}  # video id -> why it is damaged ("" when it is not)
         self._lock = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -194,8 +304,15 @@ class CacheWriter:
         try:
             with self._file() as f:
                 self._init_root(f)
-                if "_incomplete" in f:  # leftovers of an interrupted writer: redone by the caller
-                    del f["_incomplete"]
+                try:
+                    if "_incomplete" in f:  # an interrupted writer's leftovers: redone by the caller
+                        del f["_incomplete"]
+                    _finish_labels_swap(f)
+                except _H5_ERRORS as e:
+                    raise CacheDamagedError(
+                        f"{self.path}: the leftovers of an interrupted write cannot be removed "
+                        f"({e}): the file is damaged; `aqa-data repair {self.path}` rebuilds it "
+                        "from every readable video, then re-run to redo the rest") from None
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
@@ -207,13 +324,88 @@ class CacheWriter:
             self._lock = None
 
     @contextlib.contextmanager
-    def _file(self):
-        f = _open_checked(self.path, "a")
+    def _file(self, reserve: int = SPACE_MARGIN // 4):
+        """The cache open for writing; a full file system is a :class:`CacheFullError` (HDF5
+        reports a failed write as OSError or RuntimeError, and closing the file after one fails
+        again with another message)."""
+        size = self._reserve(reserve)
+        try:
+            f = _open_checked(self.path, "a")
+        except BaseException as e:
+            if size is not None:   # not opened: HDF5 will not cut the reserve off
+                os.truncate(self.path, size)
+            if isinstance(e, (OSError, RuntimeError)) and _is_no_space(e):
+                raise _full_error(self.path) from None
+            raise
         try:
             yield f
             f.flush()
-        finally:
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                f.close()
+            if isinstance(e, (OSError, RuntimeError)) and _is_no_space(e):
+                raise _full_error(self.path) from None
+            raise
+        try:
             f.close()
+        except (OSError, RuntimeError) as e:
+            raise _full_error(self.path) if _is_no_space(e) else e from None
+
+    def _check_space(self, need: int) -> None:
+        """Refuse (:class:`CacheFullError`) a commit of ``need`` bytes that the file system has no
+        room for, twice over plus :data:`SPACE_MARGIN`, before the cache is touched."""
+        need = 2 * need + SPACE_MARGIN
+        if shutil.disk_usage(self.path.parent).free < need:
+            raise _full_error(self.path, need)
+
+    def _reserve(self, n: int) -> int | None:
+        """Allocate ``n`` bytes past the end of the cache file before HDF5 opens it: HDF5 writes
+        the commit into blocks the file system has already given, so a full disk is met here, as
+        a :class:`CacheFullError`, not inside the HDF5 library (whose state after a failed write
+        is undefined: it may crash on close). HDF5 cuts the file back to its data when it
+        closes it. A file system without ``fallocate`` relies on :meth:`_check_space` alone.
+        Only an intact file gets a reserve: one cut short (EOF before the end HDF5 recorded) must
+        stay so, or HDF5 would read the zeros as structure. Returns the file's size before (None:
+        no reserve)."""
+        if not self.path.exists():
+            return None
+        try:
+            _open_h5(self.path, "r").close()
+        except (OSError, RuntimeError):
+            return None   # not intact: the open that follows reports it
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            os.posix_fallocate(fd, size, n)
+        except OSError as e:
+            if _is_no_space(e):
+                os.ftruncate(fd, size)
+                raise _full_error(self.path, n) from None
+        finally:
+            os.close(fd)
+        return size
+
+    def _stage(self, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> h5py.File:
+        """One video's attrs and arrays, compressed and checksummed, in an HDF5 file in memory
+        (the caller closes it): the work of a commit done before the cache is opened."""
+        s = h5py.File(f"staging-{id(arrays)}", "w", driver="core", backing_store=False)
+        try:
+            g = s.create_group("video")
+            for key, value in attrs.items():
+                _set_attr(g.attrs, key, value)
+            g.attrs["config_sha256"] = self.config_sha256
+            g.attrs["untrained"] = self.untrained
+            for rel, arr in arrays.items():
+                arr = np.asarray(arr)
+                g.create_dataset(rel, data=arr, **_dataset_kwargs(arr))
+            s.flush()
+        except BaseException:
+            s.close()
+            raise
+        return s
 
     def _init_root(self, f: h5py.File) -> None:
         a = f.attrs
@@ -242,12 +434,23 @@ class CacheWriter:
 
     # -- videos ----------------------------------------------------------------------------
     def complete_ids(self) -> set[str]:
-        """Ids of complete videos whose config hash matches this writer's config."""
+        """Ids of complete videos whose config hash matches this writer's config and whose arrays
+        all read back (checksums): a damaged video is left out, so a run redoes it, with a
+        warning (once per writer) naming what is damaged."""
         with _open_checked(self.path, "r") as f:
-            vids = f.get("videos", {})
-            return {k for k, g in vids.items()
-                    if g.attrs.get("status") == "complete"
-                    and g.attrs.get("config_sha256") == self.config_sha256}
+            out = set()
+            for k, g in _members(f).items():
+                if (g.attrs.get("status") != "complete"
+                        or g.attrs.get("config_sha256") != self.config_sha256):
+                    continue
+                if k not in self._damage:
+                    self._damage[k] = _unreadable(g)
+                    if self._damage[k]:
+                        warnings.warn(f"{self.path}: videos/{k} is damaged ({self._damage[k]}): "
+                                      "it is extracted again", UserWarning, stacklevel=2)
+                if not self._damage[k]:
+                    out.add(k)
+            return out
 
     def is_complete(self, video_id: str) -> bool:
         return video_id in self.complete_ids()
@@ -260,7 +463,7 @@ class CacheWriter:
         keys = ("source_sha256", "source_size", "source_mtime_ns", "view_of")
         with _open_checked(self.path, "r") as f:
             return {k: {a: g.attrs[a] for a in keys if a in g.attrs}
-                    for k, g in f.get("videos", {}).items()
+                    for k, g in _members(f).items()
                     if g.attrs.get("status") == "complete"
                     and g.attrs.get("config_sha256") == self.config_sha256}
 
@@ -269,7 +472,7 @@ class CacheWriter:
         config): what a changed source file makes stale."""
         out: dict[str, list[str]] = {}
         with _open_checked(self.path, "r") as f:
-            for k, g in sorted(f.get("videos", {}).items()):
+            for k, g in sorted(_members(f).items()):
                 if "view_of" in g.attrs:
                     out.setdefault(str(g.attrs["view_of"]), []).append(k)
         return out
@@ -306,50 +509,61 @@ class CacheWriter:
             return dict(g.attrs), {k: g[k][()] for k in REQUIRED_VIDEO_ARRAYS}
 
     def write_video(self, video_id: str, attrs: Mapping, arrays: Mapping[str, np.ndarray]) -> None:
-        """Commit one video: write under /_incomplete/<id>, then move to /videos/<id>.
+        """Commit one video: stage it in a file of its own, check the free space, then copy it
+        under /_incomplete/<id> and move it to /videos/<id> (see the module docstring).
 
         ``arrays`` maps relative paths (``"features/kin_pose/whole"``) to numpy arrays. An
         existing /videos/<id> (e.g. from another config) is replaced only once the new one is
-        fully written.
+        fully written. No room: :class:`CacheFullError`, the cache as it was.
         """
         _check_id(video_id)
         missing = [k for k in REQUIRED_VIDEO_ARRAYS if k not in arrays]
         if missing:
             raise CacheError(f"video {video_id!r}: missing required arrays {missing}")
-        with self._file() as f:
-            tmp = f"_incomplete/{video_id}"
-            if tmp in f:
-                del f[tmp]
-            g = f.create_group(tmp)
-            for key, value in attrs.items():
-                g.attrs[key] = value
-            g.attrs["config_sha256"] = self.config_sha256
-            g.attrs["untrained"] = self.untrained
-            for rel, arr in arrays.items():
-                arr = np.asarray(arr)
-                g.create_dataset(rel, data=arr, **_dataset_kwargs(arr))
-            f.flush()
-            final = f"videos/{video_id}"
-            if final in f:
-                del f[final]
-            configs = json.loads(f.attrs.get("configs_json", "{}"))
-            if self.config_sha256 not in configs:
-                configs[self.config_sha256] = self.config
-                f.attrs["configs_json"] = json.dumps(configs, sort_keys=True, default=str)
-            if f.attrs.get("config_json") != (cj := self._config_json()):
-                f.attrs["config_json"] = cj
-            weights = json.loads(f.attrs.get("weights", "{}"))
-            if any(weights.get(k) != v for k, v in self.weights.items()):
-                f.attrs["weights"] = json.dumps({**weights, **self.weights}, sort_keys=True)
-            (self._untrained_ids.add if self.untrained else self._untrained_ids.discard)(video_id)
-            f.attrs["untrained"] = bool(self._untrained_ids)
-            f.move(tmp, final)
-            f[final].attrs["status"] = "complete"
+        with self._stage(attrs, arrays) as staged:
+            size = staged.id.get_filesize()
+            self._check_space(size)
+            with self._file(reserve=size + SPACE_MARGIN // 4) as f:
+                self._commit(f, video_id, staged["video"])
+        self._damage.pop(video_id, None)
+
+    def _commit(self, f: h5py.File, video_id: str, staged: h5py.Group) -> None:
+        """Copy the staged video under /_incomplete/<id>, then move it to /videos/<id>."""
+        tmp = f"_incomplete/{video_id}"
+        if tmp in f:
+            del f[tmp]
+        f.require_group("_incomplete")
+        f.copy(staged, tmp)
+        final = f"videos/{video_id}"
+        if final in f:
+            del f[final]
+        configs = json.loads(f.attrs.get("configs_json", "{}"))
+        if self.config_sha256 not in configs:
+            configs[self.config_sha256] = self.config
+            f.attrs["configs_json"] = json.dumps(configs, sort_keys=True, default=str)
+        if f.attrs.get("config_json") != (cj := self._config_json()):
+            f.attrs["config_json"] = cj
+        weights = json.loads(f.attrs.get("weights", "{}"))
+        if any(weights.get(k) != v for k, v in self.weights.items()):
+            f.attrs["weights"] = json.dumps({**weights, **self.weights}, sort_keys=True)
+        (self._untrained_ids.add if self.untrained else self._untrained_ids.discard)(video_id)
+        f.attrs["untrained"] = bool(self._untrained_ids)
+        f.move(tmp, final)
+        f[final].attrs["status"] = "complete"
 
     # -- labels ----------------------------------------------------------------------------
     def write_labels(self, rows: Sequence[LabelRow]) -> None:
-        """Replace the /labels table with ``rows`` (see :mod:`aqa.data.labels`)."""
-        with self._file() as f:
+        """Replace the /labels table with ``rows`` (see :mod:`aqa.data.labels`); a table that
+        holds them already is left as it is."""
+        rows = list(rows)
+        with _open_checked(self.path, "r") as f:
+            try:
+                if "labels" in f and _same_rows(_read_labels(f), rows):
+                    return
+            except _H5_ERRORS:  # unreadable: replaced below
+                pass
+        self._check_space(200 * len(rows))
+        with self._file(reserve=400 * len(rows) + SPACE_MARGIN // 4) as f:
             _write_labels(f, rows)
 
 
@@ -357,7 +571,7 @@ def _untrained_videos(f: h5py.File) -> set[str]:
     """Ids of the videos in ``f`` that hold untrained features: by each video's ``untrained`` mark;
     a video written before those marks existed counts as untrained when the root mark is set."""
     root = bool(f.attrs.get("untrained", False))
-    return {vid for vid, g in f.get("videos", {}).items()
+    return {vid for vid, g in _members(f).items()
             if bool(g.attrs.get("untrained", root))}
 
 
@@ -366,10 +580,37 @@ def _check_id(video_id: str) -> None:
         raise CacheError(f"invalid video id {video_id!r} (no '/' and not empty)")
 
 
+def _same_row(a: LabelRow, b: LabelRow) -> bool:
+    """Equal label rows, NaN equal to NaN."""
+    da, db = a.as_dict(), b.as_dict()
+    if da.keys() != db.keys():
+        return False
+    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x)
+                          and math.isnan(y)) for x, y in ((da[k], db[k]) for k in da))
+
+
+def _same_rows(a: Sequence[LabelRow], b: Sequence[LabelRow]) -> bool:
+    return len(a) == len(b) and all(_same_row(x, y) for x, y in zip(a, b))
+
+
+_LABELS_NEW = "_labels_new"
+
+
+def _finish_labels_swap(f: h5py.File) -> None:
+    """Complete or undo a labels rewrite that was interrupted (see :func:`_write_labels`)."""
+    if _LABELS_NEW in f:
+        if "labels" in f:
+            del f[_LABELS_NEW]      # the old table is whole: the new one may not be
+        else:
+            f.move(_LABELS_NEW, "labels")
+
+
 def _write_labels(f: h5py.File, rows: Sequence[LabelRow]) -> None:
-    if "labels" in f:
-        del f["labels"]
-    g = f.create_group("labels")
+    """Write the table as ``/_labels_new``, flush, then swap it for ``/labels``: an interrupted
+    rewrite leaves the old table or the whole new one, never a part."""
+    if _LABELS_NEW in f:
+        del f[_LABELS_NEW]
+    g = f.create_group(_LABELS_NEW)
     g.create_dataset("video_id", data=np.array([r.video_id for r in rows], dtype=object), dtype=_STR)
     g.create_dataset("score", data=np.array([r.score for r in rows], dtype=np.float64))
     g.create_dataset("action", data=np.array([r.action for r in rows], dtype=object), dtype=_STR)
@@ -382,12 +623,18 @@ def _write_labels(f: h5py.File, rows: Sequence[LabelRow]) -> None:
     for k in subs:
         sg.create_dataset(k, data=np.array([r.sub_scores.get(k, math.nan) for r in rows],
                                            dtype=np.float64))
+    f.flush()
+    if "labels" in f:
+        del f["labels"]
+    f.move(_LABELS_NEW, "labels")
 
 
 def _read_labels(f: h5py.File) -> list[LabelRow]:
-    if "labels" not in f:
+    """The labels table (the new one of a rewrite interrupted between its two steps)."""
+    name = "labels" if "labels" in f else _LABELS_NEW if _LABELS_NEW in f else None
+    if name is None:
         return []
-    g = f["labels"]
+    g = f[name]
     ids = [s.decode() if isinstance(s, bytes) else s for s in g["video_id"][()]]
     dec = lambda ds: [s.decode() if isinstance(s, bytes) else str(s) for s in ds[()]]  # noqa: E731
     actions, splits = dec(g["action"]), dec(g["split"])
@@ -397,6 +644,26 @@ def _read_labels(f: h5py.File) -> list[LabelRow]:
                      difficulty=float(diff[i]), split=splits[i],
                      sub_scores={k: float(a[i]) for k, a in subs.items()})
             for i, v in enumerate(ids)]
+
+
+def _damage_is_an_error(method):
+    """Turn h5py's error on a damaged part of the file (OSError, RuntimeError, a KeyError
+    "Unable to open object") into a :class:`CacheDamagedError` that names the file and says
+    what to do; the reader's own KeyErrors (no such video, family) pass as they are."""
+    import functools
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, RuntimeError, KeyError) as e:
+            if isinstance(e, CacheError) or (isinstance(e, KeyError)
+                                             and "Unable to" not in str(e)):
+                raise
+            raise CacheDamagedError(
+                f"{self.path}: damaged ({type(e).__name__}: {e}); `aqa-data verify` lists what "
+                "is damaged, `aqa-data repair` rebuilds the file from what is readable") from None
+    return guarded
 
 
 class CacheReader:
@@ -413,6 +680,7 @@ class CacheReader:
         self._f = _open_checked(self.path, "r")
         self._allowed: set[str] | None = None  # hashes of the root config(s), read on first use
         self._views: dict[str, list[str]] | None = None  # views(), read on first use
+        self._members: dict[str, h5py.Group] | None = None  # the readable /videos, read once
         if self._f.attrs.get("format") != FORMAT:
             self._f.close()
             raise CacheError(f"{self.path}: not an aqa cache (no format={FORMAT!r} attribute)")
@@ -426,12 +694,14 @@ class CacheReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @_damage_is_an_error
     def video_ids(self, views: bool = False) -> list[str]:
         """Ids of the complete videos; augmented views (:mod:`aqa.data.views`) only with ``views``."""
-        vids = self._f.get("videos", {})
+        vids = self._videos()
         return sorted(k for k, g in vids.items() if g.attrs.get("status") == "complete"
                       and (views or "view_of" not in g.attrs))
 
+    @_damage_is_an_error
     def views(self) -> dict[str, list[str]]:
         """Canonical view name -> sorted ids of the source videos that have that view (read once
         per reader: the file cannot change while it is open for reading). A view whose source is
@@ -439,12 +709,20 @@ class CacheReader:
         if self._views is None:
             out: dict[str, list[str]] = {}
             sources = set(self.video_ids())
-            for g in self._f.get("videos", {}).values():
+            for g in self._videos().values():
                 if (g.attrs.get("status") == "complete" and "view_of" in g.attrs
                         and str(g.attrs["view_of"]) in sources):
                     out.setdefault(str(g.attrs["view"]), []).append(str(g.attrs["view_of"]))
             self._views = {name: sorted(ids) for name, ids in sorted(out.items())}
         return {name: list(ids) for name, ids in self._views.items()}
+
+    @_damage_is_an_error
+    def _videos(self) -> dict[str, h5py.Group]:
+        """The readable members of /videos (:func:`_members`), read once per reader: the file
+        cannot change while it is open for reading."""
+        if self._members is None:
+            self._members = _members(self._f)
+        return self._members
 
     def view_ids(self, ids: Iterable[str], view: str) -> list[str]:
         """The cache ids of view ``view`` (a canonical name) of each of ``ids``, in order; a source
@@ -462,12 +740,14 @@ class CacheReader:
                 f"the extraction with --view {view}")
         return [view_id(v, view) for v in ids]
 
+    @_damage_is_an_error
     def group(self, video_id: str) -> h5py.Group:
         g = self._f.get(f"videos/{video_id}")
         if g is None or g.attrs.get("status") != "complete":
             raise KeyError(f"{self.path}: no complete video {video_id!r}")
         return g
 
+    @_damage_is_an_error
     def families(self) -> list[str]:
         """Feature families present in every complete video (sorted)."""
         common = None
@@ -525,6 +805,7 @@ class CacheReader:
         out = np.stack(arrays)
         return out if out.dtype.kind in "iub" else out.astype(np.float32, copy=False)  # indices stay int
 
+    @_damage_is_an_error
     def load(self, family: str, ids: Iterable[str] | None = None, part: str = "whole") -> np.ndarray:
         """Stack ``features/<family>/<part>`` over ``ids``: (n,S,D) for whole, (n,S,J,D) for joints.
 
@@ -546,16 +827,20 @@ class CacheReader:
             raise KeyError(f"{self.path}: no feature family {family!r}; has {self.families()}")
         return self._stack(f"features/{family}/{part}", ids)
 
+    @_damage_is_an_error
     def load_camera(self, ids: Iterable[str] | None = None) -> np.ndarray:
         return self._stack("motion/camera", self._ids(ids))
 
+    @_damage_is_an_error
     def pose(self, video_id: str) -> dict[str, np.ndarray]:
         g = self._data_group(video_id)
         return {k: self._read(g, f"pose/{k}", video_id) for k in g["pose"]}
 
+    @_damage_is_an_error
     def video_attrs(self, video_id: str) -> dict:
         return dict(self.group(video_id).attrs)
 
+    @_damage_is_an_error
     def video_config(self, video_id: str) -> dict:
         """The extraction config that wrote ``video_id`` (``configs_json`` by its config hash;
         the root config when that hash is not recorded)."""
@@ -564,111 +849,27 @@ class CacheReader:
                          self.provenance()["config"])
 
     def labels(self) -> list[LabelRow]:
-        return _read_labels(self._f)
+        try:
+            return _read_labels(self._f)
+        except Exception as e:  # noqa: BLE001 - any damage of the table is the same to the user
+            raise CacheDamagedError(f"{self.path}: the labels table is unreadable ({type(e).__name__}:"
+                                    f" {e}); `aqa-data repair` rebuilds the file without it, then "
+                                    "re-run the extraction with --labels") from None
 
     def provenance(self) -> dict:
+        try:
+            return self._provenance()
+        except Exception as e:  # noqa: BLE001 - damaged or not JSON
+            raise CacheDamagedError(f"{self.path}: the root attributes are unreadable "
+                                    f"({type(e).__name__}: {e})") from None
+
+    def _provenance(self) -> dict:
         a = self._f.attrs
         return {"format": a.get("format"), "format_version": int(a.get("format_version", 0)),
                 "aqa_version": a.get("aqa_version"), "created_utc": a.get("created_utc"),
                 "config": json.loads(a.get("config_json", "{}")),
                 "weights": json.loads(a.get("weights", "{}")),
                 "untrained": bool(a.get("untrained", False))}
-
-
-# --------------------------------------------------------------------------------------------
-# verify
-@dataclass
-class VerifyReport:
-    path: str
-    format_version: int | None = None
-    n_videos: int = 0          # complete source videos
-    n_views: int = 0           # complete augmented views (see aqa.data.views)
-    families: dict[str, dict[str, list]] = field(default_factory=dict)  # fam -> part -> shape
-    n_labels: int = 0
-    untrained: bool = False
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    busy: str = ""      # set when another process holds the file's lock (not a defect of the file)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and not self.busy
-
-    def as_dict(self) -> dict:
-        return {"path": self.path, "ok": self.ok, "busy": self.busy,
-                "format_version": self.format_version,
-                "n_videos": self.n_videos, "n_views": self.n_views, "families": self.families,
-                "n_labels": self.n_labels,
-                "untrained": self.untrained, "problems": self.problems, "warnings": self.warnings}
-
-
-def _read_all(ds: h5py.Dataset) -> np.ndarray:
-    """Read a dataset fully; fletcher32 makes a corrupted chunk raise OSError here."""
-    return ds[()]
-
-
-def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
-    """Check a cache completely: format, attributes, every array (checksums), shapes, labels,
-    and that the root config describes every video. A file locked by another process is reported
-    as ``busy`` (after :data:`LOCK_TIMEOUT` seconds of retries), not as a problem."""
-    path = Path(path)
-    rep = VerifyReport(str(path))
-    try:
-        f = _open_h5(path, "r")
-    except CacheLockedError as e:
-        rep.busy = str(e)
-        return rep
-    except OSError as e:
-        rep.problems.append(f"cannot open as HDF5: {e}")
-        return rep
-    with f:
-        a = f.attrs
-        if a.get("format") != FORMAT:
-            rep.problems.append(f"format attribute is {a.get('format')!r}, expected {FORMAT!r}")
-            return rep
-        rep.format_version = int(a.get("format_version", -1))
-        if rep.format_version != FORMAT_VERSION:
-            rep.problems.append(f"format_version {rep.format_version} not supported ({FORMAT_VERSION})")
-        for k in ("aqa_version", "created_utc", "config_json", "weights", "untrained"):
-            if k not in a:
-                rep.problems.append(f"root attribute {k!r} missing")
-        rep.untrained = bool(a.get("untrained", False))
-        for k in ("config_json", "weights"):
-            try:
-                json.loads(a.get(k, "{}"))
-            except ValueError:
-                rep.problems.append(f"root attribute {k!r} is not valid JSON")
-        if "_incomplete" in f and len(f["_incomplete"]):
-            rep.warnings.append(f"{len(f['_incomplete'])} interrupted video write(s) under "
-                                f"/_incomplete ({', '.join(list(f['_incomplete'])[:5])}); "
-                                "re-run the extraction to redo them")
-        vids = f.get("videos", {})
-        items = list(vids.items())
-        if progress:
-            from tqdm import tqdm
-            items = tqdm(items, desc="verify", unit="video")
-        for vid, g in items:
-            _verify_video(vid, g, rep)
-        complete = {v: g for v, g in vids.items() if g.attrs.get("status") == "complete"}
-        views = {v: g for v, g in complete.items() if "view_of" in g.attrs}
-        rep.n_videos, rep.n_views = len(complete) - len(views), len(views)
-        _verify_views(views, complete, rep)
-        _verify_configs(a, vids, rep)
-        marked = sorted(v for v, g in vids.items() if g.attrs.get("untrained", False))
-        if marked and not rep.untrained:
-            rep.problems.append(f"{len(marked)} video(s) hold untrained features (e.g. {marked[:3]}) "
-                                "but the root 'untrained' mark is false")
-        if "labels" in f:
-            try:
-                rows = _read_labels(f)
-                rep.n_labels = len(rows)
-                ids = {r.video_id for r in rows}
-                unl = [v for v in vids if v not in ids and "view_of" not in vids[v].attrs]
-                if unl and rows:
-                    rep.warnings.append(f"{len(unl)} video(s) without a label row, e.g. {unl[:3]}")
-            except Exception as e:  # noqa: BLE001 - report, don't crash
-                rep.problems.append(f"labels table unreadable: {e}")
-    return rep
 
 
 def _root_config_hashes(attrs) -> set[str]:
@@ -682,224 +883,17 @@ def _root_config_hashes(attrs) -> set[str]:
     return {config_hash(root)}
 
 
-def _verify_configs(attrs, vids, rep: VerifyReport) -> None:
-    """A complete video extracted with another config than the root's is a provenance problem."""
-    allowed = _root_config_hashes(attrs)
-    other: dict[str, list[str]] = {}
-    for vid, g in vids.items():
-        h = g.attrs.get("config_sha256")
-        if g.attrs.get("status") == "complete" and h is not None and h not in allowed:
-            other.setdefault(str(h), []).append(vid)
-    if not other:
-        return
-    try:
-        known = json.loads(attrs.get("configs_json", "{}"))
-    except ValueError:
-        known = {}
-    for h, ids in sorted(other.items()):
-        cfg = json.dumps(known[h], sort_keys=True, default=str) if h in known else "not recorded"
-        cfg = cfg if len(cfg) <= 240 else cfg[:237] + "..."
-        rep.problems.append(
-            f"{len(ids)} video(s) ({', '.join(sorted(ids)[:3])}{', ...' if len(ids) > 3 else ''}) "
-            f"were extracted with config {h[:12]} ({cfg}), not the root config_json: re-run the "
-            "extraction with one config to redo them, or extract into a separate file")
+#: the maintenance functions live in :mod:`aqa.data.integrity`; importable from here as before
+_INTEGRITY = ("VerifyReport", "verify", "merge", "repair", "view_mismatch")
 
 
-def _verify_views(views: Mapping, complete: Mapping, rep: VerifyReport) -> None:
-    """Each view names a view by its canonical name and a complete source video, under the id it
-    implies, and was made from the same file and config as that source."""
-    from .views import parse_view, view_id
-
-    for vid, g in sorted(views.items()):
-        src, name = str(g.attrs["view_of"]), str(g.attrs.get("view", ""))
-        try:
-            canonical = parse_view(name).name
-        except ValueError as e:
-            rep.problems.append(f"videos/{vid}: view attribute {name!r} is not a view ({e})")
-            continue
-        if name != canonical:
-            rep.problems.append(f"videos/{vid}: view attribute {name!r} is not the canonical "
-                                f"name {canonical!r} (readers look views up by it)")
-        elif vid != view_id(src, canonical):
-            rep.problems.append(f"videos/{vid}: a view {canonical!r} of {src!r} must be "
-                                f"stored as {view_id(src, canonical)!r}")
-        elif src not in complete or "view_of" in complete[src].attrs:
-            rep.warnings.append(f"videos/{vid}: its source video {src!r} is not in the cache")
-        elif (why := view_mismatch(g.attrs, complete[src].attrs)):
-            rep.problems.append(f"videos/{vid}: {why} than its source {src!r}: re-run the "
-                                f"extraction with --view {canonical} to redo it")
+def __getattr__(name: str):
+    if name in _INTEGRITY:
+        from . import integrity
+        return getattr(integrity, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def view_mismatch(view_attrs: Mapping, source_attrs: Mapping) -> str | None:
-    """Why a view cannot stand beside its source (made from another version of the file, or
-    with another config), else None."""
-    if view_attrs.get("source_sha256") != source_attrs.get("source_sha256"):
-        return "made from another version of the file"
-    if view_attrs.get("config_sha256") != source_attrs.get("config_sha256"):
-        return "extracted with another config"
-    return None
-
-
-def _verify_video(vid: str, g: h5py.Group, rep: VerifyReport) -> None:
-    where = f"videos/{vid}"
-    for k in REQUIRED_VIDEO_ATTRS:
-        if k not in g.attrs:
-            rep.problems.append(f"{where}: attribute {k!r} missing")
-    if g.attrs.get("status") != "complete":
-        rep.problems.append(f"{where}: status is {g.attrs.get('status')!r}, not 'complete'")
-    for k in REQUIRED_VIDEO_ARRAYS:
-        if k not in g:
-            rep.problems.append(f"{where}: array {k!r} missing")
-    arrays: dict[str, np.ndarray] = {}
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            try:
-                arrays[name] = _read_all(obj)
-            except (OSError, RuntimeError) as e:
-                rep.problems.append(f"{where}/{name}: unreadable (checksum/corruption): {e}")
-    g.visititems(visit)
-    kp = arrays.get("pose/keypoints")
-    if kp is not None and (kp.ndim != 4 or kp.shape[2:] != (17, 3)):
-        rep.problems.append(f"{where}: pose/keypoints shape {kp.shape}, expected (F,P,17,3)")
-    fi = arrays.get("frames/index")
-    if kp is not None and fi is not None and kp.shape[0] != fi.shape[0]:
-        rep.problems.append(f"{where}: pose has {kp.shape[0]} frames, frames/index {fi.shape[0]}")
-    for fam in g.get("features", {}):
-        base = f"features/{fam}"
-        whole, joints = arrays.get(f"{base}/whole"), arrays.get(f"{base}/joints")
-        start = arrays.get(f"{base}/clip_start")
-        shapes = rep.families.setdefault(fam, {})
-        if whole is None and joints is None:
-            rep.problems.append(f"{where}/{base}: neither whole nor joints")
-            continue
-        for part, arr, nd in (("whole", whole, 2), ("joints", joints, 3)):
-            if arr is None:
-                continue
-            if arr.ndim != nd:
-                rep.problems.append(f"{where}/{base}/{part}: {arr.ndim}-d, expected {nd}-d")
-            elif not np.isfinite(arr).all():
-                rep.problems.append(f"{where}/{base}/{part}: contains NaN/inf")
-            shape = ["S", *arr.shape[1:]]
-            if shapes.setdefault(part, shape) != shape:
-                rep.problems.append(f"{where}/{base}/{part}: shape {arr.shape} differs from other "
-                                    f"videos ({shapes[part]})")
-        steps = {a.shape[0] for a in (whole, joints, start) if a is not None}
-        if len(steps) > 1:
-            rep.problems.append(f"{where}/{base}: whole/joints/clip_start disagree on S: {steps}")
-
-
-# --------------------------------------------------------------------------------------------
-# merge
-def _same_row(a: LabelRow, b: LabelRow) -> bool:
-    """Equal label rows, NaN equal to NaN (shards each carry the whole labels table)."""
-    da, db = a.as_dict(), b.as_dict()
-    if da.keys() != db.keys():
-        return False
-    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x)
-                          and math.isnan(y)) for x, y in ((da[k], db[k]) for k in da))
-
-
-def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress: bool = True) -> dict:
-    """Join shard caches into one: every complete video, the union of labels and weights.
-
-    A video id present in two inputs is an error unless both copies have the same
-    ``source_sha256`` and ``config_sha256`` (and are both the same view, or both no view; then the
-    first is kept). A view that does not match its source from another input (another version
-    of the file, another config) is dropped with a warning. Returns a summary dict.
-    The merge is written to a hidden temporary file next to ``out`` and renamed to ``out`` only
-    when complete; a merge that fails (or is interrupted) leaves no ``out`` behind.
-    """
-    out = Path(out)
-    inputs = [Path(p) for p in inputs]
-    if not inputs:
-        raise CacheError("merge: no input caches given")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _writer_lock(out):
-        if out.exists():
-            raise CacheError(f"merge: output {out} already exists; choose a new file")
-        tmp = out.with_name(f".{out.name}.merging-{os.getpid()}")
-        try:
-            summary = _merge_into(inputs, tmp, progress)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-            tmp.with_name(tmp.name + ".lock").unlink(missing_ok=True)  # CacheWriter's lock of tmp
-    return {"out": str(out), **summary}
-
-
-def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
-    """The body of :func:`merge`: write the merged cache to the new file ``out``."""
-    from tqdm import tqdm
-
-    for p in inputs:
-        rep = verify(p)
-        if not rep.ok:
-            raise CacheError(f"merge: {p}: {rep.busy}" if rep.busy else
-                             f"merge: {p} is not a valid cache: {rep.problems[:3]}")
-    configs, weights, untrained, labels, history = set(), {}, False, {}, {}
-    with _open_checked(inputs[0], "r") as f0:
-        config = json.loads(f0.attrs["config_json"])
-    n_copied, n_dupes = 0, 0
-    with CacheWriter(out, config=config) as w, w._file() as fo:
-        seen: dict[str, tuple] = {}
-        for p in inputs:
-            with _open_checked(p, "r") as fi:
-                configs.add(fi.attrs["config_json"])
-                history.update(json.loads(fi.attrs.get("configs_json", "{}")))
-                weights.update(json.loads(fi.attrs["weights"]))
-                untrained |= bool(fi.attrs["untrained"])
-                for r in _read_labels(fi):
-                    prev = labels.get(r.video_id)
-                    if prev is not None and not _same_row(prev, r):
-                        raise CacheError(f"merge: conflicting labels for {r.video_id!r} in {p}")
-                    labels[r.video_id] = r
-                for vid in tqdm(sorted(fi.get("videos", {})), desc=f"merge {p.name}",
-                                unit="video", disable=not progress):
-                    g = fi[f"videos/{vid}"]
-                    key = tuple(g.attrs.get(k) for k in ("source_sha256", "config_sha256",
-                                                         "view_of", "view"))
-                    if vid in seen or vid in fo["videos"]:
-                        if seen.get(vid) == key:
-                            n_dupes += 1
-                            continue
-                        raise CacheError(f"merge: video {vid!r} appears in two inputs with "
-                                         f"different content/config (second: {p})")
-                    seen[vid] = key
-                    fi.copy(g, fo["videos"], name=vid)
-                    n_copied += 1
-        stale = _drop_stale_views(fo)
-        fo.attrs["weights"] = json.dumps(weights, sort_keys=True)
-        fo.attrs["untrained"] = untrained
-        fo.attrs["configs_json"] = json.dumps(history, sort_keys=True, default=str)
-        if len(configs) > 1:
-            fo.attrs["config_json"] = json.dumps(
-                {"merged_configs": [json.loads(c) for c in sorted(configs)]}, sort_keys=True)
-        if labels:
-            _write_labels(fo, list(labels.values()))
-    return {"inputs": len(inputs), "videos": n_copied - len(stale), "duplicates_skipped": n_dupes,
-            "stale_views_dropped": len(stale), "labels": len(labels), "configs": len(configs),
-            "untrained": untrained}
-
-
-def _drop_stale_views(f: h5py.File) -> list[str]:
-    """Delete the views of a merged file that came from another input than their source and do
-    not match it (:func:`view_mismatch`: one part holds a view of the old file, another the
-    re-extracted source); each is warned about. Returns their ids."""
-    vids = f["videos"]
-    stale = []
-    for vid in sorted(vids):
-        a = vids[vid].attrs
-        src = str(a.get("view_of", ""))
-        if src and src in vids and (why := view_mismatch(a, vids[src].attrs)):
-            warnings.warn(f"merge: dropped the view {vid!r}, {why} than its source {src!r} "
-                          f"(re-run the extraction with --view {a.get('view')} to redo it)",
-                          UserWarning, stacklevel=4)
-            stale.append(vid)
-    for vid in stale:
-        del vids[vid]
-    return stale
-
-
-__all__ = ["FORMAT", "FORMAT_VERSION", "LOCK_TIMEOUT", "WRITE_LOCK_TIMEOUT", "CacheError", "CacheLockedError", "CacheWriter", "CacheReader", "VerifyReport",
-           "verify", "merge", "config_hash", "BASE_COLUMNS"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "LOCK_TIMEOUT", "WRITE_LOCK_TIMEOUT", "CacheError",
+           "CacheLockedError", "CacheWriter", "CacheReader", "VerifyReport", "verify", "merge",
+           "repair", "config_hash", "BASE_COLUMNS"]

@@ -1,4 +1,4 @@
-"""`aqa-data`: cache verification and merging, dataset label tables, synthetic demo videos."""
+"""`aqa-data`: cache verification, merging and repair, dataset label tables, synthetic demo videos."""
 from __future__ import annotations
 
 import json
@@ -44,7 +44,7 @@ def main(ctx):
 def verify(cache, as_json):
     """Check CACHE fully (format, attributes, every array's checksum, shapes, provenance); exit 1
     if broken, 3 if another process holds it open (busy: retry later)."""
-    from .cache import verify as _verify
+    from .integrity import verify as _verify
 
     rep = _verify(cache, progress=not as_json)
     if as_json:
@@ -72,7 +72,8 @@ def verify(cache, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def merge(inputs, out, as_json):
     """Join shard caches INPUTS (from --shard K/N runs) into one cache OUT."""
-    from .cache import CacheError, merge as _merge
+    from .cache import CacheError
+    from .integrity import merge as _merge
 
     try:
         summary = _merge(inputs, out, progress=not as_json)
@@ -86,6 +87,32 @@ def merge(inputs, out, as_json):
                + (f"{summary['stale_views_dropped']} stale view(s) dropped, "
                   if summary['stale_views_dropped'] else "")
                + f"{summary['labels']} labels)")
+
+
+@main.command()
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def repair(cache, as_json):
+    """Rebuild a damaged CACHE from everything still readable (complete videos whose checksums
+    verify, labels, provenance) into a fresh file that replaces it; say what was dropped. Re-run
+    the extraction afterwards to redo the dropped videos."""
+    from .cache import CacheError
+    from .integrity import repair as _repair
+
+    try:
+        summary = _repair(cache, progress=not as_json)
+    except CacheError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(os_error(e))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    views = f", {summary['views']} views" if summary["views"] else ""
+    click.echo(f"repaired {cache}: kept {summary['videos']} videos{views}, "
+               f"{summary['labels']} labels; dropped {len(summary['dropped'])}")
+    for what, why in summary["dropped"]:
+        click.echo(f"  dropped {what}: {why}")
 
 
 @main.command()

@@ -57,7 +57,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from aqa.data.cache import CacheLockedError, CacheWriter
+from aqa.data.cache import CacheFullError, CacheLockedError, CacheWriter
 from aqa.data.labels import read_labels_csv
 from aqa.data.views import View, parse_views, view_id
 
@@ -940,7 +940,8 @@ def _extract_video(extractor: "Extractor", writer, bar, item: tuple, results: li
 @contextlib.contextmanager
 def _failures_recorded(results: list, save_manifest):
     """Record an error of the block as the failure (stage, error) of each of ``results`` and go on;
-    a locked cache stops the run (every later write would fail too), the manifest saved first."""
+    a locked cache, or a full file system, stops the run (every later write would fail too), the
+    manifest saved first where there is room for it."""
 
     def record(error: str, stage: str):
         for r in results:
@@ -951,9 +952,12 @@ def _failures_recorded(results: list, save_manifest):
         yield
     except StageError as e:
         record(f"{type(e.error).__name__}: {e.error}", e.stage)
-    except CacheLockedError as e:
+    except (CacheLockedError, CacheFullError) as e:
         record(str(e), "write")
-        save_manifest()
+        try:
+            save_manifest()
+        except OSError as why:
+            warnings.warn(f"the failures manifest could not be saved: {why}", stacklevel=3)
         raise
     except Exception as e:  # noqa: BLE001 - recorded in the manifest, the batch goes on
         record(f"{type(e).__name__}: {e}", "write")
@@ -1002,7 +1006,9 @@ def _with_relpath(item, root) -> tuple[str, Path, str]:
     """(video_id, path[, relpath]) -> (video_id, path, relpath); see :func:`run_extraction_items`."""
     if len(item) not in (2, 3):
         raise ValueError(f"expected (video_id, path) or (video_id, path, relpath), got {item!r}")
-    vid, path = str(item[0]), Path(item[1])
+    from aqa.data.cache import safe_id
+
+    vid, path = safe_id(str(item[0])), Path(item[1])  # a file name that is not UTF-8: \xNN
     if len(item) == 3:
         return vid, path, str(item[2])
     if root is not None:

@@ -336,7 +336,7 @@ def test_failed_merge_leaves_no_output_and_a_retry_works(tmp_path):
 
 
 def test_interrupted_merge_leaves_no_output(tmp_path, monkeypatch):
-    from aqa.data import cache
+    from aqa.data import integrity
 
     a = _write(tmp_path / "s0.h5", ["a"])
     with CacheWriter(a) as w:
@@ -345,7 +345,7 @@ def test_interrupted_merge_leaves_no_output(tmp_path, monkeypatch):
 
     def interrupt(*args):  # Ctrl-C while the merged file is being written
         raise KeyboardInterrupt
-    monkeypatch.setattr(cache, "_write_labels", interrupt)
+    monkeypatch.setattr(integrity, "_write_labels", interrupt)
     with pytest.raises(KeyboardInterrupt):
         merge([a], tmp_path / "m.h5", progress=False)
     assert set(os.listdir(tmp_path)) == before | {"m.h5.lock"}
