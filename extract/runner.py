@@ -57,7 +57,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from aqa.data.cache import CacheFullError, CacheLockedError, CacheWriter
+from aqa.data.cache import CacheFullError, CacheLockedError, CacheWriter, safe_id
 from aqa.data.labels import read_labels_csv
 from aqa.data.views import View, parse_views, view_id
 
@@ -1006,8 +1006,6 @@ def _with_relpath(item, root) -> tuple[str, Path, str]:
     """(video_id, path[, relpath]) -> (video_id, path, relpath); see :func:`run_extraction_items`."""
     if len(item) not in (2, 3):
         raise ValueError(f"expected (video_id, path) or (video_id, path, relpath), got {item!r}")
-    from aqa.data.cache import safe_id
-
     vid, path = safe_id(str(item[0])), Path(item[1])  # a file name that is not UTF-8: \xNN
     if len(item) == 3:
         return vid, path, str(item[2])
