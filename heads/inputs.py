@@ -14,7 +14,7 @@ A builder is ``build(reader, ids, feature) -> np.ndarray`` (``reader``: an open
                missing frames linearly interpolated, resampled to L=64 frames (Pose+DCT-SVR).
 
 Register a new one with ``@register_input("name")``, or name it as ``"module:function"`` in the
-head registry.
+head registry; :func:`aqa.heads.dataset.build_inputs` builds a head's X by its registry entry.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["register_input", "get_builder", "build_inputs", "default_feature", "families_with_joints",
+__all__ = ["register_input", "get_builder", "default_feature", "families_with_joints",
            "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
 
 _BUILDERS: dict[str, Callable] = {}
@@ -68,12 +68,6 @@ def families_with_joints(reader, fams: Iterable[str]) -> list[str]:
     """The families among ``fams`` whose ``joints`` part every video of the cache has."""
     ids = reader.video_ids()
     return [f for f in fams if all(f"features/{f}/joints" in reader.group(v) for v in ids)]
-
-
-def build_inputs(head_name: str, reader, ids, feature: str | None = None) -> np.ndarray:
-    """X for head ``head_name`` (its registry entry names the builder) over ``ids``."""
-    from .registry import input_builder
-    return input_builder(head_name)(reader, list(ids), feature)
 
 
 @register_input("jrg")

@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     from aqa.extract.runner import ExtractConfig, run_extraction
     from aqa.extract.backbones import DEFAULT_WEIGHTS
     from aqa.extract.weights import MissingWeightsError, checkpoints_for, resolve_first
-    from aqa.heads.bench import run_bench, to_markdown, write_report
+    from aqa.heads.bench import run_bench
+    from aqa.heads.report import to_markdown, write_report
 
     out = Path(args.out)
     t0 = time.perf_counter()

@@ -181,7 +181,9 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     from aqa.data.datasets import read_dataset
     from aqa.data.labels import write_labels_csv
     from aqa.extract.runner import ExtractConfig, run_extraction_items
-    from aqa.heads.bench import run_bench, score_ranges_of, takes_difficulty, write_report
+    from aqa.heads.bench import run_bench
+    from aqa.heads.dataset import score_ranges_of
+    from aqa.heads.report import takes_difficulty, write_report
 
     from aqa.heads.registry import resolve_heads
 
