@@ -164,8 +164,12 @@ def train(head, cache, labels, feature, split, test_split, seed, out, params, vi
     except _expected_errors() as e:
         fail(_reason(e))
     _untrained_note(res["untrained_features"])
+    if res["note"] and not as_json:
+        click.echo(f"note: {res['note']}")
     extra = {k: res[k] for k in ("head", "feature", "seed", "n_train", "n_test", "model_path",
                                  "untrained_features")}
+    if res["note"] and as_json:
+        extra["note"] = res["note"]
     if res["views"]:
         extra["views"] = f"{','.join(res['views'])} (+{res['n_train_views']} training rows)"
     _print_metrics(res["metrics"], as_json, extra)
@@ -191,7 +195,8 @@ def evaluate(model, cache, labels, split, trust_model, allow_other, as_json):
                                              "split": split, "n": res["n"]})
 
 
-@main.command(help="Predict scores with a trained head; writes CSV or JSON (by --out suffix) or prints CSV.")
+@main.command(help="Predict scores with a trained head; writes CSV or JSON (by --out suffix) or prints "
+                   "CSV: video_id, pred_score, and the action, true_score and split the labels give.")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False),
@@ -213,7 +218,7 @@ def predict(model, cache, labels, split, out, trust_model, allow_other):
     else:
         f = open(out, "w", newline="") if out else sys.stdout
         try:
-            w = csv.DictWriter(f, fieldnames=["video_id", "pred_score"])
+            w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["video_id", "pred_score"])
             w.writeheader()
             w.writerows(rows)
         finally:

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["EXTRA_COLUMNS", "load_rows", "select_rows", "warn_unmatched", "label_extras",
-           "build_inputs", "score_ranges_of"]
+           "build_inputs", "score_ranges_of", "has_splits", "head_feature", "load_xy"]
 
 #: labels column passed for each per-sample keyword a head declares in ``fit_extras``.
 EXTRA_COLUMNS = {"groups": "action", "difficulty": "difficulty"}
@@ -34,20 +34,30 @@ def load_rows(reader, labels=None):
 
 def select_rows(rows, split: str, available: Sequence[str]):
     """Rows whose split is in the comma-separated ``split`` (``all``: every row) and whose video is
-    in the cache; an empty selection is an error naming the split values present."""
+    in the cache; an empty selection is an error saying why (no such split value, or none of its
+    videos in the cache)."""
     have = set(available)
     wanted = None if split == "all" else {s.strip() for s in split.split(",") if s.strip()}
-    sel = [r for r in rows if (wanted is None or r.split in wanted) and r.video_id in have]
+    if wanted is not None and not wanted:
+        raise ValueError(f"no split value given ({split!r}); name one, or 'all' for every labelled video")
+    in_split = [r for r in rows if wanted is None or r.split in wanted]
+    sel = [r for r in in_split if r.video_id in have]
     if not sel:
         splits = sorted({r.split for r in rows})
-        missing = sum(r.video_id not in have for r in rows)
-        raise ValueError(f"no labelled videos in split {split!r} found in the cache "
-                         f"(split values: {splits}; {missing} of {len(rows)} labelled videos are not "
-                         f"in the cache)")
+        if not in_split:
+            raise ValueError(f"no labelled video has split {split!r}" + (
+                " (the labels have no split column)" if splits == [""] else f" (split values: {splits})"))
+        raise ValueError(f"none of the {len(in_split)} labelled videos in split {split!r} is in the "
+                         f"cache (e.g. {in_split[0].video_id!r})")
     bad = [r.video_id for r in sel if not math.isfinite(r.score)]
     if bad:
         raise ValueError(f"{len(bad)} selected videos have no score, e.g. {bad[:3]}")
     return sel
+
+
+def has_splits(rows) -> bool:
+    """Whether the labels say a split for any row (a table without a split column says none)."""
+    return any(r.split for r in rows)
 
 
 def warn_unmatched(rows, ids) -> None:
@@ -95,3 +105,29 @@ def score_ranges_of(rows) -> dict[str, tuple[float, float]]:
         lo, hi = out.get(r.action, (r.score, r.score))
         out[r.action] = (min(lo, r.score), max(hi, r.score))
     return {a: v for a, v in out.items() if v[1] > v[0]}
+
+
+def head_feature(reader, head: str, feature: str | None = None) -> str | None:
+    """``feature``, or the family ``head`` reads by default from this cache: the best one with
+    joint features for JRG, the best whole-scene one otherwise, none for pose trajectories."""
+    from . import registry
+    from .inputs import default_feature
+    if feature:
+        return feature
+    kind = registry.get(head).inputs
+    if kind == "pose_traj":
+        return None
+    return default_feature(reader, part="joints" if kind == "jrg" else "whole")
+
+
+def load_xy(cache, head: str, split: str = "all", labels=None, feature: str | None = None):
+    """``(X, y, groups)`` of head ``head`` over the labelled videos of ``cache`` in ``split``
+    (comma-separated split values, ``all`` = every labelled video): X as the head takes it,
+    y the scores, groups the actions (for ``GroupKFold``, or a head's ``groups=``).
+    ``labels``: a labels CSV or rows instead of the cache's /labels table; ``feature``: the
+    feature family (default: :func:`head_feature`)."""
+    from aqa.data.cache import CacheReader
+    with CacheReader(cache) as r:
+        rows = select_rows(load_rows(r, labels), split, r.video_ids())
+        X = build_inputs(head, r, [x.video_id for x in rows], head_feature(r, head, feature))
+    return X, np.array([x.score for x in rows], dtype=float), np.array([x.action for x in rows])

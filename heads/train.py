@@ -8,11 +8,13 @@ settings than the model's training cache.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import build_inputs, label_extras, load_rows, score_ranges_of, select_rows, warn_unmatched
+from .dataset import (build_inputs, has_splits, head_feature, label_extras, load_rows, score_ranges_of, select_rows,
+                      warn_unmatched)
 
 __all__ = ["run_train_eval", "check_comparable", "load_model", "model_inputs", "evaluate_model",
            "predict_model", "explain_model"]
@@ -26,27 +28,33 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
 
     ``views``: augmented views added to the training rows (:func:`aqa.heads.augment.resolve_views`:
     ``"paper"``, specs such as ``"flip"``, or None); never to the test rows.
+    Labels without a split column: every labelled video of the cache is a training row and
+    nothing is tested (``"note"`` says so).
     Returns ``{"metrics": {...} or None, "predictions": {video_id: score} (test rows),
     "head", "feature", "n_train", "n_test", "views", "n_train_views", "untrained_features",
-    "model_path", "estimator", "score_ranges"}``. R-l2 uses each action's s_min/s_max over all
+    "model_path", "estimator", "score_ranges", "note"}``. R-l2 uses each action's s_min/s_max over all
     its labelled scores (``score_ranges``, CoRe eq. 11), not the test rows' range.
     """
     from aqa.data.cache import CacheReader
     from . import registry
     from .augment import resolve_views, training_set
     from .base import save_head
-    from .inputs import default_feature
     from .metrics import evaluate
     params = dict(params or {})
-    spec = registry.get(head)
+    registry.get(head)                   # an unknown head fails before the cache is read
     with CacheReader(cache) as r:
         rows = load_rows(r, labels)
         ids = r.video_ids()
         warn_unmatched(rows, ids)
-        feature = feature or (None if spec.inputs == "pose_traj" else
-                              default_feature(r, part="joints" if spec.inputs == "jrg" else "whole"))
-        tr = select_rows(rows, train_split, ids)
-        te = select_rows(rows, test_split, ids) if test_split else []
+        feature = head_feature(r, head, feature)
+        note = None
+        if has_splits(rows):
+            tr = select_rows(rows, train_split, ids)
+            te = select_rows(rows, test_split, ids) if test_split else []
+        else:
+            tr, te = select_rows(rows, "all", ids), []
+            note = (f"the labels have no split column: trained on all {len(tr)} labelled videos "
+                    f"in the cache, no test evaluation")
         overlap = {x.video_id for x in tr} & {x.video_id for x in te}
         if overlap:
             raise ValueError(f"{len(overlap)} videos are in both the train and the test split")
@@ -62,7 +70,7 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
     result = {"head": head, "feature": feature, "seed": seed, "n_train": len(tr), "n_test": len(te),
               "views": views, "n_train_views": len(fit_rows) - len(tr),
               "untrained_features": bool(prov.get("untrained")), "metrics": None, "predictions": {},
-              "estimator": est, "model_path": None}
+              "estimator": est, "model_path": None, "note": note}
     if te:
         pred = est.predict(Xte, **label_extras(est, te, predict=True))
         yte = np.array([x.score for x in te])
@@ -149,7 +157,8 @@ def evaluate_model(est, cache, labels=None, split: str = "test", allow_other: bo
 
 def predict_model(est, cache, labels=None, split: str | None = None, allow_other: bool = False) -> dict:
     """Predictions of the trained head ``est`` on the ``split`` rows of ``cache`` (None: every
-    video): ``{"head", "feature", "predictions": [{"video_id", "pred_score"}], "untrained"}``."""
+    video): ``{"head", "feature", "predictions": [{"video_id", "pred_score", ...}], "untrained"}``;
+    each prediction also has the ``action``, ``true_score`` and ``split`` the labels give."""
     head, feature, vids, sel, _, X, untrained = model_inputs(est, cache, labels, split, allow_other)
     extras = label_extras(est, sel, predict=True) if sel and len(sel) == len(vids) else {}
     needed = label_extras(est, [], predict=True).keys() if hasattr(est, "fit_extras") else ()
@@ -157,6 +166,13 @@ def predict_model(est, cache, labels=None, split: str | None = None, allow_other
         raise ValueError(f"{head} needs labels columns {sorted(needed)} to predict; pass --labels")
     pred = est.predict(X, **extras)
     rows = [{"video_id": v, "pred_score": float(p)} for v, p in zip(vids, pred)]
+    by_id = {x.video_id: x for x in sel}
+    for col, key, given in (("action", "action", bool), ("true_score", "score", math.isfinite),
+                            ("split", "split", bool)):
+        if any(given(getattr(x, key)) for x in sel):
+            for row in rows:
+                x = by_id.get(row["video_id"])
+                row[col] = getattr(x, key) if x is not None else ""
     return {"head": head, "feature": feature, "predictions": rows, "untrained": untrained}
 
 
