@@ -115,7 +115,7 @@ def _nanmean(values) -> float:
     return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
 
 
-def _fold_plan(rows, protocol: str, train_split: str, test_split: str):
+def fold_plan(rows, protocol: str, train_split: str, test_split: str):
     """[(name, train_rows, test_rows)] for one action."""
     if protocol == "split":
         tr = [r for r in rows if r.split in set(train_split.split(","))]
@@ -373,7 +373,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
         bar = tqdm(total=len(jobs) * len(seeds), desc="bench", unit="fit", disable=not progress)
         for head, action in jobs:
             arows = rows if action == "all" else [x for x in rows if x.action == action]
-            plan = _fold_plan(arows, protocol, train_split, test_split)
+            plan = fold_plan(arows, protocol, train_split, test_split)
             if not plan:
                 res.errors[(head, action, None)] = "empty train or test split"
                 bar.update(len(seeds))
