@@ -29,10 +29,14 @@ figures need the difficulty given to a head that takes it).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -290,12 +294,113 @@ def selection_summary(records: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def label_columns(head: str, rows) -> list[str]:
+    """The label columns ``head`` trains on: the score, and the per-sample keywords it declares
+    (``fit_extras``: the action as ``groups``, the difficulty, sub-scores), each marked
+    "(empty)" where no row of ``rows`` gives it."""
+    from . import registry
+    from .dataset import EXTRA_COLUMNS
+    try:
+        extras = tuple(getattr(registry.estimator_class(head), "fit_extras", ()))
+    except ImportError:
+        extras = ()
+    out = ["score"]
+    for name in extras:
+        col = EXTRA_COLUMNS.get(name, name)
+        vals = [x.as_dict().get(col) for x in rows]
+        given = any(v not in (None, "") and not (isinstance(v, float) and math.isnan(v)) for v in vals)
+        out.append(col if given else f"{col} (empty)")
+    return out
+
+
+def fit_key(**settings) -> str:
+    """A digest of everything one fit depends on (cache provenance, head, parameters, rows...)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(obj):
+    """``obj`` with numpy scalars and arrays as Python numbers and lists (for JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+class FitStore:
+    """Finished bench fits, one JSON file each (``HEAD__ACTION__seedN.json``) in ``folder``, with
+    the digest of their settings (:func:`fit_key`): a fit is read back only under the same
+    settings. A file that cannot be read is warned about and fitted again."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def path(self, head: str, action: str, seed: int) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{head}__{action}__seed{seed}")
+        return self.folder / f"{safe}.json"
+
+    def load(self, head: str, action: str, seed: int, key: str) -> dict | None:
+        import warnings
+        p = self.path(head, action, seed)
+        if not p.is_file():
+            return None
+        try:
+            data = json.loads(p.read_text())
+            if data.get("key") != key:
+                return None
+            fit = data["fit"]
+            if not isinstance(fit["run"], dict) or not isinstance(fit["selection"], list):
+                raise ValueError("not a bench fit")
+            return {"run": fit["run"], "selection": fit["selection"], "y_true": fit["y_true"],
+                    "y_pred": fit["y_pred"]}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"{p}: cannot read the stored fit ({e}); fitting again", UserWarning,
+                          stacklevel=2)
+            return None
+
+    def save(self, head: str, action: str, seed: int, key: str, fit: dict) -> Path:
+        p = self.path(head, action, seed)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".partial")
+        tmp.write_text(json.dumps({"key": key, "head": head, "action": action, "seed": seed,
+                                   "fit": _plain(fit)}))
+        tmp.replace(p)
+        return p
+
+
+def _run_seed(head, action, seed, plan, reader, feature, params, fit_log, selection, views, ranges,
+              evaluate) -> dict:
+    """One seed of ``head`` on one action: every fold of ``plan`` fitted and tested.
+    ``{"run": metrics averaged over folds, "selection": [records], "y_true", "y_pred"}``."""
+    t0 = time.perf_counter()
+    per_fold, all_true, all_pred, sels = [], [], [], []
+    for fold, tr, te in plan:
+        pred, sel = _fit_predict(head, reader, tr, te, feature, seed, params, fit_log, selection, views)
+        sels.append({"action": action, "seed": seed, "fold": fold, **sel})
+        y = np.array([x.score for x in te])
+        m = evaluate(y, pred, groups=[x.action for x in te], score_ranges=ranges)
+        per_fold.append({"spearman": m["spearman"], "r_l2": m["rl2"], "mse": m["mse"]})
+        all_true.append(y)
+        all_pred.append(pred)
+    run = {k: _nanmean([f[k] for f in per_fold]) for k in per_fold[0]}
+    run["n_test"] = sum(len(te) for _, _, te in plan)
+    run["seconds"] = time.perf_counter() - t0
+    return {"run": run, "selection": sels, "y_true": np.concatenate(all_true),
+            "y_pred": np.concatenate(all_pred)}
+
+
 def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int | Sequence[int] = 5,
               feature: str | None = None, protocol: str = "split", train_split: str = "train",
               test_split: str = "test", per_action: bool = True, params: dict | None = None,
               benchmark: str | None = None, progress: bool = True,
               score_ranges: dict | None = None, head_features: dict | None = None,
-              fit_log=None, selection: str = "refit", views=None) -> BenchResult:
+              fit_log=None, selection: str = "refit", views=None, store=None,
+              fresh: bool = False) -> BenchResult:
     """Train and test every head on one cache; see the module docstring.
 
     ``score_ranges``: action -> (s_min, s_max) for R-l2 (default: over every labelled score of the
@@ -305,8 +410,13 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     length is chosen, one of :data:`SELECTIONS`. ``views``: augmented views added to the
     training rows (:func:`aqa.heads.augment.resolve_views`), one spec for every head that trains
     on views (``"paper"``: each head's own) or a dict head -> spec; the report says which head
-    trained on which views.
+    trained on which views. ``store``: a folder where each finished fit (one head, action and
+    seed) is kept (:class:`FitStore`); a rerun with the same settings reads it back instead of
+    fitting again (``fresh``: fit everything again, replacing them). Ctrl-C (KeyboardInterrupt) stops the bench and returns what finished, with
+    ``setup["interrupted"]`` saying how much.
     """
+    import warnings
+
     from tqdm.auto import tqdm
 
     from aqa.data.cache import CacheReader
@@ -318,10 +428,15 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {sorted(SELECTIONS)}, got {selection!r}")
     names = registry.resolve_heads(heads)      # unknown names fail before any training
+    unknown = sorted(set(params or {}) - set(registry.names()))
+    if unknown:
+        raise ValueError(f"parameters given for unknown head(s) {unknown}; known heads: "
+                         f"{', '.join(registry.names())}")
     stray = sorted(set(params or {}) - set(names))
     if stray:
-        raise ValueError(f"parameters given for head(s) {stray} that this bench does not run "
-                         f"(heads: {names})")
+        warnings.warn(f"parameters given for head(s) {stray} that this bench does not run are not "
+                      f"used (heads: {', '.join(names)})", UserWarning, stacklevel=2)
+        params = {h: p for h, p in params.items() if h in names}
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise ValueError("no seeds to run: seeds must be a positive count or a non-empty list")
@@ -367,43 +482,51 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                                  "published_withheld": withheld,
                                  "with_difficulty": any(math.isfinite(x.difficulty) for x in rows),
                                  "score_ranges": {a: list(v) for a, v in sorted(ranges.items())},
+                                 "label_columns": {h: label_columns(h, rows) for h in names},
                                  "selection": {}})
         records: dict[str, list] = {h: [] for h in names}
         jobs = [(h, a) for h in names for a in actions]
+        fits = FitStore(store) if store is not None else None
+        reused = done = 0
         bar = tqdm(total=len(jobs) * len(seeds), desc="bench", unit="fit", disable=not progress)
-        for head, action in jobs:
-            arows = rows if action == "all" else [x for x in rows if x.action == action]
-            plan = fold_plan(arows, protocol, train_split, test_split)
-            if not plan:
-                res.errors[(head, action, None)] = "empty train or test split"
-                bar.update(len(seeds))
-                continue
-            for seed in seeds:
-                bar.set_postfix_str(f"{head}/{action}/seed {seed}")
-                try:
-                    t0 = time.perf_counter()
-                    per_fold, all_true, all_pred, sels = [], [], [], []
-                    for fold, tr, te in plan:
-                        pred, sel = _fit_predict(head, r, tr, te, feats[head], seed, params, fit_log,
-                                                 selection, head_views[head])
-                        sels.append({"action": action, "seed": seed, "fold": fold, **sel})
-                        y = np.array([x.score for x in te])
-                        m = evaluate(y, pred, groups=[x.action for x in te], score_ranges=ranges)
-                        per_fold.append({"spearman": m["spearman"], "r_l2": m["rl2"], "mse": m["mse"]})
-                        all_true.append(y)
-                        all_pred.append(pred)
-                    run = {k: _nanmean([f[k] for f in per_fold]) for k in per_fold[0]}
-                    run["n_test"] = sum(len(te) for _, _, te in plan)
-                    run["seconds"] = time.perf_counter() - t0
-                    res.runs.setdefault((head, action), []).append({"seed": seed, **run})
-                    records[head].extend(sels)
-                    if (head, action) not in res.predictions:
-                        res.predictions[(head, action)] = (np.concatenate(all_true),
-                                                           np.concatenate(all_pred))
-                except Exception as e:  # noqa: BLE001 - one run failing must not sink the table
-                    res.errors[(head, action, seed)] = f"{type(e).__name__}: {e}"
-                bar.update(1)
+        try:
+            for head, action in jobs:
+                arows = rows if action == "all" else [x for x in rows if x.action == action]
+                plan = fold_plan(arows, protocol, train_split, test_split)
+                if not plan:
+                    res.errors[(head, action, None)] = "empty train or test split"
+                    bar.update(len(seeds))
+                    done += len(seeds)
+                    continue
+                for seed in seeds:
+                    bar.set_postfix_str(f"{head}/{action}/seed {seed}")
+                    key = fit_key(provenance=prov, head=head, action=action, seed=seed,
+                                  feature=feats[head], params=params.get(head, {}),
+                                  selection=selection, views=head_views[head], ranges=ranges,
+                                  plan=[(f, [x.as_dict() for x in tr], [x.as_dict() for x in te])
+                                        for f, tr, te in plan])
+                    fit = fits.load(head, action, seed, key) if fits and not fresh else None
+                    reused += fit is not None
+                    try:
+                        if fit is None:
+                            fit = _run_seed(head, action, seed, plan, r, feats[head], params, fit_log,
+                                            selection, head_views[head], ranges, evaluate)
+                            if fits:
+                                fits.save(head, action, seed, key, fit)
+                        res.runs.setdefault((head, action), []).append({"seed": seed, **fit["run"]})
+                        records[head].extend(fit["selection"])
+                        if (head, action) not in res.predictions:
+                            res.predictions[(head, action)] = (np.asarray(fit["y_true"], dtype=float),
+                                                               np.asarray(fit["y_pred"], dtype=float))
+                    except Exception as e:  # noqa: BLE001 - one run failing must not sink the table
+                        res.errors[(head, action, seed)] = f"{type(e).__name__}: {e}"
+                    bar.update(1)
+                    done += 1
+        except KeyboardInterrupt:
+            res.setup["interrupted"] = f"{done} of {len(jobs) * len(seeds)} fits done"
         bar.close()
+        if fits:
+            res.setup["fits"] = {"folder": str(fits.folder), "reused": reused, "new": done - reused}
     res.setup["selection"] = {h: {"summary": selection_summary(recs), "runs": recs}
                               for h, recs in records.items()}
     return res

@@ -49,6 +49,9 @@ def provenance_lines(res: BenchResult) -> list[str]:
     if setup.get("score_ranges"):
         lines.append("R-l2 score range per action (all labelled scores): " + ", ".join(
             f"{a or '(none)'} [{lo:g}, {hi:g}]" for a, (lo, hi) in setup["score_ranges"].items()))
+    if setup.get("label_columns"):
+        lines.append("label columns each head trained on: " + "; ".join(
+            f"{h}: {', '.join(cols)}" for h, cols in setup["label_columns"].items()))
     lines.append("model selection (validation rows carved from the training rows only, never the "
                  "test rows), per head:")
     for head in res.heads:
@@ -60,6 +63,13 @@ def provenance_lines(res: BenchResult) -> list[str]:
         lines.append("augmented views added to the training rows (never to validation or test "
                      "rows): " + "; ".join(f"{h}: {', '.join(v)}"
                                            for h, v in sorted(setup["views"].items())))
+    fits = setup.get("fits")
+    if fits:
+        lines.append(f"fits: {fits['new']} run now, {fits['reused']} read back from {fits['folder']} "
+                     f"(finished earlier with the same settings)")
+    if setup.get("interrupted"):
+        lines.insert(0, f"INTERRUPTED: a partial table ({setup['interrupted']}); run the same "
+                        f"command again to finish it")
     if prov.get("untrained"):
         lines.insert(0, "WARNING: UNTRAINED backbone features (random weights): these numbers say "
                         "nothing about the published methods")

@@ -305,7 +305,8 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                     params=recipe_head_params(recipe, heads, head_params),
                     benchmark=name, progress=progress,
                     score_ranges=ranges, head_features=head_features,
-                    views="paper" if views == "paper" else [v.name for v in extract_views])
+                    views="paper" if views == "paper" else [v.name for v in extract_views],
+                    store=out / "report" / "fits")
     res.setup.update({"recipe": name, "description": recipe.description,
                       "videos_found": len(items), "videos_missing": len(missing),
                       "left_out": gaps,
