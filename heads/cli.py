@@ -5,7 +5,7 @@
                                  [--test-split test] [--seed 0] [--out model.pt] [-p max_iter=500]
     aqa-heads evaluate model.pt feats.h5 [--split test]
     aqa-heads predict model.pt feats.h5 --out preds.csv|preds.json
-    aqa-heads explain model.pt feats.h5 --out plots/ [--video ID]
+    aqa-heads explain model.pt feats.h5 --out plots/ [--video ID | --split test]
 
 Labels come from ``--labels`` (a labels CSV, :mod:`aqa.data.labels`) or the cache's /labels table.
 ``--split`` selects rows by the labels' split column (comma-separated values; ``all`` = every
@@ -228,22 +228,29 @@ def predict(model, cache, labels, split, out, trust_model, allow_other):
         click.echo(f"wrote {len(rows)} predictions to {out}")
 
 
-@main.command(help="Plots: per-step scores, per-joint scores and learned relation graphs (PNG).")
+@main.command(help="Plots: per-step scores, per-joint scores and learned relation graphs (PNG), of "
+                   "the first 3 test videos unless --video or --split says otherwise; each plot "
+                   "states the predicted and true scores.")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--video", "videos", multiple=True, help="Video id(s) to explain (default: the first 3).")
+@click.option("--video", "videos", multiple=True, help="Video id(s) to explain (repeatable).")
+@click.option("--split", default="test", show_default=True,
+              help="Without --video: the first 3 labelled videos of these split value(s) ('all': any).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False),
+              help="Labels CSV (default: the cache's /labels).")
 @_trust_model
 @_allow_other_features
-def explain(model, cache, out_dir, videos, trust_model, allow_other):
+def explain(model, cache, out_dir, videos, split, labels, trust_model, allow_other):
     from .train import explain_model, load_model
     try:
-        paths = explain_model(load_model(model, trust_model), cache, out_dir, videos, allow_other)
+        paths, ids = explain_model(load_model(model, trust_model), cache, out_dir, videos, split,
+                                   labels, allow_other)
     except _expected_errors() as e:
         fail(_reason(e))
+    click.echo(f"explained: {', '.join(ids)}" + ("" if videos else f" (split {split!r})"))
     for p in paths:
         click.echo(str(p))
-
 
 
 @main.command(help="Train and test every head (or --heads) on one cache and split over --seeds; "
@@ -262,7 +269,9 @@ def explain(model, cache, out_dir, videos, trust_model, allow_other):
 @click.option("--no-per-action", is_flag=True, help="One table over all actions.")
 @click.option("--benchmark", type=click.Choice(["aqa7", "mtl_aqa", "unlv_dive", "jigsaws", "finediving"]),
               help="Show the published figures of this benchmark beside ours.")
-@click.option("-p", "--param", "params", multiple=True, help="HEAD.key=value parameter (repeatable).")
+@click.option("-p", "--param", "params", multiple=True,
+              help="HEAD.key=value parameter (repeatable); one for a head this bench does not run "
+                   "is warned about and not used.")
 @click.option("--selection", type=click.Choice(["refit", "early-stopped", "budget"]), default="refit",
               show_default=True,
               help="Neural heads' training length: early stopping on a validation part of the "
@@ -272,10 +281,13 @@ def explain(model, cache, out_dir, videos, trust_model, allow_other):
               help="Augmented views (aqa-extract --view) added to the training rows of every head "
                    "that trains on views (not the SVR baselines nor CoRe), e.g. 'flip'; 'paper': "
                    "each head the views its paper trains on that the cache holds.")
-@click.option("--out", "out_dir", default="bench_report", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="bench_report", show_default=True, type=click.Path(file_okay=False),
+              help="Report folder; each finished fit is kept in its fits/ folder, and a rerun with "
+                   "the same settings reads it back instead of fitting again.")
+@click.option("--fresh", is_flag=True, help="Fit everything again, replacing the stored fits.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_split, no_per_action,
-          benchmark, params, selection, views, out_dir, as_json):
+          benchmark, params, selection, views, out_dir, fresh, as_json):
     from .bench import run_bench
     from .report import rows_for_table, to_markdown, write_report
     head_params: dict = {}
@@ -288,10 +300,15 @@ def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_spli
         res = run_bench(cache, labels=labels, heads=heads, seeds=seeds, feature=feature,
                         protocol=protocol, train_split=train_split, test_split=test_split,
                         per_action=not no_per_action, params=head_params, benchmark=benchmark,
-                        progress=not as_json, selection=selection, views=views)
+                        progress=not as_json, selection=selection, views=views,
+                        store=Path(out_dir) / "fits", fresh=fresh)
     except _expected_errors() as e:
         fail(_reason(e))
     paths = write_report(res, out_dir)
+    if res.setup.get("interrupted"):
+        click.echo(f"interrupted ({res.setup['interrupted']}): partial table in {paths['md']}; run "
+                   f"the same command again to finish it", err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(rows_for_table(res), default=float))
     else:

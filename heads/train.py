@@ -176,21 +176,38 @@ def predict_model(est, cache, labels=None, split: str | None = None, allow_other
     return {"head": head, "feature": feature, "predictions": rows, "untrained": untrained}
 
 
-def explain_model(est, cache, out_dir, videos=(), allow_other: bool = False) -> list[Path]:
-    """Every interpretation plot of the trained head ``est`` (:func:`aqa.heads.plots.explain`) for
-    ``videos`` of ``cache`` (default: the first 3) into ``out_dir``."""
+def explain_model(est, cache, out_dir, videos=(), split: str = "test", labels=None,
+                  allow_other: bool = False) -> tuple[list[Path], list[str]]:
+    """Every interpretation plot of the trained head ``est`` (:func:`aqa.heads.plots.explain`)
+    into ``out_dir``, and the videos explained: ``videos``, else the first 3 labelled videos of
+    ``split`` (comma-separated values; ``all``: any labelled video; labels without a split
+    column: any), else the first 3 of the cache. Plots state each video's predicted and true
+    score where the labels give it."""
     from aqa.data.cache import CacheReader
     from .plots import explain
     cfg = getattr(est, "train_config_", {}) or {}
     with CacheReader(cache) as r:
         check_comparable(est, r, allow_other)
-        ids = list(videos) or r.video_ids()[:3]
+        in_cache = r.video_ids()
+        try:
+            rows = load_rows(r, labels)
+        except ValueError:
+            if labels is not None:
+                raise
+            rows = []
+        if videos:
+            ids = list(videos)
+        elif rows:
+            ids = [x.video_id for x in select_rows(rows, split if has_splits(rows) else "all", in_cache)][:3]
+        else:
+            ids = in_cache[:3]
         X = build_inputs(cfg.get("head"), r, ids, cfg.get("feature"))
+        by_id = {x.video_id: x for x in rows}
         extras = {}
         if label_extras(est, [], predict=True) or getattr(est, "predict_extras", None):
-            by_id = {x.video_id: x for x in load_rows(r, None)}
             missing = [v for v in ids if v not in by_id]
             if missing:
                 raise ValueError(f"no label rows (action/difficulty) for {missing[:3]}")
             extras = label_extras(est, [by_id[v] for v in ids], predict=True)
-    return explain(est, X, ids, out_dir, **extras)
+    true = [by_id[v].score if v in by_id else None for v in ids]
+    return explain(est, X, ids, out_dir, true_scores=true, **extras), ids

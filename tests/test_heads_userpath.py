@@ -1,6 +1,7 @@
 """The user's path through aqa.heads: labels without a split column, X/y/groups in one call, a
 Spearman scorer for scikit-learn's searches, predictions a person can read."""
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,98 @@ def test_predict_writes_action_true_score_and_split(cache, tmp_path):
     for g in got:
         x = test[g["video_id"]]
         assert (g["action"], float(g["true_score"]), g["split"]) == (x.action, pytest.approx(x.score), "test")
+
+
+def test_bench_keeps_finished_fits_resumes_them_and_writes_a_partial_table_on_ctrl_c(
+        cache, tmp_path, monkeypatch):
+    from aqa.heads import bench as bench_mod
+
+    real, calls = bench_mod._fit_predict, []
+
+    def counted(*a, **k):
+        calls.append(a[0])
+        if interrupt_at and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(bench_mod, "_fit_predict", counted)
+    rep = tmp_path / "rep"
+    args = ["bench", str(cache), "--heads", "c3d-svr", "--seeds", "2", "--feature", "kin_pose",
+            "--out", str(rep)]
+    interrupt_at = 3                                       # 2 actions x 2 seeds: stop in the 3rd fit
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 130 and "interrupted (2 of 4 fits done)" in r.output, r.output
+    assert "INTERRUPTED: a partial table (2 of 4 fits done)" in (rep / "bench.md").read_text()
+    assert len(list((rep / "fits").glob("*.json"))) == 2
+    interrupt_at, calls[:] = 0, []
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and len(calls) == 2, r.output
+    md = (rep / "bench.md").read_text()
+    assert "fits: 2 run now, 2 read back" in md and "INTERRUPTED" not in md
+    assert "label columns each head trained on: c3d-svr: score" in md
+    table = (rep / "bench.csv").read_text()
+    calls[:] = []
+    with pytest.warns(UserWarning, match=r"parameters given for head\(s\) \['mlp'\] that this bench "
+                                         r"does not run are not used"):
+        r = CliRunner().invoke(main, args + ["-p", "mlp.max_iter=5"])  # a head this bench does not run
+    assert r.exit_code == 0 and not calls, r.output
+    assert (rep / "bench.csv").read_text() == table
+    r = CliRunner().invoke(main, args[:5] + ["3"] + args[6:])         # one more seed: only it runs
+    assert r.exit_code == 0 and len(calls) == 2, r.output
+    calls[:] = []
+    r = CliRunner().invoke(main, args + ["-p", "c3d-svr.C=1.0"])      # other settings: fitted again
+    assert r.exit_code == 0 and len(calls) == 4, r.output
+    calls[:] = []
+    r = CliRunner().invoke(main, args + ["--fresh"])
+    assert r.exit_code == 0 and len(calls) == 4, r.output
+
+
+def test_label_columns_name_what_each_head_trains_on(cache):
+    from aqa.heads.bench import label_columns
+
+    rows = _labels(cache)
+    assert label_columns("c3d-svr", rows) == ["score"]
+    assert label_columns("core", rows) == ["score", "action", "difficulty (empty)"]
+    rows[0].difficulty = 2.5
+    assert label_columns("core", rows) == ["score", "action", "difficulty"]
+    assert label_columns("aim", rows) == ["score", "execution (empty)", "sync (empty)"]
+
+
+def test_explain_defaults_to_test_rows_and_states_predicted_and_true_scores(cache, tmp_path, monkeypatch):
+    import aqa.heads.plots as plots
+    from aqa.heads.train import load_model, predict_model
+
+    model = tmp_path / "jrg.pt"
+    r = CliRunner().invoke(main, ["train", "jrg", str(cache), "--feature", "kin_pose", "--out", str(model),
+                                  "-p", "encoder_dim=8", "-p", "hidden_dim=8", "-p", "max_iter=5",
+                                  "-p", "staged=false"])
+    assert r.exit_code == 0, r.output
+    texts = {}
+    real_save = plots.save_figure
+
+    def capture(fig, path):
+        found = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        texts[Path(path).name] = found
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", capture)
+    r = CliRunner().invoke(main, ["explain", str(model), str(cache), "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    labels = {x.video_id: x for x in _labels(cache)}
+    test = [v for v in sorted(labels) if labels[v].split == "test"][:3]
+    assert r.output.splitlines()[0] == f"explained: {', '.join(test)} (split 'test')"
+    pred = {p["video_id"]: p["pred_score"]
+            for p in predict_model(load_model(model), cache, split="test")["predictions"]}
+    step = texts["step_scores.png"]
+    for v in test:
+        assert f"{v}: predicted {pred[v]:.1f}, true {labels[v].score:.1f}" in step, step
+    assert any("sum to its predicted total" in t for t in step)
+    joint = texts[f"joint_scores_{test[0]}.png"]
+    assert any(f"predicted {pred[test[0]]:.1f}, true {labels[test[0]].score:.1f}" in t
+               and "not the sum of the bars" in t for t in joint), joint
+    assert any(t.startswith("at or above the median joint") for t in joint)
+    assert "below the median joint" in joint
+    r = CliRunner().invoke(main, ["explain", str(model), str(cache), "--out", str(tmp_path / "q"),
+                                  "--split", "train"])
+    train = [v for v in sorted(labels) if labels[v].split == "train"][:3]
+    assert r.exit_code == 0 and r.output.splitlines()[0] == f"explained: {', '.join(train)} (split 'train')"
