@@ -319,6 +319,13 @@ def fit_key(**settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _row_sig(reader, row) -> dict:
+    """A label row with what identifies its video's cached features (source and config hashes)."""
+    attrs = reader.video_attrs(row.video_id)
+    return {**row.as_dict(), "source_sha256": attrs.get("source_sha256"),
+            "config_sha256": attrs.get("config_sha256")}
+
+
 def _plain(obj):
     """``obj`` with numpy scalars and arrays as Python numbers and lists (for JSON)."""
     if isinstance(obj, dict):
@@ -503,7 +510,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                     key = fit_key(provenance=prov, head=head, action=action, seed=seed,
                                   feature=feats[head], params=params.get(head, {}),
                                   selection=selection, views=head_views[head], ranges=ranges,
-                                  plan=[(f, [x.as_dict() for x in tr], [x.as_dict() for x in te])
+                                  plan=[(f, [_row_sig(r, x) for x in tr], [_row_sig(r, x) for x in te])
                                         for f, tr, te in plan])
                     fit = fits.load(head, action, seed, key) if fits and not fresh else None
                     reused += fit is not None
