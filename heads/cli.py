@@ -244,11 +244,11 @@ def predict(model, cache, labels, split, out, trust_model, allow_other):
 def explain(model, cache, out_dir, videos, split, labels, trust_model, allow_other):
     from .train import explain_model, load_model
     try:
-        paths, ids = explain_model(load_model(model, trust_model), cache, out_dir, videos, split,
-                                   labels, allow_other)
+        paths, ids, chosen = explain_model(load_model(model, trust_model), cache, out_dir, videos,
+                                           split, labels, allow_other)
     except _expected_errors() as e:
         fail(_reason(e))
-    click.echo(f"explained: {', '.join(ids)}" + ("" if videos else f" (split {split!r})"))
+    click.echo(f"explained: {', '.join(ids)}" + ("" if videos else f" (first of {chosen})"))
     for p in paths:
         click.echo(str(p))
 

@@ -177,12 +177,12 @@ def predict_model(est, cache, labels=None, split: str | None = None, allow_other
 
 
 def explain_model(est, cache, out_dir, videos=(), split: str = "test", labels=None,
-                  allow_other: bool = False) -> tuple[list[Path], list[str]]:
+                  allow_other: bool = False) -> tuple[list[Path], list[str], str]:
     """Every interpretation plot of the trained head ``est`` (:func:`aqa.heads.plots.explain`)
-    into ``out_dir``, and the videos explained: ``videos``, else the first 3 labelled videos of
-    ``split`` (comma-separated values; ``all``: any labelled video; labels without a split
-    column: any), else the first 3 of the cache. Plots state each video's predicted and true
-    score where the labels give it."""
+    into ``out_dir``, the videos explained, and how they were chosen: ``videos``, else the
+    first 3 labelled videos of ``split`` (comma-separated values; ``all``: any labelled video;
+    labels without a split column: any), else the first 3 of the cache. Plots state each
+    video's predicted and true score where the labels give it."""
     from aqa.data.cache import CacheReader
     from .plots import explain
     cfg = getattr(est, "train_config_", {}) or {}
@@ -196,11 +196,14 @@ def explain_model(est, cache, out_dir, videos=(), split: str = "test", labels=No
                 raise
             rows = []
         if videos:
-            ids = list(videos)
+            ids, chosen = list(videos), "as given"
+        elif rows and has_splits(rows):
+            ids, chosen = [x.video_id for x in select_rows(rows, split, in_cache)][:3], f"split {split!r}"
         elif rows:
-            ids = [x.video_id for x in select_rows(rows, split if has_splits(rows) else "all", in_cache)][:3]
+            ids = [x.video_id for x in select_rows(rows, "all", in_cache)][:3]
+            chosen = "the labelled videos; the labels have no split column"
         else:
-            ids = in_cache[:3]
+            ids, chosen = in_cache[:3], "the cache's videos; it has no labels"
         X = build_inputs(cfg.get("head"), r, ids, cfg.get("feature"))
         by_id = {x.video_id: x for x in rows}
         extras = {}
@@ -210,4 +213,4 @@ def explain_model(est, cache, out_dir, videos=(), split: str = "test", labels=No
                 raise ValueError(f"no label rows (action/difficulty) for {missing[:3]}")
             extras = label_extras(est, [by_id[v] for v in ids], predict=True)
     true = [by_id[v].score if v in by_id else None for v in ids]
-    return explain(est, X, ids, out_dir, true_scores=true, **extras), ids
+    return explain(est, X, ids, out_dir, true_scores=true, **extras), ids, chosen
