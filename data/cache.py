@@ -883,17 +883,5 @@ def _root_config_hashes(attrs) -> set[str]:
     return {config_hash(root)}
 
 
-#: the maintenance functions live in :mod:`aqa.data.integrity`; importable from here as before
-_INTEGRITY = ("VerifyReport", "verify", "merge", "repair", "view_mismatch")
-
-
-def __getattr__(name: str):
-    if name in _INTEGRITY:
-        from . import integrity
-        return getattr(integrity, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["FORMAT", "FORMAT_VERSION", "LOCK_TIMEOUT", "WRITE_LOCK_TIMEOUT", "CacheError",
-           "CacheLockedError", "CacheWriter", "CacheReader", "VerifyReport", "verify", "merge",
-           "repair", "config_hash", "BASE_COLUMNS"]
+           "CacheLockedError", "CacheWriter", "CacheReader", "config_hash", "BASE_COLUMNS"]

@@ -59,7 +59,7 @@ def training_set(head: str, reader, rows: Sequence, feature, views: Sequence[str
     when ``views`` is not empty, else ``{}``. A training video without one of the views is an
     error naming it (a view extracted for some videos only would weight those videos more).
     """
-    from .inputs import build_inputs
+    from .dataset import build_inputs
     ids = [r.video_id for r in rows]
     # one stack over sources and views: a view of another shape (a shift that leaves a video fewer
     # clips) is the cache's error naming the videos of each shape

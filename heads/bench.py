@@ -21,7 +21,7 @@ Protocol per action (or per task, for JIGSAWS):
   action, mean +- std over seeds, and the Fisher-z average of Spearman over the actions (per seed,
   over the seeds that ran for every action).
 
-The report states what it stands on: the cache's provenance (feature family, checkpoint hashes or
+The report (:mod:`aqa.heads.report`) states what it stands on: the cache's provenance (feature family, checkpoint hashes or
 UNTRAINED, pose backend, sampling), the split, the seeds, the selection done, and the published
 figure of each method on the named benchmark (:mod:`aqa.heads.published`) next to ours -- only
 where our run is the comparable setting (C3D-SVR's figure needs C3D features; MTL-AQA's "w/ DD"
@@ -29,10 +29,10 @@ figures need the difficulty given to a head that takes it).
 """
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -119,7 +119,7 @@ def _nanmean(values) -> float:
     return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
 
 
-def _fold_plan(rows, protocol: str, train_split: str, test_split: str):
+def fold_plan(rows, protocol: str, train_split: str, test_split: str):
     """[(name, train_rows, test_rows)] for one action."""
     if protocol == "split":
         tr = [r for r in rows if r.split in set(train_split.split(","))]
@@ -130,18 +130,6 @@ def _fold_plan(rows, protocol: str, train_split: str, test_split: str):
         raise ValueError(f"protocol 'folds' needs split values fold0..foldK; found {sorted({r.split for r in rows})}")
     return [(f, [r for r in rows if r.split != f and r.split in folds], [r for r in rows if r.split == f])
             for f in folds]
-
-
-def score_ranges_of(rows) -> dict[str, tuple[float, float]]:
-    """action -> (s_min, s_max) over every labelled (finite) score of that action (CoRe eq. 11);
-    an action whose scores are all equal has no range and is left out."""
-    out: dict[str, tuple[float, float]] = {}
-    for r in rows:
-        if not math.isfinite(r.score):
-            continue
-        lo, hi = out.get(r.action, (r.score, r.score))
-        out[r.action] = (min(lo, r.score), max(hi, r.score))
-    return {a: v for a, v in out.items() if v[1] > v[0]}
 
 
 def _is_neural(head: str) -> bool:
@@ -193,8 +181,8 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
     from . import registry
     from .augment import training_set
     from .base import steps_per_epoch
-    from .cli import _extras
-    from .inputs import build_inputs
+    from .dataset import label_extras as _extras
+    from .dataset import build_inputs
     from .metrics import spearman
 
     log = log or (lambda stage, rows: None)
@@ -306,12 +294,120 @@ def selection_summary(records: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def label_columns(head: str, rows) -> list[str]:
+    """The label columns ``head`` trains on: the score, and the per-sample keywords it declares
+    (``fit_extras``: the action as ``groups``, the difficulty, sub-scores), each marked
+    "(empty)" where no row of ``rows`` gives it."""
+    from . import registry
+    from .dataset import EXTRA_COLUMNS
+    try:
+        extras = tuple(getattr(registry.estimator_class(head), "fit_extras", ()))
+    except ImportError:
+        extras = ()
+    out = ["score"]
+    for name in extras:
+        col = EXTRA_COLUMNS.get(name, name)
+        vals = [x.as_dict().get(col) for x in rows]
+        given = any(v not in (None, "") and not (isinstance(v, float) and math.isnan(v)) for v in vals)
+        out.append(col if given else f"{col} (empty)")
+    return out
+
+
+def fit_key(**settings) -> str:
+    """A digest of everything one fit depends on (cache provenance, head, parameters, rows...)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _row_sig(reader, row) -> dict:
+    """A label row with what identifies its video's cached features (source and config hashes)."""
+    attrs = reader.video_attrs(row.video_id)
+    return {**row.as_dict(), "source_sha256": attrs.get("source_sha256"),
+            "config_sha256": attrs.get("config_sha256")}
+
+
+def _plain(obj):
+    """``obj`` with numpy scalars and arrays as Python numbers and lists (for JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+class FitStore:
+    """Finished bench fits, one JSON file each (``HEAD__ACTION__seedN.json``) in ``folder``, with
+    the digest of their settings (:func:`fit_key`): a fit is read back only under the same
+    settings. A file that cannot be read is warned about and fitted again."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def path(self, head: str, action: str, seed: int) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{head}__{action}__seed{seed}")
+        return self.folder / f"{safe}.json"
+
+    def load(self, head: str, action: str, seed: int, key: str) -> dict | None:
+        import warnings
+        p = self.path(head, action, seed)
+        if not p.is_file():
+            return None
+        try:
+            data = json.loads(p.read_text())
+            if data.get("key") != key:
+                return None
+            fit = data["fit"]
+            if not isinstance(fit["run"], dict) or not isinstance(fit["selection"], list):
+                raise ValueError("not a bench fit")
+            return {"run": fit["run"], "selection": fit["selection"], "y_true": fit["y_true"],
+                    "y_pred": fit["y_pred"]}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"{p}: cannot read the stored fit ({e}); fitting again", UserWarning,
+                          stacklevel=2)
+            return None
+
+    def save(self, head: str, action: str, seed: int, key: str, fit: dict) -> Path:
+        p = self.path(head, action, seed)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".partial")
+        tmp.write_text(json.dumps({"key": key, "head": head, "action": action, "seed": seed,
+                                   "fit": _plain(fit)}))
+        tmp.replace(p)
+        return p
+
+
+def _run_seed(head, action, seed, plan, reader, feature, params, fit_log, selection, views, ranges,
+              evaluate) -> dict:
+    """One seed of ``head`` on one action: every fold of ``plan`` fitted and tested.
+    ``{"run": metrics averaged over folds, "selection": [records], "y_true", "y_pred"}``."""
+    t0 = time.perf_counter()
+    per_fold, all_true, all_pred, sels = [], [], [], []
+    for fold, tr, te in plan:
+        pred, sel = _fit_predict(head, reader, tr, te, feature, seed, params, fit_log, selection, views)
+        sels.append({"action": action, "seed": seed, "fold": fold, **sel})
+        y = np.array([x.score for x in te])
+        m = evaluate(y, pred, groups=[x.action for x in te], score_ranges=ranges)
+        per_fold.append({"spearman": m["spearman"], "r_l2": m["rl2"], "mse": m["mse"]})
+        all_true.append(y)
+        all_pred.append(pred)
+    run = {k: _nanmean([f[k] for f in per_fold]) for k in per_fold[0]}
+    run["n_test"] = sum(len(te) for _, _, te in plan)
+    run["seconds"] = time.perf_counter() - t0
+    return {"run": run, "selection": sels, "y_true": np.concatenate(all_true),
+            "y_pred": np.concatenate(all_pred)}
+
+
 def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int | Sequence[int] = 5,
               feature: str | None = None, protocol: str = "split", train_split: str = "train",
               test_split: str = "test", per_action: bool = True, params: dict | None = None,
               benchmark: str | None = None, progress: bool = True,
               score_ranges: dict | None = None, head_features: dict | None = None,
-              fit_log=None, selection: str = "refit", views=None) -> BenchResult:
+              fit_log=None, selection: str = "refit", views=None, store=None,
+              fresh: bool = False) -> BenchResult:
     """Train and test every head on one cache; see the module docstring.
 
     ``score_ranges``: action -> (s_min, s_max) for R-l2 (default: over every labelled score of the
@@ -321,23 +417,33 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     length is chosen, one of :data:`SELECTIONS`. ``views``: augmented views added to the
     training rows (:func:`aqa.heads.augment.resolve_views`), one spec for every head that trains
     on views (``"paper"``: each head's own) or a dict head -> spec; the report says which head
-    trained on which views.
+    trained on which views. ``store``: a folder where each finished fit (one head, action and
+    seed) is kept (:class:`FitStore`); a rerun with the same settings reads it back instead of
+    fitting again (``fresh``: fit everything again, replacing them). Ctrl-C (KeyboardInterrupt) stops the bench and returns what finished, with
+    ``setup["interrupted"]`` saying how much.
     """
+    import warnings
+
     from tqdm.auto import tqdm
 
     from aqa.data.cache import CacheReader
     from . import registry
-    from .cli import load_rows
+    from .dataset import load_rows, score_ranges_of
     from .inputs import default_feature
     from .metrics import evaluate
 
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {sorted(SELECTIONS)}, got {selection!r}")
     names = registry.resolve_heads(heads)      # unknown names fail before any training
+    unknown = sorted(set(params or {}) - set(registry.names()))
+    if unknown:
+        raise ValueError(f"parameters given for unknown head(s) {unknown}; known heads: "
+                         f"{', '.join(registry.names())}")
     stray = sorted(set(params or {}) - set(names))
     if stray:
-        raise ValueError(f"parameters given for head(s) {stray} that this bench does not run "
-                         f"(heads: {names})")
+        warnings.warn(f"parameters given for head(s) {stray} that this bench does not run are not "
+                      f"used (heads: {', '.join(names)})", UserWarning, stacklevel=2)
+        params = {h: p for h, p in params.items() if h in names}
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise ValueError("no seeds to run: seeds must be a positive count or a non-empty list")
@@ -383,43 +489,51 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                                  "published_withheld": withheld,
                                  "with_difficulty": any(math.isfinite(x.difficulty) for x in rows),
                                  "score_ranges": {a: list(v) for a, v in sorted(ranges.items())},
+                                 "label_columns": {h: label_columns(h, rows) for h in names},
                                  "selection": {}})
         records: dict[str, list] = {h: [] for h in names}
         jobs = [(h, a) for h in names for a in actions]
+        fits = FitStore(store) if store is not None else None
+        reused = done = 0
         bar = tqdm(total=len(jobs) * len(seeds), desc="bench", unit="fit", disable=not progress)
-        for head, action in jobs:
-            arows = rows if action == "all" else [x for x in rows if x.action == action]
-            plan = _fold_plan(arows, protocol, train_split, test_split)
-            if not plan:
-                res.errors[(head, action, None)] = "empty train or test split"
-                bar.update(len(seeds))
-                continue
-            for seed in seeds:
-                bar.set_postfix_str(f"{head}/{action}/seed {seed}")
-                try:
-                    t0 = time.perf_counter()
-                    per_fold, all_true, all_pred, sels = [], [], [], []
-                    for fold, tr, te in plan:
-                        pred, sel = _fit_predict(head, r, tr, te, feats[head], seed, params, fit_log,
-                                                 selection, head_views[head])
-                        sels.append({"action": action, "seed": seed, "fold": fold, **sel})
-                        y = np.array([x.score for x in te])
-                        m = evaluate(y, pred, groups=[x.action for x in te], score_ranges=ranges)
-                        per_fold.append({"spearman": m["spearman"], "r_l2": m["rl2"], "mse": m["mse"]})
-                        all_true.append(y)
-                        all_pred.append(pred)
-                    run = {k: _nanmean([f[k] for f in per_fold]) for k in per_fold[0]}
-                    run["n_test"] = sum(len(te) for _, _, te in plan)
-                    run["seconds"] = time.perf_counter() - t0
-                    res.runs.setdefault((head, action), []).append({"seed": seed, **run})
-                    records[head].extend(sels)
-                    if (head, action) not in res.predictions:
-                        res.predictions[(head, action)] = (np.concatenate(all_true),
-                                                           np.concatenate(all_pred))
-                except Exception as e:  # noqa: BLE001 - one run failing must not sink the table
-                    res.errors[(head, action, seed)] = f"{type(e).__name__}: {e}"
-                bar.update(1)
+        try:
+            for head, action in jobs:
+                arows = rows if action == "all" else [x for x in rows if x.action == action]
+                plan = fold_plan(arows, protocol, train_split, test_split)
+                if not plan:
+                    res.errors[(head, action, None)] = "empty train or test split"
+                    bar.update(len(seeds))
+                    done += len(seeds)
+                    continue
+                for seed in seeds:
+                    bar.set_postfix_str(f"{head}/{action}/seed {seed}")
+                    key = fit_key(provenance=prov, head=head, action=action, seed=seed,
+                                  feature=feats[head], params=params.get(head, {}),
+                                  selection=selection, views=head_views[head], ranges=ranges,
+                                  plan=[(f, [_row_sig(r, x) for x in tr], [_row_sig(r, x) for x in te])
+                                        for f, tr, te in plan])
+                    fit = fits.load(head, action, seed, key) if fits and not fresh else None
+                    reused += fit is not None
+                    try:
+                        if fit is None:
+                            fit = _run_seed(head, action, seed, plan, r, feats[head], params, fit_log,
+                                            selection, head_views[head], ranges, evaluate)
+                            if fits:
+                                fits.save(head, action, seed, key, fit)
+                        res.runs.setdefault((head, action), []).append({"seed": seed, **fit["run"]})
+                        records[head].extend(fit["selection"])
+                        if (head, action) not in res.predictions:
+                            res.predictions[(head, action)] = (np.asarray(fit["y_true"], dtype=float),
+                                                               np.asarray(fit["y_pred"], dtype=float))
+                    except Exception as e:  # noqa: BLE001 - one run failing must not sink the table
+                        res.errors[(head, action, seed)] = f"{type(e).__name__}: {e}"
+                    bar.update(1)
+                    done += 1
+        except KeyboardInterrupt:
+            res.setup["interrupted"] = f"{done} of {len(jobs) * len(seeds)} fits done"
         bar.close()
+        if fits:
+            res.setup["fits"] = {"folder": str(fits.folder), "reused": reused, "new": done - reused}
     res.setup["selection"] = {h: {"summary": selection_summary(recs), "runs": recs}
                               for h, recs in records.items()}
     return res
@@ -436,218 +550,3 @@ def _bench_views(reader, heads: list[str], views) -> dict[str, list[str]]:
             raise ValueError(f"views given for head(s) {stray} that this bench does not run")
         return {h: resolve_views(reader, h, views.get(h)) for h in heads}
     return {h: resolve_views(reader, h, views) if registry.accepts_views(h) else [] for h in heads}
-
-
-# ------------------------------------------------------------------------------- reporting
-def _fmt(mean, std, digits=4):
-    if mean is None or not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if np.isfinite(std) else f"{mean:.{digits}f}"
-
-
-def provenance_lines(res: BenchResult) -> list[str]:
-    prov, setup = res.provenance, res.setup
-    cfg = prov.get("config", {})
-    weights = prov.get("weights", {})
-    w = ", ".join(f"{k}={v[:12]}" for k, v in sorted(weights.items())) or "none (weight-free features)"
-    per_head = setup.get("head_features") or {}
-    feat = setup["feature"] + (" (" + ", ".join(f"{h}: {f}" for h, f in sorted(per_head.items())) + ")"
-                               if per_head else "")
-    if setup["protocol"] == "folds":
-        folds = setup.get("folds") or []
-        protocol = (f"protocol: {len(folds)}-fold cross-validation over the split values "
-                    f"{', '.join(folds)} (each fold tested once, trained on the others; metrics "
-                    f"averaged over folds)")
-    else:
-        protocol = f"protocol: split (train={setup['train_split']!r}, test={setup['test_split']!r})"
-    lines = [f"cache: {setup['cache']} ({setup['n_videos']} labelled videos)",
-             f"features: {feat}; pose: {cfg.get('pose', '?')}; sampling: "
-             f"{cfg.get('sampling', '?')} {cfg.get('sampling_options') or ''}; flow: {cfg.get('flow', '?')}",
-             f"weights: {w}",
-             f"{protocol}; seeds: {res.seeds}"]
-    if setup.get("score_ranges"):
-        lines.append("R-l2 score range per action (all labelled scores): " + ", ".join(
-            f"{a or '(none)'} [{lo:g}, {hi:g}]" for a, (lo, hi) in setup["score_ranges"].items()))
-    lines.append("model selection (validation rows carved from the training rows only, never the "
-                 "test rows), per head:")
-    for head in res.heads:
-        summ = (setup.get("selection") or {}).get(head, {}).get("summary", "not recorded")
-        lines.append(f"selection, {head}: {summ}")
-    if setup.get("training_budget"):
-        lines.append(f"training budget: {setup['training_budget']}")
-    if setup.get("views"):
-        lines.append("augmented views added to the training rows (never to validation or test "
-                     "rows): " + "; ".join(f"{h}: {', '.join(v)}"
-                                           for h, v in sorted(setup["views"].items())))
-    if prov.get("untrained"):
-        lines.insert(0, "WARNING: UNTRAINED backbone features (random weights): these numbers say "
-                        "nothing about the published methods")
-    return lines
-
-
-def takes_difficulty(head: str) -> bool:
-    from . import registry
-    try:
-        return "difficulty" in tuple(getattr(registry.estimator_class(head), "fit_extras", ()))
-    except ImportError:
-        return False
-
-
-def rows_for_table(res: BenchResult) -> list[dict]:
-    from .published import protocol_difference, published
-    bm = res.setup.get("benchmark")
-    withheld = res.setup.get("published_withheld") or {}
-    untrained = bool(res.provenance.get("untrained"))
-    out = []
-    for action in res.actions + (["fisher_z_avg"] if len(res.actions) > 1 else []):
-        for head in res.heads:
-            with_dd = bool(res.setup.get("with_difficulty")) and takes_difficulty(head)
-            if action == "fisher_z_avg":
-                m, s = res.fisher_z(head)
-                row = {"action": action, "head": head, "spearman": m, "spearman_std": s}
-                for k in ("r_l2", "mse"):
-                    vals = [res.summary(head, a).get(k, {}).get("mean", math.nan) for a in res.actions]
-                    row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
-                    row[f"{k}_std"] = math.nan
-                row["n_seeds"] = len(res.fisher_z_seeds(head))
-                row["n_test"] = sum(max((x.get("n_test", 0) for x in res.runs.get((head, a), [])), default=0)
-                                    for a in res.actions)
-                pub, src = published(bm, head, "avg", with_dd=with_dd)
-                errors = res.head_errors(head)
-            else:
-                summ = res.summary(head, action)
-                row = {"action": action, "head": head}
-                for k in ("spearman", "r_l2", "mse"):
-                    row[k] = summ.get(k, {}).get("mean", math.nan)
-                    row[f"{k}_std"] = summ.get(k, {}).get("std", math.nan)
-                row["n_seeds"] = len(res.runs.get((head, action), []))
-                row["n_test"] = max((x.get("n_test", 0) for x in res.runs.get((head, action), [])), default=0)
-                pub, src = published(bm, head, "avg" if action == "all" else action, with_dd=with_dd)
-                errors = res.head_errors(head, action)
-            if head in withheld or pub is None:
-                pub, src = None, None
-            row["published_spearman"] = pub if pub is not None else math.nan
-            row["published_source"] = src or ""
-            row["published_differs"] = (protocol_difference(bm, head) or "") if pub is not None else ""
-            row["untrained"] = untrained
-            row["error"] = "; ".join(errors)
-            out.append(row)
-    return out
-
-
-def to_markdown(res: BenchResult) -> str:
-    buf = io.StringIO()
-    buf.write("# aqa-heads bench\n\n")
-    for line in provenance_lines(res):
-        buf.write(f"- {line}\n")
-    table = rows_for_table(res)
-    for action in dict.fromkeys(r["action"] for r in table):
-        title = "Fisher-z average over actions" if action == "fisher_z_avg" else f"action: {action}"
-        buf.write(f"\n## {title}\n\n| head | Spearman | R-l2 (x100) | MSE | published Spearman "
-                  "| test videos |\n|---|---|---|---|---|---|\n")
-        for r in (x for x in table if x["action"] == action):
-            pub = "" if not np.isfinite(r["published_spearman"]) else f"{r['published_spearman']:.4f}"
-            pub += " (other protocol)" if pub and r["published_differs"] else ""
-            if r["error"] and not np.isfinite(r["spearman"]):
-                buf.write(f"| {r['head']} | failed: {r['error'][:80]} | | | {pub} | |\n")
-                continue
-            mark = f" ({r['n_seeds']} of {len(res.seeds)} seeds)" if r["n_seeds"] < len(res.seeds) else ""
-            buf.write(f"| {r['head']} | {_fmt(r['spearman'], r['spearman_std'])}{mark} | "
-                      f"{_fmt(100 * r['r_l2'], 100 * r['r_l2_std'], 3)} | "
-                      f"{_fmt(r['mse'], r['mse_std'], 3)} | {pub} | {r['n_test']} |\n")
-    sources = sorted({r["published_source"] for r in table if r["published_source"]})
-    if sources:
-        buf.write("\nPublished figures: " + "; ".join(sources) + ".\n")
-    differs = {r["head"]: r["published_differs"] for r in table if r["published_differs"]}
-    for head, why in sorted(differs.items()):
-        buf.write(f"\nPublished figure of {head} is from another protocol, not comparable: {why}.\n")
-    for head, why in sorted((res.setup.get("published_withheld") or {}).items()):
-        buf.write(f"\nPublished figure withheld: {why}.\n")
-    for head, kinds in augmentation_gaps(res, table).items():
-        buf.write(f"\nPublished figure of {head} was trained with its paper's {'/'.join(kinds)} "
-                  f"augmentation, which this run did not use (extract the views with aqa-extract "
-                  f"--view, then --views paper).\n")
-    if res.errors:
-        buf.write("\nFailed runs:\n\n")
-        for head in res.heads:
-            for e in res.head_errors(head):
-                buf.write(f"- {head} {e}\n")
-    return buf.getvalue()
-
-
-def augmentation_gaps(res: BenchResult, table: list[dict]) -> dict[str, list[str]]:
-    """head -> the kinds of augmented view its paper trained on that this run's training rows
-    lacked, for the heads shown beside a published figure."""
-    from aqa.data.views import parse_view
-
-    from . import registry
-    used = res.setup.get("views") or {}
-    out = {}
-    for head in sorted({r["head"] for r in table if np.isfinite(r["published_spearman"])}):
-        missing = registry.paper_view_kinds(head) - {parse_view(v).kind for v in used.get(head, [])}
-        if missing and registry.accepts_views(head):
-            out[head] = sorted(missing)
-    return out
-
-
-def errors_list(res: BenchResult) -> list[dict]:
-    return [{"head": h, "action": a, "seed": s, "error": m} for (h, a, s), m in res.errors.items()]
-
-
-def write_report(res: BenchResult, out_dir) -> dict[str, Path]:
-    """bench.md, bench.csv, bench.json and pred_vs_true.png in ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = rows_for_table(res)
-    paths = {"md": out / "bench.md", "csv": out / "bench.csv", "json": out / "bench.json",
-             "png": out / "pred_vs_true.png"}
-    paths["md"].write_text(to_markdown(res))
-    with open(paths["csv"], "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(table)
-    paths["json"].write_text(json.dumps(
-        {"provenance": {k: v for k, v in res.provenance.items()}, "setup": res.setup,
-         "seeds": res.seeds, "untrained_features": bool(res.provenance.get("untrained")),
-         "table": table, "errors": errors_list(res)}, indent=2, default=str))
-    plot_predictions(res, paths["png"])
-    return paths
-
-
-def plot_predictions(res: BenchResult, path) -> Path:
-    """Predicted vs true score per head (first seed), one colour per action."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    heads = [h for h in res.heads if any((h, a) in res.predictions for a in res.actions)]
-    n = max(1, len(heads))
-    cols = min(4, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, head in zip(axes.ravel(), heads):
-        lo, hi = math.inf, -math.inf
-        for i, action in enumerate(res.actions):
-            if (head, action) not in res.predictions:
-                continue
-            y, p = res.predictions[(head, action)]
-            ax.scatter(y, p, s=10, alpha=0.7, color=f"C{i % 10}",
-                       label=action if len(res.actions) > 1 else None)
-            lo, hi = min(lo, y.min(), p.min()), max(hi, y.max(), p.max())
-        if np.isfinite(lo):
-            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        m, _ = res.fisher_z(head)
-        ax.set_title(f"{head}: rho {m:.3f} (mean of {len(res.seeds)} seeds)\npoints: seed {res.seeds[0]}"
-                     if np.isfinite(m) else head, fontsize=8)
-        ax.set_xlabel("true score", fontsize=8)
-        ax.set_ylabel("predicted", fontsize=8)
-    for ax in axes.ravel()[len(heads):]:
-        ax.axis("off")
-    if len(res.actions) > 1 and heads:
-        axes.ravel()[0].legend(fontsize=6)
-    if res.provenance.get("untrained"):
-        fig.suptitle("UNTRAINED backbone features", color="red")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)

@@ -14,7 +14,8 @@ A builder is ``build(reader, ids, feature) -> np.ndarray`` (``reader``: an open
                missing frames linearly interpolated, resampled to L=64 frames (Pose+DCT-SVR).
 
 A new one is a function anywhere, named as ``"module:function"`` in the head registry (or given a
-short name in :data:`aqa.heads.registry.INPUTS`).
+short name in :data:`aqa.heads.registry.INPUTS`); :func:`aqa.heads.dataset.build_inputs` builds a
+head's X by its registry entry.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["build_inputs", "default_feature", "families_with_joints",
+__all__ = ["default_feature", "families_with_joints",
            "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
 
 #: families tried in order when no --feature is given (learned backbones first, weight-free last).
@@ -48,12 +49,6 @@ def families_with_joints(reader, fams: Iterable[str]) -> list[str]:
     """The families among ``fams`` whose ``joints`` part every video of the cache has."""
     ids = reader.video_ids()
     return [f for f in fams if all(f"features/{f}/joints" in reader.group(v) for v in ids)]
-
-
-def build_inputs(head_name: str, reader, ids, feature: str | None = None) -> np.ndarray:
-    """X for head ``head_name`` (its registry entry names the builder) over ``ids``."""
-    from .registry import input_builder
-    return input_builder(head_name)(reader, list(ids), feature)
 
 
 def jrg_inputs(reader, ids, feature=None) -> np.ndarray:

@@ -169,7 +169,7 @@ class JRGRegressor(TorchRegressor):
         node 0 is the whole-scene feature of the step, nodes 1..J the joint (patch) features in COCO-17
         order (J=17). If whole-scene and joint features differ in size, zero-pad the smaller one to D
         (a zero input column is exactly a missing weight column of the first FC);
-        :func:`aqa.heads.inputs.build_inputs` does this.
+        :func:`aqa.heads.dataset.build_inputs` does this.
       - 2-D X (n, S*(1+J)*D) with ``layout=(S, 1+J, D)``, read row-major (one size may be -1).
 
     Parameters

@@ -8,6 +8,9 @@
 - Relative L2 (CoRe, eq. 11): ``mean_k (|s_k - s^_k| / (s_max - s_min))^2`` per action, with the
   action's score range; averaged over actions. Papers print it x100.
 - MSE, and mean/std of any metric over seeds.
+- :data:`spearman_scorer`: Spearman's rho as a scikit-learn scorer (``GridSearchCV(...,
+  scoring=spearman_scorer)``, ``cross_val_score``); NaN for a constant prediction, which
+  ``GridSearchCV`` ranks last.
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import spearmanr as _spearmanr
+from sklearn.metrics import make_scorer
 
-__all__ = ["spearman", "fisher_z_average", "relative_l2", "mse", "evaluate", "summarize_seeds", "RHO_CLIP",
+__all__ = ["spearman", "fisher_z_average", "relative_l2", "mse", "evaluate", "summarize_seeds", "spearman_scorer", "RHO_CLIP",
            "MIN_ACTION_SAMPLES"]
 
 #: |rho| bound before arctanh in :func:`fisher_z_average` (arctanh(0.999) = 3.8, that of 0.5 is 0.55).
@@ -45,6 +49,10 @@ def spearman(y_true, y_pred) -> float:
                       RuntimeWarning, stacklevel=2)
         return math.nan
     return float(_spearmanr(a, b).statistic)
+
+
+#: Spearman's rho as a scikit-learn scorer (greater is better)
+spearman_scorer = make_scorer(spearman)
 
 
 def fisher_z_average(rhos: Sequence[float], weights: Sequence[float] | None = None,

@@ -50,8 +50,12 @@ def list_cmd():
 @click.option("--cameras", type=click.Choice(["left", "right", "both"]), default=None,
               help="JIGSAWS: which camera's recordings (default left, as MUSDL reads; both: each "
                    "recording a sample of its own, as JRG and AIM did, a trial's two in one fold).")
+@click.option("--allow-missing", is_flag=True,
+              help="Run on the videos found although some are missing, leaving out the actions or "
+                   "folds they leave empty (the report says what); without it, a missing video or "
+                   "an empty split is an error before any extraction.")
 def run(recipe, video_dir, annotation_dir, out, heads, seeds, pose, backbones, no_backbone,
-        without_difficulty, device, weights, untrained, views, cameras):
+        without_difficulty, device, weights, untrained, views, cameras, allow_missing):
     """Run RECIPE on the videos in VIDEO_DIR with the annotation files in ANNOTATION_DIR."""
     from aqa.extract.weights import WeightsError, parse_weight_overrides
 
@@ -65,12 +69,17 @@ def run(recipe, video_dir, annotation_dir, out, heads, seeds, pose, backbones, n
                          backbones=() if no_backbone else backbones,
                          with_difficulty=not without_difficulty, device=device,
                          untrained=untrained, weight_overrides=parse_weight_overrides(weights),
-                         views=views, dataset_options={"cameras": cameras} if cameras else None)
+                         views=views, dataset_options={"cameras": cameras} if cameras else None,
+                         allow_missing=allow_missing)
     except (ValueError, FileNotFoundError, WeightsError, RuntimeError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     click.echo(res["paths"]["md"].read_text())
     click.echo(f"report: {res['paths']['md']}")
+    errors = res["result"].errors
+    if errors:
+        click.echo(f"error: {len(errors)} run(s) failed (listed in {res['paths']['md']})", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -57,12 +57,13 @@ def main(argv=None) -> int:
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
 
-    from aqa.data.cache import verify
+    from aqa.data.integrity import verify
     from aqa.data.synthetic import render_dataset
     from aqa.extract.runner import ExtractConfig, run_extraction
     from aqa.extract.registry import BACKBONES
     from aqa.extract.weights import MissingWeightsError, checkpoints_for, resolve_first
-    from aqa.heads.bench import run_bench, to_markdown, write_report
+    from aqa.heads.bench import run_bench
+    from aqa.heads.report import to_markdown, write_report
 
     out = Path(args.out)
     t0 = time.perf_counter()

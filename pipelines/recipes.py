@@ -6,8 +6,10 @@ read by :mod:`aqa.data.datasets`), a folder of its videos laid out as the releas
 UNLV-Dive and FineDiving; MTL-AQA and UNLV-Dive are released as full videos, which
 :mod:`aqa.pipelines.cut` cuts into those per-dive folders), and runs:
 
-1. the labels table of the protocol's split (videos missing from the folder are listed in
-   ``missing_videos.txt`` and the report; none found is an error);
+1. the labels table of the protocol's split; a video missing from the folder, or a split left
+   empty by the missing ones, is an error (:class:`ProtocolIncomplete`) before any extraction,
+   with the expected paths in ``missing_videos.txt``; ``allow_missing`` runs on what there is,
+   leaves out the actions (or folds) it cannot run, and the report says what was left out;
 2. extraction with the protocol's temporal sampling into ``OUT/feats.h5`` (resumable);
 3. :func:`aqa.heads.bench.run_bench` with the protocol (per action or not, train/test split or
    JIGSAWS' 4 folds), model selection on validation rows carved from training rows only;
@@ -142,6 +144,44 @@ def locate_videos(name: str, rows, video_dir) -> tuple[list[tuple[str, Path]], l
     return found, missing
 
 
+class ProtocolIncomplete(FileNotFoundError):
+    """The published protocol cannot be run on the videos found (missing videos, empty splits)."""
+
+
+def protocol_gaps(recipe: Recipe, labelled, present) -> dict[str, str]:
+    """Part of the protocol (an action, or ``"all"``) -> why it cannot run on the ``present``
+    label rows, given every ``labelled`` row: no video found, an empty train or test split, a
+    fold without a video."""
+    from aqa.heads.bench import fold_plan
+
+    def by_action(rows, a):
+        return rows if a == "all" else [r for r in rows if r.action == a]
+
+    actions = sorted({r.action for r in labelled}) if recipe.per_action else ["all"]
+    gaps = {}
+    for a in actions:
+        want, have = by_action(labelled, a), by_action(present, a)
+        if not have:
+            gaps[a] = f"none of its {len(want)} videos found"
+            continue
+        if recipe.protocol == "folds":
+            lost = sorted({r.split for r in want} - {r.split for r in have})
+            if lost:
+                gaps[a] = f"no video of {', '.join(lost)} found"
+                continue
+        try:
+            plan = fold_plan(have, recipe.protocol, "train", "test")
+        except ValueError as e:
+            plan, why = [], str(e)
+        else:
+            why = "empty train or test split"
+        if not plan:
+            n = {s: sum(r.split == s for r in have) for s in ("train", "test")}
+            gaps[a] = why + (f" ({n['train']} train, {n['test']} test videos found)"
+                             if recipe.protocol == "split" else "")
+    return gaps
+
+
 def pose_sheets(cache, rows, root, folder, limit: int = 8) -> list[Path]:
     """Contact sheets (:func:`aqa.extract.show.contact_sheet`) of the first video of each action
     among ``rows`` (at most ``limit``), as ``folder/<id>.png``: a look at the poses the heads will
@@ -169,19 +209,25 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                sampling_options: dict | None = None, with_difficulty: bool = True,
                device: str = "auto", untrained: bool = False, weight_overrides: dict | None = None,
                head_params: dict | None = None, feature: str | None = None,
-               views=None, dataset_options: dict | None = None, progress: bool = True) -> dict:
+               views=None, dataset_options: dict | None = None, progress: bool = True,
+               allow_missing: bool = False) -> dict:
     """Run recipe ``name`` (see :data:`RECIPES`) and write its report into ``out_dir``.
 
     ``views``: augmented views extracted for the protocol's training videos only (every video
     under 4-fold cross-validation) and added to the training rows of the heads that train on
     views: view specs (``"flip"``) for every such head, or ``"paper"`` for each head's own
     (:attr:`aqa.heads.registry.HeadSpec.paper_views`). ``dataset_options``: keywords of the
-    benchmark's reader (:mod:`aqa.data.datasets`), e.g. ``{"cameras": "both"}`` for JIGSAWS."""
-    from aqa.data.cache import verify
+    benchmark's reader (:mod:`aqa.data.datasets`), e.g. ``{"cameras": "both"}`` for JIGSAWS.
+    ``allow_missing``: run on the videos found even if some are missing, leaving out the parts
+    of the protocol (:func:`protocol_gaps`) they leave empty; without it a missing video or an
+    empty split raises :class:`ProtocolIncomplete` before any extraction."""
+    from aqa.data.integrity import verify
     from aqa.data.datasets import read_dataset
     from aqa.data.labels import write_labels_csv
     from aqa.extract.runner import ExtractConfig, run_extraction_items
-    from aqa.heads.bench import run_bench, score_ranges_of, takes_difficulty, write_report
+    from aqa.heads.bench import run_bench
+    from aqa.heads.dataset import score_ranges_of
+    from aqa.heads.report import takes_difficulty, write_report
 
     from aqa.heads.registry import resolve_heads
 
@@ -199,9 +245,11 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     ranges = score_ranges_of(rows)
     has_difficulty = any(math.isfinite(r.difficulty) for r in rows)
     items, missing = locate_videos(name, rows, video_dir)
-    (out / "missing_videos.txt").write_text("".join(f"{m}\n" for m in missing))
+    from aqa.data.datasets import video_relpath
+    by_id = {r.video_id: r for r in rows}
+    missing_paths = [Path(video_dir) / video_relpath(name, by_id[m]) for m in missing]
+    (out / "missing_videos.txt").write_text("".join(f"{p}\n" for p in missing_paths))
     if not items:
-        from aqa.data.datasets import video_relpath
         hint = (f"; to cut the release's full videos into these folders: python -m aqa.pipelines "
                 f"cut {name} {annotation_dir} FULL_VIDEO_DIR --out {video_dir}"
                 if name in CUT_DATASETS else "")
@@ -209,7 +257,22 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                                 f"(expected e.g. {Path(video_dir) / video_relpath(name, rows[0])})"
                                 + hint)
     present = {vid for vid, _ in items}
-    rows = [r for r in rows if r.video_id in present]
+    labelled, rows = rows, [r for r in rows if r.video_id in present]
+    gaps = protocol_gaps(recipe, labelled, rows)
+    if missing or gaps:
+        what = "; ".join(f"{a}: {why}" for a, why in gaps.items())
+        shown = ", ".join(str(p) for p in missing_paths[:5]) + (", ..." if len(missing) > 5 else "")
+        msg = ((f"{len(missing)} of {len(labelled)} {name} videos are missing (expected at {shown}; "
+                f"all listed in {out / 'missing_videos.txt'})" if missing else "")
+               + ("; " if missing and gaps else "") + (f"protocol parts left empty: {what}" if gaps else ""))
+        if not allow_missing:
+            raise ProtocolIncomplete(f"{msg}. The protocol cannot be run as published; "
+                                     f"--allow-missing runs on the {len(items)} videos found and the "
+                                     f"report lists what was left out")
+        if recipe.per_action and len(gaps) < len({r.action for r in labelled}):
+            rows = [r for r in rows if r.action not in gaps]
+        elif gaps:
+            raise ProtocolIncomplete(f"{msg}: nothing of the protocol can be run")
     if not with_difficulty:
         rows = [replace(r, difficulty=math.nan) for r in rows]
     write_labels_csv(rows, out / "labels.csv")
@@ -242,9 +305,11 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
                     params=recipe_head_params(recipe, heads, head_params),
                     benchmark=name, progress=progress,
                     score_ranges=ranges, head_features=head_features,
-                    views="paper" if views == "paper" else [v.name for v in extract_views])
+                    views="paper" if views == "paper" else [v.name for v in extract_views],
+                    store=out / "report" / "fits")
     res.setup.update({"recipe": name, "description": recipe.description,
                       "videos_found": len(items), "videos_missing": len(missing),
+                      "left_out": gaps,
                       "difficulty_labels": has_difficulty,
                       "difficulty_requested": with_difficulty,
                       "dataset_options": dict(dataset_options or {}),
@@ -261,6 +326,9 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     head = [f"# {name}: {recipe.description}", "",
             f"- videos: {len(items)} found, {len(missing)} missing (listed in missing_videos.txt), "
             f"{len(summary.failed)} failed extraction (see {cache.name}.failures.json)",
+            *([f"- left out (--allow-missing: the protocol is NOT run as published): "
+               f"{len(missing)} missing videos"
+               + "".join(f"; {a}: {why}" for a, why in gaps.items())] if missing or gaps else []),
             f"- difficulty given to heads: {dd}",
             f"- poses drawn on frames, to check person selection by eye: "
             f"{', '.join(str(p.relative_to(out)) for p in sheets) or 'none'} "
@@ -269,4 +337,4 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     paths["md"].write_text("\n".join(head) + md)
     (out / "recipe.json").write_text(json.dumps(res.setup, indent=2, default=str))
     return {"result": res, "paths": paths, "cache": cache, "missing": missing,
-            "failed": summary.failed}
+            "missing_paths": missing_paths, "left_out": gaps, "failed": summary.failed}

@@ -11,7 +11,8 @@ import pytest
 
 from aqa.data.labels import LabelRow
 from aqa.heads import bench as bench_mod
-from aqa.heads.bench import BenchResult, rows_for_table, run_bench, to_markdown, write_report
+from aqa.heads.bench import BenchResult, run_bench
+from aqa.heads.report import rows_for_table, to_markdown, write_report
 from aqa.heads.metrics import fisher_z_average, relative_l2
 
 from cachekit import VIDEO_ATTRS, video_arrays
@@ -124,7 +125,7 @@ class _Recorder:
 def _fingerprints(cache, heads):
     """head -> {feature-row bytes: video id}: identifies each video from the X a head is given."""
     from aqa.data.cache import CacheReader
-    from aqa.heads.inputs import build_inputs
+    from aqa.heads.dataset import build_inputs
 
     with CacheReader(cache) as r:
         labels = r.labels()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from aqa.data.cache import CacheError, CacheReader, CacheWriter, merge, verify
+from aqa.data.cache import CacheError, CacheReader, CacheWriter
+from aqa.data.integrity import merge, verify
 from aqa.data.cli import main as data_cli
 from aqa.data.labels import LabelRow
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from aqa.data.cache import CacheReader, verify
+from aqa.data.cache import CacheReader
+from aqa.data.integrity import verify
 from aqa.extract.cli import main as extract_cli
 from aqa.extract.runner import (ExtractConfig, discover_videos, parse_shard, run_extraction,
                                 shard_out_path)
@@ -463,7 +464,7 @@ def test_killed_extraction_resumes_without_redoing(synth_dir, tmp_path):
 @pytest.mark.slow
 def test_shards_then_merge(synth_dir, tmp_path):
     """Two --shard runs write one file each; merging them gives every video once."""
-    from aqa.data.cache import merge
+    from aqa.data.integrity import merge
 
     out = tmp_path / "f.h5"
     parts = []

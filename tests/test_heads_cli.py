@@ -10,7 +10,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from aqa.data.cache import CacheWriter  # noqa: E402
 from aqa.data.labels import LabelRow, write_labels_csv  # noqa: E402
-from aqa.heads.cli import main, run_train_eval  # noqa: E402
+from aqa.heads.cli import main  # noqa: E402
+from aqa.heads.train import run_train_eval  # noqa: E402
 
 torch.set_num_threads(1)
 JRG_P = ["-p", "encoder_dim=16", "-p", "hidden_dim=8", "-p", "max_iter=150", "-p", "learning_rate=0.01",
@@ -193,7 +194,7 @@ def test_bench_fails_loudly(cache, tmp_path):
                                   *out])
     assert r.exit_code == 1 and "error: 2 run(s) failed" in r.output and "has no parameter(s) ['foo']" in r.output
     r = CliRunner().invoke(main, ["bench", str(path), "--heads", "c3d-svr", "-p", "jrgg.max_iter=5", *out])
-    assert r.exit_code == 1 and "head(s) ['jrgg'] that this bench does not run" in r.output
+    assert r.exit_code == 1 and "parameters given for unknown head(s) ['jrgg']" in r.output
     r = CliRunner().invoke(main, ["bench", str(path), "--heads", "c3d-svr", "--seeds", "0", *out])
     assert r.exit_code == 2 and "--seeds" in r.output
     r = CliRunner().invoke(main, ["bench", str(path), "--heads", "c3d-svr", "--feature", "nope", *out])
@@ -277,7 +278,7 @@ def test_config_differences_by_setting_and_checkpoint_role():
 
 
 def test_predict_time_extras_never_include_sub_scores():
-    from aqa.heads.cli import _extras
+    from aqa.heads.dataset import label_extras as _extras
 
     class Head:
         fit_extras = ("groups", "difficulty", "execution")
@@ -307,7 +308,8 @@ def test_jrg_defaults_to_a_family_with_joints_and_says_what_it_needs(tmp_path):
     import math
     from cachekit import VIDEO_ATTRS, video_arrays
     from aqa.data.cache import CacheReader
-    from aqa.heads.inputs import build_inputs, default_feature
+    from aqa.heads.dataset import build_inputs
+    from aqa.heads.inputs import default_feature
 
     path = tmp_path / "c.h5"
     rows = []

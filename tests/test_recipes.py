@@ -42,8 +42,9 @@ def test_recipe_end_to_end(name, synth, tmp_path):
     out = tmp_path / "out"
     res = run_recipe(name, videos, ann, out, heads=["c3d-svr", "mlp"], seeds=1, pose="file",
                      backbones=(), flow="tvl1-cpu", flow_options=FAST_FLOW, device="cpu",
-                     head_params={"mlp": {"max_iter": 30}}, progress=False)
+                     head_params={"mlp": {"max_iter": 30}}, progress=False, allow_missing=True)
     assert len(res["missing"]) == 1 and not res["failed"]
+    assert (out / "missing_videos.txt").read_text() == f"{first}\n"
     bench = res["result"]
     recipe = RECIPES[name]
     assert bench.setup["protocol"] == recipe.protocol
@@ -59,6 +60,7 @@ def test_recipe_end_to_end(name, synth, tmp_path):
             assert -1 <= run["spearman"] <= 1 or np.ptp(p) == 0 or len(y) < 3, (head, a, y, p)
     md = res["paths"]["md"].read_text()
     assert f"# {name}:" in md and "1 missing" in md and "pose: file" in md
+    assert "- left out (--allow-missing: the protocol is NOT run as published): 1 missing videos" in md
     setup = json.loads((out / "recipe.json").read_text())
     assert setup["videos_found"] == 11 and setup["recipe"] == name
     # the sampling protocol of the recipe is what the cache was extracted with
@@ -136,7 +138,7 @@ def test_recipe_on_the_real_label_files(name, synth, tmp_path):
         res = run_recipe(name, videos, ann, out, heads=["c3d-svr", "mlp"], seeds=1, pose="file",
                          backbones=(), flow="tvl1-cpu", flow_options=FAST_FLOW, device="cpu",
                          head_params={"mlp": {"max_iter": 20, "encoder_dim": 16, "hidden_dim": 8}},
-                         progress=False)
+                         progress=False, allow_missing=True)
     assert not res["failed"]
     bench = res["result"]
     with open(out / "labels.csv") as f:

@@ -5,7 +5,8 @@ import h5py
 import pytest
 from click.testing import CliRunner
 
-from aqa.data.cache import CacheError, CacheReader, verify
+from aqa.data.cache import CacheError, CacheReader
+from aqa.data.integrity import verify
 from aqa.data.cli import main as data_main
 from aqa.data.views import View, parse_view, parse_views, view_id
 
@@ -141,7 +142,7 @@ def test_merge_drops_a_view_of_another_file_version_than_its_source(tmp_path):
     """One shard holds a view made from the old file (its source failed there), another the
     source re-extracted from the changed file: the merge keeps the source, drops the view with a
     warning and says so; a plain video and a view under one id are different videos."""
-    from aqa.data.cache import merge
+    from aqa.data.integrity import merge
 
     old, new = "a" * 64, "b" * 64
     p1 = _part(tmp_path / "p1.h5", [("v@flip", old, "flip"), ("w", old, None),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from aqa.data.cache import CacheReader, verify
+from aqa.data.cache import CacheReader
+from aqa.data.integrity import verify
 from aqa.data.views import View
 from aqa.extract.cli import main as extract_cli
 from aqa.extract.pose.base import COCO_KEYPOINTS

@@ -11,8 +11,10 @@ from click.testing import CliRunner  # noqa: E402
 from aqa.data.cache import CacheReader  # noqa: E402
 from aqa.heads import registry  # noqa: E402
 from aqa.heads.augment import resolve_views, training_set  # noqa: E402
-from aqa.heads.bench import provenance_lines, run_bench  # noqa: E402
-from aqa.heads.cli import main, run_train_eval  # noqa: E402
+from aqa.heads.bench import run_bench  # noqa: E402
+from aqa.heads.cli import main  # noqa: E402
+from aqa.heads.report import provenance_lines  # noqa: E402
+from aqa.heads.train import run_train_eval  # noqa: E402
 from aqa.heads.core import CoReRegressor  # noqa: E402
 from aqa.heads.mlp import SceneMLPRegressor  # noqa: E402
 from aqa.heads.siamese import SiameseRegressor  # noqa: E402
@@ -258,7 +260,7 @@ def test_a_view_of_another_shape_is_a_clear_error(tmp_path):
 
 
 def test_report_says_when_a_published_figure_had_augmentation_this_run_lacked(vcache):
-    from aqa.heads.bench import to_markdown
+    from aqa.heads.report import to_markdown
 
     kw = dict(heads=["jrg", "mlp"], seeds=1, feature="kin_pose", progress=False, benchmark="aqa7",
               params={"jrg": {"staged": False, "max_iter": 20, "encoder_dim": 8, "hidden_dim": 4},
