@@ -36,7 +36,7 @@ __all__ = ["TemporalStats", "STATS", "RIDGE_ALPHAS", "stats_ridge", "stats_gbr",
 #: the statistics :class:`TemporalStats` can take over a column's steps
 STATS = ("mean", "std", "max", "min")
 #: RidgeCV's penalty grid: 1e-2 .. 1e4, two values per decade
-RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 4, 13))
+RIDGE_ALPHAS = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 4, 13))
 
 _REDUCERS = {"mean": np.nanmean, "std": np.nanstd, "max": np.nanmax, "min": np.nanmin}
 

@@ -130,3 +130,27 @@ def test_the_table_puts_each_head_beside_the_baseline():
     assert "| stats-ridge | 0.700 ± 0.141 (2.0 s) |" in text
     assert "| jrg | 0.900 (10.0 s) |" in text
     assert "| jrg | +0.100 |" in text        # seed 0 only: the seed where both ran
+
+
+@pytest.mark.slow
+def test_the_pose_only_cache_holds_the_extractors_kin_pose(tmp_path):
+    """--features kin_pose skips decoding and flow, and still writes what aqa-extract writes."""
+    from aqa.data.synthetic import render_dataset
+    from aqa.extract.runner import ExtractConfig, run_extraction
+    from aqa.pipelines.demo import DEMO_FLOW
+
+    bench = _benchmark()
+    videos = tmp_path / "videos"
+    render_dataset(videos, n=2, kind="coordination", seed=0, n_frames=32, size=(64, 48), progress=False)
+    run_extraction([videos], tmp_path / "full.h5",
+                   ExtractConfig(sampling="jrg", pose="file", persons=1, flow="tvl1-cpu",
+                                 flow_options=dict(DEMO_FLOW), short_side=None),
+                   labels=videos / "labels.csv", device="cpu", progress=False)
+    bench.pose_only_cache(videos, tmp_path / "pose.h5", persons=1)
+    with CacheReader(tmp_path / "full.h5") as a, CacheReader(tmp_path / "pose.h5") as b:
+        ids = a.video_ids()
+        assert b.video_ids() == ids and b.families() == ["kin_pose"]
+        assert [x.score for x in b.labels()] == [x.score for x in a.labels()]
+        for part in ("whole", "joints", "clip_start", "clip_end"):
+            np.testing.assert_array_equal(a.load("kin_pose", ids, part), b.load("kin_pose", ids, part))
+        np.testing.assert_array_equal(a.pose(ids[0])["keypoints"], b.pose(ids[0])["keypoints"])
