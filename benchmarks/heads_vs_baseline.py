@@ -3,7 +3,8 @@
 For each kind (``single``, ``sync``, ``coordination``) one synthetic set is rendered and extracted
 once (poses from the sidecars, the weight-free ``kin_pose`` + ``hof_flow`` features with the demo's
 light TV-L1). A fixed seeded draw of ``--n-test`` videos is the test set of every cell; for each
-training size and seed, ``n_train`` training videos are drawn (seeded) from the rest. Each head then
+training size and seed, ``n_train`` training videos are drawn (seeded) from the rest (the largest
+size takes all of them, so there the seeds differ in the heads' own randomness only). Each head then
 runs through :func:`aqa.heads.bench.run_bench` exactly as ``aqa-heads bench`` runs it: default
 settings and the default selection (grids and early stopping on validation parts of the training
 rows only, never the test rows).
