@@ -82,12 +82,12 @@ BASELINE_XFAIL = {**PIPELINE_XFAIL, "check_estimators_nan_inf":
 
 HEADS: list[HeadSpec] = [
     HeadSpec("stats-ridge", "aqa.heads.baselines:stats_ridge", "aqa.heads.baselines:stats_inputs",
-             "Baseline: per-video mean/std/max/min of every whole-scene and joint step feature -> "
+             "Per-video mean/std/max/min of every whole-scene and joint step feature -> "
              "StandardScaler -> RidgeCV (penalty by leave-one-out on the training rows)",
              "classical baseline (temporal statistics + ridge regression)",
              expected_failed_checks=BASELINE_XFAIL, baseline=True),
     HeadSpec("stats-gbr", "aqa.heads.baselines:stats_gbr", "aqa.heads.baselines:stats_inputs",
-             "Baseline: the same statistics -> HistGradientBoostingRegressor, early-stopped on a "
+             "The same statistics -> HistGradientBoostingRegressor, early-stopped on a "
              "validation part of the training rows",
              "classical baseline (temporal statistics + gradient-boosted trees)",
              check_params={"max_iter": 30}, expected_failed_checks=BASELINE_XFAIL, baseline=True),

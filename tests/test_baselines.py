@@ -101,3 +101,16 @@ def test_baseline_learns_and_round_trips_through_a_head_file(tmp_path, head):
     f = save_head(est, tmp_path / "h.pt")
     back = load_head(f, allow_pickle=True)
     np.testing.assert_array_equal(back.predict(X[~tr]), pred)
+
+
+def test_aqa_heads_list_marks_the_baselines_first():
+    import json
+
+    from click.testing import CliRunner
+
+    from aqa.heads.cli import main
+    out = CliRunner().invoke(main, ["list"]).output
+    assert out.startswith("stats-ridge (baseline): ")
+    assert "\nstats-gbr (baseline): " in out and "\njrg: " in out
+    items = json.loads(CliRunner().invoke(main, ["list", "--json"]).output)
+    assert [i["name"] for i in items if i["baseline"]] == ["stats-ridge", "stats-gbr"]
