@@ -31,7 +31,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .inputs import default_feature, families_with_joints
 
-__all__ = ["TemporalStats", "STATS", "RIDGE_ALPHAS", "stats_ridge", "stats_gbr", "stats_inputs"]
+__all__ = ["TemporalStats", "STATS", "RIDGE_ALPHAS", "stats_ridge", "stats_gbr", "stats_inputs",
+           "fitted_selection"]
 
 #: the statistics :class:`TemporalStats` can take over a column's steps
 STATS = ("mean", "std", "max", "min")
@@ -186,3 +187,18 @@ def stats_inputs(reader, ids, feature=None) -> np.ndarray:
     if len(steps) != 1:
         raise ValueError(f"feature families of {feature!r} differ in steps: {sorted(steps)}")
     return np.concatenate(parts, axis=2).astype(np.float32, copy=False)
+
+
+def fitted_selection(est) -> dict | None:
+    """What a fitted baseline chose on its training rows, as a bench selection record (``kind``
+    ``"internal"``): RidgeCV's penalty, or the number of trees early stopping kept; None for any
+    other estimator."""
+    steps = dict(getattr(est, "steps", []))
+    if isinstance(steps.get("ridge"), RidgeCV):
+        return {"kind": "internal", "param": "alpha", "chosen": float(steps["ridge"].alpha_),
+                "how": "leave-one-out error on the training rows (RidgeCV)"}
+    if isinstance(steps.get("gbr"), HistGradientBoostingRegressor):
+        g = steps["gbr"]
+        return {"kind": "internal", "param": "trees", "chosen": int(g.n_iter_),
+                "how": f"early stopping on {g.validation_fraction:.0%} of the training rows"}
+    return None

@@ -179,7 +179,7 @@ def resolve_heads(heads) -> list[str]:
     if unknown or not wanted:
         raise ValueError(f"unknown head(s) {unknown or heads!r}; known heads: {', '.join(names())}")
     first = set(baselines())   # reports read every head against the baselines: those come first
-    return [h for h in wanted if h in first] + [h for h in wanted if h not in first]
+    return [h for h in baselines() if h in wanted] + [h for h in wanted if h not in first]
 
 
 def make(name: str, **params):

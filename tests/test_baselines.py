@@ -114,3 +114,19 @@ def test_aqa_heads_list_marks_the_baselines_first():
     assert "\nstats-gbr (baseline): " in out and "\njrg: " in out
     items = json.loads(CliRunner().invoke(main, ["list", "--json"]).output)
     assert [i["name"] for i in items if i["baseline"]] == ["stats-ridge", "stats-gbr"]
+
+
+def test_bench_reports_what_the_baselines_chose_on_their_training_rows(tmp_path):
+    from aqa.heads.bench import run_bench, to_markdown
+
+    cache = learnable_cache(tmp_path / "c.h5", n=40, actions=("a",))
+    res = run_bench(cache, heads="stats-gbr,stats-ridge", seeds=2, feature="kin_pose", progress=False)
+    assert res.heads == ["stats-ridge", "stats-gbr"] and not res.errors
+    ridge = res.setup["selection"]["stats-ridge"]
+    assert [r["kind"] for r in ridge["runs"]] == ["internal", "internal"]
+    assert ridge["summary"].startswith("alpha chosen by leave-one-out error on the training rows "
+                                       "(RidgeCV) in 2 fit(s): ")
+    assert res.setup["selection"]["stats-gbr"]["summary"].startswith(
+        "trees chosen by early stopping on 20% of the training rows in 2 fit(s): ")
+    md = to_markdown(res)
+    assert md.index("| stats-ridge |") < md.index("| stats-gbr |")
