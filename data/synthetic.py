@@ -77,8 +77,10 @@ in the approach: ``limb_lag`` frames behind the legs, back in step early in the 
 ``E = 0.2 E_0 + 0.8 G`` with timing ``G = 10 exp(-max(0, |lag - (-1.5)| - 0.25) / 1.5)``, ``lag``
 the arms' lag behind the legs measured from the keypoints (:func:`limb_timing`); the lag is drawn
 around the ideal -1.5 (arms lead) independently of the skill, and the whole routine starts up to
-3 frames early or late (``sync_lag``), so no single joint's motion or timing tells the score,
-only the timing between limbs (sub-scores ``timing`` and ``limb_lag``). Pair: ``E = 0.6 (E_0 + E_1) / 2 + 0.4 Y`` with synchronization
+3 frames early or late (``sync_lag``), so when one limb moves says nothing, and the statistics of
+each joint's body-relative position over the video barely predict the score; the timing between
+limbs does (sub-scores ``timing`` and ``limb_lag``). Pair: ``E = 0.6 (E_0 + E_1) / 2 + 0.4 Y`` with
+synchronization
 ``Y = 10 exp(-max(0, Q - 0.05) / 0.4)``, ``Q = mean_{t, j} ||r_0j(t) - r_1j(t)||``,
 ``r_pj = (kp_pj - midhip_p) / torso_p`` (pose and orientation difference, time offsets included).
 The recorded coordination, smoothness and posture of a pair are the mean over its two performers.
@@ -107,7 +109,8 @@ from .labels import LabelRow, write_labels_csv
 __all__ = [
     "JOINT_NAMES", "SKELETON", "KINDS", "PHASES", "SIDECAR_FORMAT", "SIDECAR_VERSION",
     "QualityParams", "SynthVideo", "sample_params", "difficulty_for", "simulate",
-    "quality_measures", "limb_timing", "execution_model", "judge_panel", "render_frames", "render_video",
+    "quality_measures", "limb_timing", "execution_model", "judge_panel", "render_frames",
+    "render_video",
     "read_pose_sidecar", "render_dataset", "MIN_FRAMES", "MIN_SIZE", "check_size",
 ]
 
@@ -484,11 +487,10 @@ def limb_timing(kp: np.ndarray, phases: dict) -> float:
     """Frames the arms lag the legs in one performer's approach, measured from keypoints (T,17,2+).
 
     The arm signal (inner shoulder angle, mean of both sides) and the leg signal (knee flexion,
-    mean of both sides) are each matched in time, by least squares over shifts in steps of 0.05
-    frames, to the clean approach motion (the legs over the approach, the arms up to 6 frames
-    into the flight, where their motion does not depend on the performer's parameters); the lag
-    is the arms' shift minus the legs'. Only angles are used, so world and image coordinates
-    give the same number.
+    mean of both sides) are each matched in time over the approach, by least squares over shifts
+    in steps of 0.05 frames, to the clean approach motion (which does not depend on the
+    performer's parameters); the lag is the arms' shift minus the legs'. Only angles are used, so
+    world and image coordinates give the same number.
     """
     kp = np.asarray(kp, float)[..., :2]
     T = kp.shape[0]
