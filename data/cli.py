@@ -153,7 +153,8 @@ def labels(dataset, annotation_dir, out, raw, cameras):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--n", type=click.IntRange(min=1), default=48, show_default=True,
               help="Number of videos.")
-@click.option("--kind", type=click.Choice(["single", "sync"]), default="single", show_default=True)
+@click.option("--kind", type=click.Choice(["single", "sync", "coordination"]), default="single",
+              show_default=True, help="coordination: scored on the timing between arms and legs")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--frames", type=click.IntRange(min=MIN_FRAMES), default=72, show_default=True,
               help="Frames per video.")

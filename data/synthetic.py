@@ -1,7 +1,8 @@
 """Synthetic action-quality videos: the built-in demo and test data.
 
-Each video shows one performer (``kind="single"``) or two synchronized performers (``kind="sync"``,
-like synchronized diving) doing a dive-like routine in three phases, filmed by a camera that tracks
+Each video shows one performer (``kind="single"``), two synchronized performers (``kind="sync"``,
+like synchronized diving) or one performer judged on the timing between arms and legs
+(``kind="coordination"``) doing a dive-like routine in three phases, filmed by a camera that tracks
 them with a smooth pan/zoom (so the flow near the image border is non-zero):
 
 * ``approach``: standing on a 3 m platform, arm swing, crouch, extension;
@@ -71,7 +72,15 @@ torso length), ``theta_L/R`` the inner angles at shoulders, elbows, hips and kne
   ``P_straight = 10 clip(1 - bend / 1.0, 0, 1)``, ``bend`` = mean flexion of hips and knees there;
 * execution ``E_p = 0.3 C + 0.3 S + 0.4 P``.
 
-Single: ``E = E_0``. Pair: ``E = 0.6 (E_0 + E_1) / 2 + 0.4 Y`` with synchronization
+Single: ``E = E_0``. Coordination (one performer, always 2 somersaults, arms on their own clock
+in the approach: ``limb_lag`` frames behind the legs, back in step early in the flight):
+``E = 0.2 E_0 + 0.8 G`` with timing ``G = 10 exp(-max(0, |lag - (-1.5)| - 0.25) / 1.5)``, ``lag``
+the arms' lag behind the legs measured from the keypoints (:func:`limb_timing`); the lag is drawn
+around the ideal -1.5 (arms lead) independently of the skill, and the whole routine starts up to
+3 frames early or late (``sync_lag``), so when one limb moves says nothing, and the statistics of
+each joint's body-relative position over the video barely predict the score; the timing between
+limbs does (sub-scores ``timing`` and ``limb_lag``). Pair: ``E = 0.6 (E_0 + E_1) / 2 + 0.4 Y`` with
+synchronization
 ``Y = 10 exp(-max(0, Q - 0.05) / 0.4)``, ``Q = mean_{t, j} ||r_0j(t) - r_1j(t)||``,
 ``r_pj = (kp_pj - midhip_p) / torso_p`` (pose and orientation difference, time offsets included).
 The recorded coordination, smoothness and posture of a pair are the mean over its two performers.
@@ -100,7 +109,8 @@ from .labels import LabelRow, write_labels_csv
 __all__ = [
     "JOINT_NAMES", "SKELETON", "KINDS", "PHASES", "SIDECAR_FORMAT", "SIDECAR_VERSION",
     "QualityParams", "SynthVideo", "sample_params", "difficulty_for", "simulate",
-    "quality_measures", "execution_model", "judge_panel", "render_frames", "render_video",
+    "quality_measures", "limb_timing", "execution_model", "judge_panel", "render_frames",
+    "render_video",
     "read_pose_sidecar", "render_dataset", "MIN_FRAMES", "MIN_SIZE", "check_size",
 ]
 
@@ -109,7 +119,7 @@ JOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_s
                "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
 SKELETON = ((0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11),
             (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16))
-KINDS = ("single", "sync")
+KINDS = ("single", "sync", "coordination")
 PHASES = ("approach", "flight", "entry")
 SIDECAR_FORMAT = "aqa-synth-pose"
 SIDECAR_VERSION = 1
@@ -132,6 +142,11 @@ Q_BASE, Q0 = 0.05, 0.4
 TIGHT_LO, TIGHT_SPAN, ALPHA0, BEND0 = 0.4, 0.55, 0.8, 1.0
 W_COORD, W_SMOOTH, W_POSTURE = 0.3, 0.3, 0.4
 W_PAIR_EXEC, W_PAIR_SYNC = 0.6, 0.4
+IDEAL_LIMB_LAG = -1.5   # frames the arms lag the legs in an ideally timed approach (they lead)
+LIMB_LAG_SPREAD = 4.0   # coordination kind: limb_lag ~ IDEAL_LIMB_LAG + U(-spread, spread)
+G_BASE, G0 = 0.25, 1.5  # timing score: 10 exp(-max(0, |lag - ideal| - G_BASE) / G0)
+ARM_RESYNC = 0.12      # fraction of the flight over which lagging/leading arms fall back in step
+W_TIMING = 0.8          # coordination kind: E = (1 - W_TIMING) E_0 + W_TIMING G
 JUDGE_BIAS_SD, JUDGE_NOISE_SD = 0.2, 0.45
 
 _PHASE_FRAC = (0.30, 0.80)   # approach ends / flight ends, as fractions of n_frames
@@ -164,12 +179,13 @@ class QualityParams:
     bend: float = 0.0
     sync_lag: float = 0.0
     sync_dev: float = 0.0
+    limb_lag: float = 0.0
 
     def __post_init__(self):
         difficulty_for(self.rotations)
         checks = {"jitter": (0.0, 0.5), "asymmetry": (-0.2, 0.2), "lr_lag": (0.0, 5.0),
                   "tuck": (0.2, 1.0), "tilt": (-0.8, 0.8), "bend": (0.0, 1.2),
-                  "sync_lag": (-5.0, 5.0), "sync_dev": (0.0, 1.0)}
+                  "sync_lag": (-5.0, 5.0), "sync_dev": (0.0, 1.0), "limb_lag": (-8.0, 8.0)}
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
             if not (lo <= v <= hi):
@@ -181,6 +197,10 @@ def sample_params(rng: np.random.Generator, kind: str = "single") -> list[Qualit
 
     A latent skill ~ Beta(2, 2) is shared by all parameters (good athletes are good at everything);
     the secondary of a pair gets parameters scattered around the primary's by ``sync_dev``.
+    ``coordination``: one performer, always 2 somersaults, whose arms lag the legs by ``limb_lag``
+    frames drawn around :data:`IDEAL_LIMB_LAG` independently of the skill, and whose whole routine
+    starts ``sync_lag`` frames late (uniform in [-3, 3]), so only the timing *between* limbs
+    tells the quality, not when one limb moves.
     """
     _check_kind(kind)
     skill = rng.beta(2.0, 2.0)
@@ -202,6 +222,10 @@ def sample_params(rng: np.random.Generator, kind: str = "single") -> list[Qualit
     )
     if kind == "single":
         return [primary]
+    if kind == "coordination":
+        lag = IDEAL_LIMB_LAG + LIMB_LAG_SPREAD * rng.uniform(-1.0, 1.0)
+        return [replace(primary, rotations=2.0, limb_lag=float(lag),
+                        sync_lag=float(rng.uniform(-3.0, 3.0)))]
     sync_q = q()
     dev = 0.6 * (1.0 - q())
     z = rng.standard_normal(6)
@@ -355,6 +379,9 @@ def _person_motion(p: QualityParams, n_frames: int, t1: float, t2: float, body: 
     for s, (lag, gain) in enumerate(((p.lr_lag / 2, 1 + p.asymmetry / 2),
                                      (-p.lr_lag / 2, 1 - p.asymmetry / 2))):
         a, e, h, k = _angles(p, t - lag, t1, t2, gain)
+        if p.limb_lag:   # the arms on their own clock in the approach, back in step early in the flight
+            back = _smootherstep((t - lag - t1) / (ARM_RESYNC * (t2 - t1)))
+            a, e, _, _ = _angles(p, t - lag - p.limb_lag * (1.0 - back), t1, t2, gain)
         z = noise[:, s] * p.jitter
         sides.append((a + z[:, 0], e + 0.7 * z[:, 1], h + z[:, 2], k + z[:, 3]))
     theta = _lean(p, t, t1, t2)
@@ -456,11 +483,43 @@ def _sync_distance(kp0: np.ndarray, kp1: np.ndarray) -> float:
     return float(np.linalg.norm(out[0] - out[1], axis=-1).mean())
 
 
-def execution_model(keypoints: Sequence[np.ndarray], phases: Sequence[dict]) -> dict[str, float]:
+def limb_timing(kp: np.ndarray, phases: dict) -> float:
+    """Frames the arms lag the legs in one performer's approach, measured from keypoints (T,17,2+).
+
+    The arm signal (inner shoulder angle, mean of both sides) and the leg signal (knee flexion,
+    mean of both sides) are each matched in time over the approach, by least squares over shifts
+    in steps of 0.05 frames, to the clean approach motion (which does not depend on the
+    performer's parameters); the lag is the arms' shift minus the legs'. Only angles are used, so
+    world and image coordinates give the same number.
+    """
+    kp = np.asarray(kp, float)[..., :2]
+    T = kp.shape[0]
+    t1, t2 = round(_PHASE_FRAC[0] * T), round(_PHASE_FRAC[1] * T)
+    arm = 0.5 * (_inner_angle(kp, 11, 5, 7) + _inner_angle(kp, 12, 6, 8))
+    leg = math.pi - 0.5 * (_inner_angle(kp, 11, 13, 15) + _inner_angle(kp, 12, 14, 16))
+    s1 = phases["flight"][0]
+    shifts = np.arange(-12.0, 12.0001, 0.05)[:, None]
+    ref = QualityParams()
+
+    def best_shift(signal, frames, part):
+        tt = frames[None, :].astype(float) - shifts
+        tpl = _angles(ref, tt.ravel(), t1, t2, 1.0)[part].reshape(tt.shape)
+        tpl = np.abs(tpl) if part == 0 else tpl
+        return float(shifts[np.argmin(((signal[frames][None] - tpl) ** 2).mean(1)), 0])
+
+    legs = best_shift(leg, np.arange(0, max(2, s1 - 1)), 3)
+    arms = best_shift(arm, np.arange(0, max(2, s1 - 1)), 0)
+    return arms - legs
+
+
+def execution_model(keypoints: Sequence[np.ndarray], phases: Sequence[dict],
+                    timing: bool = False) -> dict[str, float]:
     """Noise-free execution E (0..10) and its sub-scores from each performer's keypoints.
 
     ``keypoints``: one (T,17,2|3) array per performer (primary first), world or image coordinates;
-    ``phases``: one phase dict per performer. Formulas in the module docstring.
+    ``phases``: one phase dict per performer. ``timing`` (the coordination kind, one performer):
+    E is mostly the arm/leg timing score ``timing`` (see the module docstring). Formulas in the
+    module docstring.
     """
     if len(keypoints) not in (1, 2) or len(phases) != len(keypoints):
         raise ValueError("execution_model needs 1 or 2 performers with one phase dict each")
@@ -477,7 +536,14 @@ def execution_model(keypoints: Sequence[np.ndarray], phases: Sequence[dict]) -> 
                     "E": W_COORD * C + W_SMOOTH * S + W_POSTURE * P})
     out = {k: float(np.mean([d[k] for d in per]))
            for k in ("coordination", "smoothness", "posture")}
-    if len(per) == 1:
+    if timing:
+        if len(per) != 1:
+            raise ValueError("the timing model is defined for one performer")
+        lag = limb_timing(keypoints[0], phases[0])
+        G = 10.0 * math.exp(-max(0.0, abs(lag - IDEAL_LIMB_LAG) - G_BASE) / G0)
+        out.update(sync=math.nan, limb_lag=lag, timing=G,
+                   E=(1.0 - W_TIMING) * per[0]["E"] + W_TIMING * G)
+    elif len(per) == 1:
         out["sync"] = math.nan
         out["E"] = per[0]["E"]
     else:
@@ -530,6 +596,8 @@ class SynthVideo:
                 "coordination": self.quality["coordination"],
                 "smoothness": self.quality["smoothness"], "posture": self.quality["posture"],
                 "sync": self.quality["sync"], "rotations": self.params[0].rotations}
+        if "timing" in self.quality:   # the coordination kind
+            subs.update(timing=self.quality["timing"], limb_lag=self.quality["limb_lag"])
         subs.update({f"judge_{i + 1}": float(a) for i, a in enumerate(self.judges)})
         return LabelRow(video_id=self.video_id, score=self.score, action=f"synth_{self.kind}",
                         difficulty=self.difficulty, split=split, sub_scores=subs)
@@ -674,7 +742,7 @@ def simulate(index: int = 0, kind: str = "single", seed: int = 0, n_frames: int 
     boxes = np.concatenate([np.maximum(xy.min(2) - pad, 0.0),
                             np.minimum(xy.max(2) + pad, [W - 1.0, H - 1.0])], -1)
 
-    quality = execution_model(list(world), phases)
+    quality = execution_model(list(world), phases, timing=kind == "coordination")
     bias = np.random.default_rng([int(seed), 7919]).normal(0, JUDGE_BIAS_SD, N_JUDGES)
     judges, execution = judge_panel(quality["E"], rng_judge, bias)
     dd = difficulty_for(params[0].rotations)

@@ -247,7 +247,9 @@ def _fit_predict(head, reader, tr, te, feature, seed, params, log=None, selectio
         if views:
             selection["views"] = list(views)
     elif not grid:
-        selection = {"kind": "none", "reason": "the head has no validation-based selection"}
+        from .baselines import fitted_selection
+        selection = fitted_selection(est) or {"kind": "none",
+                                              "reason": "the head has no validation-based selection"}
     log("predict", te)
     pred = np.asarray(est.predict(Xte, **_extras(est, te, predict=True)), dtype=float)
     return pred, selection
@@ -284,6 +286,11 @@ def selection_summary(records: list[dict]) -> str:
         if any("refit_iterations" in r for r in es):
             text += ", then refit on all training rows for that many iterations"
         parts.append(text)
+    internal = [r for r in records if r["kind"] == "internal"]
+    if internal:
+        counts = Counter(r["chosen"] for r in internal)
+        parts.append(f"{internal[0]['param']} chosen by {internal[0]['how']} in {len(internal)} fit(s): "
+                     + ", ".join(f"{_fmt_num(v)} (x{n})" for v, n in sorted(counts.items())))
     none = Counter(r["reason"] for r in records if r["kind"] == "none")
     for reason, n in none.items():
         sizes = [r["n_train"] for r in records if r["kind"] == "none" and r["reason"] == reason

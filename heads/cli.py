@@ -129,7 +129,8 @@ def list_cmd(as_json):
                      else "does not train on views")
         except ImportError:
             views = "unknown"
-        items.append({"name": spec.name, "description": spec.description, "reference": spec.reference,
+        items.append({"name": spec.name, "baseline": spec.baseline, "description": spec.description,
+                      "reference": spec.reference,
                       "inputs": spec.inputs, "paper_views": views, "parameters": p})
     if as_json:
         click.echo(json.dumps(items, indent=2, default=repr))
@@ -137,7 +138,8 @@ def list_cmd(as_json):
     for it in items:
         v = it["paper_views"]
         views = (", ".join(v) or "none") if isinstance(v, list) else v
-        click.echo(f"{it['name']}: {it['description']}\n    [{it['reference']}]  inputs: {it['inputs']}"
+        mark = " (baseline)" if it["baseline"] else ""
+        click.echo(f"{it['name']}{mark}: {it['description']}\n    [{it['reference']}]  inputs: {it['inputs']}"
                    f"  --views paper: {views}")
         click.echo("    " + ", ".join(f"{k}={v!r}" for k, v in it["parameters"].items()))
 

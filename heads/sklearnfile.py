@@ -10,9 +10,11 @@ from __future__ import annotations
 
 __all__ = ["TRUSTED_TYPES", "SklearnFileError", "dumps", "loads"]
 
-#: What our Pipeline heads hold beyond skops' default trusted types (aqa.heads.svr's transformers);
+#: What our Pipeline heads hold beyond skops' default trusted types: our transformers, and the tree
+#: predictor of stats-gbr's HistGradientBoostingRegressor (node arrays only, no callables);
 #: a test fits every non-neural head of the registry and checks this list covers it.
-TRUSTED_TYPES = ("aqa.heads.svr.ClipMean", "aqa.heads.svr.PoseDCT")
+TRUSTED_TYPES = ("aqa.heads.baselines.TemporalStats", "aqa.heads.svr.ClipMean", "aqa.heads.svr.PoseDCT",
+                 "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")
 
 
 class SklearnFileError(ValueError):

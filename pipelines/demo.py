@@ -39,7 +39,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     ap.add_argument("--n", type=int, default=48, help="number of synthetic videos")
-    ap.add_argument("--kind", choices=["single", "sync"], default="single")
+    ap.add_argument("--kind", choices=["single", "sync", "coordination"], default="single",
+                    help="coordination: one performer scored on the timing between arms and legs")
     ap.add_argument("--frames", type=int, default=40, help="frames per video")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per head")
     ap.add_argument("--heads", default="all", help="comma-separated head names, or all")
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     except MissingWeightsError:
         print("      (no I3D checkpoint installed: weight-free features only; see "
               "`aqa-extract weights list`)")
-    cfg = ExtractConfig(sampling="jrg", pose="file", persons=1 if args.kind == "single" else 2,
+    cfg = ExtractConfig(sampling="jrg", pose="file", persons=2 if args.kind == "sync" else 1,
                         flow="auto", flow_options={} if args.full_flow else dict(DEMO_FLOW),
                         backbones=backbones)
     cache = out / "feats.h5"

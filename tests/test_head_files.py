@@ -111,7 +111,7 @@ def _fitted_sklearn_heads():
 
 def test_sklearn_heads_round_trip_bit_identical_without_trust(tmp_path):
     heads = _fitted_sklearn_heads()
-    assert {n for n, _, _ in heads} == {"c3d-svr", "i3d-svr", "pose-dct-svr"}
+    assert {n for n, _, _ in heads} == {"stats-ridge", "stats-gbr", "c3d-svr", "i3d-svr", "pose-dct-svr"}
     for name, est, X in heads:
         p = save_head(est, tmp_path / f"{name}.pt", config={"head": name})
         payload = torch.load(p, weights_only=True)

@@ -318,3 +318,47 @@ def test_bad_input_is_a_clear_error(tmp_path):
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="aqa-synth-pose"):
         S.read_pose_sidecar(bad)
+
+
+def _body_relative(kp):
+    kp = np.asarray(kp, float)[..., :2]
+    mid_hip = 0.5 * (kp[:, 11] + kp[:, 12])
+    torso = np.linalg.norm(0.5 * (kp[:, 5] + kp[:, 6]) - mid_hip, axis=-1)
+    return (kp - mid_hip[:, None]) / torso[:, None, None]
+
+
+def test_coordination_kind_is_scored_on_the_timing_between_limbs():
+    """The label follows the arms' lag behind the legs; the statistics of each joint's motion
+    (mean/std/max/min of its body-relative position) barely predict it."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    sims = [S.simulate(i, "coordination", 0) for i in range(48)]
+    y = np.array([s.score for s in sims])
+    assert {s.difficulty for s in sims} == {S.difficulty_for(2.0)}
+    applied = np.array([s.params[0].limb_lag for s in sims])
+    starts = np.array([s.params[0].sync_lag for s in sims])
+    assert np.ptp(applied) > 5 and np.ptp(starts) > 3
+    # the pairwise timing, measured from the image keypoints, is the lag that was applied
+    measured = np.array([S.limb_timing(s.keypoints[0], s.phases[0]) for s in sims])
+    assert np.abs(measured - applied).mean() < 0.25 and np.abs(measured - applied).max() < 0.75
+    assert spearmanr(np.abs(measured - S.IDEAL_LIMB_LAG), y)[0] < -0.85
+    # ... and neither one limb's clock (the start offset) nor per-joint statistics predict it
+    assert abs(spearmanr(starts, y)[0]) < 0.3
+    per_joint = np.array([np.concatenate([f(_body_relative(s.keypoints[0]), axis=0).ravel()
+                                          for f in (np.mean, np.std, np.max, np.min)]) for s in sims])
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    assert spearmanr(cross_val_predict(model, per_joint, y, cv=4), y)[0] < 0.5
+    row = sims[0].label_row("train")
+    assert row.sub_scores["timing"] == pytest.approx(sims[0].quality["timing"])
+    assert row.action == "synth_coordination"
+
+
+def test_single_and_sync_have_no_timing_score():
+    for kind in ("single", "sync"):
+        sim = S.simulate(1, kind, 0, n_frames=NF, size=SIZE)
+        assert "timing" not in sim.quality and "timing" not in sim.label_row().sub_scores
+        assert all(p.limb_lag == 0.0 for p in sim.params)

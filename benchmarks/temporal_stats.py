@@ -1,0 +1,83 @@
+"""Which temporal statistics earn their place in the stats-ridge baseline, measured on training
+rows only.
+
+On the caches that ``benchmarks/heads_vs_baseline.py`` builds (``--out`` of that script), the
+fixed test draw is set aside and never read; the remaining training pool of each kind is split
+into ``--folds`` folds (seeded), and each variant of :class:`aqa.heads.baselines.TemporalStats`
+(the statistics taken, the number of low-frequency DCT coefficients) feeds StandardScaler ->
+RidgeCV as in ``stats-ridge``. Reported: mean ± std over folds of the validation Spearman.
+
+    python benchmarks/heads_vs_baseline.py --n-train 320 --seeds 1 --heads stats-ridge --out hvb_out
+    python benchmarks/temporal_stats.py --out hvb_out
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = {
+    "mean": {"stats": ("mean",)},
+    "mean, std": {"stats": ("mean", "std")},
+    "mean, std, max, min": {},
+    "mean, std, max, min + dct 2": {"n_dct": 2},
+    "mean, std, max, min + dct 4": {"n_dct": 4},
+    "mean, std, max, min + dct 8": {"n_dct": 8},
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="heads_vs_baseline_out", help="heads_vs_baseline.py's work folder")
+    ap.add_argument("--kinds", default="single,sync,coordination")
+    ap.add_argument("--features", default="kin_pose+hof_flow")
+    ap.add_argument("--n-test", type=int, default=80, help="the test draw to set aside (as there)")
+    ap.add_argument("--folds", type=int, default=5)
+    args = ap.parse_args(argv)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from heads_vs_baseline import split_rows
+    from sklearn.model_selection import KFold
+
+    from aqa.data.cache import CacheReader
+    from aqa.heads import registry
+    from aqa.heads.dataset import build_inputs
+    from aqa.heads.metrics import spearman
+
+    kinds = [k for k in args.kinds.split(",") if k]
+    table = {}
+    for kind in kinds:
+        name = "kin_pose.h5" if args.features == "kin_pose" else "feats.h5"
+        cache = Path(args.out) / kind / name
+        if not cache.is_file():
+            print(f"{cache}: not there; run benchmarks/heads_vs_baseline.py --out {args.out} first",
+                  file=sys.stderr)
+            return 1
+        with CacheReader(cache) as r:
+            rows = [x for x in r.labels() if math.isfinite(x.score)]
+            pool = [x for x in split_rows(rows, len(rows) - args.n_test, args.n_test, 0)
+                    if x.split == "train"]
+            X = build_inputs("stats-ridge", r, [x.video_id for x in pool], args.features)
+        y = np.array([x.score for x in pool])
+        for label, params in VARIANTS.items():
+            scores = []
+            for fit, val in KFold(args.folds, shuffle=True, random_state=0).split(X):
+                est = registry.make("stats-ridge", **params).fit(X[fit], y[fit])
+                scores.append(spearman(y[val], est.predict(X[val])))
+            table[(label, kind)] = (float(np.mean(scores)), float(np.std(scores, ddof=1)))
+            print(f"{kind} {label}: {table[(label, kind)][0]:.3f}", file=sys.stderr, flush=True)
+    lines = [f"# TemporalStats variants in stats-ridge: {args.folds}-fold validation Spearman on the "
+             f"training pool ({args.features}; the {args.n_test} test videos set aside)", "",
+             "| statistics | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for label in VARIANTS:
+        lines.append(f"| {label} | " + " | ".join(
+            "{:.3f} ± {:.3f}".format(*table[(label, k)]) for k in kinds) + " |")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
