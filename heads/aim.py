@@ -158,12 +158,11 @@ class AIMRegressor(TorchRegressor):
     fit_extras = ("execution", "sync")
 
     def __init__(self, *, dims=None, layout=None, hidden_dim=512, reg_hidden_dim=128, dropout=0.2,
-                 interaction="aim", fusion="attention", multitask=False, theta=0.4,
-                 transform_init="random", max_epochs=None, max_iter=9000, batch_size=64,
-                 learning_rate=1e-4, lr_schedule="aim", lr_step=500,
-                 lr_decay=0.1, lr_cycles=3, weight_decay=0.5, normalize_y=True, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-                 ranking_margin=None, reg_units="raw", device="cpu", random_state=None,
+                 interaction="aim", fusion="attention", multitask=False, theta=0.4, transform_init="random",
+                 max_epochs=None, max_iter=9000, batch_size=64, learning_rate=1e-4, lr_schedule="aim",
+                 lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.5, normalize_X=True, normalize_y=True,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
+                 ranking_weight=0.0, ranking_margin=None, reg_units="raw", device="cpu", random_state=None,
                  verbose=False):
         self.dims = dims
         self.layout = layout

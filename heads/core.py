@@ -226,11 +226,11 @@ class CoReRegressor(TorchRegressor):
                       "rows, and a view of the video itself would be its own exemplar")
 
     def __init__(self, *, depth=5, hidden_dim=256, n_exemplars=10, difficulty_mode="multiply",
-                 score_scale=None, max_iter=2000, batch_size=64, learning_rate=1e-3,
-                 lr_schedule="constant", lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0,
-                 normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 loss="mse", ranking_weight=0.0, ranking_margin=None, reg_units="normalized",
-                 device="cpu", random_state=None, verbose=False):
+                 score_scale=None, max_iter=2000, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
+                 lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
+                 ranking_weight=0.0, ranking_margin=None, reg_units="normalized", device="cpu",
+                 random_state=None, verbose=False):
         self.depth = depth
         self.hidden_dim = hidden_dim
         self.n_exemplars = n_exemplars

@@ -86,13 +86,12 @@ class FragmentRegressor(TorchRegressor):
     ``ranking_weight=0`` for MSE only); ``weight_decay`` is beta of eq. 3 (the paper gives no value).
     """
 
-    def __init__(self, *, n_fragments=None, fragments="all", fragment_dim=64, hidden=(256, 64),
-                 dropout=0.2, fragment_lr_ratio=0.1, max_iter=3000, batch_size=64, learning_rate=1e-3,
-                 lr_schedule="step", lr_step=600,
-                 lr_decay=0.45, lr_cycles=3, weight_decay=1e-4, normalize_y=True, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight="balanced",
-                 ranking_margin=None, reg_units="normalized", device="cpu", random_state=None,
-                 verbose=False):
+    def __init__(self, *, n_fragments=None, fragments="all", fragment_dim=64, hidden=(256, 64), dropout=0.2,
+                 fragment_lr_ratio=0.1, max_iter=3000, batch_size=64, learning_rate=1e-3, lr_schedule="step",
+                 lr_step=600, lr_decay=0.45, lr_cycles=3, weight_decay=1e-4, normalize_X=True,
+                 normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
+                 loss="mse", ranking_weight="balanced", ranking_margin=None, reg_units="normalized",
+                 device="cpu", random_state=None, verbose=False):
         self.n_fragments = n_fragments
         self.fragments = fragments
         self.fragment_dim = fragment_dim

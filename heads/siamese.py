@@ -102,9 +102,9 @@ class SiameseRegressor(TorchRegressor):
                  judge_tolerance=0.5, n_judges=3, reference="expert", dml_max_iter=2000,
                  dml_learning_rate=1e-3, max_iter=1000, batch_size=64, learning_rate=1e-3,
                  lr_schedule="constant", lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0,
-                 normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 loss="mse", ranking_weight=0.0, ranking_margin=None, reg_units="normalized",
-                 device="cpu", random_state=None, verbose=False):
+                 normalize_X=True, normalize_y=True, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, loss="mse", ranking_weight=0.0, ranking_margin=None,
+                 reg_units="normalized", device="cpu", random_state=None, verbose=False):
         self.layout = layout
         self.lstm_dim = lstm_dim
         self.d1_dim = d1_dim
