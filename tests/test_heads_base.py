@@ -99,7 +99,9 @@ def _balanced_ranking_reference(p, t, margin):
 
 def _jrg(**kw):
     from aqa.heads.jrg import JRGRegressor
-    return JRGRegressor(layout=(3, 2, 2), skeleton="self", **kw)       # (S, 1+J, D) over X's 12 columns
+    stages = dict(staged=True, whole_iter=20, branch_iter=20, final_iter=30, freeze_iter=5)
+    # (S, 1+J, D) over X's 12 columns; every stage of the staged training short
+    return JRGRegressor(layout=(3, 2, 2), skeleton="self", **{**stages, **kw})
 
 
 @pytest.mark.parametrize("make", [SceneMLPRegressor, _jrg], ids=["mlp", "jrg"])
@@ -228,8 +230,8 @@ def test_multi_stage_heads_hold_out_one_validation_split(name, monkeypatch):
     y = X.reshape(30, -1)[:, :3].sum(1) * 3 + 20
     params = dict(get(name).check_params, early_stopping=True, validation_fraction=0.2, random_state=0)
     if name == "jrg":
-        params.update(layout=None, skeleton="coco17", staged=True, max_iter=20, final_iter=20,
-                      freeze_iter=5)
+        params.update(layout=None, skeleton="coco17", staged=True, whole_iter=20, branch_iter=20,
+                      final_iter=20, freeze_iter=5)
     est = make(name, **params)
     seen = []
     real = base_mod.TorchRegressor._fit_loop
