@@ -227,9 +227,9 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
                 self.x_scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.x_mean_)), std,
                                          1.0).astype(np.float32)
         mean, scale = getattr(self, "x_mean_", None), getattr(self, "x_scale_", None)
-        if mean is None:
-            return X
-        return ((X - mean) / scale).astype(np.float32)
+        if mean is None or mean.size != int(np.prod(X.shape[1:])):
+            return X          # no statistics, or the wrong size: the head's shape check says which
+        return ((X - mean.reshape(X.shape[1:])) / scale.reshape(X.shape[1:])).astype(np.float32)
 
     def _regression_loss(self, pred, target):
         import torch.nn.functional as F
