@@ -228,7 +228,11 @@ class JRGRegressor(TorchRegressor):
     80 videos, and its staged schedule shortened to a CPU budget was unstable on 36 synthetic
     training videos (test Spearman 0.88 / 0.94 / -0.53 over three seeds against 0.74 / 0.71 / 0.79
     in one stage, ``benchmarks/variants.py jrg``); ``benchmarks/neural_defaults.py`` compares the
-    defaults with a Ridge on temporal statistics. Other parameters: see
+    defaults with a Ridge on temporal statistics: on 80 synthetic training videos (80 test videos,
+    seed 0) 0.858 test Spearman against the Ridge's 0.881, with early stopping still improving at
+    the 1000th iteration. Not yet within a minute: that fit (early-stopped run plus refit) took 174
+    CPU seconds on one thread, a step ~140 ms at the default widths (~45 ms with
+    ``encoder_dim=128, hidden_dim=64``, whose accuracy is not measured yet). Other parameters: see
     :class:`~aqa.heads.base.TorchRegressor`.
 
     Interpretation: :meth:`predict_steps` (n, S) per-step scores, :meth:`predict_joints` (n, S, J)
