@@ -147,7 +147,8 @@ class AIMRegressor(TorchRegressor):
     :mod:`aqa.heads.presets`) restores: width 128 instead of 512 and 1000 iterations instead of
     9000 (the paper's length takes ~10 min a fit on 80 videos on a CPU), on standardised inputs
     (``normalize_X``); ``benchmarks/neural_defaults.py`` measures them against a Ridge on
-    temporal statistics. The paper's: LSTM and encoder width 512, regression FCs 512 -> 128 -> 1, dropout 0.2,
+    temporal statistics: on 80 synthetic training videos, 0.933 / 0.915 test Spearman (seeds 0, 1)
+    against the Ridge's 0.881, 54-56 CPU seconds a fit (early-stopped run plus refit). The paper's: LSTM and encoder width 512, regression FCs 512 -> 128 -> 1, dropout 0.2,
     theta 0.4, Adam with weight decay 0.5 (against the MSE on the scores as given, which the
     paper does not rescale: ``reg_units="raw"``), batch 64, the cyclic {1e-4, 1e-5, 1e-6} learning rate
     switching at epochs {20, 50, 100} of every 100 (``lr_schedule="aim"``). Training length: the

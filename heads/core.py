@@ -224,7 +224,9 @@ class CoReRegressor(TorchRegressor):
     CPU s, and early stopping on 80 synthetic training videos picked iteration 23 of 400 on
     unscaled inputs), on
     standardised inputs (``normalize_X``). ``benchmarks/neural_defaults.py`` measures it
-    against a Ridge on temporal statistics: see its numbers there.
+    against a Ridge on temporal statistics, given the difficulty, on 80 synthetic training videos:
+    unscaled inputs 0.733 / 0.689 validation Spearman (seeds 0, 1; the Ridge 0.901 on the same
+    rows), standardised 0.891 test Spearman (seed 0; the Ridge 0.881), 27 CPU seconds a fit.
     """
 
     paper_params = {**TorchRegressor.paper_params, "max_iter": 2000}

@@ -98,7 +98,10 @@ class SiameseRegressor(TorchRegressor):
     Defaults depart from the paper's lengths for a CPU: 300 metric-learning and 300 regression
     iterations instead of 2000 and 1000 (``paper_params``, the ``paper`` preset of
     :mod:`aqa.heads.presets`), on standardised inputs (``normalize_X``);
-    ``benchmarks/neural_defaults.py`` measures them against a Ridge on temporal statistics.
+    ``benchmarks/neural_defaults.py`` measures them against a Ridge on temporal statistics: on 80
+    synthetic training videos, 0.874 / 0.871 test Spearman (seeds 0, 1) against the Ridge's
+    0.881, but 63-69 CPU seconds a fit (the metric-learning phase runs its 300 iterations in the
+    early-stopped run and again in the refit): just over the one-minute budget.
     """
 
     paper_params = {**TorchRegressor.paper_params, "dml_max_iter": 2000, "max_iter": 1000}
