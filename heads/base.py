@@ -40,7 +40,7 @@ How a subclass plugs in (see :mod:`aqa.heads.jrg` for a full example)
      over 2-D columns); must return a float32 numpy array whose first axis is samples.
 
 Fitted attributes set by the base: ``module_``, ``module_config_``, ``n_features_in_``,
-``y_mean_``, ``y_std_``, ``loss_curve_`` (mean training loss per epoch), ``validation_scores_``
+``y_mean_``, ``y_std_``, ``x_mean_`` and ``x_scale_`` (None without ``normalize_X``), ``loss_curve_`` (mean training loss per epoch), ``validation_scores_``
 (validation MSE per epoch, normalised units; empty without early stopping), ``best_loss_``,
 ``best_iteration_`` (steps of the last training run when its best validation weights were taken;
 None without validation), ``validation_index_`` (the rows early stopping held out),
@@ -71,8 +71,8 @@ SKOPS_FORMAT_VERSION = 2      # files of non-neural heads in skops (older aqa ve
 #: The base parameters and their defaults; subclasses repeat the ones they keep in their __init__.
 BASE_PARAMS: dict[str, Any] = dict(
     max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant", lr_step=500,
-    lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True, early_stopping=False,
-    validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
+    lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True,
+    early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
     ranking_margin=None, reg_units="normalized", device="cpu", random_state=None, verbose=False,
 )
 
@@ -117,6 +117,14 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     lr_step, lr_decay, lr_cycles : see ``lr_schedule``.
     weight_decay : float
         Adam's L2 penalty.
+    normalize_X : bool
+        Standardise every input column (each position of X's trailing axes: step, node, feature)
+        to mean 0 and std 1 over the training rows (views included; a constant column is only
+        centred), as a ``StandardScaler`` fitted inside ``fit``; ``x_mean_`` / ``x_scale_`` keep the
+        statistics and ``predict`` applies them. Weight-free features mix pixels, pixels per second
+        and radians (column stds from 0.01 to 300 on ``kin_pose+hof_flow``), which an unscaled
+        network with one learning rate fits badly; ``benchmarks/neural_defaults.py`` measures it.
+        The papers fed raw backbone features (their preset: ``False``).
     normalize_y : bool
         Train on standardised targets (mean 0, std 1 of the training targets); predictions are
         mapped back.
@@ -154,12 +162,14 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     #: names of per-sample keyword arguments ``fit``/``predict`` accept (see module docstring).
     fit_extras: tuple[str, ...] = ()
+    #: the paper's settings where the defaults depart from them (:mod:`aqa.heads.presets`)
+    paper_params: dict = {"normalize_X": False}
     #: whether ``fit`` takes ``augmented_of=`` (rows that are augmented views of other rows)
     accepts_views: bool = True
 
     def __init__(self, *, max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
-                 lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_y=True,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
+                 lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True,
+                 normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
                  ranking_weight=0.0, ranking_margin=None, reg_units="normalized", device="cpu",
                  random_state=None, verbose=False):
         self.max_iter = max_iter
@@ -170,6 +180,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.lr_decay = lr_decay
         self.lr_cycles = lr_cycles
         self.weight_decay = weight_decay
+        self.normalize_X = normalize_X
         self.normalize_y = normalize_y
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -196,7 +207,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         """Validate X (2-D or N-d, finite, numeric) and set/check ``n_features_in_`` (for N-d X,
         scikit-learn's "features" are the second axis: the time steps)."""
         try:
-            return validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32)
+            X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32)
         except ValueError as e:
             shape = np.shape(X)
             if reset or len(shape) < 3 or "features" not in str(e):
@@ -204,6 +215,23 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {shape[1]} time steps per video (axis 1 of shape {shape}), but "
                              f"{type(self).__name__} was fitted on {self.n_features_in_}: were these "
                              f"features extracted with another sampling (--sampling-opt T=...)?") from None
+        return self._scale_X(X, reset)
+
+    def _scale_X(self, X: np.ndarray, reset: bool) -> np.ndarray:
+        """``normalize_X``: at fit (``reset``) record each column's training mean and std, then
+        standardise X with them (a head saved before this existed has no ``x_mean_``: unscaled)."""
+        if reset:
+            self.x_mean_ = self.x_scale_ = None
+            if self.normalize_X:
+                X64 = X.astype(np.float64)
+                std = X64.std(axis=0)
+                self.x_mean_ = X64.mean(axis=0).astype(np.float32)
+                self.x_scale_ = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.x_mean_)), std,
+                                         1.0).astype(np.float32)
+        mean, scale = getattr(self, "x_mean_", None), getattr(self, "x_scale_", None)
+        if mean is None or mean.size != int(np.prod(X.shape[1:])):
+            return X          # no statistics, or the wrong size: the head's shape check says which
+        return ((X - mean.reshape(X.shape[1:])) / scale.reshape(X.shape[1:])).astype(np.float32)
 
     def _regression_loss(self, pred, target):
         import torch.nn.functional as F

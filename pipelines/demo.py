@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--heads", default="all", help="comma-separated head names, or all")
     ap.add_argument("--full-flow", action="store_true", help="OpenCV's default TV-L1 parameters")
     ap.add_argument("--paper-defaults", action="store_true",
-                    help="train the neural heads with the papers' iteration counts (slow on a CPU)")
+                    help="train the neural heads with their papers' settings, the 'paper' preset of "
+                         "aqa.heads.presets (slow on a CPU)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     from aqa.heads.registry import resolve_heads
@@ -113,12 +114,14 @@ def main(argv=None) -> int:
     print(f"      poses on the frames of {first}: {sheet} (`aqa-extract show` draws any video)")
 
     feature = "i3d_rgb" if backbones else "kin_pose+hof_flow"
-    budget = {} if args.paper_defaults else {h: p for h, p in DEMO_BUDGET.items() if h in heads}
+    from aqa.heads.presets import presets_for
+    budget = (presets_for(heads, "paper") if args.paper_defaults
+              else {h: p for h, p in DEMO_BUDGET.items() if h in heads})
     print(f"[4/4] bench: heads={args.heads}, seeds={args.seeds}, feature={feature}, training "
           f"budget: {'papers' if args.paper_defaults else 'demo (see DEMO_BUDGET)'}")
     res = run_bench(cache, heads=heads, seeds=args.seeds, feature=feature,
                     per_action=False, params=budget)
-    res.setup["training_budget"] = budget or "papers' defaults"
+    res.setup["training_budget"] = "the papers' settings (preset 'paper')" if args.paper_defaults else budget
     paths = write_report(res, out / "bench")
     print()
     print(to_markdown(res))

@@ -90,10 +90,14 @@ RECIPES: dict[str, Recipe] = {
 
 
 def recipe_head_params(recipe: Recipe, heads: Sequence[str], user: dict | None) -> dict:
-    """Per-head parameters of a run: the recipe's published settings, the user's keys over them."""
+    """Per-head parameters of a run: each head's ``paper`` preset (:mod:`aqa.heads.presets`; a
+    published protocol trains as the paper did), the recipe's published settings over it, the
+    user's keys over those."""
+    from aqa.heads.presets import presets_for
     user = user or {}
-    return {h: {**recipe.head_params.get(h, {}), **user.get(h, {})}
-            for h in heads if h in recipe.head_params or h in user}
+    paper = presets_for(heads, "paper")
+    return {h: {**paper.get(h, {}), **recipe.head_params.get(h, {}), **user.get(h, {})}
+            for h in heads if h in paper or h in recipe.head_params or h in user}
 
 
 def recipe_features(backbones: Sequence[str], families) -> tuple[str, dict[str, str]]:

@@ -142,7 +142,8 @@ def test_explain_steps_sum_to_prediction_and_plot(tmp_path):
 def test_paper_lr_schedule_and_defaults():
     assert [aim_lr(e) for e in (0, 19, 20, 49, 50, 99, 100, 125)] == \
         pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6, 1e-4, 1e-5])
-    p = AIMRegressor().get_params()
+    p = AIMRegressor(**AIMRegressor.paper_params).get_params()
+    assert (p["max_iter"], p["normalize_X"]) == (9000, False)
     assert (p["hidden_dim"], p["reg_hidden_dim"], p["dropout"], p["theta"], p["batch_size"],
             p["weight_decay"], p["lr_schedule"]) == (512, 128, 0.2, 0.4, 64, 0.5, "aim")
     m = AIMRegressor(dims=(1, 1, 1), batch_size=4, max_iter=1)

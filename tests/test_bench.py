@@ -209,7 +209,7 @@ def test_multi_stage_heads_refit_every_stage_for_its_early_stopped_length(tmp_pa
     res = run_bench(cache, heads=["jrg", "siamese"], seeds=1, feature="kin_pose", progress=False,
                     params={"siamese": {"dml_max_iter": 20, "max_iter": 40, "lstm_dim": 8,
                                         "similarity_threshold": 2.0},
-                            "jrg": {"encoder_dim": 8, "hidden_dim": 4, "whole_iter": 12, "max_iter": 30,
+                            "jrg": {"encoder_dim": 8, "hidden_dim": 4, "staged": True, "whole_iter": 12, "branch_iter": 30,
                                     "final_iter": 20, "freeze_iter": 5, "learning_rate": 1e-3}})
     assert not res.errors
     jrg = res.setup["selection"]["jrg"]["runs"][0]

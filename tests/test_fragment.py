@@ -75,7 +75,8 @@ def test_fragment_contributions_are_occlusion_differences(tmp_path):
 
 
 def test_paper_defaults_and_inputs():
-    p = FragmentRegressor().get_params()
+    p = FragmentRegressor(**FragmentRegressor.paper_params).get_params()
+    assert (p["max_iter"], p["normalize_X"]) == (3000, False)
     assert (p["learning_rate"], p["fragment_lr_ratio"], p["lr_schedule"], p["lr_step"], p["lr_decay"],
             p["ranking_weight"], p["ranking_margin"], p["dropout"], p["fragments"]) \
         == (1e-3, 0.1, "step", 600, 0.45, "balanced", None, 0.2, "all")

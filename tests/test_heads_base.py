@@ -99,7 +99,9 @@ def _balanced_ranking_reference(p, t, margin):
 
 def _jrg(**kw):
     from aqa.heads.jrg import JRGRegressor
-    return JRGRegressor(layout=(3, 2, 2), skeleton="self", **kw)       # (S, 1+J, D) over X's 12 columns
+    stages = dict(staged=True, whole_iter=20, branch_iter=20, final_iter=30, freeze_iter=5)
+    # (S, 1+J, D) over X's 12 columns; every stage of the staged training short
+    return JRGRegressor(layout=(3, 2, 2), skeleton="self", **{**stages, **kw})
 
 
 @pytest.mark.parametrize("make", [SceneMLPRegressor, _jrg], ids=["mlp", "jrg"])
@@ -226,8 +228,8 @@ def test_multi_stage_heads_hold_out_one_validation_split(name, monkeypatch):
     y = X.reshape(30, -1)[:, :3].sum(1) * 3 + 20
     params = dict(get(name).check_params, early_stopping=True, validation_fraction=0.2, random_state=0)
     if name == "jrg":
-        params.update(layout=None, skeleton="coco17", staged=True, max_iter=20, final_iter=20,
-                      freeze_iter=5)
+        params.update(layout=None, skeleton="coco17", staged=True, whole_iter=20, branch_iter=20,
+                      final_iter=20, freeze_iter=5)
     est = make(name, **params)
     seen = []
     real = base_mod.TorchRegressor._fit_loop
@@ -298,3 +300,39 @@ def test_reg_units_keep_a_papers_balance_between_loss_and_regularisers(monkeypat
     assert seen == [pytest.approx(0.5 / std ** 2)] and a.reg_scale_ == pytest.approx(1 / std ** 2)
     with pytest.raises(ValueError, match="reg_units must be one of"):
         SceneMLPRegressor(reg_units="percentage", max_iter=1).fit(X, y)
+
+
+def test_normalize_X_makes_a_fit_blind_to_each_columns_units(tmp_path):
+    X, y = _data()
+    a = np.array([1e3, 1e-2, 1.0, 300.0], np.float32)     # pixels, radians, pixels per second
+    b = np.array([-50.0, 3.0, 0.0, 1e4], np.float32)
+    Xu = (X * a + b).astype(np.float32)
+    est = SceneMLPRegressor(**TINY, random_state=0).fit(X, y)
+    other = SceneMLPRegressor(**TINY, random_state=0).fit(Xu, y)
+    np.testing.assert_allclose(other.predict(Xu), est.predict(X), atol=1e-3 * y.std())
+    np.testing.assert_allclose(other.x_scale_, X.std(0) * a, rtol=1e-4)
+    assert est.x_mean_.shape == (3, 4)
+    loaded = load_head(other.save(tmp_path / "h.pt"))
+    np.testing.assert_allclose(loaded.predict(Xu), other.predict(Xu), rtol=1e-10)
+    raw = SceneMLPRegressor(**TINY, normalize_X=False, random_state=0).fit(Xu, y)
+    assert raw.x_mean_ is None and not np.allclose(raw.predict(Xu), other.predict(Xu), atol=1e-2)
+    const = X.copy()
+    const[:, :, 2] = 7.0                                  # a constant column is centred, not divided
+    est = SceneMLPRegressor(**TINY, random_state=0).fit(const, y)
+    assert np.all(est.x_scale_[:, 2] == 1.0) and np.all(np.isfinite(est.predict(const)))
+
+
+def test_paper_preset_restores_the_papers_settings():
+    from aqa.heads import registry
+    from aqa.heads.presets import preset_params, presets_for
+    for name in registry.names():
+        cls = registry.estimator_class(name)
+        if isinstance(cls, type) and issubclass(cls, TorchRegressor):
+            paper = preset_params(name, "paper")
+            assert paper["normalize_X"] is False, name
+            assert set(paper) <= set(registry.head_parameters(name)), name
+            registry.make(name, **paper)
+    assert presets_for(["jrg", "c3d-svr"], "paper").keys() == {"jrg"}
+    assert presets_for(["jrg"], None) == {}
+    with pytest.raises(ValueError, match="unknown preset 'papers'; known presets: paper"):
+        preset_params("jrg", "papers")

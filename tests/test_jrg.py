@@ -8,7 +8,7 @@ from aqa.heads.jrg import JRGRegressor, skeleton_mask  # noqa: E402
 
 torch.set_num_threads(1)
 TINY = dict(encoder_dim=8, hidden_dim=4, max_iter=40, learning_rate=1e-2, lr_schedule="constant",
-            staged=False)
+            staged=False, normalize_X=False)      # the equations are checked on the raw inputs
 
 
 def _data(n=24, S=3, Jn=17, D=4, seed=0):
@@ -173,7 +173,7 @@ def test_staged_training_freezes_loaded_weights():
                 snaps["before"] = {k: v.clone() for k, v in self.module_.state_dict().items()}
             return super()._fit_loop(*args, desc=desc, **kw)
 
-    est = Spy(**{**TINY, "max_iter": 10, "staged": True}, whole_iter=4, final_iter=6, freeze_iter=6,
+    est = Spy(**{**TINY, "branch_iter": 10, "staged": True}, whole_iter=4, final_iter=6, freeze_iter=6,
               random_state=0).fit(X, y)
     assert est.n_iter_ == 4 + 2 * 10 + 6               # whole-scene, difference, commonality, full
     assert est.stage_iterations_ == {"whole": 4, "difference": 10, "commonality": 10, "full": 6}
@@ -194,7 +194,7 @@ def test_staged_commonality_branch_can_keep_the_learned_spatial_graph(freeze):
             snaps[desc] = self.module_.As_raw.detach().clone()
             return super()._fit_loop(*args, desc=desc, **kw)
 
-    Spy(**{**TINY, "max_iter": 10, "staged": True}, whole_iter=3, final_iter=2, freeze_iter=0,
+    Spy(**{**TINY, "branch_iter": 10, "staged": True}, whole_iter=3, final_iter=2, freeze_iter=0,
         freeze_commonality_graph=freeze, random_state=0).fit(X, y)
     moved = not torch.equal(snaps["stage 1 commonality"], snaps["stage 2 full"])
     assert moved is not freeze
@@ -212,12 +212,14 @@ def test_bad_input_errors():
         JRGRegressor(**TINY).fit(X.reshape(8, -1), y)
 
 
-def test_staged_defaults_are_the_papers_and_stage_iter_repeats_an_early_stopped_fit():
-    p = JRGRegressor().get_params()
-    assert p["staged"] and (p["whole_iter"], p["max_iter"], p["final_iter"], p["freeze_iter"]) \
+def test_staged_paper_preset_and_stage_iter_repeats_an_early_stopped_fit():
+    p = JRGRegressor(**JRGRegressor.paper_params).get_params()
+    assert p["staged"] and (p["whole_iter"], p["branch_iter"], p["final_iter"], p["freeze_iter"]) \
         == (1500, 4500, 3000, 500)
+    assert (p["learning_rate"], p["lr_schedule"], p["normalize_X"]) == (1e-4, "cyclic", False)
+    assert not JRGRegressor().staged
     X, y = _data(n=30, S=2, D=3)
-    kw = {**TINY, "staged": True, "whole_iter": 12, "max_iter": 30, "final_iter": 20, "freeze_iter": 4,
+    kw = {**TINY, "staged": True, "whole_iter": 12, "branch_iter": 30, "final_iter": 20, "freeze_iter": 4,
           "learning_rate": 1e-3}
     es = JRGRegressor(**kw, early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
                       random_state=0).fit(X, y)
@@ -231,3 +233,17 @@ def test_staged_defaults_are_the_papers_and_stage_iter_repeats_an_early_stopped_
         JRGRegressor(**{**kw, "stage_iter": {"wholes": 3}}).fit(X, y)
     with pytest.raises(ValueError, match="held out no validation rows"):
         JRGRegressor(**TINY).fit(X, y).refit_params()
+
+
+def test_branch_iter_names_the_stage_1_branches_and_max_iter_still_sets_them_with_a_warning():
+    import warnings
+    X, y = _data(n=12, S=2, D=3)
+    stages = {**TINY, "staged": True, "whole_iter": 2, "final_iter": 3, "freeze_iter": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = JRGRegressor(**{**stages, "branch_iter": 4, "max_iter": 7}, random_state=0).fit(X, y)
+    assert est.stage_iterations_ == {"whole": 2, "difference": 4, "commonality": 4, "full": 3}
+    with pytest.warns(DeprecationWarning, match="max_iter=5 sets the difference and commonality "
+                                                "branches, as before; pass branch_iter=5"):
+        est = JRGRegressor(**{**stages, "max_iter": 5}, random_state=0).fit(X, y)
+    assert est.stage_iterations_ == {"whole": 2, "difference": 5, "commonality": 5, "full": 3}

@@ -206,7 +206,7 @@ def test_finediving_samples_its_clips_evenly_without_padding(n_frames):
 
 def test_unknown_heads_fail_before_any_work(tmp_path):
     from aqa.pipelines.demo import main as demo
-    with pytest.raises(ValueError, match=r"unknown head\(s\) \['foo'\]; known heads: jrg"):
+    with pytest.raises(ValueError, match=r"unknown head\(s\) \['foo'\]; known heads: stats-ridge, stats-gbr, jrg"):
         run_recipe("aqa7", tmp_path, tmp_path, tmp_path / "out", heads="mlp,foo")
     assert not (tmp_path / "out").exists()                   # nothing read, nothing written
     with pytest.raises(SystemExit):
@@ -218,23 +218,29 @@ def test_unknown_heads_fail_before_any_work(tmp_path):
 
 def test_unlv_dive_gives_the_fragment_head_lis_last_fragment():
     """The recipe runs Li et al.'s published setting (Sec. 5.3: the last fragment); -p keys win."""
+    from aqa.heads.presets import preset_params
     from aqa.pipelines.recipes import recipe_head_params
     r = RECIPES["unlv_dive"]
-    assert recipe_head_params(r, ["fragment", "mlp"], None) == {"fragment": {"fragments": "last"}}
+    frag, mlp = preset_params("fragment", "paper"), preset_params("mlp", "paper")
+    assert recipe_head_params(r, ["fragment", "mlp"], None) == {"fragment": {**frag, "fragments": "last"},
+                                                                "mlp": mlp}
     assert recipe_head_params(r, ["fragment", "mlp"], {"fragment": {"fragments": "all", "max_iter": 5},
                                                       "mlp": {"max_iter": 7}}) \
-        == {"fragment": {"fragments": "all", "max_iter": 5}, "mlp": {"max_iter": 7}}
-    assert recipe_head_params(r, ["mlp"], None) == {}                    # only heads that run
-    assert recipe_head_params(RECIPES["aqa7"], ["fragment"], None) == {}
+        == {"fragment": {**frag, "fragments": "all", "max_iter": 5}, "mlp": {**mlp, "max_iter": 7}}
+    assert recipe_head_params(r, ["c3d-svr"], None) == {}                # only heads that run
+    assert recipe_head_params(RECIPES["aqa7"], ["fragment"], None) == {"fragment": frag}
 
 
 def test_aqa7_gives_aim_its_published_weight_decay():
     """AIM Sec. 5.5 fixes Adam's weight decay to 0.8 on AQA-7 (0.5, the default, elsewhere)."""
     from aqa.heads.aim import AIMRegressor
     from aqa.pipelines.recipes import recipe_head_params
+    from aqa.heads.presets import preset_params
     assert AIMRegressor().weight_decay == 0.5
-    assert recipe_head_params(RECIPES["aqa7"], ["aim", "jrg"], None) == {"aim": {"weight_decay": 0.8}}
-    assert recipe_head_params(RECIPES["jigsaws"], ["aim"], None) == {}
+    got = recipe_head_params(RECIPES["aqa7"], ["aim", "jrg"], None)
+    assert got == {"aim": {**preset_params("aim", "paper"), "weight_decay": 0.8},
+                   "jrg": preset_params("jrg", "paper")}
+    assert recipe_head_params(RECIPES["jigsaws"], ["aim"], None) == {"aim": preset_params("aim", "paper")}
 
 
 def test_recipe_views_are_extracted_for_training_videos_only(synth, tmp_path):
