@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -56,6 +57,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 BACKBONES = ("i3d", "i3d-r50", "c3d")
@@ -125,8 +128,9 @@ class ExtractConfig:
             raise ValueError("C3D takes 16-frame clips (its fc6 is fixed): sampling length must be 16")
         if not self.weightfree and not self.backbones:
             raise ValueError("nothing to extract: no backbone and weight-free features disabled")
-        if self.flow == "none" and (self.weightfree or "flow" in self.streams and self.backbones):
-            raise ValueError("flow 'none' is only possible with --no-weightfree and rgb backbones")
+        if self.flow == "none" and "flow" in self.streams and any(
+                "flow" in BACKBONE_STREAMS[b] for b in self.backbones):
+            raise ValueError("flow 'none': the backbones' flow stream reads flow; use --streams rgb")
 
     def backbone_streams(self) -> list[tuple[str, str]]:
         """(backbone, stream) pairs to run: the requested streams each backbone has."""
@@ -135,6 +139,11 @@ class ExtractConfig:
     @property
     def needs_flow(self) -> bool:
         return self.flow != "none"
+
+    def left_out(self) -> list[str]:
+        """The families this config cannot extract for want of flow (``flow="none"``): the
+        weight-free ``hof_flow`` and ``motion/camera``, which read flow; ``kin_pose`` does not."""
+        return ["hof_flow", "motion/camera"] if self.weightfree and not self.needs_flow else []
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -344,6 +353,9 @@ class Extractor:
             self._note_weights(used, not used)
             self._pose_provenance = (used, not used)
         self.flow, self.flow_name = None, "none"
+        if config.left_out():
+            log.info("flow none: %s read flow and are left out; kin_pose is extracted",
+                     " and ".join(config.left_out()))
         if config.needs_flow:
             from .flow import get_flow_backend
             name, opts = resolve_flow(config.flow, device), dict(config.flow_options)
@@ -570,9 +582,10 @@ class Extractor:
                 kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0,
                                     frame_index=index, boxes=track.boxes, padded=samp.padded)
                 arrays.update(_family("kin_pose", kw, kj, steps))
-                fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4],
-                                         padded=samp.padded)
-                arrays.update(_family("hof_flow", fw, fj, steps))
+                if flow is not None:  # without flow: kin_pose only (ExtractConfig.left_out)
+                    fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4],
+                                             padded=samp.padded)
+                    arrays.update(_family("hof_flow", fw, fj, steps))
         flow_input = None
         for (name, stream), net in self.backbones.items():
             with self._stage(f"{name}_{stream}", seconds):

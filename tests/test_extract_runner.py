@@ -402,6 +402,32 @@ def test_discovery_shards_and_errors(tmp_path):
     assert res.exit_code == 2 and "flow 'none'" in res.output
 
 
+def test_flow_none_extracts_kin_pose_without_a_flow_stage(synth_dir, tmp_path):
+    """Pose-only features pay for no flow: `--flow none` with file poses writes kin_pose, says in one
+    line that hof_flow and camera motion are left out, and has no flow stage in its seconds."""
+    one = sorted(synth_dir.glob("*.mp4"))[0]
+    out = tmp_path / "k.h5"
+    res = CliRunner().invoke(extract_cli, [str(one), "--out", str(out), "--quiet", "--sampling",
+                                           "c3d", "--sampling-opt", "length=8", "--flow", "none"])
+    assert res.exit_code == 0, res.output
+    stages = next(ln for ln in res.output.splitlines() if ln.startswith("mean seconds per video"))
+    assert "pose" in stages and "weightfree" in stages
+    assert "flow" not in stages and "camera" not in stages
+    rep = verify(out)
+    assert rep.ok and set(rep.families) == {"kin_pose"}
+    with CacheReader(out) as r:
+        assert r.provenance()["config"]["flow"] == "none"
+        assert np.isfinite(r.load("kin_pose", part="joints")).all()
+    res = CliRunner().invoke(extract_cli, [str(one), "--out", str(tmp_path / "k2.h5"), "--sampling",
+                                           "c3d", "--sampling-opt", "length=8", "--flow", "none"])
+    said = [ln for ln in res.output.splitlines() if "left out" in ln]
+    assert res.exit_code == 0 and said == [
+        "flow none: hof_flow and motion/camera read flow and are left out; kin_pose is extracted"]
+    res = CliRunner().invoke(extract_cli, [str(one), "--out", str(tmp_path / "k3.h5"), "--flow",
+                                           "none", "--backbone", "i3d"])
+    assert res.exit_code == 2 and "flow stream reads flow; use --streams rgb" in res.output
+
+
 def test_cli_help_lists_everything():
     res = CliRunner().invoke(extract_cli, ["run", "--help"])
     for opt in ("--pose", "--flow", "--backbone", "--sampling", "--device", "--batch-size",
@@ -409,7 +435,7 @@ def test_cli_help_lists_everything():
         assert opt in res.output
     text = re.sub(r"-\s+", "-", " ".join(res.output.split()))  # undo the wrapping
     assert "into its own file: OUT.shardK-of-N.h5 instead of OUT" in text
-    assert "'none' needs --no-weightfree and backbones on the rgb stream only" in text
+    assert "'none': no flow; the weight-free kin_pose is extracted, hof_flow and camera motion" in text
     res = CliRunner().invoke(extract_cli, ["--help"])
     assert "merge" in res.output and "weights" in res.output
 
