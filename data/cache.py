@@ -645,8 +645,8 @@ def verify(path: str | os.PathLike, progress: bool = False) -> VerifyReport:
         vids = f.get("videos", {})
         items = list(vids.items())
         if progress:
-            from tqdm import tqdm
-            items = tqdm(items, desc="verify", unit="video")
+            from aqa.data.logs import progress_bar
+            items = progress_bar(items, desc="verify", unit="video")
         for vid, g in items:
             _verify_video(vid, g, rep)
         complete = {v: g for v, g in vids.items() if g.attrs.get("status") == "complete"}
@@ -830,7 +830,7 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
 
 def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
     """The body of :func:`merge`: write the merged cache to the new file ``out``."""
-    from tqdm import tqdm
+    from aqa.data.logs import progress_bar
 
     for p in inputs:
         rep = verify(p)
@@ -854,8 +854,8 @@ def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
                     if prev is not None and not _same_row(prev, r):
                         raise CacheError(f"merge: conflicting labels for {r.video_id!r} in {p}")
                     labels[r.video_id] = r
-                for vid in tqdm(sorted(fi.get("videos", {})), desc=f"merge {p.name}",
-                                unit="video", disable=not progress):
+                for vid in progress_bar(sorted(fi.get("videos", {})), desc=f"merge {p.name}",
+                                        unit="video", disable=not progress):
                     g = fi[f"videos/{vid}"]
                     key = tuple(g.attrs.get(k) for k in ("source_sha256", "config_sha256",
                                                          "view_of", "view"))

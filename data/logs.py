@@ -6,7 +6,7 @@
 - :func:`native_output_quieted` silences the C/C++ libraries that write to the process's stderr
   themselves (MediaPipe's absl and TensorFlow Lite lines), which otherwise run through the progress
   bars: silenced unless ``-v``; what they wrote is shown if the block fails.
-- :func:`progress` is the one progress bar of the package: tqdm's bar on a terminal or in a
+- :func:`progress_bar` is the one progress bar of the package: tqdm's bar on a terminal or in a
   notebook, and without one (a log file, a batch job) a line every :attr:`LineProgress.percent`
   percent with the rate and ETA instead of one long line of ``\\r`` updates.
 """
@@ -22,7 +22,7 @@ import time
 
 from tqdm.std import tqdm as _std_tqdm
 
-__all__ = ["setup", "logging_options", "native_output_quieted", "progress", "LineProgress"]
+__all__ = ["setup", "logging_options", "native_output_quieted", "progress_bar", "LineProgress"]
 
 #: environment variables that quiet native logging when set before the library is imported
 #: (glog-based libraries, TensorFlow); a value the user set is kept
@@ -215,7 +215,7 @@ def _interactive(file) -> bool:
         return False
 
 
-def progress(iterable=None, **kwargs):
+def progress_bar(iterable=None, **kwargs):
     """A progress bar with tqdm's arguments (``total``, ``desc``, ``unit``, ``disable``,
     ``leave``...): tqdm's own on a terminal or in a notebook, else a :class:`LineProgress`."""
     from tqdm.auto import tqdm as auto

@@ -256,7 +256,7 @@ def fetch(name: str, dest_dir=None, progress: bool = True) -> Path:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, _open_url(spec, final) as resp:
             total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
-            from aqa.data.logs import progress as progress_bar
+            from aqa.data.logs import progress_bar
 
             with progress_bar(total=int(total) if total else None, unit="B", unit_scale=True,
                               desc=spec.filename, disable=not progress) as bar:

@@ -323,7 +323,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     on views (``"paper"``: each head's own) or a dict head -> spec; the report says which head
     trained on which views.
     """
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
     from aqa.data.cache import CacheReader
     from . import registry
@@ -386,7 +386,8 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
                                  "selection": {}})
         records: dict[str, list] = {h: [] for h in names}
         jobs = [(h, a) for h in names for a in actions]
-        bar = tqdm(total=len(jobs) * len(seeds), desc="bench", unit="fit", disable=not progress)
+        bar = progress_bar(total=len(jobs) * len(seeds), desc="bench", unit="fit",
+                           disable=not progress)
         for head, action in jobs:
             arows = rows if action == "all" else [x for x in rows if x.action == action]
             plan = _fold_plan(arows, protocol, train_split, test_split)
