@@ -387,6 +387,10 @@ class Extractor:
         for (name, stream), path in self._backbone_paths.items():
             if (name, stream) in self.backbones:
                 continue
+            if path is None:  # like the pose backends that run untrained
+                warnings.warn(f"{name}/{stream} runs with RANDOM weights (--untrained): its "
+                              f"features are meaningless and marked untrained", UserWarning,
+                              stacklevel=2)
             try:
                 self.backbones[(name, stream)] = build_backbone(
                     name.replace("-", "_"), stream, weights_path=path, device=self.device,
@@ -395,10 +399,14 @@ class Extractor:
                 raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
 
     def _build_pose(self) -> None:
+        from aqa.data.logs import native_output_quieted
+
         from .pose import PoseFileError, get_pose_backend
 
         try:
-            self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs, **self.config.pose_options)
+            with native_output_quieted():  # MediaPipe's absl/TF Lite lines (shown with -v)
+                self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs,
+                                             **self.config.pose_options)
         except TypeError as e:
             raise _option_error("--pose-opt", str(e), e) from None
         except PoseFileError as e:  # the file backend's path option names nothing
@@ -500,9 +508,12 @@ class Extractor:
                                     for k in ("keypoints", "boxes", "box_scores", "roles")))
         else:
             with self._stage("pose", seconds):
+                from aqa.data.logs import native_output_quieted
+
                 from .pose import select_persons
-                per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
-                                               progress=self.progress)
+                with native_output_quieted():
+                    per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
+                                                   progress=self.progress)
                 track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
         flow, pairs = None, None
         if self.flow is not None:
@@ -622,11 +633,11 @@ class Extractor:
         del stacked
         joints = None
         if self.config.joints:
-            from tqdm.auto import tqdm
-            steps = tqdm(iter_joint_clips(images, clips, jboxes, net.crop_size,
-                                          padded=samp.padded), total=len(pos),
-                         desc=f"{net.name}/{net.stream} joints", unit="step", leave=False,
-                         disable=not self.progress)
+            from aqa.data.logs import progress_bar
+            steps = progress_bar(iter_joint_clips(images, clips, jboxes, net.crop_size,
+                                                  padded=samp.padded), total=len(pos),
+                                 desc=f"{net.name}/{net.stream} joints", unit="step", leave=False,
+                                 disable=not self.progress)
             joints = np.stack([net.extract(step, batch_size=self.batch_size, mode="patch")
                                for step in steps])
         return whole, joints
@@ -767,7 +778,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     extract beside each video (:class:`aqa.data.views.View` s or specs such as ``"shift:1-5"``);
     ``views_for``: the video ids that get them (default: every video), e.g. a protocol's training
     videos, since views are training rows only."""
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
     from aqa.data.cache import CacheWriter
     from aqa.data.labels import read_labels_csv
@@ -811,7 +822,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                                  for key, (size, mtime) in restamp.items()})
         done = writer.complete_ids()
         summary.changed, summary.removed = _redo_changed(writer, videos, changed, done, views_of)
-        bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
+        bar = progress_bar(videos, desc="extract", unit="video", disable=not progress)
         for vid, path, relpath in bar:
             results = [VideoResult(key, str(path), "skipped" if key in done else "failed",
                                    warnings=list(earlier.get(key, [])) if key in done else [],
@@ -849,7 +860,7 @@ def _check_sources(writer, videos, adding: set, progress: bool = True):
     added. Returns (changed ids, sha256 of each file hashed, new (size, mtime) of each entry of an
     unchanged file whose recorded stamp is out of date or missing, so the next run need not hash
     it again)."""
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
     entries: dict[str, dict[str, dict]] = {}   # source id -> its complete entries' records
     for key, rec in writer.source_records().items():
@@ -866,8 +877,9 @@ def _check_sources(writer, videos, adding: set, progress: bool = True):
         if vid in adding or any(r is not None and r != stamp for r in recorded.values()):
             suspects.append((vid, path, recs, stamp, recorded))
     changed, hashes, restamp = set(), {}, {}
-    for vid, path, recs, stamp, recorded in tqdm(suspects, desc="checking files: sha256",
-                                                 unit="file", disable=not progress or not suspects):
+    for vid, path, recs, stamp, recorded in progress_bar(
+            suspects, desc="checking files: sha256", unit="file",
+            disable=not progress or not suspects):
         hashes[vid] = now = file_sha256(path)
         if any(rec.get("source_sha256") != now for rec in recs.values()):
             changed.add(vid)
