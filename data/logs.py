@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
 from tqdm.std import tqdm as _std_tqdm
 
@@ -29,6 +30,9 @@ __all__ = ["setup", "logging_options", "native_output_quieted", "progress_bar", 
 QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
 #: Python loggers of third-party libraries, kept to warnings unless ``-v``
 THIRD_PARTY_LOGGERS = ("absl", "mediapipe", "h5py", "matplotlib", "PIL")
+
+#: modules whose Python warnings are third-party chatter (MediaPipe's protobuf deprecations)
+THIRD_PARTY_WARNINGS = (r"google\.protobuf(\..*)?",)
 
 _state = {"third_party": False}  # show third-party output (set by setup(verbose>=1))
 
@@ -74,6 +78,8 @@ def setup(verbose: int = 0, quiet: bool = False) -> None:
     if not verbose:
         for k, v in QUIET_ENV.items():
             os.environ.setdefault(k, v)
+        for module in THIRD_PARTY_WARNINGS:
+            warnings.filterwarnings("ignore", module=module)
 
 
 def logging_options(command):

@@ -93,6 +93,15 @@ def test_quiet_and_verbose_levels():
     logs.setup(verbose=1)
     assert logging.getLogger("aqa.heads").isEnabledFor(logging.DEBUG)
     assert len(logging.getLogger("aqa").handlers) == 1  # set up again: replaced, not added
+    import warnings
+
+    for verbose, shown in ((0, 0), (1, 1)):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            logs.setup(verbose=verbose)
+            warnings.warn_explicit("GetPrototype() is deprecated", UserWarning, "symbol_database.py",
+                                   55, module="google.protobuf.symbol_database")
+        assert len(seen) == shown
     res = CliRunner().invoke(extract_cli, ["run", "-v", "-q", ".", "--out", "x.h5"])
     assert res.exit_code == 2 and "exclude each other" in res.output
 
@@ -133,7 +142,7 @@ def test_mediapipe_chatter_is_silenced_by_default_and_shown_with_v(one_video, tm
                            text=True, timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert "1 extracted" in quiet.stdout
-    for chatter in ("XNNPACK", "absl::InitializeLog", "inference_feedback_manager"):
+    for chatter in ("XNNPACK", "absl::InitializeLog", "inference_feedback_manager", "GetPrototype"):
         assert chatter not in quiet.stderr
     loud = subprocess.run(base + ["--out", str(tmp_path / "b.h5"), "-v"], capture_output=True,
                           text=True, timeout=300, env=env)
