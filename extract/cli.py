@@ -98,7 +98,9 @@ def _view_split_ids(split, labels, views):
               help="1, or 2 for two-person events (synchronised diving).")
 @click.option("--flow", type=click.Choice(["auto", "tvl1-cpu", "tvl1-torch", "none"]), default="auto",
               show_default=True,
-              help="Optical flow (auto: tvl1-torch on CUDA, else OpenCV). 'none': no flow; "
+              help="Optical flow (auto: the backend measured faster on the device: "
+                   "tvl1-torch on CUDA, and on the CPU where torch.compile works; recorded in "
+                   "the cache config). 'none': no flow; "
                    "the weight-free kin_pose is extracted, hof_flow and camera motion are left "
                    "out, and backbones run on the rgb stream only (--streams rgb).")
 @click.option("--flow-opt", multiple=True, metavar="KEY=VALUE",

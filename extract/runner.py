@@ -151,11 +151,45 @@ class ExtractConfig:
         return d
 
 
-def resolve_flow(name: str, device: str) -> str:
-    """The flow backend ``name`` stands for on ``device`` (``auto``: tvl1-torch on CUDA, else tvl1-cpu)."""
-    if name == "auto":
-        return "tvl1-torch" if str(device).startswith("cuda") else "tvl1-cpu"
-    return name
+#: TV-L1 pairs/s on the CPU of a 2-core machine (AMD EPYC) at 340x256, vtest.avi frames, measured
+#: side by side in one run of ``benchmarks/tvl1.py --sizes 340x256`` (OpenCV: one process per
+#: core; tvl1-torch: one batch on every thread, compile time excluded; EPE to OpenCV median
+#: 0.006 px); ``--cpu-eager`` adds the eager row. What ``--flow auto`` decides by on the CPU
+#: (None: not measured, never chosen).
+CPU_FLOW_PAIRS_PER_S = {"tvl1-cpu": 2.00, "tvl1-torch compiled": 3.92, "tvl1-torch eager": None}
+
+
+def can_compile_on_cpu() -> bool:
+    """Whether ``torch.compile`` can build CPU kernels here: TorchDynamo supports this Python and
+    a C++ compiler (``$CXX``, g++, c++ or clang++) is installed (inductor compiles C++)."""
+    import shutil
+
+    try:
+        from torch._dynamo import is_dynamo_supported
+    except ImportError:  # pragma: no cover - a torch without dynamo
+        return False
+    compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
+    return bool(is_dynamo_supported()) and any(shutil.which(c) for c in compilers if c)
+
+
+def resolve_flow(name: str, device: str) -> tuple[str, dict]:
+    """(backend, options) that flow ``name`` stands for on ``device``. ``auto`` picks the backend
+    measured faster there: tvl1-torch on CUDA; on the CPU, tvl1-torch compiled where compiling is
+    possible, else the faster of tvl1-torch eager and OpenCV (:data:`CPU_FLOW_PAIRS_PER_S`). The
+    options hold the CPU choice's ``compile``, recorded as the config's ``flow_compile``."""
+    if name != "auto":
+        return name, {}
+    device = str(device)
+    if device.startswith("cuda"):
+        return "tvl1-torch", {}
+    if device != "cpu":  # mps: tvl1-torch has not been measured there
+        return "tvl1-cpu", {}
+    rates = CPU_FLOW_PAIRS_PER_S
+    if can_compile_on_cpu() and rates["tvl1-torch compiled"] > rates["tvl1-cpu"]:
+        return "tvl1-torch", {"compile": True}
+    if (rates["tvl1-torch eager"] or 0.0) > rates["tvl1-cpu"]:
+        return "tvl1-torch", {"compile": False}
+    return "tvl1-cpu", {}
 
 
 class OptionError(ValueError):
@@ -352,13 +386,19 @@ class Extractor:
                                                   config.pose_options.get("checkpoint"))
             self._note_weights(used, not used)
             self._pose_provenance = (used, not used)
-        self.flow, self.flow_name = None, "none"
+        self.flow, self.flow_name, self._flow_compile = None, "none", None
         if config.left_out():
             log.info("flow none: %s read flow and are left out; kin_pose is extracted",
                      " and ".join(config.left_out()))
         if config.needs_flow:
             from .flow import get_flow_backend
-            name, opts = resolve_flow(config.flow, device), dict(config.flow_options)
+            name, chosen = resolve_flow(config.flow, device)
+            opts = {**chosen, **config.flow_options}
+            self._flow_compile = opts.get("compile") if "compile" in chosen else None
+            if config.flow == "auto":
+                log.info("flow auto on %s: %s%s", device, name,
+                         "" if "compile" not in opts else
+                         " (compiled)" if opts["compile"] else " (eager: cannot compile here)")
             if name == "tvl1-cpu":  # pairs in parallel threads beat OpenCV's threads within a pair
                 opts.setdefault("workers", os.cpu_count() or 1)
             try:
@@ -449,6 +489,8 @@ class Extractor:
         with the flow backend that runs, each checkpoint's sha256 and the untrained mark."""
         d = self.config.as_dict()
         d["flow"] = self.flow_name
+        if self._flow_compile is not None:  # --flow auto's choice on the CPU
+            d["flow_compile"] = self._flow_compile
         d["checkpoints"] = dict(sorted(self.weights.items()))
         d["untrained"] = bool(self.untrained)
         return d
@@ -801,6 +843,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     out = shard_out_path(Path(out), sh)
     manifest = Path(manifest) if manifest else out.with_name(out.name + ".failures.json")
     earlier = _manifest_warnings(manifest)
+    config = _keep_cached_flow(config, out, device)
     extractor = Extractor(config, device=device, batch_size=batch_size,
                           weight_overrides=weight_overrides, untrained=untrained, progress=progress)
     summary = RunSummary(str(out))
@@ -834,6 +877,26 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                                lambda: _write_manifest(manifest, summary), sha=hashes.get(vid))
     _write_manifest(manifest, summary)
     return summary
+
+
+def _keep_cached_flow(config: ExtractConfig, out: Path, device: str) -> ExtractConfig:
+    """``--flow auto`` on a cache extracted with OpenCV's TV-L1 (``tvl1-cpu``, what ``auto`` chose
+    on the CPU before tvl1-torch was measured faster there) keeps tvl1-cpu, so that a resumed run
+    skips its finished videos instead of redoing them all (the resume rule hashes the backend)."""
+    if config.flow != "auto" or not out.is_file() or resolve_flow("auto", device)[0] == "tvl1-cpu":
+        return config
+    from aqa.data.cache import CacheError, CacheReader
+
+    try:
+        with CacheReader(out) as r:
+            before = (r.provenance().get("config") or {}).get("flow")
+    except (CacheError, OSError, ValueError, AttributeError):  # not readable: the writer says why
+        return config
+    if before != "tvl1-cpu":
+        return config
+    log.info("flow auto: tvl1-cpu, the backend %s was extracted with (its finished videos are "
+             "kept; --flow tvl1-torch to change)", out)
+    return dataclasses.replace(config, flow="tvl1-cpu")
 
 
 def _check_view_ids(videos, views_of) -> None:

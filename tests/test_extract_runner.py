@@ -564,11 +564,55 @@ def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no
 def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path):
     from aqa.extract.runner import Extractor
 
+    from aqa.extract import runner
+
     base = {k: v for k, v in FAST.items() if k != "flow"}
     auto = Extractor(ExtractConfig(flow="auto", **base), device="cpu", progress=False)
-    cpu = Extractor(ExtractConfig(flow="tvl1-cpu", **base), device="cpu", progress=False)
-    assert auto.cache_config()["flow"] == "tvl1-cpu"
-    assert auto.cache_config() == cpu.cache_config()
+    torch_cpu = Extractor(ExtractConfig(flow="tvl1-torch", **base), device="cpu", progress=False)
+    compiles = runner.can_compile_on_cpu()
+    assert auto.cache_config()["flow"] == "tvl1-torch"  # measured faster on the CPU, compiled or not
+    assert auto.cache_config() == {**torch_cpu.cache_config(), "flow_compile": compiles}
+    assert auto.flow.compile is compiles
+    assert "flow_compile" not in Extractor(ExtractConfig(flow="tvl1-cpu", **base), device="cpu",
+                                           progress=False).cache_config()
+
+
+def test_flow_auto_picks_the_backend_measured_faster(monkeypatch):
+    """The rule reads the side-by-side measurement: compiled tvl1-torch beats OpenCV on the CPU;
+    where compiling is not possible, eager tvl1-torch if it beats OpenCV too, else OpenCV."""
+    from aqa.data.compat import config_differences
+    from aqa.extract import runner
+
+    assert runner.resolve_flow("auto", "cuda:1") == ("tvl1-torch", {})
+    assert runner.resolve_flow("tvl1-cpu", "cuda") == ("tvl1-cpu", {})
+    rates = dict(runner.CPU_FLOW_PAIRS_PER_S)
+    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: True)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": True})
+    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: False)
+    eager_wins = (rates["tvl1-torch eager"] or 0) > rates["tvl1-cpu"]  # None: not measured
+    assert runner.resolve_flow("auto", "cpu") == (("tvl1-torch", {"compile": False}) if eager_wins
+                                                 else ("tvl1-cpu", {}))
+    monkeypatch.setitem(runner.CPU_FLOW_PAIRS_PER_S, "tvl1-torch eager", rates["tvl1-cpu"] / 2)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})
+    monkeypatch.setitem(runner.CPU_FLOW_PAIRS_PER_S, "tvl1-torch eager", rates["tvl1-cpu"] * 2)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    # a head trained on OpenCV-flow features applies to tvl1-torch ones, compiled or not
+    cfg = {"flow": "tvl1-cpu", "flow_options": {}, "sampling": "jrg"}
+    assert config_differences(cfg, {**cfg, "flow": "tvl1-torch", "flow_compile": True}) == []
+
+
+def test_flow_auto_resuming_an_opencv_cache_keeps_opencv(synth_dir, tmp_path):
+    """A cache extracted when auto meant OpenCV on the CPU: a resume with auto skips its videos."""
+    from aqa.extract import runner
+
+    if runner.resolve_flow("auto", "cpu")[0] == "tvl1-cpu":
+        pytest.skip("auto already picks tvl1-cpu on this machine")
+    base = {k: v for k, v in FAST.items() if k != "flow"}
+    one = sorted(synth_dir.glob("*.mp4"))[:1]
+    out = tmp_path / "f.h5"
+    run_extraction(one, out, ExtractConfig(flow="tvl1-cpu", **base), device="cpu", progress=False)
+    s = run_extraction(one, out, ExtractConfig(flow="auto", **base), device="cpu", progress=False)
+    assert s.count("skipped") == 1 and s.count("done") == 0
 
 
 def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
