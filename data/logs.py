@@ -30,6 +30,9 @@ __all__ = ["setup", "logging_options", "native_output_quieted", "progress_bar", 
 QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
 #: Python loggers of third-party libraries, kept to warnings unless ``-v``
 THIRD_PARTY_LOGGERS = ("absl", "mediapipe", "h5py", "matplotlib", "PIL")
+#: Python loggers whose warnings are chatter too, kept to errors unless ``-v`` (torch.compile on a
+#: CPU-only machine: "No CUDA runtime is found, using CUDA_HOME=...")
+THIRD_PARTY_NOISY = ("torch.utils.cpp_extension",)
 
 #: modules whose Python warnings are third-party chatter (MediaPipe's protobuf deprecations)
 THIRD_PARTY_WARNINGS = (r"google\.protobuf(\..*)?",)
@@ -73,8 +76,9 @@ def setup(verbose: int = 0, quiet: bool = False) -> None:
     log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     log.propagate = False
     _state["third_party"] = bool(verbose)
-    for name in THIRD_PARTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    for names, level in ((THIRD_PARTY_LOGGERS, logging.WARNING), (THIRD_PARTY_NOISY, logging.ERROR)):
+        for name in names:
+            logging.getLogger(name).setLevel(logging.NOTSET if verbose else level)
     if not verbose:
         for k, v in QUIET_ENV.items():
             os.environ.setdefault(k, v)

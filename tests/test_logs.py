@@ -33,6 +33,8 @@ def restore_logging():
     log.setLevel(logging.NOTSET)
     log.propagate = True
     logs._state["third_party"] = False
+    for name in logs.THIRD_PARTY_LOGGERS + logs.THIRD_PARTY_NOISY:
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 class _Pipe(io.StringIO):
@@ -90,6 +92,7 @@ def test_quiet_and_verbose_levels():
     assert logging.getLogger("aqa.heads").isEnabledFor(logging.INFO)
     assert not logging.getLogger("aqa.heads").isEnabledFor(logging.DEBUG)
     assert logging.getLogger("absl").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("torch.utils.cpp_extension").getEffectiveLevel() == logging.ERROR
     logs.setup(verbose=1)
     assert logging.getLogger("aqa.heads").isEnabledFor(logging.DEBUG)
     assert len(logging.getLogger("aqa").handlers) == 1  # set up again: replaced, not added
