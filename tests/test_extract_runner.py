@@ -585,16 +585,14 @@ def test_flow_auto_picks_the_backend_measured_faster(monkeypatch):
 
     assert runner.resolve_flow("auto", "cuda:1") == ("tvl1-torch", {})
     assert runner.resolve_flow("tvl1-cpu", "cuda") == ("tvl1-cpu", {})
-    rates = dict(runner.CPU_FLOW_PAIRS_PER_S)
     monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: True)
     assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": True})
     monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: False)
-    eager_wins = (rates["tvl1-torch eager"] or 0) > rates["tvl1-cpu"]  # None: not measured
-    assert runner.resolve_flow("auto", "cpu") == (("tvl1-torch", {"compile": False}) if eager_wins
-                                                 else ("tvl1-cpu", {}))
-    monkeypatch.setitem(runner.CPU_FLOW_PAIRS_PER_S, "tvl1-torch eager", rates["tvl1-cpu"] / 2)
-    assert runner.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})
-    monkeypatch.setitem(runner.CPU_FLOW_PAIRS_PER_S, "tvl1-torch eager", rates["tvl1-cpu"] * 2)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})  # eager measured x0.03
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.5)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: True)
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 0.9)
     assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
     # a head trained on OpenCV-flow features applies to tvl1-torch ones, compiled or not
     cfg = {"flow": "tvl1-cpu", "flow_options": {}, "sampling": "jrg"}
