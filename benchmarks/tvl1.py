@@ -1,7 +1,7 @@
 """TV-L1 throughput, measured side by side in one run: tvl1-torch (batched) vs OpenCV on every CPU core.
 
     python benchmarks/tvl1.py [--sizes 224x224,340x256,640x360] [--batch N] [--pairs N] [--cv-pairs N]
-                              [--no-compile] [--skip-torch-cpu] [--json]
+                              [--no-compile] [--cpu-eager] [--skip-torch-cpu] [--json]
 
 Frames are consecutive frames of opencv-doc's ``vtest.avi`` (fetched by ``tests/media.py``; ``--video``
 for another file), converted to gray and resized to each size; every method sees the same pairs.
@@ -11,7 +11,8 @@ for another file), converted to gray and resized to each size; every method sees
 - tvl1-torch on CUDA (when available): one batch of ``--batch`` pairs, after a warm-up batch
   (``torch.compile`` happens there);
 - tvl1-torch on the CPU (all threads, one batch, compiled unless ``--no-cpu-compile``), unless
-  ``--skip-torch-cpu``.
+  ``--skip-torch-cpu``; with ``--cpu-eager`` also eager in the same run (the two rows side by side:
+  what ``--flow auto`` chooses between where compiling is not possible).
 
 It prints pairs/s for each, the ratios tvl1-torch(GPU) / OpenCV(all cores) and tvl1-torch(CPU) /
 OpenCV(all cores), the device it ran on, and the EPE between tvl1-torch and OpenCV on the measured pairs
@@ -129,6 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-compile", action="store_true", help="run tvl1-torch on CUDA without torch.compile")
     ap.add_argument("--no-cpu-compile", action="store_true",
                     help="run tvl1-torch on the CPU eagerly (default: torch.compile, compile time excluded)")
+    ap.add_argument("--cpu-eager", action="store_true",
+                    help="also run tvl1-torch on the CPU eagerly, beside the compiled run")
     ap.add_argument("--skip-torch-cpu", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)
@@ -169,6 +172,10 @@ def main(argv=None) -> int:
                 row["torch_cpu_vs_opencv"] = row["torch_cpu_pairs_per_s"] / row["opencv_pairs_per_s"]
                 n = min(len(cv_flow), len(flow))
                 row["cpu_epe_median_px"], row["cpu_epe_mean_px"] = _epe(flow[:n], cv_flow[:n])
+                if args.cpu_eager and not args.no_cpu_compile:
+                    row["torch_cpu_eager_pairs_per_s"], flow = bench_torch("cpu", ca, cb, False)
+                    row["torch_cpu_eager_vs_opencv"] = (row["torch_cpu_eager_pairs_per_s"]
+                                                        / row["opencv_pairs_per_s"])
             rows.append(row)
             if not args.json:
                 parts = [f"{row['size']:>8}: OpenCV {args.workers} procs {row['opencv_pairs_per_s']:8.2f} pairs/s"]
@@ -180,6 +187,9 @@ def main(argv=None) -> int:
                     parts.append(f"tvl1-torch CPU {row['torch_cpu_pairs_per_s']:7.2f} pairs/s "
                                  f"(x{row['torch_cpu_vs_opencv']:.2f}; EPE median "
                                  f"{row['cpu_epe_median_px']:.3f} mean {row['cpu_epe_mean_px']:.3f} px)")
+                if "torch_cpu_eager_pairs_per_s" in row:
+                    parts.append(f"eager {row['torch_cpu_eager_pairs_per_s']:7.2f} pairs/s "
+                                 f"(x{row['torch_cpu_eager_vs_opencv']:.2f})")
                 print(" | ".join(parts), flush=True)
     if args.json:
         print(json.dumps({"info": info, "rows": rows}, indent=2))

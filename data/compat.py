@@ -7,10 +7,11 @@ returns numbers, but they mean nothing. :func:`config_differences` lists what di
 ``aqa-heads evaluate/predict/explain`` to refuse (or, when the user insists, to warn).
 
 What does not count: which families were extracted besides (``backbones``, ``streams``: a missing
-family fails to load anyway), which TV-L1 implementation ran (``tvl1-cpu`` and ``tvl1-torch``
-compute the same flow to OpenCV's accuracy, so shards extracted on CPU and GPU machines mix), and
-where a ``file`` pose backend read its poses (``pose_options.path``). Checkpoints count by role:
-two files that serve the same role (``backbone:i3d/rgb``) must be the same file (sha256).
+family fails to load anyway), which TV-L1 implementation ran (``tvl1-cpu`` and ``tvl1-torch``,
+compiled or not, compute the same flow to OpenCV's accuracy, so shards extracted on CPU and GPU
+machines mix), and where a ``file`` pose backend read its poses (``pose_options.path``).
+Checkpoints count by role: two files that serve the same role (``backbone:i3d/rgb``) must be the
+same file (sha256).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import json
 __all__ = ["config_differences", "provenance_differences"]
 
 #: config keys that do not change the values of a feature family (see the module docstring)
-IGNORED_KEYS = ("backbones", "streams", "flow", "checkpoints", "untrained")
+IGNORED_KEYS = ("backbones", "streams", "flow", "flow_compile", "checkpoints", "untrained")
 
 
 def _configs(config) -> list[dict]:

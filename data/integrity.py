@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import h5py
 import numpy as np
 
+from .logs import progress_bar
 from .cache import (_H5_ERRORS, FORMAT, FORMAT_VERSION, REQUIRED_VIDEO_ARRAYS, REQUIRED_VIDEO_ATTRS,
                     CacheError, CacheLockedError, CacheWriter, _members, _open_checked, _open_h5,
                     _read_labels, _root_config_hashes, _same_row, _unreadable, _write_labels,
@@ -117,8 +118,7 @@ def _verify_file(f: h5py.File, rep: VerifyReport, progress: bool) -> None:
             rep.problems.append(f"videos/{vid}: unreadable (damaged link, header or attributes)")
     items = list(vids.items())
     if progress:
-        from tqdm import tqdm
-        items = tqdm(items, desc="verify", unit="video")
+        items = progress_bar(items, desc="verify", unit="video")
     for vid, g in items:
         try:
             _verify_video(vid, g, rep)
@@ -285,7 +285,6 @@ def merge(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, progress:
 
 def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
     """The body of :func:`merge`: write the merged cache to the new file ``out``."""
-    from tqdm import tqdm
 
     for p in inputs:
         rep = verify(p)
@@ -309,7 +308,7 @@ def _merge_into(inputs: list[Path], out: Path, progress: bool) -> dict:
                     if prev is not None and not _same_row(prev, r):
                         raise CacheError(f"merge: conflicting labels for {r.video_id!r} in {p}")
                     labels[r.video_id] = r
-                for vid in tqdm(sorted(fi.get("videos", {})), desc=f"merge {p.name}",
+                for vid in progress_bar(sorted(fi.get("videos", {})), desc=f"merge {p.name}",
                                 unit="video", disable=not progress):
                     g = fi[f"videos/{vid}"]
                     key = tuple(g.attrs.get(k) for k in ("source_sha256", "config_sha256",
@@ -399,7 +398,6 @@ def repair(path: str | os.PathLike, progress: bool = True) -> dict:
 
 def _repair_into(f: h5py.File, out: h5py.File, progress: bool) -> dict:
     """The body of :func:`repair`: copy what is readable of ``f`` into the new file ``out``."""
-    from tqdm import tqdm
 
     from .cache import _untrained_videos, aqa_version
 
@@ -433,7 +431,7 @@ def _repair_into(f: h5py.File, out: h5py.File, progress: bool) -> dict:
         dropped.append(("/videos", f"its index is unreadable ({e}): every video is lost"))
     videos = out.create_group("videos")
     kept, views = 0, 0
-    for vid in tqdm(names, desc="repair", unit="video", disable=not progress):
+    for vid in progress_bar(names, desc="repair", unit="video", disable=not progress):
         try:
             g = f["videos"][vid]
             status = g.attrs.get("status")

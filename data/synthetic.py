@@ -1054,7 +1054,7 @@ def render_dataset(out_dir: str | Path, n: int = 48, kind: str = "single", seed:
     Deterministic by ``seed`` (any ``jobs``). Split: a seeded shuffle puts 25% in ``test``, the
     rest in ``train``. Returns the label rows in video order.
     """
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
     _check_kind(kind)
     _check_geometry(n_frames, size, fps)
@@ -1072,13 +1072,13 @@ def render_dataset(out_dir: str | Path, n: int = 48, kind: str = "single", seed:
     bar = dict(total=len(tasks), desc=f"synth {kind}", unit="video", disable=not progress)
     # the bars are closed before an error propagates, so that its message is not drawn over
     if jobs == 1:
-        with tqdm(tasks, **bar) as it:
+        with progress_bar(tasks, **bar) as it:
             rows = [_render_one(a) for a in it]
     else:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(min(int(jobs), len(tasks))) as pool, \
-                tqdm(pool.imap(_render_one, tasks), **bar) as it:
+                progress_bar(pool.imap(_render_one, tasks), **bar) as it:
             rows = list(it)
     write_labels_csv(rows, out_dir / "labels.csv")
     return rows

@@ -8,6 +8,7 @@ import click
 
 from aqa.data.cli import merge as data_merge
 from aqa.data.cli import plain_warnings
+from aqa.data.logs import logging_options
 from aqa.data.labels import read_labels_csv
 from aqa.data.views import parse_views
 
@@ -124,8 +125,11 @@ def _view_split_ids(split, labels, views):
               help="1, or 2 for two-person events (synchronised diving).")
 @click.option("--flow", type=RegistryChoice(FLOW, ("auto", *FLOW.names(), "none")), default="auto",
               show_default=True,
-              help="Optical flow (auto: tvl1-torch on CUDA, else OpenCV). 'none' needs "
-                   "--no-weightfree and backbones on the rgb stream only (--streams rgb).")
+              help="Optical flow (auto: the backend measured faster on the device: "
+                   "tvl1-torch on CUDA, and on the CPU where torch.compile works; recorded in "
+                   "the cache config). 'none': no flow; "
+                   "the weight-free kin_pose is extracted, hof_flow and camera motion are left "
+                   "out, and backbones run on the rgb stream only (--streams rgb).")
 @click.option("--flow-opt", multiple=True, metavar="KEY=VALUE",
               help="TV-L1 parameter with OpenCV's name, e.g. warps=3 (repeatable).")
 @click.option("--backbone", "backbones", multiple=True, type=RegistryChoice(BACKBONES),
@@ -165,7 +169,7 @@ def _view_split_ids(split, labels, views):
 @click.option("--view-split", default=None, metavar="SPLIT",
               help="Extract the --view copies only of the videos whose --labels row has this "
                    "split (e.g. train): test videos are never scored on views.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@logging_options
 def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, flow, flow_opt,
         backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
         batch_size, shard, weights, untrained, manifest, views, view_split, quiet):

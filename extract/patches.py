@@ -337,8 +337,8 @@ def joint_clips(
     """
     it = iter_joint_clips(images, clips, jboxes, out_size, border, antialias, padded)
     if progress:
-        from tqdm import tqdm
-        it = tqdm(it, total=len(clips), desc="joint clips", unit="step")
+        from aqa.data.logs import progress_bar
+        it = progress_bar(it, total=len(clips), desc="joint clips", unit="step")
     steps = list(it)
     if not steps:
         c = np.asarray(images).shape[-1]

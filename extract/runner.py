@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -59,6 +60,7 @@ import numpy as np
 
 from aqa.data.cache import CacheFullError, CacheLockedError, CacheWriter, safe_id
 from aqa.data.labels import read_labels_csv
+from aqa.data.logs import native_output_quieted
 from aqa.data.views import View, parse_views, view_id
 
 from . import weights as W
@@ -71,6 +73,8 @@ from .sampling import sample
 from .video import IMAGE_EXTENSIONS, VideoWarning, probe, read_frames, resized_size
 from .views import VideoData, apply_view, flow_pairs_needed, view_frames
 from .weightfree import camera_motion_steps, flow_histograms, kinematics
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 #: default short side of the frames fed to pose, flow and backbones (the Kinetics I3D convention)
@@ -135,8 +139,9 @@ class ExtractConfig:
             raise ValueError("C3D takes 16-frame clips (its fc6 is fixed): sampling length must be 16")
         if not self.weightfree and not self.backbones:
             raise ValueError("nothing to extract: no backbone and weight-free features disabled")
-        if self.flow == "none" and (self.weightfree or "flow" in self.streams and self.backbones):
-            raise ValueError("flow 'none' is only possible with --no-weightfree and rgb backbones")
+        if self.flow == "none" and "flow" in self.streams and any(
+                "flow" in BACKBONE_STREAMS[b] for b in self.backbones):
+            raise ValueError("flow 'none': the backbones' flow stream reads flow; use --streams rgb")
 
     def backbone_streams(self) -> list[tuple[str, str]]:
         """(backbone, stream) pairs to run: the requested streams each backbone has."""
@@ -146,17 +151,58 @@ class ExtractConfig:
     def needs_flow(self) -> bool:
         return self.flow != "none"
 
+    def left_out(self) -> list[str]:
+        """The families this config cannot extract for want of flow (``flow="none"``): the
+        weight-free ``hof_flow`` and ``motion/camera``, which read flow; ``kin_pose`` does not."""
+        return ["hof_flow", "motion/camera"] if self.weightfree and not self.needs_flow else []
+
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["backbones"], d["streams"] = list(self.backbones), list(self.streams)
         return d
 
 
-def resolve_flow(name: str, device: str) -> str:
-    """The flow backend ``name`` stands for on ``device`` (``auto``: tvl1-torch on CUDA, else tvl1-cpu)."""
-    if name == "auto":
-        return "tvl1-torch" if str(device).startswith("cuda") else "tvl1-cpu"
-    return name
+#: TV-L1 on the CPU of a 2-core machine (AMD EPYC): tvl1-torch's speed over OpenCV's, what ``--flow
+#: auto`` decides by on the CPU. Compiled, per pair once compiled, ``benchmarks/tvl1.py --sizes
+#: 340x256`` gives x1.96 (3.92 vs 2.00 pairs/s, EPE to OpenCV median 0.006 px); but the compile is
+#: paid again by every process, and on one video its C++ build cost more than it saved:
+#: ``benchmarks/extract_throughput.py`` on vtest.avi cut to 300 frames (160 pairs), flow stage
+#: 2275 s compiled (compile included) vs 2139 s OpenCV, x0.94 (machine loaded, load ~15-20), which
+#: is the figure used. Eager (``--no-cpu-compile``): x0.03, measured under the same load.
+CPU_FLOW_VS_OPENCV = {"tvl1-torch compiled": 0.94, "tvl1-torch eager": 0.03}
+
+
+def can_compile_on_cpu() -> bool:
+    """Whether ``torch.compile`` can build CPU kernels here: TorchDynamo supports this Python and
+    a C++ compiler (``$CXX``, g++, c++ or clang++) is installed (inductor compiles C++)."""
+    import shutil
+
+    try:
+        from torch._dynamo import is_dynamo_supported
+    except ImportError:  # pragma: no cover - a torch without dynamo
+        return False
+    compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
+    return bool(is_dynamo_supported()) and any(shutil.which(c) for c in compilers if c)
+
+
+def resolve_flow(name: str, device: str) -> tuple[str, dict]:
+    """(backend, options) that flow ``name`` stands for on ``device``. ``auto`` picks the backend
+    measured faster there: tvl1-torch on CUDA; on the CPU, the fastest of tvl1-torch compiled (where
+    compiling is possible, its compile counted), tvl1-torch eager and OpenCV
+    (:data:`CPU_FLOW_VS_OPENCV`: OpenCV on a 2-core CPU today). The
+    options hold the CPU choice's ``compile``, recorded as the config's ``flow_compile``."""
+    if name != "auto":
+        return name, {}
+    device = str(device)
+    if device.startswith("cuda"):
+        return "tvl1-torch", {}
+    if device != "cpu":  # mps: tvl1-torch has not been measured there
+        return "tvl1-cpu", {}
+    speed = {("tvl1-cpu", None): 1.0, ("tvl1-torch", False): CPU_FLOW_VS_OPENCV["tvl1-torch eager"]}
+    if can_compile_on_cpu():
+        speed["tvl1-torch", True] = CPU_FLOW_VS_OPENCV["tvl1-torch compiled"]
+    backend, compile_ = max(speed, key=speed.get)
+    return backend, {} if compile_ is None else {"compile": compile_}
 
 
 class OptionError(ValueError):
@@ -350,9 +396,18 @@ class Extractor:
                                                   config.pose_options.get("checkpoint"))
             self._note_weights(used, not used)
             self._pose_provenance = (used, not used)
-        self.flow, self.flow_name = None, "none"
+        self.flow, self.flow_name, self._flow_compile = None, "none", None
+        if config.left_out():
+            log.info("flow none: %s read flow and are left out; kin_pose is extracted",
+                     " and ".join(config.left_out()))
         if config.needs_flow:
-            name, opts = resolve_flow(config.flow, device), dict(config.flow_options)
+            name, chosen = resolve_flow(config.flow, device)
+            opts = {**chosen, **config.flow_options}
+            self._flow_compile = opts.get("compile") if "compile" in chosen else None
+            if config.flow == "auto":
+                log.info("flow auto on %s: %s%s", device, name,
+                         "" if "compile" not in opts else
+                         " (compiled)" if opts["compile"] else " (eager: cannot compile here)")
             if name == "tvl1-cpu":  # pairs in parallel threads beat OpenCV's threads within a pair
                 opts.setdefault("workers", os.cpu_count() or 1)
             try:
@@ -381,6 +436,10 @@ class Extractor:
         for (name, stream), path in self._backbone_paths.items():
             if (name, stream) in self.backbones:
                 continue
+            if path is None:  # like the pose backends that run untrained
+                warnings.warn(f"{name}/{stream} runs with RANDOM weights (--untrained): its "
+                              f"features are meaningless and marked untrained", UserWarning,
+                              stacklevel=2)
             try:
                 self.backbones[(name, stream)] = build_backbone(
                     name, stream, weights_path=path, device=self.device,
@@ -390,7 +449,9 @@ class Extractor:
 
     def _build_pose(self) -> None:
         try:
-            self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs, **self.config.pose_options)
+            with native_output_quieted():  # MediaPipe's absl/TF Lite lines (shown with -v)
+                self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs,
+                                             **self.config.pose_options)
         except TypeError as e:
             raise _option_error("--pose-opt", str(e), e) from None
         except PoseFileError as e:  # the file backend's path option names nothing
@@ -429,6 +490,8 @@ class Extractor:
         with the flow backend that runs, each checkpoint's sha256 and the untrained mark."""
         d = self.config.as_dict()
         d["flow"] = self.flow_name
+        if self._flow_compile is not None:  # --flow auto's choice on the CPU
+            d["flow_compile"] = self._flow_compile
         d["checkpoints"] = dict(sorted(self.weights.items()))
         d["untrained"] = bool(self.untrained)
         return d
@@ -483,8 +546,9 @@ class Extractor:
                                     for k in ("keypoints", "boxes", "box_scores", "roles")))
         else:
             with self._stage("pose", seconds):
-                per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
-                                               progress=self.progress)
+                with native_output_quieted():
+                    per_frame = self.pose.estimate(frames, video_path=path, frame_indices=index,
+                                                   progress=self.progress)
                 track = select_persons(per_frame, n_persons=cfg.persons, n_frames=len(frames))
         flow, pairs = None, None
         if self.flow is not None:
@@ -555,9 +619,10 @@ class Extractor:
                 kw, kj = kinematics(track.keypoints, samp.clips, fps=info.fps or 25.0,
                                     frame_index=index, boxes=track.boxes, padded=samp.padded)
                 arrays.update(_family("kin_pose", kw, kj, steps))
-                fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4],
-                                         padded=samp.padded)
-                arrays.update(_family("hof_flow", fw, fj, steps))
+                if flow is not None:  # without flow: kin_pose only (ExtractConfig.left_out)
+                    fw, fj = flow_histograms(flow, samp.clips, jboxes, camera=cam_pairs[:, 2:4],
+                                             padded=samp.padded)
+                    arrays.update(_family("hof_flow", fw, fj, steps))
         flow_input = None
         for (name, stream), net in self.backbones.items():
             with self._stage(f"{name}_{stream}", seconds):
@@ -593,11 +658,11 @@ class Extractor:
         del stacked
         joints = None
         if self.config.joints:
-            from tqdm.auto import tqdm
-            steps = tqdm(iter_joint_clips(images, clips, jboxes, net.crop_size,
-                                          padded=samp.padded), total=len(pos),
-                         desc=f"{net.name}/{net.stream} joints", unit="step", leave=False,
-                         disable=not self.progress)
+            from aqa.data.logs import progress_bar
+            steps = progress_bar(iter_joint_clips(images, clips, jboxes, net.crop_size,
+                                                  padded=samp.padded), total=len(pos),
+                                 desc=f"{net.name}/{net.stream} joints", unit="step", leave=False,
+                                 disable=not self.progress)
             joints = np.stack([net.extract(step, batch_size=self.batch_size, mode="patch")
                                for step in steps])
         return whole, joints
@@ -736,7 +801,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     extract beside each video (:class:`aqa.data.views.View` s or specs such as ``"shift:1-5"``);
     ``views_for``: the video ids that get them (default: every video), e.g. a protocol's training
     videos, since views are training rows only."""
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
 
     views = _as_views(views)
@@ -757,6 +822,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
     out = shard_out_path(Path(out), sh)
     manifest = Path(manifest) if manifest else out.with_name(out.name + ".failures.json")
     earlier = _manifest_warnings(manifest)
+    config = _keep_cached_flow(config, out, device)
     extractor = Extractor(config, device=device, batch_size=batch_size,
                           weight_overrides=weight_overrides, untrained=untrained, progress=progress)
     summary = RunSummary(str(out))
@@ -778,7 +844,7 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                                  for key, (size, mtime) in restamp.items()})
         done = writer.complete_ids()
         summary.changed, summary.removed = _redo_changed(writer, videos, changed, done, views_of)
-        bar = tqdm(videos, desc="extract", unit="video", disable=not progress)
+        bar = progress_bar(videos, desc="extract", unit="video", disable=not progress)
         for vid, path, relpath in bar:
             results = [VideoResult(key, str(path), "skipped" if key in done else "failed",
                                    warnings=list(earlier.get(key, [])) if key in done else [],
@@ -790,6 +856,26 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
                                lambda: _write_manifest(manifest, summary), sha=hashes.get(vid))
     _write_manifest(manifest, summary)
     return summary
+
+
+def _keep_cached_flow(config: ExtractConfig, out: Path, device: str) -> ExtractConfig:
+    """``--flow auto`` on a cache extracted with OpenCV's TV-L1 (``tvl1-cpu``, what ``auto`` chose
+    on the CPU before tvl1-torch was measured faster there) keeps tvl1-cpu, so that a resumed run
+    skips its finished videos instead of redoing them all (the resume rule hashes the backend)."""
+    if config.flow != "auto" or not out.is_file() or resolve_flow("auto", device)[0] == "tvl1-cpu":
+        return config
+    from aqa.data.cache import CacheError, CacheReader
+
+    try:
+        with CacheReader(out) as r:
+            before = (r.provenance().get("config") or {}).get("flow")
+    except (CacheError, OSError, ValueError, AttributeError):  # not readable: the writer says why
+        return config
+    if before != "tvl1-cpu":
+        return config
+    log.info("flow auto: tvl1-cpu, the backend %s was extracted with (its finished videos are "
+             "kept; --flow tvl1-torch to change)", out)
+    return dataclasses.replace(config, flow="tvl1-cpu")
 
 
 def _check_view_ids(videos, views_of) -> None:
@@ -816,7 +902,7 @@ def _check_sources(writer, videos, adding: set, progress: bool = True):
     added. Returns (changed ids, sha256 of each file hashed, new (size, mtime) of each entry of an
     unchanged file whose recorded stamp is out of date or missing, so the next run need not hash
     it again)."""
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
     entries: dict[str, dict[str, dict]] = {}   # source id -> its complete entries' records
     for key, rec in writer.source_records().items():
@@ -833,8 +919,9 @@ def _check_sources(writer, videos, adding: set, progress: bool = True):
         if vid in adding or any(r is not None and r != stamp for r in recorded.values()):
             suspects.append((vid, path, recs, stamp, recorded))
     changed, hashes, restamp = set(), {}, {}
-    for vid, path, recs, stamp, recorded in tqdm(suspects, desc="checking files: sha256",
-                                                 unit="file", disable=not progress or not suspects):
+    for vid, path, recs, stamp, recorded in progress_bar(
+            suspects, desc="checking files: sha256", unit="file",
+            disable=not progress or not suspects):
         hashes[vid] = now = file_sha256(path)
         if any(rec.get("source_sha256") != now for rec in recs.values()):
             changed.add(vid)

@@ -489,10 +489,10 @@ def read_frames(path, indices=None, backend: str = "auto", on_overflow: str = "c
     state: dict = {}
     stream = frames_of(wanted, state)
     if progress:
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
 
         total = None if wanted is None else len(np.unique(wanted))
-        stream = tqdm(stream, total=total, desc=f"decode {p.name}", unit="frame", leave=False)
+        stream = progress_bar(stream, total=total, desc=f"decode {p.name}", unit="frame", leave=False)
     for i, img in stream:
         got[i] = img
     if wanted is None:

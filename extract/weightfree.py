@@ -532,8 +532,8 @@ def flow_histograms(
     pair_whole, pair_joint = {}, {}
     it = used
     if progress:
-        from tqdm import tqdm
-        it = tqdm(used, desc="flow histograms", unit="pair")
+        from aqa.data.logs import progress_bar
+        it = progress_bar(used, desc="flow histograms", unit="pair")
     for p in it:
         fp = flow[p] if p < n_pairs else np.zeros_like(flow[0])
         cam = None

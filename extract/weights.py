@@ -34,7 +34,7 @@ from aqa.data.checkpoints import REGISTRY, WeightSpec
 
 __all__ = [
     "WeightSpec", "REGISTRY", "WeightsError", "MissingWeightsError", "ChecksumError",
-    "BadOverrideError", "ENV_VAR", "home_cache_dir", "search_dirs", "resolve", "resolve_first",
+    "UnreachableError", "BadOverrideError", "ENV_VAR", "home_cache_dir", "search_dirs", "resolve", "resolve_first",
     "checkpoints_for",
     "parse_weight_overrides", "sha256_file", "verify", "fetch", "status", "weights_cli",
 ]
@@ -52,6 +52,11 @@ class MissingWeightsError(WeightsError):
 
 class ChecksumError(WeightsError):
     """A file's sha256 does not match the published checksum."""
+
+
+class UnreachableError(WeightsError):
+    """A download that could not be made (no network, a server error): the message says where to
+    put the file downloaded on another machine."""
 
 
 class BadOverrideError(WeightsError, ValueError):
@@ -234,7 +239,9 @@ def fetch(name: str, dest_dir=None, progress: bool = True) -> Path:
     The only place the package downloads anything. The file is written to a temporary file in
     ``dest_dir``, checked against the published checksum (if any) and then renamed into place
     atomically, so an interrupted download never leaves a file that looks complete. An existing
-    file that verifies is kept and returned without downloading.
+    file that verifies is kept and returned without downloading. A URL that cannot be reached
+    (no network) or answers with an error raises :class:`UnreachableError`, which says where to
+    put the file downloaded elsewhere and the checksum it must have.
     """
     spec = _spec_for(name)
     dest = Path(dest_dir).expanduser() if dest_dir is not None else _default_dest()
@@ -247,12 +254,12 @@ def fetch(name: str, dest_dir=None, progress: bool = True) -> Path:
     tmp = Path(tmp_name)
     try:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url) as resp:
+        with os.fdopen(fd, "wb") as out, _open_url(spec, final) as resp:
             total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
-            from tqdm.auto import tqdm
+            from aqa.data.logs import progress_bar
 
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                      desc=spec.filename, disable=not progress) as bar:
+            with progress_bar(total=int(total) if total else None, unit="B", unit_scale=True,
+                              desc=spec.filename, disable=not progress) as bar:
                 for block in iter(lambda: resp.read(1 << 20), b""):
                     out.write(block)
                     h.update(block)
@@ -263,6 +270,35 @@ def fetch(name: str, dest_dir=None, progress: bool = True) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+#: seconds without an answer before a download gives up
+URL_TIMEOUT = 60
+
+
+def _open_url(spec: WeightSpec, final: Path):
+    """``urlopen(spec.url)``; a failure to connect or an HTTP error is an :class:`UnreachableError`
+    that says where to put the file (``final``) downloaded on another machine."""
+    import urllib.error
+
+    try:
+        return urllib.request.urlopen(spec.url, timeout=URL_TIMEOUT)
+    except urllib.error.HTTPError as e:
+        why = f"{spec.url} answered HTTP {e.code} {e.reason}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        why = f"cannot reach {spec.url} ({reason})"
+    checksum = (f"sha256 {spec.sha256}" if spec.sha256 else
+                f"sha256 starting {spec.sha256_prefix}" if spec.sha256_prefix else
+                "no published checksum (the cache records the file's sha256)")
+    raise UnreachableError(
+        f"{why}.\n"
+        f"  Download {spec.url} on a machine with network access and put it at\n"
+        f"    {final}\n"
+        f"  (or anywhere, passing --weights {spec.name}=/path/to/{spec.filename}); expected: "
+        f"{checksum}."
+        + ("\n  `aqa-extract weights list` then shows it found." if final.parent in search_dirs()
+           else "")) from None
 
 
 def status(overrides: dict[str, str] | None = None) -> list[tuple[str, Path | None, bool | None]]:

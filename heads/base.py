@@ -157,7 +157,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         Seeds weight initialisation, batch order and the validation split; on the CPU a given seed
         gives bit-identical results.
     verbose : bool
-        Show a tqdm progress bar over training steps.
+        Show a progress bar over training steps.
     """
 
     #: names of per-sample keyword arguments ``fit``/``predict`` accept (see module docstring).
@@ -543,7 +543,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         ``validation_scores_``, adds to ``n_iter_``; with early stopping restores the best weights.
         """
         import torch
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
         forward = forward or self._forward
         module = self.module_
         dev = self._module_device()
@@ -557,8 +557,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
         best, best_state, best_step, bad = math.inf, None, 0, 0
         step = 0
-        bar = tqdm(total=n_steps, desc=f"{type(self).__name__} {desc}", disable=not self.verbose,
-                   leave=False)
+        bar = progress_bar(total=n_steps, desc=f"{type(self).__name__} {desc}",
+                           disable=not self.verbose, leave=False)
         while step < n_steps:
             module.train()
             perm = tr[rng.permutation(len(tr))]

@@ -431,7 +431,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
     """
     import warnings
 
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
     from aqa.data.cache import CacheReader
     from . import registry
@@ -502,7 +502,7 @@ def run_bench(cache, labels=None, heads: Sequence[str] | str = "all", seeds: int
         jobs = [(h, a) for h in names for a in actions]
         fits = FitStore(store) if store is not None else None
         reused = done = 0
-        bar = tqdm(total=len(jobs) * len(seeds), desc="bench", unit="fit", disable=not progress)
+        bar = progress_bar(total=len(jobs) * len(seeds), desc="bench", unit="fit", disable=not progress)
         try:
             for head, action in jobs:
                 arows = rows if action == "all" else [x for x in rows if x.action == action]

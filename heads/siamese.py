@@ -279,7 +279,7 @@ class SiameseRegressor(TorchRegressor):
         return draw
 
     def _train_dml(self, X, y, rng):
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
         m = self.module_
         dev = self._module_device()
         y_raw = y * self.y_std_ + self.y_mean_
@@ -290,8 +290,8 @@ class SiameseRegressor(TorchRegressor):
         bce = nn.BCEWithLogitsLoss()
         self.dml_loss_curve_ = []
         m.train()
-        for _ in tqdm(range(self.dml_max_iter), desc="SiameseRegressor metric learning",
-                      disable=not self.verbose, leave=False):
+        for _ in progress_bar(range(self.dml_max_iter), desc="SiameseRegressor metric learning",
+                              disable=not self.verbose, leave=False):
             i, j, lab = draw(self.batch_size)
             logit = m.similarity_logit(Xt[torch.as_tensor(i, device=dev)], Xt[torch.as_tensor(j, device=dev)])
             loss = bce(logit, torch.as_tensor(lab, device=dev))

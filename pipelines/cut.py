@@ -155,7 +155,7 @@ def _cut_video(src: Path, dives: Sequence[Dive], out_dir: Path, summary: CutSumm
                short_side, jpeg_quality: int, progress: bool) -> None:
     """Cut ``dives`` out of the full video ``src`` in one pass."""
     import numpy as np
-    from tqdm.auto import tqdm
+    from aqa.data.logs import progress_bar
 
     from aqa.extract.video import VideoDecodeError, image_files, iter_frames
 
@@ -165,8 +165,8 @@ def _cut_video(src: Path, dives: Sequence[Dive], out_dir: Path, summary: CutSumm
     wanted = np.unique(np.concatenate([np.arange(d.first, d.end) for d in dives]))
     left = {d.video_id: d.n_frames for d in dives}
     link = src.is_dir() and short_side is None
-    bar = tqdm(total=len(wanted), desc=f"cut {src.name} ({len(dives)} dives)", unit="frame",
-               disable=not progress)
+    bar = progress_bar(total=len(wanted), desc=f"cut {src.name} ({len(dives)} dives)", unit="frame",
+                       disable=not progress)
     last = -1
     try:
         if link:

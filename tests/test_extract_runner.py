@@ -409,6 +409,32 @@ def test_discovery_shards_and_errors(tmp_path):
     assert res.exit_code == 2 and "flow 'none'" in res.output
 
 
+def test_flow_none_extracts_kin_pose_without_a_flow_stage(synth_dir, tmp_path):
+    """Pose-only features pay for no flow: `--flow none` with file poses writes kin_pose, says in one
+    line that hof_flow and camera motion are left out, and has no flow stage in its seconds."""
+    one = sorted(synth_dir.glob("*.mp4"))[0]
+    out = tmp_path / "k.h5"
+    res = CliRunner().invoke(extract_cli, [str(one), "--out", str(out), "--quiet", "--sampling",
+                                           "c3d", "--sampling-opt", "length=8", "--flow", "none"])
+    assert res.exit_code == 0, res.output
+    stages = next(ln for ln in res.output.splitlines() if ln.startswith("mean seconds per video"))
+    assert "pose" in stages and "weightfree" in stages
+    assert "flow" not in stages and "camera" not in stages
+    rep = verify(out)
+    assert rep.ok and set(rep.families) == {"kin_pose"}
+    with CacheReader(out) as r:
+        assert r.provenance()["config"]["flow"] == "none"
+        assert np.isfinite(r.load("kin_pose", part="joints")).all()
+    res = CliRunner().invoke(extract_cli, [str(one), "--out", str(tmp_path / "k2.h5"), "--sampling",
+                                           "c3d", "--sampling-opt", "length=8", "--flow", "none"])
+    said = [ln for ln in res.output.splitlines() if "left out" in ln]
+    assert res.exit_code == 0 and said == [
+        "flow none: hof_flow and motion/camera read flow and are left out; kin_pose is extracted"]
+    res = CliRunner().invoke(extract_cli, [str(one), "--out", str(tmp_path / "k3.h5"), "--flow",
+                                           "none", "--backbone", "i3d"])
+    assert res.exit_code == 2 and "flow stream reads flow; use --streams rgb" in res.output
+
+
 def test_cli_help_lists_everything():
     res = CliRunner().invoke(extract_cli, ["run", "--help"])
     for opt in ("--pose", "--flow", "--backbone", "--sampling", "--device", "--batch-size",
@@ -416,7 +442,7 @@ def test_cli_help_lists_everything():
         assert opt in res.output
     text = re.sub(r"-\s+", "-", " ".join(res.output.split()))  # undo the wrapping
     assert "into its own file: OUT.shardK-of-N.h5 instead of OUT" in text
-    assert "'none' needs --no-weightfree and backbones on the rgb stream only" in text
+    assert "'none': no flow; the weight-free kin_pose is extracted, hof_flow and camera motion" in text
     res = CliRunner().invoke(extract_cli, ["--help"])
     assert "merge" in res.output and "weights" in res.output
 
@@ -544,14 +570,64 @@ def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no
     assert s.count("skipped") == 1  # same weights: resumed, without building the backbones
 
 
-def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path):
+def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path, monkeypatch):
     from aqa.extract.runner import Extractor
+
+    from aqa.extract import runner
 
     base = {k: v for k, v in FAST.items() if k != "flow"}
     auto = Extractor(ExtractConfig(flow="auto", **base), device="cpu", progress=False)
-    cpu = Extractor(ExtractConfig(flow="tvl1-cpu", **base), device="cpu", progress=False)
-    assert auto.cache_config()["flow"] == "tvl1-cpu"
-    assert auto.cache_config() == cpu.cache_config()
+    torch_cpu = Extractor(ExtractConfig(flow="tvl1-torch", **base), device="cpu", progress=False)
+    opencv = Extractor(ExtractConfig(flow="tvl1-cpu", **base), device="cpu", progress=False)
+    assert auto.cache_config() == opencv.cache_config()  # OpenCV measured faster on a 2-core CPU
+    compiles = runner.can_compile_on_cpu()
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 1.5)
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.2)
+    auto = Extractor(ExtractConfig(flow="auto", **base), device="cpu", progress=False)
+    assert auto.cache_config() == {**torch_cpu.cache_config(), "flow_compile": compiles}
+    assert auto.flow.compile is compiles
+    assert "flow_compile" not in Extractor(ExtractConfig(flow="tvl1-cpu", **base), device="cpu",
+                                           progress=False).cache_config()
+
+
+def test_flow_auto_picks_the_backend_measured_faster(monkeypatch):
+    """The rule reads the side-by-side measurement: on the CPU the fastest of compiled tvl1-torch
+    (where compiling is possible), eager tvl1-torch and OpenCV; today OpenCV."""
+    from aqa.data.compat import config_differences
+    from aqa.extract import runner
+
+    assert runner.resolve_flow("auto", "cuda:1") == ("tvl1-torch", {})
+    assert runner.resolve_flow("tvl1-cpu", "cuda") == ("tvl1-cpu", {})
+    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: True)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})  # compile included: x0.94
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 1.5)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": True})
+    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: False)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})  # eager measured x0.03
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.5)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: True)
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 0.9)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    # a head trained on OpenCV-flow features applies to tvl1-torch ones, compiled or not
+    cfg = {"flow": "tvl1-cpu", "flow_options": {}, "sampling": "jrg"}
+    assert config_differences(cfg, {**cfg, "flow": "tvl1-torch", "flow_compile": True}) == []
+
+
+def test_flow_auto_resuming_an_opencv_cache_keeps_opencv(synth_dir, tmp_path, monkeypatch):
+    """A cache extracted when auto meant OpenCV on the CPU: a resume with auto, which now means
+    tvl1-torch, skips its videos."""
+    from aqa.extract import runner
+
+    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.5)
+    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: False)
+    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    base = {k: v for k, v in FAST.items() if k != "flow"}
+    one = sorted(synth_dir.glob("*.mp4"))[:1]
+    out = tmp_path / "f.h5"
+    run_extraction(one, out, ExtractConfig(flow="tvl1-cpu", **base), device="cpu", progress=False)
+    s = run_extraction(one, out, ExtractConfig(flow="auto", **base), device="cpu", progress=False)
+    assert s.count("skipped") == 1 and s.count("done") == 0
 
 
 @pytest.mark.slow

@@ -701,16 +701,16 @@ def test_a_video_id_with_an_at_sign_is_not_taken_for_a_view(synth_dir, tmp_path)
 def test_an_impossible_view_fails_alone(synth_dir, tmp_path, monkeypatch):
     """32 frames: shift31 leaves 1 frame, no view; shift26 leaves 6, one padded 8-frame clip.
     The progress bar shows the entry and its stage."""
-    import tqdm.auto
+    from aqa.data import logs
 
     postfixes = []
 
-    class Bar(tqdm.auto.tqdm):
+    class Bar(logs.LineProgress):  # the bar without a terminal
         def set_postfix_str(self, s="", refresh=True):
             postfixes.append(s)
             return super().set_postfix_str(s, refresh)
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(logs, "LineProgress", Bar)
     vids = tmp_path / "v"
     vids.mkdir()
     src = sorted(synth_dir.glob("*.mp4"))[0]

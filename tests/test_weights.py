@@ -259,3 +259,24 @@ def test_any_registered_checkpoint_of_a_backbone_stream_resolves(dirs, no_networ
     both = W.parse_weight_overrides([f"i3d_rgb_kinetics_hassony2={alt}", f"i3d_rgb_imagenet={default}"])
     with pytest.raises(W.BadOverrideError, match="pass only one"):
         W.resolve_first(names, overrides=both)
+
+
+def test_cli_fetch_offline_says_where_to_put_the_file(dirs, monkeypatch):
+    """No network (an address that never resolves): one error naming the URL it cannot reach, the
+    exact path to put the file downloaded elsewhere, and the checksum it must have."""
+    name = "keypointrcnn_resnet50_fpn_coco"
+    url = "http://weights.invalid/keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
+    monkeypatch.setitem(W.REGISTRY, name, dataclasses.replace(W.REGISTRY[name], url=url))
+    res = CliRunner().invoke(W.weights_cli, ["fetch", name])
+    assert res.exit_code == 1
+    assert f"cannot reach {url}" in res.output
+    assert f"put it at\n    {dirs['env'] / W.REGISTRY[name].filename}\n" in res.output
+    assert "expected: sha256 starting fc266e95" in res.output
+    assert "`aqa-extract weights list` then shows it found" in res.output
+    assert list(dirs["env"].iterdir()) == []  # no partial file left
+    dest = dirs["tmp"] / "elsewhere"
+    monkeypatch.setitem(W.REGISTRY, "c3d_sports1m", dataclasses.replace(
+        W.REGISTRY["c3d_sports1m"], url="http://weights.invalid/c3d.pickle"))
+    with pytest.raises(W.UnreachableError, match="no published checksum") as e:
+        W.fetch("c3d_sports1m", dest_dir=dest, progress=False)
+    assert f"put it at\n    {dest / 'c3d.pickle'}\n" in str(e.value) and "weights list" not in str(e.value)

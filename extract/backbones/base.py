@@ -23,7 +23,7 @@ Input conventions (``preprocess``):
 
 Execution: ``forward_features`` runs under ``torch.inference_mode``; on CUDA it autocasts to
 bf16 (fp16 where bf16 is unsupported) and on the CPU it stays fp32; features are returned as
-float32. :meth:`Backbone.extract` splits the input into batches (with an optional tqdm bar).
+float32. :meth:`Backbone.extract` splits the input into batches (with an optional progress bar, :func:`aqa.data.logs.progress_bar`).
 """
 from __future__ import annotations
 
@@ -240,11 +240,11 @@ class Backbone:
             raise ValueError("batch_size must be >= 1")
         n = len(clips)
         out = np.empty((n, self.feature_dim), dtype=np.float32)
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
 
-        for i in tqdm(range(0, n, batch_size), desc=f"{self.name}/{self.stream}", disable=not progress,
-                      leave=False,
-                      unit="batch"):
+        for i in progress_bar(range(0, n, batch_size), desc=f"{self.name}/{self.stream}",
+                              disable=not progress, leave=False,
+                              unit="batch"):
             x = self.preprocess(clips[i:i + batch_size], mode=mode)
             out[i:i + batch_size] = self.forward_features(x).cpu().numpy()
         return out

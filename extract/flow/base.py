@@ -177,7 +177,7 @@ class FlowBackend(abc.ABC):
         reads, :func:`aqa.extract.patches.pairs_read`); the other rows are zeros, allocated lazily by
         ``np.zeros``, so the memory of a long video's skipped pairs is never touched. Default: all.
         """
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
 
         gray = to_gray(frames, "frames")
         n_pairs = gray.shape[0] - 1
@@ -191,8 +191,8 @@ class FlowBackend(abc.ABC):
                 raise ValueError(f"pairs must lie in [0, {n_pairs}), got [{todo[0]}, {todo[-1]}]")
         bs = batch_size or self.batch_size or self._auto_batch_size(gray.shape[1], gray.shape[2])
         out = np.zeros((n_pairs, gray.shape[1], gray.shape[2], 2), np.float32)
-        with tqdm(total=len(todo), unit="pair", desc=f"flow {self.name}", disable=not progress,
-                  leave=False) as bar:
+        with progress_bar(total=len(todo), unit="pair", desc=f"flow {self.name}", disable=not progress,
+                          leave=False) as bar:
             for start in range(0, len(todo), bs):
                 idx = todo[start:start + bs]
                 if idx[-1] - idx[0] == len(idx) - 1:  # a run of consecutive pairs: views, no copies

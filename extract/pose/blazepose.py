@@ -92,13 +92,14 @@ class BlazePoseBackend(PoseBackend):
         self.weights.update(_model_hashes(mp, self.options["model_complexity"]))
 
     def estimate(self, frames, video_path=None, frame_indices=None, progress: bool = True) -> list[FramePoses]:
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
 
         arr = self._check_frames(frames)
         h, w = arr.shape[1:3]
         out: list[FramePoses] = []
         with self._mp_pose.Pose(**self.options) as pose:
-            for img in tqdm(arr, desc="pose blazepose", unit="frame", disable=not progress, leave=False):
+            for img in progress_bar(arr, desc="pose blazepose", unit="frame", disable=not progress,
+                                    leave=False):
                 res = pose.process(np.ascontiguousarray(img))
                 if res.pose_landmarks is None:
                     out.append(FramePoses.empty())

@@ -94,14 +94,14 @@ class Detectron2Backend(PoseBackend):
 
     def estimate(self, frames, video_path=None, frame_indices=None, progress: bool = True) -> list[FramePoses]:
         import torch
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
 
         arr = self._check_frames(frames)
         pred = self.predictor
         bgr = pred.input_format == "BGR"
         out: list[FramePoses] = []
-        with torch.no_grad(), tqdm(total=len(arr), desc="pose detectron2", unit="frame",
-                                   disable=not progress, leave=False) as bar:
+        with torch.no_grad(), progress_bar(total=len(arr), desc="pose detectron2", unit="frame",
+                                           disable=not progress, leave=False) as bar:
             for s in range(0, len(arr), self.batch_size):
                 inputs = []
                 for img in arr[s:s + self.batch_size]:

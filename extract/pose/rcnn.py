@@ -123,12 +123,13 @@ class KeypointRCNNBackend(PoseBackend):
 
     def estimate(self, frames, video_path=None, frame_indices=None, progress: bool = True) -> list[FramePoses]:
         import torch
-        from tqdm.auto import tqdm
+        from aqa.data.logs import progress_bar
 
         arr = self._check_frames(frames)
         out: list[FramePoses] = []
-        with torch.inference_mode(), tqdm(total=len(arr), desc="pose keypoint-rcnn", unit="frame",
-                                          disable=not progress, leave=False) as bar:
+        with torch.inference_mode(), progress_bar(total=len(arr), desc="pose keypoint-rcnn",
+                                                  unit="frame", disable=not progress,
+                                                  leave=False) as bar:
             for s in range(0, len(arr), self.batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(arr[s:s + self.batch_size]))
                 batch = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
