@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from . import logs
 from .synthetic import MIN_FRAMES, MIN_SIZE
 
 
@@ -32,9 +33,15 @@ def plain_warnings(ctx: click.Context) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True,
+              help="Debug lines and third-party libraries' output (silenced by default).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.pass_context
-def main(ctx):
+def main(ctx, verbose, quiet):
     """Data tools for aqa-pipeline: the HDF5 feature cache, dataset labels, synthetic videos."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    logs.setup(verbose=verbose, quiet=quiet)
     plain_warnings(ctx)
 
 

@@ -140,7 +140,7 @@ class ExtractConfig:
         if not self.weightfree and not self.backbones:
             raise ValueError("nothing to extract: no backbone and weight-free features disabled")
         if self.flow == "none" and "flow" in self.streams and any(
-                "flow" in BACKBONE_STREAMS[b] for b in self.backbones):
+                "flow" in BACKBONES.get(b).streams for b in self.backbones):
             raise ValueError("flow 'none': the backbones' flow stream reads flow; use --streams rgb")
 
     def backbone_streams(self) -> list[tuple[str, str]]:

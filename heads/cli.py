@@ -27,8 +27,11 @@ from pathlib import Path
 
 import click
 
+from aqa.data import logs
 from aqa.data.cli import fail, plain_warnings
 
+from . import registry
+from .presets import PRESETS, presets_for
 from .train import run_train_eval
 
 __all__ = ["main"]
@@ -109,15 +112,20 @@ def _untrained_note(untrained: bool):
 
 @click.group(help="Train, evaluate and explain AQA scoring heads on a feature cache.",
              context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True,
+              help="Debug lines and third-party libraries' output (silenced by default).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.pass_context
-def main(ctx):
+def main(ctx, verbose, quiet):
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    logs.setup(verbose=verbose, quiet=quiet)
     plain_warnings(ctx)
 
 
 @main.command("list", help="List the registered heads and their parameters.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(as_json):
-    from . import registry
     items = []
     for spec in registry.HEADS:
         try:
@@ -154,15 +162,18 @@ def list_cmd(as_json):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the trained head here (e.g. model.pt).")
 @click.option("-p", "--param", "params", multiple=True, help="Head parameter key=value (repeatable).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="A named parameter set under -p: 'paper' is the head's published training setup.")
 @_views_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Progress bars while training (the default on a terminal, without --json).")
-def train(head, cache, labels, feature, split, test_split, seed, out, params, views, as_json,
+def train(head, cache, labels, feature, split, test_split, seed, out, params, preset, views, as_json,
           verbose):
     verbose = verbose or (not as_json and sys.stderr.isatty())
     try:
-        res = run_train_eval(cache, labels, head, feature, seed, _parse_params(params), split,
+        head_params = {**presets_for([head], preset).get(head, {}), **_parse_params(params)}
+        res = run_train_eval(cache, labels, head, feature, seed, head_params, split,
                              test_split or None, out, verbose, views=views)
     except _expected_errors() as e:
         fail(_reason(e))
@@ -275,6 +286,9 @@ def explain(model, cache, out_dir, videos, split, labels, trust_model, allow_oth
 @click.option("-p", "--param", "params", multiple=True,
               help="HEAD.key=value parameter (repeatable); one for a head this bench does not run "
                    "is warned about and not used.")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="A named parameter set for every head under -p: 'paper' is each head's "
+                   "published training setup.")
 @click.option("--selection", type=click.Choice(["refit", "early-stopped", "budget"]), default="refit",
               show_default=True,
               help="Neural heads' training length: early stopping on a validation part of the "
@@ -290,10 +304,13 @@ def explain(model, cache, out_dir, videos, split, labels, trust_model, allow_oth
 @click.option("--fresh", is_flag=True, help="Fit everything again, replacing the stored fits.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def bench(cache, labels, heads, seeds, feature, protocol, train_split, test_split, no_per_action,
-          benchmark, params, selection, views, out_dir, fresh, as_json):
+          benchmark, params, preset, selection, views, out_dir, fresh, as_json):
     from .bench import run_bench
     from .report import rows_for_table, to_markdown, write_report
-    head_params: dict = {}
+    try:
+        head_params: dict = presets_for(registry.resolve_heads(heads), preset)
+    except ValueError as e:
+        fail(str(e))
     for key, value in _parse_params(params).items():
         head, dot, name = key.partition(".")
         if not dot:

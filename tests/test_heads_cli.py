@@ -74,7 +74,9 @@ def test_list():
     assert {"jrg", "mlp", "c3d-svr", "i3d-svr", "pose-dct-svr"} <= set(items)
     assert items["jrg"]["parameters"]["ortho_weight"] == 0.8
     assert items["jrg"]["parameters"]["graph_l2"] == 0.1
-    assert items["jrg"]["parameters"]["learning_rate"] == 1e-4
+    assert items["jrg"]["parameters"]["learning_rate"] == 1e-3   # measured on a CPU; the paper's below
+    from aqa.heads.presets import preset_params
+    assert preset_params("jrg", "paper")["learning_rate"] == 1e-4
     assert items["jrg"]["paper_views"] == ["flip"] and items["fragment"]["paper_views"] == ["shift:1-5"]
     assert items["core"]["paper_views"] == items["c3d-svr"]["paper_views"] == "does not train on views"
     r = CliRunner().invoke(main, ["list"])
