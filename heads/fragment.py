@@ -183,7 +183,8 @@ class FragmentRegressor(TorchRegressor):
 
     def fragment_contributions(self, X) -> np.ndarray:
         """(n, K): prediction minus the prediction with kept fragment k (``fragment_index_[k]``)
-        set to zero, in target units."""
+        occluded, in target units: set to zero after the input standardisation, i.e. to the
+        training rows' mean (to zero itself with ``normalize_X=False``)."""
         check_is_fitted(self, "module_")
         Xc = self._check_X(X, reset=False)
         full = self._predict_normalised(Xc, {})

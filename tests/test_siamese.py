@@ -19,7 +19,9 @@ def _data(n=30, seed=0, S=4, D=3):
     return X, y, g
 
 
-TINY = dict(lstm_dim=4, d1_dim=8, d2_dim=4, dml_max_iter=3, max_iter=3, random_state=0)
+#: raw inputs (normalize_X off), so the tests can recompute the network's outputs and compare rows
+#: of reference_X_ with X; test_heads_base checks the standardisation of every head
+TINY = dict(lstm_dim=4, d1_dim=8, d2_dim=4, dml_max_iter=3, max_iter=3, random_state=0, normalize_X=False)
 
 
 def test_similarity_labels_and_paper_threshold():

@@ -134,7 +134,7 @@ def test_siamese_references_are_source_videos():
     aug = np.concatenate([np.full(n, -1), [best]])
     with pytest.warns(UserWarning, match="no difficulty given"):
         m = SiameseRegressor(lstm_dim=4, d1_dim=8, d2_dim=4, dml_max_iter=3, max_iter=3,
-                             random_state=0).fit(Xa, np.concatenate([y, y[[best]]]),
+                             random_state=0, normalize_X=False).fit(Xa, np.concatenate([y, y[[best]]]),
                                                  groups=np.concatenate([g, ["fwd"]]), augmented_of=aug)
     ref = m.reference_X_[m.references_["fwd"]]
     assert len(ref) == 1                                          # not tied with its own view
