@@ -16,7 +16,8 @@ def demo_cache(folder: Path, views=()) -> Path:
     ``views`` (specs) are extracted for the training videos only."""
     from aqa.data.labels import read_labels_csv
     from aqa.data.synthetic import render_dataset
-    from aqa.extract.runner import ExtractConfig, run_extraction
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.runner import run_extraction
     from aqa.pipelines.demo import DEMO_FLOW
 
     videos = folder / "videos"

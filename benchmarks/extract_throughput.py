@@ -53,7 +53,9 @@ def main(argv=None):
         ap.error("--add-views and --all-flow-pairs are two different comparisons: pick one")
 
     from aqa.extract.cli import parse_options
-    from aqa.extract.runner import ExtractConfig, Extractor, discover_videos, run_extraction
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.discover import discover_videos
+    from aqa.extract.runner import Extractor, run_extraction
 
     with tempfile.TemporaryDirectory() as tmp:
         vdir = Path(args.video_dir) if args.video_dir else Path(tmp) / "videos"

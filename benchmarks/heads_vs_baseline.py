@@ -40,7 +40,8 @@ def prepare_kind(folder: Path, kind: str, n_videos: int, frames: int = 40, size=
     """Render ``n_videos`` synthetic videos of ``kind`` and extract them into ``folder/feats.h5``
     (resumes: finished videos are neither rendered nor extracted again)."""
     from aqa.data.synthetic import render_dataset
-    from aqa.extract.runner import ExtractConfig, run_extraction
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.runner import run_extraction
     from aqa.pipelines.demo import DEMO_FLOW
 
     videos = folder / "videos"

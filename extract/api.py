@@ -26,7 +26,7 @@ def extract(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: str | 
     features: ``kin_pose``, no flow computed); ``backbone``: ``i3d``, ``i3d-r50``, ``c3d`` or a
     list of them; ``labels``: a labels CSV stored in the cache; ``weights``: registry name ->
     checkpoint path (``aqa-extract weights list``); ``views``: augmented views (``"flip"``,
-    ``["flip", "shift:1-5"]``). Any other :class:`~aqa.extract.runner.ExtractConfig` field
+    ``["flip", "shift:1-5"]``). Any other :class:`~aqa.extract.config.ExtractConfig` field
     goes in ``options`` (``sampling_options={"T": 10}``, ``streams=("rgb",)``, ``persons=2``,
     ``short_side=0``...). A finished video is skipped when run again with the same settings.
     Videos that fail are listed in the manifest ``OUT.failures.json`` and warned about; the
@@ -46,7 +46,8 @@ def extract(inputs: str | os.PathLike | Sequence[str | os.PathLike], out: str | 
             score = {r.video_id: r.score for r in cache.labels()}
             y = [score[i] for i in ids]
     """
-    from .runner import ExtractConfig, run_extraction
+    from .config import ExtractConfig
+    from .runner import run_extraction
     from .weights import parse_weight_overrides
 
     fields = {f.name for f in dataclasses.fields(ExtractConfig)}

@@ -174,7 +174,8 @@ def run(inputs, out, labels, sampling, sampling_opt, pose, pose_opt, persons, fl
         backbones, backbone_opt, streams, no_joints, no_weightfree, short_side, frame_height, device,
         batch_size, shard, weights, untrained, manifest, views, view_split, quiet):
     """Extract features of INPUTS (video files, folders of videos or of frame images) into OUT."""
-    from .runner import ExtractConfig, OptionError, run_extraction   # h5py and the stages: not for --help
+    from .config import ExtractConfig, OptionError
+    from .runner import run_extraction   # h5py and the stages: not for --help
 
     try:
         views = parse_views(views)

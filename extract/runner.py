@@ -18,7 +18,8 @@ are written. Results (:class:`VideoResult`) are per entry; a view's stage second
 source video as ``views:<stage>`` (:meth:`RunSummary.stage_seconds`).
 
 Frame size: decoded frames are downscaled to a 256-pixel short side by default (``short_side``,
-the Kinetics I3D convention the [-20, 20] px flow clipping assumes; see :class:`ExtractConfig`).
+the Kinetics I3D convention the [-20, 20] px flow clipping assumes; see
+:class:`~aqa.extract.config.ExtractConfig`).
 Everything downstream, the stored poses and boxes included, is in pixels of those frames: the
 video's ``height``/``width`` attributes; ``source_height``/``source_width`` are the decoded size.
 
@@ -32,191 +33,55 @@ same command again; a complete video whose file has changed since (its size or m
 the cache's record, then its sha256; a file that gets new views is always hashed) is extracted
 again, with a warning, its views with it; those this run does not ask for are removed. A touched
 file with the same bytes gets its new stamp recorded. The hashed config
-(:meth:`Extractor.cache_config`) is the :class:`ExtractConfig` with ``flow`` resolved to the backend
-that runs, plus the sha256 of every checkpoint used and the untrained mark: features made with
-``--untrained`` are redone once real weights are installed. Bad sampling, flow, pose or backbone
-options and an unusable device fail once, before any video (:class:`OptionError`), not once per
-video. A labels table is checked against the input videos (a warning lists the ids that do not
-match) and written into the cache before the first video, so an interrupted run keeps it.
+(:meth:`Extractor.cache_config`) is the :class:`~aqa.extract.config.ExtractConfig` with ``flow``
+resolved to the backend that runs, plus the sha256 of every checkpoint used and the untrained mark:
+features made with ``--untrained`` are redone once real weights are installed. Bad sampling, flow,
+pose or backbone options and an unusable device fail once, before any video
+(:class:`~aqa.extract.config.OptionError`), not once per video. A labels table is checked against
+the input videos (a warning lists the ids that do not match) and written into the cache before the
+first video, so an interrupted run keeps it.
+
+The config and the checks of the options are in :mod:`aqa.extract.config`; finding the inputs,
+their ids and shards in :mod:`aqa.extract.discover`.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
-import re
 import time
 import traceback
 import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from aqa.data.cache import CacheFullError, CacheLockedError, CacheWriter, safe_id
+from aqa.data.cache import CacheFullError, CacheLockedError, CacheWriter
 from aqa.data.labels import read_labels_csv
 from aqa.data.logs import native_output_quieted
 from aqa.data.views import View, parse_views, view_id
 
 from . import weights as W
+from .config import (COUNT_BACKBONE_OPTIONS, ExtractConfig, OptionError, count_option, option_error,
+                     resolve_device, resolve_flow)
+from .discover import (VIDEO_EXTENSIONS, discover_videos, file_sha256, id_path_relpath, parse_shard,
+                       shard_out_path, source_stamp)
 from .flow import CAMERA_MOTION_FIELDS, camera_motion, flow_to_i3d, get_flow_backend
 from .patches import clip_positions, iter_joint_clips, joint_boxes, pairs_read
 from .pose import PoseFileError, get_pose_backend, pose_backend_class, select_persons
 from .pose.selection import PoseTrack
-from .registry import BACKBONES, STREAMS, family_name
+from .registry import BACKBONES, family_name
 from .sampling import sample
-from .video import IMAGE_EXTENSIONS, VideoWarning, probe, read_frames, resized_size
+from .video import VideoWarning, probe, read_frames
 from .views import VideoData, apply_view, flow_pairs_needed, view_frames
 from .weightfree import camera_motion_steps, flow_histograms, kinematics
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-#: default short side of the frames fed to pose, flow and backbones (the Kinetics I3D convention)
-DEFAULT_SHORT_SIDE = 256
-#: ``--backbone-opt`` keys whose value is a count of pixels, frames or classes (``resize`` also
-#: takes a [height, width] pair)
-COUNT_BACKBONE_OPTIONS = ("crop_size", "resize", "clip_len", "num_classes")
-
-
-@dataclass
-class ExtractConfig:
-    """Everything that changes the cached values; its hash drives the resume rule.
-
-    ``device`` and ``batch_size`` are run options, not config: they do not change what is cached
-    beyond floating-point noise.
-    """
-
-    sampling: str = "jrg"
-    sampling_options: dict = field(default_factory=dict)
-    pose: str = "file"
-    pose_options: dict = field(default_factory=dict)
-    persons: int = 1
-    flow: str = "auto"                       # tvl1-cpu | tvl1-torch | auto (per device) | none
-    flow_options: dict = field(default_factory=dict)
-    weightfree: bool = True
-    backbones: tuple = ()                    # names in aqa.extract.registry.BACKBONES
-    backbone_options: dict = field(default_factory=dict)  # e.g. crop_size, resize, clip_len
-    streams: tuple = ("rgb", "flow")
-    joints: bool = True                      # backbone features on joint patches too
-    patch_scale: float = 0.25
-    frame_height: int | None = None          # resize decoded frames to exactly this height
-    short_side: int | str | None = "auto"    # downscale to this short side; see __post_init__
-    camera_band: float = 0.1
-
-    def __post_init__(self):
-        """Validate, and resolve ``short_side="auto"``: :data:`DEFAULT_SHORT_SIDE` (the Kinetics I3D
-        frame size that the flow clipping to [-20, 20] px assumes) whenever flow (``hof_flow``, a
-        flow stream) or a backbone is computed, unless ``frame_height`` is set; ``None``/0 keeps
-        the source resolution. The resolved value is part of the config and so of its hash."""
-        self.backbones = tuple(self.backbones)
-        self.streams = tuple(self.streams)
-        if self.short_side == "auto":
-            uses_flow_or_backbone = self.backbones or (self.weightfree and self.needs_flow)
-            self.short_side = (DEFAULT_SHORT_SIDE if uses_flow_or_backbone
-                               and self.frame_height is None else None)
-        self.short_side = self.short_side or None
-        resized_size(1, 1, self.frame_height, self.short_side)  # bad or conflicting sizes fail here
-        bad = [b for b in self.backbones if b not in BACKBONES]
-        if bad:
-            raise ValueError(f"unknown backbone(s) {bad}; choose from {list(BACKBONES.names())}")
-        self.backbones = tuple(BACKBONES.canonical(b) for b in self.backbones)  # old spellings warn
-        bad = [s for s in self.streams if s not in STREAMS]
-        if bad:
-            raise ValueError(f"unknown stream(s) {bad}; choose rgb and/or flow")
-        if self.persons not in (1, 2):
-            raise ValueError(f"persons must be 1 or 2, got {self.persons}")
-        for b in self.backbones:
-            if not set(self.streams) & set(BACKBONES.get(b).streams):
-                raise ValueError(f"backbone {b!r} has only the {BACKBONES.get(b).streams} stream(s); "
-                                 f"--streams is {','.join(self.streams)}")
-        if "c3d" in self.backbones and int(self.sampling_options.get("length", 16)) != 16:
-            raise ValueError("C3D takes 16-frame clips (its fc6 is fixed): sampling length must be 16")
-        if not self.weightfree and not self.backbones:
-            raise ValueError("nothing to extract: no backbone and weight-free features disabled")
-        if self.flow == "none" and "flow" in self.streams and any(
-                "flow" in BACKBONES.get(b).streams for b in self.backbones):
-            raise ValueError("flow 'none': the backbones' flow stream reads flow; use --streams rgb")
-
-    def backbone_streams(self) -> list[tuple[str, str]]:
-        """(backbone, stream) pairs to run: the requested streams each backbone has."""
-        return [(b, s) for b in self.backbones for s in self.streams if s in BACKBONES.get(b).streams]
-
-    @property
-    def needs_flow(self) -> bool:
-        return self.flow != "none"
-
-    def left_out(self) -> list[str]:
-        """The families this config cannot extract for want of flow (``flow="none"``): the
-        weight-free ``hof_flow`` and ``motion/camera``, which read flow; ``kin_pose`` does not."""
-        return ["hof_flow", "motion/camera"] if self.weightfree and not self.needs_flow else []
-
-    def as_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["backbones"], d["streams"] = list(self.backbones), list(self.streams)
-        return d
-
-
-#: TV-L1 on the CPU of a 2-core machine (AMD EPYC): tvl1-torch's speed over OpenCV's, what ``--flow
-#: auto`` decides by on the CPU. Compiled, per pair once compiled, ``benchmarks/tvl1.py --sizes
-#: 340x256`` gives x1.96 (3.92 vs 2.00 pairs/s, EPE to OpenCV median 0.006 px); but the compile is
-#: paid again by every process, and on one video its C++ build cost more than it saved:
-#: ``benchmarks/extract_throughput.py`` on vtest.avi cut to 300 frames (160 pairs), flow stage
-#: 2275 s compiled (compile included) vs 2139 s OpenCV, x0.94 (machine loaded, load ~15-20), which
-#: is the figure used. Eager (``--no-cpu-compile``): x0.03, measured under the same load.
-CPU_FLOW_VS_OPENCV = {"tvl1-torch compiled": 0.94, "tvl1-torch eager": 0.03}
-
-
-def can_compile_on_cpu() -> bool:
-    """Whether ``torch.compile`` can build CPU kernels here: TorchDynamo supports this Python and
-    a C++ compiler (``$CXX``, g++, c++ or clang++) is installed (inductor compiles C++)."""
-    import shutil
-
-    try:
-        from torch._dynamo import is_dynamo_supported
-    except ImportError:  # pragma: no cover - a torch without dynamo
-        return False
-    compilers = (os.environ.get("CXX"), "g++", "c++", "clang++")
-    return bool(is_dynamo_supported()) and any(shutil.which(c) for c in compilers if c)
-
-
-def resolve_flow(name: str, device: str) -> tuple[str, dict]:
-    """(backend, options) that flow ``name`` stands for on ``device``. ``auto`` picks the backend
-    measured faster there: tvl1-torch on CUDA; on the CPU, the fastest of tvl1-torch compiled (where
-    compiling is possible, its compile counted), tvl1-torch eager and OpenCV
-    (:data:`CPU_FLOW_VS_OPENCV`: OpenCV on a 2-core CPU today). The
-    options hold the CPU choice's ``compile``, recorded as the config's ``flow_compile``."""
-    if name != "auto":
-        return name, {}
-    device = str(device)
-    if device.startswith("cuda"):
-        return "tvl1-torch", {}
-    if device != "cpu":  # mps: tvl1-torch has not been measured there
-        return "tvl1-cpu", {}
-    speed = {("tvl1-cpu", None): 1.0, ("tvl1-torch", False): CPU_FLOW_VS_OPENCV["tvl1-torch eager"]}
-    if can_compile_on_cpu():
-        speed["tvl1-torch", True] = CPU_FLOW_VS_OPENCV["tvl1-torch compiled"]
-    backend, compile_ = max(speed, key=speed.get)
-    return backend, {} if compile_ is None else {"compile": compile_}
-
-
-class OptionError(ValueError):
-    """A bad value of the command-line option ``option`` (e.g. ``--sampling-opt``)."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option
-
-
-def _option_error(option: str, message: str, error: TypeError) -> Exception:
-    """An unknown keyword is a bad ``option`` value; any other TypeError is a bug: kept."""
-    bad = any(t in str(error) for t in ("keyword argument", "unknown option"))
-    return OptionError(option, message) if bad else error
 
 
 @dataclass
@@ -244,118 +109,6 @@ class StageError(RuntimeError):
         super().__init__(f"{stage}: {type(error).__name__}: {error}")
         self.stage, self.error = stage, error
 
-
-# ------------------------------------------------------------------------------------------
-# discovery, ids, shards
-def _frame_count(dirnames, filenames) -> int:
-    """Image files of a leaf folder (no sub-folders, no video files), else 0. Two or more make it a
-    frame-folder video; a single image (a poster, a thumbnail) is no video."""
-
-    exts = [os.path.splitext(f)[1].lower() for f in filenames]
-    if dirnames or set(exts) & set(VIDEO_EXTENSIONS):
-        return 0
-    return sum(e in IMAGE_EXTENSIONS for e in exts)
-
-
-def discover_videos(inputs: Iterable[str | os.PathLike], with_relpath: bool = False) -> list[tuple]:
-    """(video_id, path) for every video named or found (recursively) under the inputs.
-
-    A video is a file with a video extension or a leaf folder of two or more image frames (no
-    sub-folders, no video files; the layout of several benchmark releases); an input folder that is
-    itself such a leaf is one video. Leaf folders holding a single image are left out, with a warning
-    that names them. The id is the path relative to its input folder (without a video file's
-    extension), '/' replaced by '__'; a plain file's id is its stem, a frame folder named directly
-    has its folder name. Duplicate ids are an error (rename, or pass folders apart).
-    ``with_relpath``: (video_id, path, relpath) triples, relpath the path relative to its input
-    folder (POSIX form), or the file or folder name of an input named directly.
-    """
-    found: list[tuple[str, Path, str]] = []
-    single: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for root, dirnames, filenames in os.walk(p):
-                d = Path(root)
-                n_images = _frame_count(dirnames, filenames)
-                if n_images == 1:
-                    single.append(d)
-                if n_images >= 2:
-                    rel = d.relative_to(p)
-                    found.append(("__".join(rel.parts), d, rel.as_posix()) if rel.parts
-                                 else (p.name, d, p.name))
-                    continue
-                found += [("__".join(f.relative_to(p).with_suffix("").parts), f,
-                           f.relative_to(p).as_posix())
-                          for f in (d / n for n in filenames)
-                          if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file()]
-        elif p.is_file():
-            found.append((p.stem, p, p.name))
-        else:
-            raise FileNotFoundError(f"no such video or folder: {p}")
-    if single:
-        warnings.warn(f"left out {len(single)} folder(s) holding a single image, not a frame "
-                      f"sequence: {', '.join(str(d) for d in single[:5])}"
-                      + (" ..." if len(single) > 5 else ""), UserWarning, stacklevel=2)
-    ids: dict[str, tuple[Path, str]] = {}
-    for vid, path, rel in found:
-        if vid in ids and ids[vid][0] != path:
-            raise ValueError(f"two videos map to the id {vid!r}: {ids[vid][0]} and {path}")
-        ids[vid] = (path, rel)
-    return sorted((v, p, r) if with_relpath else (v, p) for v, (p, r) in ids.items())
-
-
-def parse_shard(spec: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` (K in 0..N-1) -> (K, N); ``"auto"`` reads torchrun's RANK/WORLD_SIZE or a Slurm
-    array's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT."""
-    if spec is None:
-        return None
-    if spec == "auto":
-        env = os.environ
-        if "RANK" in env and "WORLD_SIZE" in env:
-            k, n = int(env["RANK"]), int(env["WORLD_SIZE"])
-        elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-            k = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-            n = int(env["SLURM_ARRAY_TASK_COUNT"])
-        else:
-            raise ValueError("--shard auto: neither RANK/WORLD_SIZE nor SLURM_ARRAY_TASK_* is set")
-    else:
-        try:
-            k, n = (int(x) for x in spec.split("/"))
-        except ValueError:
-            raise ValueError(f"--shard must look like K/N (e.g. 0/4), got {spec!r}") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise ValueError(f"--shard {k}/{n}: need N >= 1 and 0 <= K < N")
-    return k, n
-
-
-def shard_out_path(out: Path, shard: tuple[int, int] | None) -> Path:
-    """feats.h5 -> feats.shard0-of-4.h5 for a sharded run (one writer per file)."""
-    if shard is None or shard[1] == 1:
-        return out
-    return out.with_name(f"{out.stem}.shard{shard[0]}-of-{shard[1]}{out.suffix}")
-
-
-def source_stamp(path: Path) -> tuple[int, int]:
-    """(size in bytes, latest mtime in ns) of a video file, or of a frame folder's files and the
-    folder itself (whose mtime moves when a frame is renamed, added or removed): a cheap sign that
-    it changed since extraction (then :func:`file_sha256` decides)."""
-    entries = [path, *path.rglob("*")] if path.is_dir() else [path]
-    stats = [(e.is_file(), e.stat()) for e in entries]
-    return (sum(s.st_size for is_file, s in stats if is_file),
-            max(s.st_mtime_ns for _, s in stats))
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a video file, or of a frame folder's files (names and bytes, in name order)."""
-    h = hashlib.sha256()
-    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(chunk), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------
@@ -445,7 +198,7 @@ class Extractor:
                     name, stream, weights_path=path, device=self.device,
                     untrained=path is None, **self._backbone_options[name])
             except TypeError as e:
-                raise _option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
+                raise option_error("--backbone-opt", f"backbone {name!r}: {e}", e) from None
 
     def _build_pose(self) -> None:
         try:
@@ -453,7 +206,7 @@ class Extractor:
                 self.pose = get_pose_backend(self.config.pose, **self._pose_kwargs,
                                              **self.config.pose_options)
         except TypeError as e:
-            raise _option_error("--pose-opt", str(e), e) from None
+            raise option_error("--pose-opt", str(e), e) from None
         except PoseFileError as e:  # the file backend's path option names nothing
             raise OptionError("--pose-opt", str(e)) from None
         self._note_weights(getattr(self.pose, "weights", {}), getattr(self.pose, "untrained", False))
@@ -473,7 +226,7 @@ class Extractor:
             raise OptionError("--backbone-opt", f"{', '.join(unused)}: not an option of "
                               + ", ".join(f"{n} ({', '.join(sorted(accepted[n]))})" for n in names))
         for k in set(opts) & set(COUNT_BACKBONE_OPTIONS):
-            opts[k] = _count_option(k, opts[k])
+            opts[k] = count_option(k, opts[k])
         return {n: {k: v for k, v in opts.items() if k in accepted[n]} for n in names}
 
     def _resolve_backbone(self, name, stream, overrides, untrained):
@@ -668,20 +421,6 @@ class Extractor:
         return whole, joints
 
 
-def _count_option(key: str, value):
-    """A :data:`COUNT_BACKBONE_OPTIONS` value: a positive integer (``resize``: or a [height, width]
-    pair, returned as a tuple), else :class:`OptionError`."""
-    def positive_int(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    if positive_int(value):
-        return value
-    if key == "resize" and isinstance(value, list) and len(value) == 2 and all(map(positive_int, value)):
-        return tuple(value)
-    allowed = "a positive integer" + (" or [height, width]" if key == "resize" else "")
-    raise OptionError("--backbone-opt", f"{key}={value!r}: expected {allowed}")
-
-
 class _Stage:
     """Times a stage and tags exceptions with its name."""
 
@@ -805,8 +544,8 @@ def run_extraction_items(videos: Sequence[tuple], out, config: ExtractConfig, *,
 
 
     views = _as_views(views)
-    device = _resolve_device(device)
-    videos = sorted(_with_relpath(item, root) for item in videos)
+    device = resolve_device(device)
+    videos = sorted(id_path_relpath(item, root) for item in videos)
     label_rows = read_labels_csv(labels) if labels else None
     if label_rows is not None:
         _warn_label_mismatch(labels, label_rows, [vid for vid, _, _ in videos])
@@ -1089,21 +828,6 @@ def _warn_label_mismatch(labels, rows, video_ids: Sequence[str]) -> None:
         warnings.warn(f"labels {labels}: " + "; ".join(problems), UserWarning, stacklevel=3)
 
 
-def _with_relpath(item, root) -> tuple[str, Path, str]:
-    """(video_id, path[, relpath]) -> (video_id, path, relpath); see :func:`run_extraction_items`."""
-    if len(item) not in (2, 3):
-        raise ValueError(f"expected (video_id, path) or (video_id, path, relpath), got {item!r}")
-    vid, path = safe_id(str(item[0])), Path(item[1])  # a file name that is not UTF-8: \xNN
-    if len(item) == 3:
-        return vid, path, str(item[2])
-    if root is not None:
-        try:
-            return vid, path, path.resolve().relative_to(Path(root).resolve()).as_posix()
-        except ValueError:  # not under root
-            pass
-    return vid, path, path.name
-
-
 def _write_manifest(path: Path, summary: RunSummary) -> None:
     """``{"cache", "failed": [...], "warned": [...]}``: the failed videos and views (each its own
     entry: ``video_id`` the view id, ``view`` its name) and those extracted with warnings; removed
@@ -1125,31 +849,3 @@ def _manifest_warnings(path: Path) -> dict[str, list]:
                 for w in json.loads(path.read_text()).get("warned", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not ours
         return {}
-
-
-def _resolve_device(device: str) -> str:
-    """``auto``: cuda when available, else cpu. ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are
-    checked against this machine: anything else, or a device it lacks, is an :class:`OptionError`."""
-    device = str(device)
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
-        raise OptionError("--device", f"{device!r}: expected cpu, cuda, cuda:N, mps or auto")
-    if device == "cpu":
-        return device
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        torch = None
-    n_cuda = torch.cuda.device_count() if torch is not None else 0
-    if device == "auto":
-        return "cuda" if n_cuda else "cpu"
-    if device == "mps":
-        if torch is None or not torch.backends.mps.is_available():
-            raise OptionError("--device", "mps: PyTorch's MPS backend is not available on this "
-                                          "machine; use --device cpu or auto")
-        return device
-    k = int(device.partition(":")[2] or 0)
-    if k >= n_cuda:
-        have = (f"this machine has {n_cuda} CUDA device(s), cuda:0..cuda:{n_cuda - 1}" if n_cuda
-                else "CUDA is not available on this machine")
-        raise OptionError("--device", f"{device}: {have}; use --device cpu or auto")
-    return device

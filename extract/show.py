@@ -25,7 +25,7 @@ from aqa.data.views import parse_view
 from .patches import joint_boxes
 from .pose.base import COCO_SKELETON
 from .pose.selection import PoseTrack
-from .runner import file_sha256
+from .discover import file_sha256
 from .video import read_frames
 from .views import VideoData, apply_view
 

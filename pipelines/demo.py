@@ -61,7 +61,8 @@ def main(argv=None) -> int:
 
     from aqa.data.integrity import verify
     from aqa.data.synthetic import render_dataset
-    from aqa.extract.runner import ExtractConfig, run_extraction
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.runner import run_extraction
     from aqa.extract.registry import BACKBONES
     from aqa.extract.weights import MissingWeightsError, checkpoints_for, resolve_first
     from aqa.heads.bench import run_bench

@@ -228,7 +228,8 @@ def run_recipe(name: str, video_dir, annotation_dir, out_dir, *, heads: Sequence
     from aqa.data.integrity import verify
     from aqa.data.datasets import read_dataset
     from aqa.data.labels import write_labels_csv
-    from aqa.extract.runner import ExtractConfig, run_extraction_items
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.runner import run_extraction_items
     from aqa.heads.bench import run_bench
     from aqa.heads.dataset import score_ranges_of
     from aqa.heads.report import takes_difficulty, write_report

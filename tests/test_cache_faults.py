@@ -113,7 +113,8 @@ FAST = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8}, flow="t
 
 
 def _extract(videos, out, **kw):
-    from aqa.extract.runner import ExtractConfig, run_extraction
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.runner import run_extraction
     return run_extraction([videos], out, ExtractConfig(**FAST), device="cpu", progress=False, **kw)
 
 

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from aqa.data.cache import CacheReader
 from aqa.data.integrity import verify
 from aqa.extract.cli import main as extract_cli
-from aqa.extract.runner import (ExtractConfig, discover_videos, parse_shard, run_extraction,
-                                shard_out_path)
+from aqa.extract.config import ExtractConfig
+from aqa.extract.discover import discover_videos, parse_shard, shard_out_path
+from aqa.extract.runner import run_extraction
 
 FAST_FLOW = {"nscales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 5}
 FAST = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8}, flow="tvl1-cpu",
@@ -573,16 +574,16 @@ def test_untrained_i3d_end_to_end_then_real_weights_redo(synth_dir, tmp_path, no
 def test_flow_auto_hashes_as_the_backend_it_resolves_to(tmp_path, monkeypatch):
     from aqa.extract.runner import Extractor
 
-    from aqa.extract import runner
+    from aqa.extract import config
 
     base = {k: v for k, v in FAST.items() if k != "flow"}
     auto = Extractor(ExtractConfig(flow="auto", **base), device="cpu", progress=False)
     torch_cpu = Extractor(ExtractConfig(flow="tvl1-torch", **base), device="cpu", progress=False)
     opencv = Extractor(ExtractConfig(flow="tvl1-cpu", **base), device="cpu", progress=False)
     assert auto.cache_config() == opencv.cache_config()  # OpenCV measured faster on a 2-core CPU
-    compiles = runner.can_compile_on_cpu()
-    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 1.5)
-    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.2)
+    compiles = config.can_compile_on_cpu()
+    monkeypatch.setitem(config.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 1.5)
+    monkeypatch.setitem(config.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.2)
     auto = Extractor(ExtractConfig(flow="auto", **base), device="cpu", progress=False)
     assert auto.cache_config() == {**torch_cpu.cache_config(), "flow_compile": compiles}
     assert auto.flow.compile is compiles
@@ -594,21 +595,21 @@ def test_flow_auto_picks_the_backend_measured_faster(monkeypatch):
     """The rule reads the side-by-side measurement: on the CPU the fastest of compiled tvl1-torch
     (where compiling is possible), eager tvl1-torch and OpenCV; today OpenCV."""
     from aqa.data.compat import config_differences
-    from aqa.extract import runner
+    from aqa.extract import config
 
-    assert runner.resolve_flow("auto", "cuda:1") == ("tvl1-torch", {})
-    assert runner.resolve_flow("tvl1-cpu", "cuda") == ("tvl1-cpu", {})
-    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: True)
-    assert runner.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})  # compile included: x0.94
-    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 1.5)
-    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": True})
-    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: False)
-    assert runner.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})  # eager measured x0.03
-    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.5)
-    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
-    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: True)
-    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 0.9)
-    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    assert config.resolve_flow("auto", "cuda:1") == ("tvl1-torch", {})
+    assert config.resolve_flow("tvl1-cpu", "cuda") == ("tvl1-cpu", {})
+    monkeypatch.setattr(config, "can_compile_on_cpu", lambda: True)
+    assert config.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})  # compile included: x0.94
+    monkeypatch.setitem(config.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 1.5)
+    assert config.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": True})
+    monkeypatch.setattr(config, "can_compile_on_cpu", lambda: False)
+    assert config.resolve_flow("auto", "cpu") == ("tvl1-cpu", {})  # eager measured x0.03
+    monkeypatch.setitem(config.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.5)
+    assert config.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    monkeypatch.setattr(config, "can_compile_on_cpu", lambda: True)
+    monkeypatch.setitem(config.CPU_FLOW_VS_OPENCV, "tvl1-torch compiled", 0.9)
+    assert config.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
     # a head trained on OpenCV-flow features applies to tvl1-torch ones, compiled or not
     cfg = {"flow": "tvl1-cpu", "flow_options": {}, "sampling": "jrg"}
     assert config_differences(cfg, {**cfg, "flow": "tvl1-torch", "flow_compile": True}) == []
@@ -617,11 +618,11 @@ def test_flow_auto_picks_the_backend_measured_faster(monkeypatch):
 def test_flow_auto_resuming_an_opencv_cache_keeps_opencv(synth_dir, tmp_path, monkeypatch):
     """A cache extracted when auto meant OpenCV on the CPU: a resume with auto, which now means
     tvl1-torch, skips its videos."""
-    from aqa.extract import runner
+    from aqa.extract import config
 
-    monkeypatch.setitem(runner.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.5)
-    monkeypatch.setattr(runner, "can_compile_on_cpu", lambda: False)
-    assert runner.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
+    monkeypatch.setitem(config.CPU_FLOW_VS_OPENCV, "tvl1-torch eager", 1.5)
+    monkeypatch.setattr(config, "can_compile_on_cpu", lambda: False)
+    assert config.resolve_flow("auto", "cpu") == ("tvl1-torch", {"compile": False})
     base = {k: v for k, v in FAST.items() if k != "flow"}
     one = sorted(synth_dir.glob("*.mp4"))[:1]
     out = tmp_path / "f.h5"
@@ -660,31 +661,32 @@ def test_bad_options_fail_once_before_any_video(synth_dir, tmp_path):
 
 def test_devices_are_checked_against_the_machine(monkeypatch):
     torch = pytest.importorskip("torch")
-    from aqa.extract.runner import OptionError, _resolve_device
+    from aqa.extract.config import OptionError, resolve_device
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert _resolve_device("auto") == "cpu" and _resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
     with pytest.raises(OptionError, match="^cuda: CUDA is not available on this machine; use "
                                           "--device cpu or auto$") as ei:
-        _resolve_device("cuda")
+        resolve_device("cuda")
     assert ei.value.option == "--device"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert _resolve_device("auto") == "cuda" and _resolve_device("cuda:1") == "cuda:1"
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
     with pytest.raises(OptionError, match=r"^cuda:2: this machine has 2 CUDA device\(s\), "
                                           "cuda:0..cuda:1; use --device cpu or auto$"):
-        _resolve_device("cuda:2")
+        resolve_device("cuda:2")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(OptionError, match="^mps: PyTorch's MPS backend is not available"):
-        _resolve_device("mps")
+        resolve_device("mps")
     for bad in ("cuda:", "cuda:x", "CPU", "tpu"):
         with pytest.raises(OptionError, match="expected cpu, cuda, cuda:N, mps or auto"):
-            _resolve_device(bad)
+            resolve_device(bad)
 
 
 def test_backbone_options_go_to_the_backbones_that_take_them():
     from types import SimpleNamespace
 
-    from aqa.extract.runner import Extractor, OptionError
+    from aqa.extract.config import OptionError
+    from aqa.extract.runner import Extractor
     cfg = ExtractConfig(backbones=("i3d", "c3d"), backbone_options={"crop_size": 64,
                                                                      "feature_layer": "fc7"})
     routed = Extractor._route_backbone_options(SimpleNamespace(config=cfg))
@@ -780,7 +782,7 @@ def test_a_frame_folder_stamp_sees_its_frames_renamed(tmp_path):
     own mtime moves, so the stamp differs and the hash (names and bytes) decides."""
     import os
 
-    from aqa.extract.runner import file_sha256, source_stamp
+    from aqa.extract.discover import file_sha256, source_stamp
 
     d = tmp_path / "clip"
     d.mkdir()

@@ -49,7 +49,8 @@ def _settle(d: Path, cache: Path, ref: dict, before: set[str], tally: dict, case
     """verify (repair when broken), check no video of ``before`` is lost unless repair named it,
     resume, and compare with the reference (in this process: the faults ran in their own)."""
     from aqa.data.integrity import repair, verify
-    from aqa.extract.runner import ExtractConfig, run_extraction
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.runner import run_extraction
 
     dropped: list[str] = []
     rep = verify(cache)

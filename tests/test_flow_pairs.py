@@ -9,7 +9,8 @@ from aqa.data.views import parse_view
 from aqa.extract.flow import get_flow_backend
 from aqa.extract.patches import pairs_read
 from aqa.extract.pose.selection import PoseTrack
-from aqa.extract.runner import ExtractConfig, Extractor, run_extraction
+from aqa.extract.config import ExtractConfig
+from aqa.extract.runner import Extractor, run_extraction
 from aqa.extract.views import VideoData, apply_view, flow_pairs_needed, view_frames
 
 FAST_FLOW = {"nscales": 2, "warps": 2, "outer_iterations": 2, "inner_iterations": 5}

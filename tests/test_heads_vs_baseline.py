@@ -136,7 +136,8 @@ def test_the_table_puts_each_head_beside_the_baseline():
 def test_the_pose_only_cache_holds_the_extractors_kin_pose(tmp_path):
     """--features kin_pose skips decoding and flow, and still writes what aqa-extract writes."""
     from aqa.data.synthetic import render_dataset
-    from aqa.extract.runner import ExtractConfig, run_extraction
+    from aqa.extract.config import ExtractConfig
+    from aqa.extract.runner import run_extraction
     from aqa.pipelines.demo import DEMO_FLOW
 
     bench = _benchmark()

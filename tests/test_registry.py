@@ -70,7 +70,7 @@ def test_registry_rejects_unknown_and_duplicate_names():
 
 @pytest.mark.parametrize("old", ["i3d_r50", "i3dr50"])
 def test_old_backbone_spelling_warns_and_gives_the_same_config(old):
-    from aqa.extract.runner import ExtractConfig
+    from aqa.extract.config import ExtractConfig
 
     with pytest.warns(DeprecationWarning, match=f"'{old}' is deprecated; use 'i3d-r50'"):
         cfg = ExtractConfig(backbones=(old,), streams=("rgb",))

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from aqa.data.cache import CacheReader
 from aqa.extract.cli import main as extract_cli
-from aqa.extract.runner import ExtractConfig, run_extraction
+from aqa.extract.config import ExtractConfig
+from aqa.extract.runner import run_extraction
 from aqa.extract.show import contact_sheet, sheet_frames
 from aqa.extract.video import read_frames
 

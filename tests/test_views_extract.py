@@ -14,7 +14,8 @@ from aqa.data.views import View
 from aqa.extract.cli import main as extract_cli
 from aqa.extract.pose.base import COCO_KEYPOINTS
 from aqa.extract.pose.selection import PoseTrack
-from aqa.extract.runner import ExtractConfig, run_extraction
+from aqa.extract.config import ExtractConfig
+from aqa.extract.runner import run_extraction
 from aqa.extract.views import (FLIP_KEYPOINTS, MASK_MARGIN, VideoData, apply_view, bright,
                                 chain_flow, drop, flip, histeq, shift, zoom)
 
@@ -487,7 +488,7 @@ def test_new_views_of_a_complete_video_reuse_its_cached_poses(synth_dir, tmp_pat
     # from the old poses); the unchanged one gets its stamp recorded
     import h5py
 
-    from aqa.extract.runner import source_stamp
+    from aqa.extract.discover import source_stamp
     from aqa.extract.video import VideoWarning
 
     a, b = sorted(vids.glob("*.mp4"))
@@ -532,7 +533,7 @@ def test_a_video_whose_file_changed_is_extracted_again(synth_dir, tmp_path, monk
     import os
 
     from aqa.extract import runner
-    from aqa.extract.runner import file_sha256
+    from aqa.extract.discover import file_sha256
     from aqa.extract.video import VideoWarning
 
     vids = tmp_path / "v"
@@ -582,7 +583,8 @@ def test_a_changed_video_keeps_no_view_of_its_old_file(synth_dir, tmp_path, monk
     when views are added, and the video is redone with all its views."""
     import os
 
-    from aqa.extract.runner import Extractor, file_sha256
+    from aqa.extract.discover import file_sha256
+    from aqa.extract.runner import Extractor
     from aqa.extract.video import VideoWarning
 
     vids = tmp_path / "v"
