@@ -52,6 +52,10 @@ when a file is re-used with another config (the resume rule redoes videos whose 
 :func:`verify` reports, as a problem, complete videos whose ``config_sha256`` is not the root
 config's hash (nor one of a merged file's configs): the root provenance would not describe them.
 A writer opened without a config (e.g. to add labels) keeps the file's config.
+
+Length: the format's writer and reader, which must agree on every group, array and attribute,
+kept together as the one contract between the stages; verify, merge and repair are in
+:mod:`aqa.data.integrity`.
 """
 from __future__ import annotations
 

@@ -41,6 +41,9 @@ Facts about the real files that these readers encode (checked against ../shared/
 
 Anything else that does not fit (a key in a split but not in the annotations, a key in two splits, a
 duplicate, a NaN or non-numeric score, a missing field) is a ``ValueError`` naming the keys and file.
+
+Length: one reader per benchmark, each beside the facts about its released files that it encodes
+(listed above); they share the key, split and field helpers.
 """
 from __future__ import annotations
 

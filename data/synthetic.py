@@ -92,6 +92,10 @@ highest and two lowest awards are dropped and the middle three summed:
 of 0.4) and ``score = round(difficulty * execution, 2)``. labels.csv sub-scores: ``execution``,
 ``execution_model`` (= 3E, the noise-free execution), ``coordination``, ``smoothness``, ``posture``,
 ``sync`` (NaN for singles), ``rotations``, ``judge_1`` .. ``judge_7``.
+
+Length: a whole generator, simulation (body motion, camera, the quality model and judges that
+set the labels) and drawing, sharing the body model and the :class:`SynthVideo` record; the
+natural cut, should it grow, is between :func:`simulate` and :func:`render_frames`.
 """
 from __future__ import annotations
 

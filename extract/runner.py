@@ -43,6 +43,10 @@ first video, so an interrupted run keeps it.
 
 The config and the checks of the options are in :mod:`aqa.extract.config`; finding the inputs,
 their ids and shards in :mod:`aqa.extract.discover`.
+
+Length: the :class:`Extractor` (the stages of one video) and the run loop that drives it (resume,
+changed sources, views, labels, the manifest); the config and the input discovery are in their
+own modules.
 """
 from __future__ import annotations
 

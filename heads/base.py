@@ -46,6 +46,9 @@ Fitted attributes set by the base: ``module_``, ``module_config_``, ``n_features
 None without validation), ``validation_index_`` (the rows early stopping held out),
 ``reg_scale_`` (see ``reg_units``), ``n_iter_`` (optimizer steps taken), ``device_``,
 ``n_augmented_`` (training rows that were augmented views, ``fit(..., augmented_of=)``).
+
+Length: the contract every neural head builds on, in one place: the estimator, its training loop
+and hooks, and the head file format (``save_head``/``load_head``) that rebuilds the estimator.
 """
 from __future__ import annotations
 
