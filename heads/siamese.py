@@ -211,17 +211,20 @@ class SiameseRegressor(TorchRegressor):
 
     def _forward(self, module, X, extras, training):
         """Phase 2: score of each video against its type's reference(s) (mean over tied references)."""
-        groups = self._group_keys(extras, len(X))
         ref_x = torch.as_tensor(self.reference_X_, dtype=X.dtype, device=X.device)
-        o_ref_all = module.embed(ref_x)                               # (R, M)
-        o_q = module.embed(X)                                         # (B, M)
+        return self._score_embedded(module, module.embed(ref_x), module.embed(X), extras)
+
+    def _score_embedded(self, module, o_ref_all, o_q, extras):
+        """:meth:`_forward` from the LSTM embeddings of the references (R, M) and the videos (B, M)."""
+        groups = self._group_keys(extras, len(o_q))
         refs = self._reference_for(groups)
-        counts = torch.as_tensor([len(r) for r in refs], device=X.device)
-        flat_ref = torch.as_tensor(np.concatenate(refs), device=X.device)
-        flat_q = torch.repeat_interleave(torch.arange(len(X), device=X.device), counts)
+        dev = o_q.device
+        counts = torch.as_tensor([len(r) for r in refs], device=dev)
+        flat_ref = torch.as_tensor(np.concatenate(refs), device=dev)
+        flat_q = torch.repeat_interleave(torch.arange(len(o_q), device=dev), counts)
         z = module.pair_embedding(o_ref_all[flat_ref], o_q[flat_q])
         s = module.regression(z).squeeze(-1)
-        pred = torch.zeros(len(X), dtype=s.dtype, device=X.device).index_add_(0, flat_q, s) / counts
+        pred = torch.zeros(len(o_q), dtype=s.dtype, device=dev).index_add_(0, flat_q, s) / counts
         return {"pred": pred, "pair_pred": s, "pair_owner": flat_q}
 
     def _batch_loss(self, pred, target, outputs):
@@ -242,8 +245,18 @@ class SiameseRegressor(TorchRegressor):
             p.requires_grad_(False)
         for p in m.regression.parameters():
             p.requires_grad_(True)
+        # phase 2 trains the regression layer alone: the LSTM is frozen and has no dropout, so every
+        # video's and reference's embedding is computed once instead of at every step
+        with torch.no_grad():
+            dev = self._module_device()
+            o_ref = m.embed(torch.as_tensor(self.reference_X_, dtype=torch.float32, device=dev))
+            O = torch.cat([m.embed(torch.as_tensor(X[s:s + 256], device=dev))
+                           for s in range(0, len(X), 256)]).cpu().numpy()
+
+        def forward(module, o_q, extras, training):
+            return self._score_embedded(module, o_ref, o_q, extras)
         try:
-            self._fit_loop(X, y, extras, rng, n_steps=self.max_iter,
+            self._fit_loop(O, y, extras, rng, n_steps=self.max_iter, forward=forward,
                            parameters=list(m.regression.parameters()), desc="score", views=False)
         finally:
             for p in m.parameters():
