@@ -242,7 +242,8 @@ class JRGRegressor(TorchRegressor):
             --variant jrg:small600:encoder_dim=128,hidden_dim=64,max_iter=600
 
     n_train 80: widths 512/128 and 1000 iterations 0.896 Spearman in 185 CPU s, 128/64 and 1000
-    iterations 0.917 in 87 CPU s (Ridge on temporal statistics 0.897); n_train 320: 128/64 and 1000 iterations 0.951 in 76 CPU s, 128/64 and 600
+    iterations 0.917 in 87 CPU s, 128/64 and 600 iterations 0.893 in 53 CPU s (Ridge on temporal
+    statistics 0.897); n_train 320: 128/64 and 1000 iterations 0.951 in 76 CPU s, 128/64 and 600
     iterations 0.951 in 64 CPU s (the same best iteration, 588; Ridge 0.958). Other parameters: see
     :class:`~aqa.heads.base.TorchRegressor`.
 
