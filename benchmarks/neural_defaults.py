@@ -59,7 +59,7 @@ def stats_ridge(reader, tr, te, feature=FEATURE, inputs="jrg") -> np.ndarray:
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from aqa.heads.inputs import build_inputs
+    from aqa.heads.dataset import build_inputs
 
     def stats(rows):
         X = build_inputs(inputs, reader, [r.video_id for r in rows], feature)   # (n, S, [1+J,] D)

@@ -104,6 +104,21 @@ def test_phase2_trains_only_the_regression_layer_and_averages_tied_references():
     assert float(loss) == pytest.approx((1 + 1 + 0 + 0) / 4)          # the mean's error would be 0
 
 
+def test_phase2_embeds_each_video_once_not_at_every_step(monkeypatch):
+    """The frozen LSTM's embeddings are computed once for phase 2: its cost does not grow with
+    ``max_iter`` (it used to re-embed every batch and the references at every step)."""
+    X, y, g = _data()
+    calls = []
+    embed = SiameseNet.embed
+    monkeypatch.setattr(SiameseNet, "embed", lambda self, x: calls.append(len(x)) or embed(self, x))
+    counts = []
+    for max_iter in (2, 40):
+        calls.clear()
+        SiameseRegressor(**{**TINY, "max_iter": max_iter}).fit(X, y, groups=g)
+        counts.append(len(calls))
+    assert counts[0] == counts[1]
+
+
 def test_references_never_come_from_the_validation_rows():
     X, y, g = _data()
     y[np.flatnonzero(g == "fwd")[:2]] = y.max() + 5                  # two clear experts of "fwd"
