@@ -296,7 +296,13 @@ def _mtl_rows(dataset: str, ann: dict, ann_path: Path, split_of: dict, judges: b
         vid = f"{key[0]:02d}_{key[1]:02d}"
         subs: dict[str, float] = {}
         if judges:
-            js = np.asarray(d["judge_scores"], dtype=float).ravel()
+            raw = d["judge_scores"]   # checked first: np.asarray never ends on a list holding itself
+            if not (isinstance(raw, np.ndarray) and raw.dtype.kind in "iuf") and not (
+                    isinstance(raw, (list, tuple)) and all(
+                        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                        for v in raw)):
+                raise ValueError(f"{ann_path}: judge_scores of {key} is not a list of numbers")
+            js = np.asarray(raw, dtype=float).ravel()
             if js.shape != (7,):
                 raise ValueError(f"{ann_path}: judge_scores of {key} has {js.size} values, expected 7")
             for (ds, k, f, i), (old, new) in ERRATA.items():

@@ -129,6 +129,9 @@ def test_mtl_aqa_not_augmented_has_no_judges(tmp_path):
     (lambda a, tr, te: a[(1, 1)].pop("difficulty"), r"\(1, 1\) lacks field\(s\) \['difficulty'\]"),
     (lambda a, tr, te: a[(1, 1)].update(position="pike"), r"position of \(1, 1\) is not a number"),
     (lambda a, tr, te: a[(1, 1)].update(judge_scores=np.ones(5)), r"\(1, 1\) has 5 values"),
+    # a list holding itself (found by the fuzz suite): numpy's conversion of it never ended
+    (lambda a, tr, te: a[(1, 1)].update(judge_scores=(lambda x: x.append(x) or x)([1.0])),
+     r"judge_scores of \(1, 1\) is not a list of numbers"),
 ])
 def test_mtl_aqa_errors_name_the_keys(tmp_path, mutate, msg):
     ann, train, test = _mtl_ann(), [(1, 1), (12, 3)], [(4, 49)]
