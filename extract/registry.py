@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aqa.data.registry import Registry
 
-__all__ = ["BackboneSpec", "PoseSpec", "FlowSpec", "SamplingSpec", "ViewSpec", "BACKBONES", "POSE", "FLOW",
+__all__ = ["BackboneSpec", "PartSpec", "FlowSpec", "ViewSpec", "BACKBONES", "POSE", "FLOW",
            "SAMPLING", "VIEWS", "STREAMS", "family_name"]
 
 #: the inputs a backbone can run on: RGB frames, or TV-L1 flow
@@ -40,8 +40,10 @@ class BackboneSpec:
 
 
 @dataclass(frozen=True)
-class PoseSpec:
-    """``factory``: a :class:`aqa.extract.pose.PoseBackend` subclass."""
+class PartSpec:
+    """A part chosen by name: ``factory`` is a pose backend (a :class:`aqa.extract.pose.PoseBackend`
+    subclass) or a sampling protocol (``factory(n_frames, **options) -> Sampling``,
+    :mod:`aqa.extract.sampling`)."""
 
     name: str
     factory: str
@@ -57,15 +59,6 @@ class FlowSpec:
     factory: str
     description: str
     options: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """``factory(n_frames, **options) -> Sampling`` (:mod:`aqa.extract.sampling`)."""
-
-    name: str
-    factory: str
-    description: str
 
 
 @dataclass(frozen=True)
@@ -91,14 +84,14 @@ BACKBONES: Registry[BackboneSpec] = Registry("backbone", [
                  "C3D (Sports-1M), 4096-d fc6, rgb", ("rgb",), "c3d", {"rgb": "c3d_sports1m"}),
 ])
 
-POSE: Registry[PoseSpec] = Registry("pose backend", [
-    PoseSpec("file", "aqa.extract.pose.files:FilePoseBackend",
+POSE: Registry[PartSpec] = Registry("pose backend", [
+    PartSpec("file", "aqa.extract.pose.files:FilePoseBackend",
              "reads pose files beside the videos (COCO results, AlphaPose, OpenPose, aqa sidecars)"),
-    PoseSpec("keypoint-rcnn", "aqa.extract.pose.rcnn:KeypointRCNNBackend",
+    PartSpec("keypoint-rcnn", "aqa.extract.pose.rcnn:KeypointRCNNBackend",
              "torchvision Keypoint R-CNN R50-FPN (COCO)"),
-    PoseSpec("detectron2", "aqa.extract.pose.detectron:Detectron2Backend",
+    PartSpec("detectron2", "aqa.extract.pose.detectron:Detectron2Backend",
              "detectron2 keypoint_rcnn_R_50_FPN_3x (if installed)"),
-    PoseSpec("blazepose", "aqa.extract.pose.blazepose:BlazePoseBackend",
+    PartSpec("blazepose", "aqa.extract.pose.blazepose:BlazePoseBackend",
              "MediaPipe Pose, one person per frame (extra [blazepose])"),
 ])
 
@@ -109,13 +102,13 @@ FLOW: Registry[FlowSpec] = Registry("flow backend", [
              "batched PyTorch TV-L1 on CUDA or the CPU", ("batch_size", "compile", "check_every")),
 ])
 
-SAMPLING: Registry[SamplingSpec] = Registry("sampling protocol", [
-    SamplingSpec("jrg", "aqa.extract.sampling:jrg", "T segments of `length` evenly spaced frames (Pan et al.)"),
-    SamplingSpec("core", "aqa.extract.sampling:core", "overlapping 16-frame windows of 103 frames (Yu et al.)"),
-    SamplingSpec("core-jigsaws", "aqa.extract.sampling:core_jigsaws",
+SAMPLING: Registry[PartSpec] = Registry("sampling protocol", [
+    PartSpec("jrg", "aqa.extract.sampling:jrg", "T segments of `length` evenly spaced frames (Pan et al.)"),
+    PartSpec("core", "aqa.extract.sampling:core", "overlapping 16-frame windows of 103 frames (Yu et al.)"),
+    PartSpec("core-jigsaws", "aqa.extract.sampling:core_jigsaws",
                  "10 non-overlapping 16-frame snippets of 160 evenly sampled frames (CoRe on JIGSAWS)"),
-    SamplingSpec("c3d", "aqa.extract.sampling:c3d", "consecutive 16-frame clips every `stride` frames"),
-    SamplingSpec("fragments", "aqa.extract.sampling:fragments",
+    PartSpec("c3d", "aqa.extract.sampling:c3d", "consecutive 16-frame clips every `stride` frames"),
+    PartSpec("fragments", "aqa.extract.sampling:fragments",
                  "n_fragments consecutive 16-frame fragments (Li et al.)"),
 ])
 
