@@ -12,7 +12,9 @@ rows only, never the test rows).
 One table: per head (baselines first) and cell (kind x n_train) the mean ± std test Spearman over
 the seeds, and the mean seconds per fit (input building, model selection, the refit and the
 prediction included), written to stdout and ``--report`` as Markdown, refreshed after every fit
-so a long run can be read while it goes on.
+so a long run can be read while it goes on. Every finished cell is appended to
+``OUT/cells.jsonl``; a second run with the same ``--out`` skips the cells already there (so a
+stopped run resumes, and runs over different ``--heads`` fill one table).
 
     python benchmarks/heads_vs_baseline.py --out hvb_out            # the full grid (hours on a CPU)
     python benchmarks/heads_vs_baseline.py --n-train 80,320 --seeds 2 --heads stats-ridge,jrg
@@ -20,6 +22,7 @@ so a long run can be read while it goes on.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -138,6 +141,30 @@ def run_cell(cache, rows, head: str, n_train: int, n_test: int, seed: int, featu
     return runs[0], res.setup["selection"][head]["runs"]
 
 
+def load_cells(store: Path, features: str) -> dict:
+    """The cells a previous run finished: ``(head, kind, n_train, seed, n_test)`` -> (spearman,
+    seconds), for the same features (a failed cell is kept as NaN and not run again)."""
+    done = {}
+    if store.is_file():
+        for line in store.read_text().splitlines():
+            try:
+                c = json.loads(line)
+                if c["features"] == features:
+                    done[(c["head"], c["kind"], int(c["n_train"]), int(c["seed"]), int(c["n_test"]))] = (
+                        float(c["spearman"]), float(c["seconds"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a stop: that cell runs again
+    return done
+
+
+def save_cell(store: Path, key: tuple, features: str, got: tuple) -> None:
+    head, kind, n, seed, n_test = key
+    torn = store.is_file() and store.stat().st_size and not store.read_bytes().endswith(b"\n")
+    with open(store, "a") as f:
+        f.write(("\n" if torn else "") + json.dumps({"head": head, "kind": kind, "n_train": n, "seed": seed, "n_test": n_test,
+                            "features": features, "spearman": got[0], "seconds": got[1]}) + "\n")
+
+
 def _cell(values, seconds) -> str:
     v = [x for x in values if x is not None and math.isfinite(x)]
     if not v:
@@ -228,6 +255,8 @@ def main(argv=None) -> int:
         with CacheReader(cache) as r:
             data[kind] = (cache, [x for x in load_rows(r, None) if math.isfinite(x.score)])
 
+    store = out / "cells.jsonl"
+    done = load_cells(store, args.features)
     results: dict = {}
     t0 = time.perf_counter()
     # the classical heads (seconds each) first, then the neural ones seed-major and the smaller
@@ -237,16 +266,22 @@ def main(argv=None) -> int:
     cells = [(seed, n, head, kind) for group in groups for seed in seeds for n in n_trains
              for head in group for kind in kinds]
     for seed, n, head, kind in cells:
+        key = (head, kind, n, seed, args.n_test)
+        if key in done:
+            results.setdefault((head, kind, n), []).append(done[key])
+            continue
         cache, rows = data[kind]
         run, sel = run_cell(cache, rows, head, n, args.n_test, seed, feature=args.features)
         if run is None:
             print(f"{head} {kind} n={n} seed {seed}: FAILED {sel}", file=sys.stderr)
-            results.setdefault((head, kind, n), []).append((math.nan, math.nan))
+            got = (math.nan, math.nan)
         else:
-            results.setdefault((head, kind, n), []).append((run["spearman"], run["seconds"]))
-            print(f"{head} {kind} n={n} seed {seed}: rho {run['spearman']:.3f} "
-                  f"({run['seconds']:.1f} s; {time.perf_counter() - t0:.0f} s so far)",
+            got = (float(run["spearman"]), float(run["seconds"]))
+            print(f"{head} {kind} n={n} seed {seed}: rho {got[0]:.3f} "
+                  f"({got[1]:.1f} s; {time.perf_counter() - t0:.0f} s so far)",
                   file=sys.stderr, flush=True)
+        results.setdefault((head, kind, n), []).append(got)
+        save_cell(store, key, args.features, got)
         report.write_text(to_markdown(results, heads, kinds, n_trains, seeds, setup))
     text = to_markdown(results, heads, kinds, n_trains, seeds, setup)
     report.write_text(text)

@@ -155,3 +155,19 @@ def test_the_pose_only_cache_holds_the_extractors_kin_pose(tmp_path):
         for part in ("whole", "joints", "clip_start", "clip_end"):
             np.testing.assert_array_equal(a.load("kin_pose", ids, part), b.load("kin_pose", ids, part))
         np.testing.assert_array_equal(a.pose(ids[0])["keypoints"], b.pose(ids[0])["keypoints"])
+
+
+def test_finished_cells_are_kept_and_a_torn_line_runs_again(tmp_path):
+    bench = _benchmark()
+    store = tmp_path / "cells.jsonl"
+    bench.save_cell(store, ("jrg", "sync", 80, 2, 80), "kin_pose", (0.912, 33.5))
+    bench.save_cell(store, ("aim", "sync", 80, 2, 80), "kin_pose", (math.nan, math.nan))
+    bench.save_cell(store, ("jrg", "sync", 80, 3, 80), "kin_pose+hof_flow", (0.5, 1.0))
+    with open(store, "a") as f:
+        f.write('{"head": "mlp", "kind": "sync", "n_tr')          # a stop in the middle of a write
+    done = bench.load_cells(store, "kin_pose")
+    assert done[("jrg", "sync", 80, 2, 80)] == (0.912, 33.5)
+    assert math.isnan(done[("aim", "sync", 80, 2, 80)][0])          # a failed cell is not rerun
+    assert set(done) == {("jrg", "sync", 80, 2, 80), ("aim", "sync", 80, 2, 80)}  # other features apart
+    bench.save_cell(store, ("mlp", "sync", 80, 2, 80), "kin_pose", (0.7, 2.0))   # after the torn line
+    assert bench.load_cells(store, "kin_pose")[("mlp", "sync", 80, 2, 80)] == (0.7, 2.0)
