@@ -247,7 +247,7 @@ def main(argv=None) -> int:
              + " ".join(argv if argv is not None else sys.argv[1:]))
 
     from aqa.data.cache import CacheReader
-    from aqa.heads.cli import load_rows
+    from aqa.heads.dataset import load_rows
     data = {}
     for kind in kinds:
         print(f"== {kind}: rendering and extracting {n_videos} videos", file=sys.stderr, flush=True)

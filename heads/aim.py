@@ -417,6 +417,13 @@ def aim_inputs(reader, ids, feature=None, secondary: str = "auto") -> np.ndarray
             raise ValueError(f"secondary='pose' but videos {missing[:3]} have no secondary person")
         second = np.stack(sec)
     else:
+        lacking = [v for v in ids if "motion/camera" not in reader.group(v)]
+        if lacking:
+            raise ValueError(
+                f"AIM's secondary stream for one-person videos is the camera motion, and video "
+                f"{lacking[0]!r} ({len(lacking)} of {len(ids)}) has none: the cache was extracted "
+                "without flow (--flow none, kin_pose only); extract with a flow backend, or give "
+                "AIM videos with a second person (secondary='pose')")
         second = reader.load_camera(ids)
     prim = np.stack(prim)
     streams = (prim, second.astype(np.float32), whole)

@@ -197,7 +197,8 @@ def test_pose_step_kinematics_reference():
     assert np.all(np.isfinite(out))
 
 
-def test_aim_inputs_from_cache(tmp_path):
+@pytest.mark.parametrize("camera", [True, False])
+def test_aim_inputs_from_cache(tmp_path, camera):
     from aqa.data.cache import CacheReader, CacheWriter
     from aqa.heads.aim import aim_inputs
     rng = np.random.default_rng(0)
@@ -205,6 +206,7 @@ def test_aim_inputs_from_cache(tmp_path):
     path = tmp_path / "c.h5"
     with CacheWriter(path, config={}, weights={}, untrained=False) as w:
         for k, two in enumerate([True, True, False]):
+            cam = {"motion/camera": rng.normal(size=(S, 2)).astype(np.float32)} if camera else {}
             p = _kp_person(F, rng)
             kp = np.stack([p, _kp_person(F, rng, 3.0) if two else np.full_like(p, np.nan)], 1)
             w.write_video(f"v{k}", attrs={"fps": 25.0, "n_frames": F, "height": 240, "width": 320,
@@ -218,7 +220,13 @@ def test_aim_inputs_from_cache(tmp_path):
                                   "features/kin_pose/joints": rng.normal(size=(S, 17, D)).astype(np.float32),
                                   "features/kin_pose/clip_start": np.arange(S, dtype=np.int32) * 3,
                                   "features/kin_pose/clip_end": np.arange(S, dtype=np.int32) * 3 + 2,
-                                  "motion/camera": rng.normal(size=(S, 2)).astype(np.float32)})
+                                  **cam})
+    if not camera:      # a pose-only cache (--flow none): one-person videos have no secondary stream
+        with CacheReader(path) as r:
+            assert aim_inputs(r, ["v0", "v1"], "kin_pose", secondary="pose").shape == (2, S, 3, 68)
+            with pytest.raises(ValueError, match=r"'v0' \(3 of 3\) has none.*--flow none"):
+                aim_inputs(r, ["v0", "v1", "v2"], "kin_pose")
+        return
     with CacheReader(path) as r:
         X2 = aim_inputs(r, ["v0", "v1"], "kin_pose", secondary="pose")   # both two-person
         X3 = aim_inputs(r, ["v0", "v1", "v2"], "kin_pose")               # one lacks it: camera
