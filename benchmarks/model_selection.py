@@ -37,12 +37,12 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from benchkit import DEMO_NAME, bench_spearmans, demo_cache, fmt, summary
-    from aqa.heads.cli import _parse_params
+    from aqa.heads.presets import parse_params
     from aqa.pipelines.demo import DEMO_BUDGET
 
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     params = {h: dict(DEMO_BUDGET.get(h, {})) for h in heads}
-    for key, value in _parse_params(args.param).items():
+    for key, value in parse_params(args.param).items():
         head, _, name = key.partition(".")
         params.setdefault(head, {})[name] = value
     with tempfile.TemporaryDirectory() as tmp:

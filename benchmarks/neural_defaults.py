@@ -34,12 +34,12 @@ FEATURE = "kin_pose+hof_flow"
 
 
 def _variant(text: str) -> tuple[str, str, dict]:
-    from aqa.heads.cli import _parse_params
+    from aqa.heads.presets import parse_params
     head, _, rest = text.partition(":")
     name, sep, keys = rest.partition(":")
     if not head or not name or not sep:
         raise argparse.ArgumentTypeError(f"expected HEAD:NAME:key=value[,key=value], got {text!r}")
-    return head, name, _parse_params([k for k in keys.split(",") if k])
+    return head, name, parse_params([k for k in keys.split(",") if k])
 
 
 def split_rows(rows, n_test: int, n_train: int, evaluate: str):

@@ -24,11 +24,11 @@ import numpy as np
 
 
 def _variant(text: str) -> tuple[str, dict]:
-    from aqa.heads.cli import _parse_params
+    from aqa.heads.presets import parse_params
     name, sep, keys = text.partition(":")
     if not name or not sep:
         raise argparse.ArgumentTypeError(f"expected NAME:key=value[,key=value], got {text!r}")
-    return name, _parse_params([k for k in keys.split(",") if k])
+    return name, parse_params([k for k in keys.split(",") if k])
 
 
 def main(argv=None) -> int:

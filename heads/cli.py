@@ -19,7 +19,6 @@ parameters, checkpoint, untrained mark...); ``--allow-other-features`` scores it
 """
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import sys
@@ -31,33 +30,19 @@ from aqa.data import logs
 from aqa.data.cli import fail, plain_warnings
 
 from . import registry
-from .presets import PRESETS, presets_for
+from .presets import PRESETS, parse_params, presets_for
 from .train import run_train_eval
 
 __all__ = ["main"]
 
 
 # ---------------------------------------------------------------------- click
-#: spellings of the Python constants a shell user types (``-p staged=false``)
-_CONSTANTS = {"true": True, "false": False, "none": None, "null": None}
-
-
 def _parse_params(items) -> dict:
-    """``key=value`` pairs: a Python literal (``3``, ``1e-3``, ``(4, 2)``, ``'cyclic'``),
-    ``true``/``false``/``none`` in any case, else the text itself."""
-    out = {}
-    for it in items:
-        key, eq, val = it.partition("=")
-        if not eq or not key:
-            raise click.BadParameter(f"expected key=value, got {it!r}", param_hint="--param")
-        if val.strip().lower() in _CONSTANTS:
-            out[key.strip()] = _CONSTANTS[val.strip().lower()]
-            continue
-        try:
-            out[key.strip()] = ast.literal_eval(val)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = val
-    return out
+    """``key=value`` pairs (:func:`aqa.heads.presets.parse_params`), a bad one as a click error."""
+    try:
+        return parse_params(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--param") from None
 
 
 def _reason(e: BaseException) -> str:

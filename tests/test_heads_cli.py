@@ -296,11 +296,13 @@ def test_predict_time_extras_never_include_sub_scores():
 
 
 def test_params_parse_shell_spellings_of_constants():
-    from aqa.heads.cli import _parse_params
-    got = _parse_params(["staged=false", "a=None", "b=TRUE", "c=1e-3", "d=(4, 2)", "e=cyclic", "f='x'",
+    from aqa.heads.presets import parse_params
+    got = parse_params(["staged=false", "a=None", "b=TRUE", "c=1e-3", "d=(4, 2)", "e=cyclic", "f='x'",
                          "g=null"])
     assert got == {"staged": False, "a": None, "b": True, "c": 1e-3, "d": (4, 2), "e": "cyclic", "f": "x",
                    "g": None}
+    with pytest.raises(ValueError, match="expected key=value, got 'staged'"):
+        parse_params(["staged"])
     from aqa.heads.jrg import JRGRegressor
     with pytest.raises(ValueError, match="staged must be True or False, got 'no'"):
         JRGRegressor(staged="no").fit(np.zeros((4, 2, 18, 3)), np.arange(4.0))
