@@ -11,7 +11,7 @@ rows only, never the test rows).
 
 One table: per head (baselines first) and cell (kind x n_train) the mean ± std test Spearman over
 the seeds, and the mean seconds per fit (input building, model selection, the refit and the
-prediction included), written to stdout and ``--report`` as Markdown, refreshed after every fit
+prediction included), wall and CPU (every thread; what a loaded machine changes least), written to stdout and ``--report`` as Markdown, refreshed after every fit
 so a long run can be read while it goes on. Every finished cell is appended to
 ``OUT/cells.jsonl``; a second run with the same ``--out`` skips the cells already there (so a
 stopped run resumes, and runs over different ``--heads`` fill one table).
@@ -151,7 +151,7 @@ def load_cells(store: Path, features: str) -> dict:
                 c = json.loads(line)
                 if c["features"] == features:
                     done[(c["head"], c["kind"], int(c["n_train"]), int(c["seed"]), int(c["n_test"]))] = (
-                        float(c["spearman"]), float(c["seconds"]))
+                        float(c["spearman"]), float(c["seconds"]), float(c.get("cpu_seconds", "nan")))
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a stop: that cell runs again
     return done
@@ -162,21 +162,24 @@ def save_cell(store: Path, key: tuple, features: str, got: tuple) -> None:
     torn = store.is_file() and store.stat().st_size and not store.read_bytes().endswith(b"\n")
     with open(store, "a") as f:
         f.write(("\n" if torn else "") + json.dumps({"head": head, "kind": kind, "n_train": n, "seed": seed, "n_test": n_test,
-                            "features": features, "spearman": got[0], "seconds": got[1]}) + "\n")
+                            "features": features, "spearman": got[0], "seconds": got[1],
+                            "cpu_seconds": got[2]}) + "\n")
 
 
-def _cell(values, seconds) -> str:
+def _cell(values, seconds, cpu=()) -> str:
     v = [x for x in values if x is not None and math.isfinite(x)]
     if not v:
         return "failed" if values else ""
     sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
     txt = f"{np.mean(v):.3f}" + (f" ± {sd:.3f}" if math.isfinite(sd) else "")
     secs = [t for t in seconds if math.isfinite(t)]
-    return txt + (f" ({np.mean(secs):.1f} s)" if secs else "")
+    cpus = [t for t in cpu if math.isfinite(t)]
+    return txt + (f" ({np.mean(secs):.1f} s" + (f", {np.mean(cpus):.1f} CPU s" if cpus else "") + ")"
+                  if secs else "")
 
 
 def to_markdown(results: dict, heads, kinds, n_trains, seeds, setup: str) -> str:
-    """``results[(head, kind, n)]`` = list of (spearman, seconds) per seed that ran."""
+    """``results[(head, kind, n)]`` = list of (spearman, seconds[, CPU seconds]) per seed that ran."""
     cols = [(k, n) for k in kinds for n in n_trains]
     out = ["# Heads vs the stats-ridge baseline (test Spearman, mean ± std over seeds; mean seconds "
            "per fit)", "", setup, "",
@@ -186,7 +189,7 @@ def to_markdown(results: dict, heads, kinds, n_trains, seeds, setup: str) -> str
         cells = []
         for k, n in cols:
             got = results.get((h, k, n), [])
-            cells.append(_cell([s for s, _ in got], [t for _, t in got])
+            cells.append(_cell([g[0] for g in got], [g[1] for g in got], [g[2] for g in got if len(g) > 2])
                          + (f" [{len(got)}/{len(seeds)} seeds]" if got and len(got) < len(seeds) else ""))
         out.append(f"| {h} | " + " | ".join(cells) + " |")
     ref = [(k, n) for k, n in cols if results.get((REFERENCE, k, n))]
@@ -198,8 +201,8 @@ def to_markdown(results: dict, heads, kinds, n_trains, seeds, setup: str) -> str
                 continue
             cells = []
             for k, n in ref:
-                mine = {s: v for s, (v, _) in zip(seeds, results.get((h, k, n), []))}
-                base = {s: v for s, (v, _) in zip(seeds, results.get((REFERENCE, k, n), []))}
+                mine = {s: g[0] for s, g in zip(seeds, results.get((h, k, n), []))}
+                base = {s: g[0] for s, g in zip(seeds, results.get((REFERENCE, k, n), []))}
                 both = [s for s in seeds if s in mine and s in base and math.isfinite(mine[s])]
                 cells.append(f"{np.mean([mine[s] - base[s] for s in both]):+.3f}" if both else "")
             out.append(f"| {h} | " + " | ".join(cells) + " |")
@@ -274,11 +277,11 @@ def main(argv=None) -> int:
         run, sel = run_cell(cache, rows, head, n, args.n_test, seed, feature=args.features)
         if run is None:
             print(f"{head} {kind} n={n} seed {seed}: FAILED {sel}", file=sys.stderr)
-            got = (math.nan, math.nan)
+            got = (math.nan, math.nan, math.nan)
         else:
-            got = (float(run["spearman"]), float(run["seconds"]))
+            got = (float(run["spearman"]), float(run["seconds"]), float(run["cpu_seconds"]))
             print(f"{head} {kind} n={n} seed {seed}: rho {got[0]:.3f} "
-                  f"({got[1]:.1f} s; {time.perf_counter() - t0:.0f} s so far)",
+                  f"({got[1]:.1f} s, {got[2]:.1f} CPU s; {time.perf_counter() - t0:.0f} s so far)",
                   file=sys.stderr, flush=True)
         results.setdefault((head, kind, n), []).append(got)
         save_cell(store, key, args.features, got)

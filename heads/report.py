@@ -101,6 +101,9 @@ def rows_for_table(res: BenchResult) -> list[dict]:
                     row[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
                     row[f"{k}_std"] = math.nan
                 row["n_seeds"] = len(res.fisher_z_seeds(head))
+                for k in ("seconds", "cpu_seconds"):
+                    vals = [res.summary(head, a).get(k, {}).get("mean", math.nan) for a in res.actions]
+                    row[k] = float(np.nansum(vals)) if np.isfinite(vals).any() else math.nan
                 row["n_test"] = sum(max((x.get("n_test", 0) for x in res.runs.get((head, a), [])), default=0)
                                     for a in res.actions)
                 pub, src = published(bm, head, "avg", with_dd=with_dd)
@@ -112,6 +115,8 @@ def rows_for_table(res: BenchResult) -> list[dict]:
                     row[k] = summ.get(k, {}).get("mean", math.nan)
                     row[f"{k}_std"] = summ.get(k, {}).get("std", math.nan)
                 row["n_seeds"] = len(res.runs.get((head, action), []))
+                for k in ("seconds", "cpu_seconds"):      # per seed: selection, refit, prediction
+                    row[k] = summ.get(k, {}).get("mean", math.nan)
                 row["n_test"] = max((x.get("n_test", 0) for x in res.runs.get((head, action), [])), default=0)
                 pub, src = published(bm, head, "avg" if action == "all" else action, with_dd=with_dd)
                 errors = res.head_errors(head, action)
@@ -135,17 +140,18 @@ def to_markdown(res: BenchResult) -> str:
     for action in dict.fromkeys(r["action"] for r in table):
         title = "Fisher-z average over actions" if action == "fisher_z_avg" else f"action: {action}"
         buf.write(f"\n## {title}\n\n| head | Spearman | R-l2 (x100) | MSE | published Spearman "
-                  "| test videos |\n|---|---|---|---|---|---|\n")
+                  "| test videos | fit s (CPU s) |\n|---|---|---|---|---|---|---|\n")
         for r in (x for x in table if x["action"] == action):
             pub = "" if not np.isfinite(r["published_spearman"]) else f"{r['published_spearman']:.4f}"
             pub += " (other protocol)" if pub and r["published_differs"] else ""
             if r["error"] and not np.isfinite(r["spearman"]):
-                buf.write(f"| {r['head']} | failed: {r['error'][:80]} | | | {pub} | |\n")
+                buf.write(f"| {r['head']} | failed: {r['error'][:80]} | | | {pub} | | |\n")
                 continue
             mark = f" ({r['n_seeds']} of {len(res.seeds)} seeds)" if r["n_seeds"] < len(res.seeds) else ""
             buf.write(f"| {r['head']} | {_fmt(r['spearman'], r['spearman_std'])}{mark} | "
                       f"{_fmt(100 * r['r_l2'], 100 * r['r_l2_std'], 3)} | "
-                      f"{_fmt(r['mse'], r['mse_std'], 3)} | {pub} | {r['n_test']} |\n")
+                      f"{_fmt(r['mse'], r['mse_std'], 3)} | {pub} | {r['n_test']} | "
+                      f"{_fmt_seconds(r['seconds'], r['cpu_seconds'])} |\n")
     sources = sorted({r["published_source"] for r in table if r["published_source"]})
     if sources:
         buf.write("\nPublished figures: " + "; ".join(sources) + ".\n")
@@ -164,6 +170,13 @@ def to_markdown(res: BenchResult) -> str:
             for e in res.head_errors(head):
                 buf.write(f"- {head} {e}\n")
     return buf.getvalue()
+
+
+def _fmt_seconds(wall: float, cpu: float) -> str:
+    """Seconds per seed (model selection, refit and prediction of every fold), wall and CPU."""
+    if not np.isfinite(wall):
+        return ""
+    return f"{wall:.1f}" + (f" ({cpu:.1f})" if np.isfinite(cpu) else "")
 
 
 def augmentation_gaps(res: BenchResult, table: list[dict]) -> dict[str, list[str]]:

@@ -430,4 +430,20 @@ def test_tables_say_how_many_test_videos_each_figure_stands_on(tmp_path):
     assert per == {a: sum(x.action == a and x.split == "test" for x in labels) for a in res.actions}
     assert _row(table, "fisher_z_avg", "c3d-svr")["n_test"] == sum(per.values())
     md = to_markdown(res)
-    assert "| published Spearman | test videos |" in md and f"| {per['diving']} |" in md
+    assert "| published Spearman | test videos | fit s (CPU s) |" in md and f"| {per['diving']} |" in md
+
+
+def test_tables_give_each_heads_seconds_per_seed(tmp_path):
+    cache = _learnable_cache(tmp_path / "c.h5", n=20, actions=("diving", "gym_vault"))
+    res = run_bench(cache, heads=["c3d-svr"], seeds=2, feature="kin_pose", progress=False)
+    table = rows_for_table(res)
+    runs = {a: res.runs[("c3d-svr", a)] for a in res.actions}
+    for a in res.actions:
+        row = _row(table, a, "c3d-svr")
+        assert row["seconds"] == pytest.approx(np.mean([r["seconds"] for r in runs[a]]))
+        assert 0 < row["cpu_seconds"] and 0 < row["seconds"] < 60
+    both = _row(table, "fisher_z_avg", "c3d-svr")["seconds"]
+    assert both == pytest.approx(sum(_row(table, a, "c3d-svr")["seconds"] for a in res.actions))
+    md = to_markdown(res)
+    row = _row(table, "diving", "c3d-svr")
+    assert f"| {row['seconds']:.1f} ({row['cpu_seconds']:.1f}) |" in md

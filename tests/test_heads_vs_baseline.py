@@ -125,10 +125,10 @@ def _is_fitted(est):
 def test_the_table_puts_each_head_beside_the_baseline():
     bench = _benchmark()
     results = {("stats-ridge", "single", 80): [(0.8, 1.0), (0.6, 3.0)],
-               ("jrg", "single", 80): [(0.9, 10.0), (math.nan, math.nan)]}
+               ("jrg", "single", 80): [(0.9, 10.0, 19.0), (math.nan, math.nan, math.nan)]}
     text = bench.to_markdown(results, ["stats-ridge", "jrg"], ["single"], [80], [0, 1], "setup")
     assert "| stats-ridge | 0.700 ± 0.141 (2.0 s) |" in text
-    assert "| jrg | 0.900 (10.0 s) |" in text
+    assert "| jrg | 0.900 (10.0 s, 19.0 CPU s) |" in text
     assert "| jrg | +0.100 |" in text        # seed 0 only: the seed where both ran
 
 
@@ -160,14 +160,14 @@ def test_the_pose_only_cache_holds_the_extractors_kin_pose(tmp_path):
 def test_finished_cells_are_kept_and_a_torn_line_runs_again(tmp_path):
     bench = _benchmark()
     store = tmp_path / "cells.jsonl"
-    bench.save_cell(store, ("jrg", "sync", 80, 2, 80), "kin_pose", (0.912, 33.5))
-    bench.save_cell(store, ("aim", "sync", 80, 2, 80), "kin_pose", (math.nan, math.nan))
-    bench.save_cell(store, ("jrg", "sync", 80, 3, 80), "kin_pose+hof_flow", (0.5, 1.0))
+    bench.save_cell(store, ("jrg", "sync", 80, 2, 80), "kin_pose", (0.912, 33.5, 60.25))
+    bench.save_cell(store, ("aim", "sync", 80, 2, 80), "kin_pose", (math.nan, math.nan, math.nan))
+    bench.save_cell(store, ("jrg", "sync", 80, 3, 80), "kin_pose+hof_flow", (0.5, 1.0, 1.0))
     with open(store, "a") as f:
         f.write('{"head": "mlp", "kind": "sync", "n_tr')          # a stop in the middle of a write
     done = bench.load_cells(store, "kin_pose")
-    assert done[("jrg", "sync", 80, 2, 80)] == (0.912, 33.5)
+    assert done[("jrg", "sync", 80, 2, 80)] == (0.912, 33.5, 60.25)
     assert math.isnan(done[("aim", "sync", 80, 2, 80)][0])          # a failed cell is not rerun
     assert set(done) == {("jrg", "sync", 80, 2, 80), ("aim", "sync", 80, 2, 80)}  # other features apart
-    bench.save_cell(store, ("mlp", "sync", 80, 2, 80), "kin_pose", (0.7, 2.0))   # after the torn line
-    assert bench.load_cells(store, "kin_pose")[("mlp", "sync", 80, 2, 80)] == (0.7, 2.0)
+    bench.save_cell(store, ("mlp", "sync", 80, 2, 80), "kin_pose", (0.7, 2.0, 3.0))   # after the torn line
+    assert bench.load_cells(store, "kin_pose")[("mlp", "sync", 80, 2, 80)] == (0.7, 2.0, 3.0)
