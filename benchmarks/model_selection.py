@@ -8,8 +8,8 @@ on a validation part of the training rows picks the length, then a refit on ever
 ``early-stopped``: that early-stopped model; ``budget``: no selection, the full budget on every
 training row) it prints the test Spearman per seed, mean +- std, and the mean difference of each
 mode against ``budget``. No test row is used for any choice. With no CACHE it renders and extracts
-the demo data first (``make demo``'s cache, in a temporary folder). Heads train with the demo's
-budgets (``aqa.pipelines.demo.DEMO_BUDGET``); ``-p`` overrides single keys. A head whose fits
+the demo data first (``make demo``'s cache, in a temporary folder). Heads train with their
+defaults; ``-p`` overrides single keys. A head whose fits
 fail is listed with its errors.
 """
 from __future__ import annotations
@@ -38,10 +38,9 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from benchkit import DEMO_NAME, bench_spearmans, demo_cache, fmt, summary
     from aqa.heads.presets import parse_params
-    from aqa.pipelines.demo import DEMO_BUDGET
 
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
-    params = {h: dict(DEMO_BUDGET.get(h, {})) for h in heads}
+    params = {h: {} for h in heads}
     for key, value in parse_params(args.param).items():
         head, _, name = key.partition(".")
         params.setdefault(head, {})[name] = value

@@ -3,8 +3,7 @@
     python benchmarks/variants.py HEAD [CACHE] --variant NAME:key=value[,key=value...] [...]
                                   [--seeds 5] [--feature F] [--selection refit] [--json]
 
-Each variant is the head with the demo's budget (``aqa.pipelines.demo.DEMO_BUDGET``) plus its own
-keys; a variant named ``default`` with no keys is always run first. It prints the test Spearman per
+Each variant is the head with its defaults plus its own keys; a variant named ``default`` with no keys is always run first. It prints the test Spearman per
 seed, mean +- std and the mean difference to ``default``, from ``aqa-heads bench`` fits (model
 selection on the training rows only). With no CACHE it renders and extracts the demo data first.
 
@@ -44,7 +43,6 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from benchkit import DEMO_NAME, bench_spearmans, demo_cache, fmt, summary
-    from aqa.pipelines.demo import DEMO_BUDGET
 
     variants = [("default", {})] + [v for v in args.variant if v[0] != "default"]
     per, errors = {}, {}
@@ -52,7 +50,7 @@ def main(argv=None) -> int:
         cache = Path(args.cache) if args.cache else demo_cache(Path(tmp))
         feature = args.feature or (None if args.cache else "kin_pose+hof_flow")
         for name, keys in variants:
-            params = {args.head: {**DEMO_BUDGET.get(args.head, {}), **keys}}
+            params = {args.head: dict(keys)}
             got, errs, _ = bench_spearmans(cache, [args.head], f"{args.head} {name} {keys}",
                                            seeds=args.seeds, feature=feature, params=params,
                                            selection=args.selection)

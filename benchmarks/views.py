@@ -4,7 +4,7 @@
                                [--seeds 5] [--feature F] [--json]
 
 For each head: the bench (``aqa-heads bench``: model selection on the training rows only, the
-demo's budget ``aqa.pipelines.demo.DEMO_BUDGET``) once on the source training videos and once
+head's defaults) once on the source training videos and once
 with the views added to them (``--views``: ``paper`` = each head's paper's own, or specs such as
 ``flip``), same seeds; it prints the test Spearman per seed, mean +- std and the paired difference.
 With no CACHE it renders the demo data and extracts it with the views of every head's paper
@@ -35,7 +35,6 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from benchkit import DEMO_NAME, bench_spearmans, demo_cache, fmt, summary
     from aqa.heads.registry import accepts_views, resolve_heads
-    from aqa.pipelines.demo import DEMO_BUDGET
     from aqa.pipelines.recipes import recipe_views
 
     heads = resolve_heads([h.strip() for h in args.heads.split(",") if h.strip()])
@@ -53,7 +52,7 @@ def main(argv=None) -> int:
             cache = demo_cache(Path(tmp), views=specs)
         feature = args.feature or (None if args.cache else "kin_pose+hof_flow")
         for head in heads:
-            kw = dict(seeds=args.seeds, feature=feature, params={head: dict(DEMO_BUDGET.get(head, {}))})
+            kw = dict(seeds=args.seeds, feature=feature, params={head: {}})
             src, src_err, _ = bench_spearmans(cache, [head], f"{head}: sources", **kw)
             aug, aug_err, res = bench_spearmans(cache, [head], f"{head}: views", views={head: args.views},
                                                 **kw)

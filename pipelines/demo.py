@@ -9,8 +9,9 @@
 
 Re-running resumes: finished videos are not re-extracted. The demo's TV-L1 uses a lighter setting
 than OpenCV's defaults (2 scales, 1 warp, 4 outer x 10 inner iterations) so that it fits in a few CPU minutes; pass
-``--full-flow`` for the defaults. Likewise the neural heads train for a few hundred steps
-(:data:`DEMO_BUDGET`) instead of the papers' thousands; ``--paper-defaults`` restores those.
+``--full-flow`` for the defaults. The heads train with their defaults (budgets of a few hundred
+steps, measured for a CPU and tens to hundreds of videos, see :mod:`aqa.heads.presets`) instead of
+the papers' thousands; ``--paper-defaults`` uses the papers' settings.
 """
 from __future__ import annotations
 
@@ -20,18 +21,6 @@ import time
 from pathlib import Path
 
 DEMO_FLOW = {"nscales": 2, "warps": 1, "outer_iterations": 4, "inner_iterations": 10}
-#: CPU training budgets of the demo (the papers' defaults take minutes per fit on a CPU; pass
-#: --paper-defaults to use them)
-#: (the bench early-stops on a validation part of the training rows to pick each fit's length, then
-#: refits; JRG and AIM still improve late on the 36 training videos, hence their larger budgets;
-#: JRG trains its full model in one stage: the paper's staged schedule, shortened to fit, gave
-#: 0.88 / 0.94 / -0.53 test Spearman over seeds 0-2 against 0.74 / 0.71 / 0.79 in one stage,
-#: ``benchmarks/variants.py jrg``)
-DEMO_BUDGET = {"jrg": {"staged": False, "max_iter": 1000, "learning_rate": 1e-3, "lr_schedule": "constant"},
-               "mlp": {"max_iter": 400},
-               "aim": {"max_iter": 1000, "hidden_dim": 128},
-               "siamese": {"dml_max_iter": 300, "max_iter": 300}, "core": {"max_iter": 400},
-               "fragment": {"max_iter": 400}}
 
 
 def main(argv=None) -> int:
@@ -116,13 +105,13 @@ def main(argv=None) -> int:
 
     feature = "i3d_rgb" if backbones else "kin_pose+hof_flow"
     from aqa.heads.presets import presets_for
-    budget = (presets_for(heads, "paper") if args.paper_defaults
-              else {h: p for h, p in DEMO_BUDGET.items() if h in heads})
+    budget = presets_for(heads, "paper") if args.paper_defaults else {}
     print(f"[4/4] bench: heads={args.heads}, seeds={args.seeds}, feature={feature}, training "
-          f"budget: {'papers' if args.paper_defaults else 'demo (see DEMO_BUDGET)'}")
+          f"settings: {'the papers' if args.paper_defaults else 'the heads defaults'}")
     res = run_bench(cache, heads=heads, seeds=args.seeds, feature=feature,
                     per_action=False, params=budget)
-    res.setup["training_budget"] = "the papers' settings (preset 'paper')" if args.paper_defaults else budget
+    res.setup["training_budget"] = ("the papers' settings (preset 'paper')" if args.paper_defaults
+                                    else "the heads' defaults")
     paths = write_report(res, out / "bench")
     print()
     print(to_markdown(res))
