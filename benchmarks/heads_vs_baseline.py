@@ -39,9 +39,10 @@ REFERENCE = "stats-ridge"
 
 
 def prepare_kind(folder: Path, kind: str, n_videos: int, frames: int = 40, size=(128, 96),
-                 features: str = FEATURES) -> Path:
-    """Render ``n_videos`` synthetic videos of ``kind`` and extract them into ``folder/feats.h5``
-    (resumes: finished videos are neither rendered nor extracted again)."""
+                 features: str = FEATURES, synth_seed: int = 0) -> Path:
+    """Render ``n_videos`` synthetic videos of ``kind`` (``aqa-data synth`` seed ``synth_seed``) and
+    extract them into ``folder/feats.h5`` (resumes: finished videos are neither rendered nor
+    extracted again)."""
     from aqa.data.synthetic import render_dataset
     from aqa.extract.config import ExtractConfig
     from aqa.extract.runner import run_extraction
@@ -49,7 +50,7 @@ def prepare_kind(folder: Path, kind: str, n_videos: int, frames: int = 40, size=
 
     videos = folder / "videos"
     if not (videos / "labels.csv").is_file():
-        render_dataset(videos, n=n_videos, kind=kind, seed=0, n_frames=frames, size=size)
+        render_dataset(videos, n=n_videos, kind=kind, seed=synth_seed, n_frames=frames, size=size)
     persons = 2 if kind == "sync" else 1
     if "hof_flow" not in features.split("+"):
         return pose_only_cache(videos, folder / "kin_pose.h5", persons)
@@ -141,15 +142,22 @@ def run_cell(cache, rows, head: str, n_train: int, n_test: int, seed: int, featu
     return runs[0], res.setup["selection"][head]["runs"]
 
 
-def load_cells(store: Path, features: str) -> dict:
+def _params_text(params) -> str:
+    return json.dumps(params or {}, sort_keys=True)
+
+
+def load_cells(store: Path, features: str, params=None) -> dict:
     """The cells a previous run finished: ``(head, kind, n_train, seed, n_test)`` -> (spearman,
-    seconds), for the same features (a failed cell is kept as NaN and not run again)."""
+    seconds, CPU seconds), for the same features and the same ``params[head]`` (a failed cell is
+    kept as NaN and not run again)."""
+    params = params or {}
     done = {}
     if store.is_file():
         for line in store.read_text().splitlines():
             try:
                 c = json.loads(line)
-                if c["features"] == features:
+                if (c["features"] == features
+                        and c.get("params", "{}") == _params_text(params.get(c["head"]))):
                     done[(c["head"], c["kind"], int(c["n_train"]), int(c["seed"]), int(c["n_test"]))] = (
                         float(c["spearman"]), float(c["seconds"]), float(c.get("cpu_seconds", "nan")))
             except (ValueError, KeyError, TypeError):
@@ -157,13 +165,13 @@ def load_cells(store: Path, features: str) -> dict:
     return done
 
 
-def save_cell(store: Path, key: tuple, features: str, got: tuple) -> None:
+def save_cell(store: Path, key: tuple, features: str, got: tuple, params=None) -> None:
     head, kind, n, seed, n_test = key
     torn = store.is_file() and store.stat().st_size and not store.read_bytes().endswith(b"\n")
     with open(store, "a") as f:
         f.write(("\n" if torn else "") + json.dumps({"head": head, "kind": kind, "n_train": n, "seed": seed, "n_test": n_test,
                             "features": features, "spearman": got[0], "seconds": got[1],
-                            "cpu_seconds": got[2]}) + "\n")
+                            "cpu_seconds": got[2], "params": _params_text(params)}) + "\n")
 
 
 def _cell(values, seconds, cpu=()) -> str:
@@ -222,6 +230,11 @@ def main(argv=None) -> int:
                     help="weight-free families to extract and train on (kin_pose alone skips the "
                          "TV-L1 flow, the slow part of extraction)")
     ap.add_argument("--frames", type=int, default=40, help="frames per synthetic video")
+    ap.add_argument("--synth-seed", type=int, default=0,
+                    help="aqa-data synth seed of the rendered sets: another seed gives other videos, "
+                         "for choosing settings without reading the seed-0 test rows (use its own --out)")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="HEAD.KEY=VALUE",
+                    help="a head parameter instead of its default (repeatable), e.g. core.hidden_dim=64")
     args = ap.parse_args(argv)
 
     from aqa.heads.registry import resolve_heads
@@ -229,6 +242,16 @@ def main(argv=None) -> int:
         heads = resolve_heads(args.heads)
         n_trains = sorted({int(v) for v in args.n_train.split(",") if v.strip()})
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    except ValueError as e:
+        ap.error(str(e))
+    params: dict = {}
+    from aqa.heads.presets import parse_params
+    try:
+        for key, value in parse_params(args.param).items():
+            head, dot, name = key.partition(".")
+            if not dot or head not in heads:
+                raise ValueError(f"--param {key}: expected HEAD.KEY=VALUE with HEAD among --heads")
+            params.setdefault(head, {})[name] = value
     except ValueError as e:
         ap.error(str(e))
     bad = [k for k in kinds if k not in KINDS]
@@ -242,11 +265,12 @@ def main(argv=None) -> int:
     report.parent.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seeds))
     n_videos = max(n_trains) + args.n_test
-    setup = (f"aqa-data synth, {n_videos} videos per kind ({args.frames} frames, 128x96), poses from the "
+    setup = (f"aqa-data synth (seed {args.synth_seed}), {n_videos} videos per kind ({args.frames} frames, 128x96), poses from the "
              f"sidecars, features {args.features}"
              + (" (light TV-L1 as the demo)" if "hof_flow" in fams else "")
-             + f"; {args.n_test} fixed test videos; seeds {seeds}; default head settings and "
-             f"selection (aqa-heads bench); command: python benchmarks/heads_vs_baseline.py "
+             + f"; {args.n_test} fixed test videos; seeds {seeds}; "
+             + (f"head settings {params} else defaults" if params else "default head settings")
+             + " and selection (aqa-heads bench); command: python benchmarks/heads_vs_baseline.py "
              + " ".join(argv if argv is not None else sys.argv[1:]))
 
     from aqa.data.cache import CacheReader
@@ -254,12 +278,13 @@ def main(argv=None) -> int:
     data = {}
     for kind in kinds:
         print(f"== {kind}: rendering and extracting {n_videos} videos", file=sys.stderr, flush=True)
-        cache = prepare_kind(out / kind, kind, n_videos, frames=args.frames, features=args.features)
+        cache = prepare_kind(out / kind, kind, n_videos, frames=args.frames, features=args.features,
+                             synth_seed=args.synth_seed)
         with CacheReader(cache) as r:
             data[kind] = (cache, [x for x in load_rows(r, None) if math.isfinite(x.score)])
 
     store = out / "cells.jsonl"
-    done = load_cells(store, args.features)
+    done = load_cells(store, args.features, params)
     results: dict = {}
     t0 = time.perf_counter()
     # the classical heads (seconds each) first, then the neural ones seed-major and the smaller
@@ -274,7 +299,8 @@ def main(argv=None) -> int:
             results.setdefault((head, kind, n), []).append(done[key])
             continue
         cache, rows = data[kind]
-        run, sel = run_cell(cache, rows, head, n, args.n_test, seed, feature=args.features)
+        run, sel = run_cell(cache, rows, head, n, args.n_test, seed, feature=args.features,
+                            params={head: params[head]} if head in params else None)
         if run is None:
             print(f"{head} {kind} n={n} seed {seed}: FAILED {sel}", file=sys.stderr)
             got = (math.nan, math.nan, math.nan)
@@ -284,7 +310,7 @@ def main(argv=None) -> int:
                   f"({got[1]:.1f} s, {got[2]:.1f} CPU s; {time.perf_counter() - t0:.0f} s so far)",
                   file=sys.stderr, flush=True)
         results.setdefault((head, kind, n), []).append(got)
-        save_cell(store, key, args.features, got)
+        save_cell(store, key, args.features, got, params.get(head))
         report.write_text(to_markdown(results, heads, kinds, n_trains, seeds, setup))
     text = to_markdown(results, heads, kinds, n_trains, seeds, setup)
     report.write_text(text)

@@ -169,5 +169,8 @@ def test_finished_cells_are_kept_and_a_torn_line_runs_again(tmp_path):
     assert done[("jrg", "sync", 80, 2, 80)] == (0.912, 33.5, 60.25)
     assert math.isnan(done[("aim", "sync", 80, 2, 80)][0])          # a failed cell is not rerun
     assert set(done) == {("jrg", "sync", 80, 2, 80), ("aim", "sync", 80, 2, 80)}  # other features apart
+    bench.save_cell(store, ("core", "sync", 80, 2, 80), "kin_pose", (0.6, 1.0, 1.0), {"hidden_dim": 64})
+    assert ("core", "sync", 80, 2, 80) not in bench.load_cells(store, "kin_pose")  # other settings apart
+    assert bench.load_cells(store, "kin_pose", {"core": {"hidden_dim": 64}})[("core", "sync", 80, 2, 80)][0] == 0.6
     bench.save_cell(store, ("mlp", "sync", 80, 2, 80), "kin_pose", (0.7, 2.0, 3.0))   # after the torn line
     assert bench.load_cells(store, "kin_pose")[("mlp", "sync", 80, 2, 80)] == (0.7, 2.0, 3.0)
