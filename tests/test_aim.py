@@ -145,10 +145,12 @@ def test_paper_lr_schedule_and_defaults():
     p = AIMRegressor(**AIMRegressor.paper_params).get_params()
     assert (p["max_iter"], p["normalize_X"]) == (9000, False)
     assert (p["hidden_dim"], p["reg_hidden_dim"], p["dropout"], p["theta"], p["batch_size"],
-            p["weight_decay"], p["lr_schedule"]) == (512, 128, 0.2, 0.4, 64, 0.5, "aim")
-    m = AIMRegressor(dims=(1, 1, 1), batch_size=4, max_iter=1)
+            p["weight_decay"], p["lr_schedule"], p["learning_rate"]) == (512, 128, 0.2, 0.4, 64, 0.5, "aim", 1e-4)
+    m = AIMRegressor(dims=(1, 1, 1), batch_size=4, max_iter=1, learning_rate=1e-4)
     m.fit(np.zeros((8, 2, 3)), np.arange(8.0))
     assert m._epoch_steps == 2 and m._lr_at(2 * 20) == pytest.approx(1e-5)
+    d = AIMRegressor(dims=(1, 1, 1), batch_size=4, max_iter=1).fit(np.zeros((8, 2, 3)), np.arange(8.0))
+    assert d._lr_at(0) == pytest.approx(1e-3) and d._lr_at(2 * 20) == pytest.approx(1e-4)  # default base 1e-3
     assert (p["transform_init"], p["max_epochs"]) == ("random", None)
     # max_epochs counts the paper's epochs: 9 videos at batch 4 = 2 steps (the 1-video tail is skipped)
     m = AIMRegressor(dims=(1, 1, 1), hidden_dim=2, reg_hidden_dim=2, batch_size=4, max_epochs=3,
