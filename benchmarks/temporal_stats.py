@@ -7,6 +7,12 @@ into ``--folds`` folds (seeded), and each variant of :class:`aqa.heads.baselines
 (the statistics taken, the number of low-frequency DCT coefficients) feeds StandardScaler ->
 RidgeCV as in ``stats-ridge``. Reported: mean ± std over folds of the validation Spearman.
 
+A second table takes ``stats-ridge`` as it is over parts of its input, to measure where a kind's
+signal lives and so what a head that reads only that part can reach: the whole-scene steps alone
+(what ``mlp``, ``siamese``, ``core``, ``fragment``, ``c3d-svr`` and ``i3d-svr`` read), the joint
+steps alone, and the joint steps averaged over the joints first (what JRG's mean pooling over joints,
+its eqs. 2 and 4, keeps).
+
     python benchmarks/heads_vs_baseline.py --n-train 320 --seeds 1 --heads stats-ridge --out hvb_out
     python benchmarks/temporal_stats.py --out hvb_out
 """
@@ -27,6 +33,29 @@ VARIANTS = {
     "mean, std, max, min + dct 4": {"n_dct": 4},
     "mean, std, max, min + dct 8": {"n_dct": 8},
 }
+
+
+INPUTS = ("whole-scene and joints", "whole-scene only", "joints only", "joints averaged over joints")
+
+
+def input_parts(reader, ids, features: str) -> dict[str, np.ndarray]:
+    """The (n, S, D) step inputs of :data:`INPUTS` over ``ids``, every family of ``features``
+    side by side."""
+    from aqa.heads.inputs import families_with_joints
+    whole, joints, pooled = [], [], []
+    for fam in features.split("+"):
+        whole.append(reader.load(fam, ids, part="whole"))
+        if families_with_joints(reader, [fam]):
+            j = reader.load(fam, ids, part="joints")                       # (n, S, J, Dj)
+            joints.append(j.reshape(j.shape[0], j.shape[1], -1))
+            with np.errstate(all="ignore"):
+                pooled.append(np.nanmean(j, axis=2))                       # a missing joint is skipped
+    cat = lambda parts: np.concatenate(parts, axis=2).astype(np.float32)  # noqa: E731
+    out = {"whole-scene and joints": cat(whole + joints), "whole-scene only": cat(whole)}
+    if joints:
+        out["joints only"] = cat(joints)
+        out["joints averaged over joints"] = cat(pooled)
+    return out
 
 
 def main(argv=None) -> int:
@@ -61,7 +90,14 @@ def main(argv=None) -> int:
             pool = [x for x in split_rows(rows, len(rows) - args.n_test, args.n_test, 0)
                     if x.split == "train"]
             X = build_inputs("stats-ridge", r, [x.video_id for x in pool], args.features)
+            parts = input_parts(r, [x.video_id for x in pool], args.features)
         y = np.array([x.score for x in pool])
+        for label, part in parts.items():
+            est = registry.make("stats-ridge")
+            scores = [spearman(y[val], est.fit(part[fit], y[fit]).predict(part[val]))
+                      for fit, val in KFold(args.folds, shuffle=True, random_state=0).split(part)]
+            table[(label, kind)] = (float(np.mean(scores)), float(np.std(scores, ddof=1)))
+            print(f"{kind} input {label}: {table[(label, kind)][0]:.3f}", file=sys.stderr, flush=True)
         for label, params in VARIANTS.items():
             scores = []
             for fit, val in KFold(args.folds, shuffle=True, random_state=0).split(X):
@@ -73,6 +109,11 @@ def main(argv=None) -> int:
              f"training pool ({args.features}; the {args.n_test} test videos set aside)", "",
              "| statistics | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
     for label in VARIANTS:
+        lines.append(f"| {label} | " + " | ".join(
+            "{:.3f} ± {:.3f}".format(*table[(label, k)]) for k in kinds) + " |")
+    lines += ["", "stats-ridge over a part of its input (same folds):", "",
+              "| input | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for label in INPUTS:
         lines.append(f"| {label} | " + " | ".join(
             "{:.3f} ± {:.3f}".format(*table[(label, k)]) for k in kinds) + " |")
     print("\n".join(lines))

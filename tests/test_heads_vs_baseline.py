@@ -174,3 +174,23 @@ def test_finished_cells_are_kept_and_a_torn_line_runs_again(tmp_path):
     assert bench.load_cells(store, "kin_pose", {"core": {"hidden_dim": 64}})[("core", "sync", 80, 2, 80)][0] == 0.6
     bench.save_cell(store, ("mlp", "sync", 80, 2, 80), "kin_pose", (0.7, 2.0, 3.0))   # after the torn line
     assert bench.load_cells(store, "kin_pose")[("mlp", "sync", 80, 2, 80)] == (0.7, 2.0, 3.0)
+
+
+def test_temporal_stats_input_parts_are_the_heads_inputs(tmp_path):
+    """benchmarks/temporal_stats.py's parts: whole-scene alone is what the 'steps' heads read,
+    whole + joints is stats-ridge's input, the joint average is the mean over the joints."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "temporal_stats.py"
+    spec = importlib.util.spec_from_file_location("temporal_stats", path)
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    from aqa.heads.dataset import build_inputs
+    cache = _cache(tmp_path / "c.h5", set())
+    ids = [f"v{i:02d}" for i in range(4)]
+    with CacheReader(cache) as r:
+        parts = ts.input_parts(r, ids, "kin_pose")
+        np.testing.assert_array_equal(parts["whole-scene only"], build_inputs("mlp", r, ids, "kin_pose"))
+        np.testing.assert_array_equal(parts["whole-scene and joints"],
+                                      build_inputs("stats-ridge", r, ids, "kin_pose"))
+        joints = r.load("kin_pose", ids, part="joints")
+    assert set(parts) == set(ts.INPUTS)
+    np.testing.assert_allclose(parts["joints averaged over joints"], joints.mean(axis=2), rtol=1e-6)
