@@ -165,13 +165,30 @@ def load_cells(store: Path, features: str, params=None) -> dict:
     return done
 
 
-def save_cell(store: Path, key: tuple, features: str, got: tuple, params=None) -> None:
+def load_errors(store: Path, features: str) -> dict:
+    """``(head, kind)`` -> the distinct error messages of its failed cells (first 200 characters)."""
+    out: dict = {}
+    if store.is_file():
+        for line in store.read_text().splitlines():
+            try:
+                c = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(c, dict) and c.get("features") == features and c.get("error"):
+                msgs = out.setdefault((c["head"], c["kind"]), [])
+                if c["error"][:200] not in msgs:
+                    msgs.append(c["error"][:200])
+    return out
+
+
+def save_cell(store: Path, key: tuple, features: str, got: tuple, params=None, error=None) -> None:
     head, kind, n, seed, n_test = key
     torn = store.is_file() and store.stat().st_size and not store.read_bytes().endswith(b"\n")
     with open(store, "a") as f:
         f.write(("\n" if torn else "") + json.dumps({"head": head, "kind": kind, "n_train": n, "seed": seed, "n_test": n_test,
                             "features": features, "spearman": got[0], "seconds": got[1],
-                            "cpu_seconds": got[2], "params": _params_text(params)}) + "\n")
+                            "cpu_seconds": got[2], "params": _params_text(params),
+                            **({"error": str(error)} if error else {})}) + "\n")
 
 
 def _cell(values, seconds, cpu=()) -> str:
@@ -186,7 +203,7 @@ def _cell(values, seconds, cpu=()) -> str:
                   if secs else "")
 
 
-def to_markdown(results: dict, heads, kinds, n_trains, seeds, setup: str) -> str:
+def to_markdown(results: dict, heads, kinds, n_trains, seeds, setup: str, errors=None) -> str:
     """``results[(head, kind, n)]`` = list of (spearman, seconds[, CPU seconds]) per seed that ran."""
     cols = [(k, n) for k in kinds for n in n_trains]
     out = ["# Heads vs the stats-ridge baseline (test Spearman, mean ± std over seeds; mean seconds "
@@ -214,6 +231,9 @@ def to_markdown(results: dict, heads, kinds, n_trains, seeds, setup: str) -> str
                 both = [s for s in seeds if s in mine and s in base and math.isfinite(mine[s])]
                 cells.append(f"{np.mean([mine[s] - base[s] for s in both]):+.3f}" if both else "")
             out.append(f"| {h} | " + " | ".join(cells) + " |")
+    notes = [f"- {h} on {k}: {m}" for h in heads for k in kinds for m in (errors or {}).get((h, k), [])]
+    if notes:
+        out += ["", "Failed cells:", ""] + notes
     return "\n".join(out) + "\n"
 
 
@@ -233,6 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--synth-seed", type=int, default=0,
                     help="aqa-data synth seed of the rendered sets: another seed gives other videos, "
                          "for choosing settings without reading the seed-0 test rows (use its own --out)")
+    ap.add_argument("--table-only", action="store_true",
+                    help="write the table from the cells already in OUT/cells.jsonl; run nothing")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="HEAD.KEY=VALUE",
                     help="a head parameter instead of its default (repeatable), e.g. core.hidden_dim=64")
     args = ap.parse_args(argv)
@@ -276,7 +298,7 @@ def main(argv=None) -> int:
     from aqa.data.cache import CacheReader
     from aqa.heads.dataset import load_rows
     data = {}
-    for kind in kinds:
+    for kind in ([] if args.table_only else kinds):
         print(f"== {kind}: rendering and extracting {n_videos} videos", file=sys.stderr, flush=True)
         cache = prepare_kind(out / kind, kind, n_videos, frames=args.frames, features=args.features,
                              synth_seed=args.synth_seed)
@@ -298,21 +320,24 @@ def main(argv=None) -> int:
         if key in done:
             results.setdefault((head, kind, n), []).append(done[key])
             continue
+        if args.table_only:
+            continue
         cache, rows = data[kind]
         run, sel = run_cell(cache, rows, head, n, args.n_test, seed, feature=args.features,
                             params={head: params[head]} if head in params else None)
         if run is None:
             print(f"{head} {kind} n={n} seed {seed}: FAILED {sel}", file=sys.stderr)
-            got = (math.nan, math.nan, math.nan)
+            got, error = (math.nan, math.nan, math.nan), sel
         else:
-            got = (float(run["spearman"]), float(run["seconds"]), float(run["cpu_seconds"]))
+            got, error = (float(run["spearman"]), float(run["seconds"]), float(run["cpu_seconds"])), None
             print(f"{head} {kind} n={n} seed {seed}: rho {got[0]:.3f} "
                   f"({got[1]:.1f} s, {got[2]:.1f} CPU s; {time.perf_counter() - t0:.0f} s so far)",
                   file=sys.stderr, flush=True)
         results.setdefault((head, kind, n), []).append(got)
-        save_cell(store, key, args.features, got, params.get(head))
-        report.write_text(to_markdown(results, heads, kinds, n_trains, seeds, setup))
-    text = to_markdown(results, heads, kinds, n_trains, seeds, setup)
+        save_cell(store, key, args.features, got, params.get(head), error)
+        report.write_text(to_markdown(results, heads, kinds, n_trains, seeds, setup,
+                                      load_errors(store, args.features)))
+    text = to_markdown(results, heads, kinds, n_trains, seeds, setup, load_errors(store, args.features))
     report.write_text(text)
     print(text)
     print(f"report: {report}", file=sys.stderr)

@@ -130,6 +130,9 @@ def test_the_table_puts_each_head_beside_the_baseline():
     assert "| stats-ridge | 0.700 ± 0.141 (2.0 s) |" in text
     assert "| jrg | 0.900 (10.0 s, 19.0 CPU s) |" in text
     assert "| jrg | +0.100 |" in text        # seed 0 only: the seed where both ran
+    text = bench.to_markdown(results, ["stats-ridge", "jrg"], ["single"], [80], [0, 1], "setup",
+                             {("jrg", "single"): ["ValueError: no camera motion"]})
+    assert text.endswith("Failed cells:\n\n- jrg on single: ValueError: no camera motion\n")
 
 
 @pytest.mark.slow
@@ -161,13 +164,15 @@ def test_finished_cells_are_kept_and_a_torn_line_runs_again(tmp_path):
     bench = _benchmark()
     store = tmp_path / "cells.jsonl"
     bench.save_cell(store, ("jrg", "sync", 80, 2, 80), "kin_pose", (0.912, 33.5, 60.25))
-    bench.save_cell(store, ("aim", "sync", 80, 2, 80), "kin_pose", (math.nan, math.nan, math.nan))
+    bench.save_cell(store, ("aim", "sync", 80, 2, 80), "kin_pose", (math.nan, math.nan, math.nan),
+                    error="ValueError: no camera")
     bench.save_cell(store, ("jrg", "sync", 80, 3, 80), "kin_pose+hof_flow", (0.5, 1.0, 1.0))
     with open(store, "a") as f:
         f.write('{"head": "mlp", "kind": "sync", "n_tr')          # a stop in the middle of a write
     done = bench.load_cells(store, "kin_pose")
     assert done[("jrg", "sync", 80, 2, 80)] == (0.912, 33.5, 60.25)
     assert math.isnan(done[("aim", "sync", 80, 2, 80)][0])          # a failed cell is not rerun
+    assert bench.load_errors(store, "kin_pose") == {("aim", "sync"): ["ValueError: no camera"]}
     assert set(done) == {("jrg", "sync", 80, 2, 80), ("aim", "sync", 80, 2, 80)}  # other features apart
     bench.save_cell(store, ("core", "sync", 80, 2, 80), "kin_pose", (0.6, 1.0, 1.0), {"hidden_dim": 64})
     assert ("core", "sync", 80, 2, 80) not in bench.load_cells(store, "kin_pose")  # other settings apart
