@@ -10,7 +10,9 @@ train/test split is ignored). A seeded shuffle of its videos (seed 0, fixed) put
 takes the first ``n_train`` rows of the pool, so the sets are nested. ``--evaluate dev`` scores on
 the ``--n-test`` pool rows right after the largest training set instead (needs
 ``2 * n_test + max(n_train)`` videos), so settings are chosen without ever reading a test row;
-``--evaluate test`` gives the report's numbers.
+``--evaluate test`` gives the report's numbers. Its shuffle is not ``heads_vs_baseline.py``'s, so on
+the same ``aqa-data synth`` videos its rows may be that benchmark's test rows: choose settings on
+another synthetic set (``heads_vs_baseline.py --synth-seed 1``, or a cache rendered with another seed).
 
 Each head is fitted as ``aqa-heads bench`` fits it (its default selection: early stopping on a
 validation part of the training rows, then the refit) with its default parameters, the
