@@ -460,14 +460,17 @@ def test_killed_extraction_resumes_without_redoing(synth_dir, tmp_path):
     import h5py
 
     out = tmp_path / "f.h5"
+    # a TV-L1 light enough for a short test, heavy enough (about 2 s a video here, the default
+    # takes 20) that the kill after the first commit lands seconds before the last video is done
+    flow = {"nscales": 3, "warps": 2, "outer_iterations": 3, "inner_iterations": 10}
     cmd = [sys.executable, "-m", "aqa.extract.cli", str(synth_dir), "--out", str(out), "--quiet",
            "--sampling", "c3d", "--sampling-opt", "length=8", "--sampling-opt", "stride=8",
-           "--flow", "tvl1-cpu"]  # OpenCV's default TV-L1: slow enough to be killed mid-run
+           "--flow", "tvl1-cpu", *sum((["--flow-opt", f"{k}={v}"] for k, v in flow.items()), [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     done = 0
     while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
         try:
             with h5py.File(out, "r") as f:
                 done = sum(g.attrs.get("status") == "complete" for g in f.get("videos", {}).values())
