@@ -513,7 +513,7 @@ def test_shards_then_merge(synth_dir, tmp_path):
 
 TINY_I3D = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8, "stop": 8},
                 flow="tvl1-cpu", flow_options=FAST_FLOW, backbones=("i3d",),
-                backbone_options={"crop_size": 64, "resize": 64, "clip_len": 8})
+                backbone_options={"crop_size": 32, "resize": 32, "clip_len": 8})
 
 
 @pytest.fixture
