@@ -5,7 +5,8 @@ The worker runs in a subprocess (``python fuzzkit.py CASES.jsonl``) so that a se
 ends the worker, not the test run: the parent sees which input was running (the first one with no
 outcome line), runs it again alone to confirm, and names it. Every outcome is one JSON line:
 ``{"i": 3, "status": "ok" | "error" | "bad", "type": ..., "msg": ...}``; ``bad`` is an exception
-of a type the reader must never raise, a message on several lines, or a hang.
+of a type the reader must never raise, a message on several lines, or a hang. A reader that runs
+several steps (``cache``) adds ``"steps": {step: "ok" | "error"}``.
 """
 from __future__ import annotations
 
@@ -68,6 +69,70 @@ def _torch_readers():
             "checkpoint:pytorchvideo_checkpoint": checkpoint("pytorchvideo_checkpoint")}
 
 
+class Steps(dict):
+    """What a reader that runs several steps returns: step name -> "ok" or "error" (its allowed
+    error type, one line); the worker reports it with the input's outcome as ``steps``."""
+
+
+class StepFailed(Exception):
+    """A step's result is wrong though it raised nothing (e.g. a cache still broken after repair)."""
+
+
+def _cache_readers():
+    """``cache``: an HDF5 feature cache through ``verify``, the reader (every array, the labels,
+    the provenance), a resuming writer, ``repair`` and ``verify`` again. Each step ends in success
+    or a one-line CacheError; after repair the cache must verify. The steps run on a copy, so
+    the input stays as it was (a crashing input is run again alone)."""
+    from aqa.data.cache import CacheError, CacheReader, CacheWriter
+    from aqa.data.integrity import repair, verify
+
+    def walk(path):
+        with CacheReader(path) as r:
+            r.provenance()
+            r.labels()
+            for vid in r.video_ids(views=True):
+                r.pose(vid)
+                r.video_attrs(vid)
+            if r.video_ids():
+                for fam in r.families():
+                    for part in ("whole", "joints", "clip_start"):
+                        r.load(fam, part=part)
+                r.load_camera()
+
+    def resume(path):
+        with CacheWriter(path, config={"sampling": "c3d", "pose": "file"}) as w:
+            w.complete_ids()
+            w.source_records()
+
+    def verified_after_repair(path):
+        rep = verify(path)
+        if not rep.ok:
+            raise StepFailed(f"verify after repair: {rep.problems[:2]}")
+
+    def steps(path):
+        work = Path(path).with_name(Path(path).name + ".work")
+        shutil.copy(path, work)
+        done = Steps()
+        try:
+            for step, fn in (("verify", verify), ("read", walk), ("resume", resume),
+                             ("repair", lambda p: repair(p, progress=False)),
+                             ("verify-after-repair", verified_after_repair)):
+                try:
+                    fn(work)
+                    done[step] = "ok"
+                except CacheError as e:
+                    if "\n" in str(e) or not str(e):
+                        raise          # not a clear error: reported as bad by the worker
+                    done[step] = "error"
+                    if step == "repair":
+                        break
+        finally:
+            work.unlink(missing_ok=True)
+        return done
+
+    return {"cache": (steps, (CacheError,))}
+
+
 class _Hang(Exception):
     pass
 
@@ -83,13 +148,17 @@ def worker(cases_path: str) -> None:
     readers = _readers()
     if any(c["reader"] in ("head",) or c["reader"].startswith("checkpoint:") for c in cases):
         readers.update(_torch_readers())
+    if any(c["reader"] == "cache" for c in cases):
+        readers.update(_cache_readers())
     signal.signal(signal.SIGALRM, _alarm)
     for c in cases:
         fn, allowed = readers[c["reader"]]
         out = {"i": c["i"], "status": "ok", "type": None, "msg": None}
         signal.alarm(HANG_S)
         try:
-            fn(c["path"])
+            result = fn(c["path"])
+            if isinstance(result, Steps):
+                out["steps"] = dict(result)
         except _Hang:
             out.update(status="bad", type="hang", msg=f"no answer in {HANG_S} s")
         except BaseException as e:  # noqa: BLE001 - every outcome is reported, none escapes

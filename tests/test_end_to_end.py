@@ -20,7 +20,8 @@ def test_videos_to_scores_through_the_clis(tmp_path):
     res = run.invoke(extract_cli, [str(vids), "--out", str(cache), "--labels", str(vids / "labels.csv"),
                                    "--sampling", "jrg", "--sampling-opt", "T=4", "--sampling-opt", "length=8",
                                    "--flow", "tvl1-cpu", "--flow-opt", "nscales=2", "--flow-opt", "warps=1",
-                                   "--flow-opt", "outer_iterations=3", "--quiet"])
+                                   "--flow-opt", "outer_iterations=3",
+                                   "--flow-opt", "inner_iterations=5", "--quiet"])
     assert res.exit_code == 0, res.output
     assert run.invoke(data_cli, ["verify", str(cache)]).exit_code == 0
     model = tmp_path / "jrg.pt"

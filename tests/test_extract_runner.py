@@ -308,8 +308,9 @@ def test_real_footage_vtest_blazepose_every_family(tmp_path, monkeypatch):
             *sum((["--flow-opt", f"{k}={v}"] for k, v in
                   {"nscales": 2, "warps": 1, "outer_iterations": 2, "inner_iterations": 5}.items()), []),
             "--backbone", "i3d", "--backbone", "i3d-r50", "--backbone", "c3d", "--untrained",
-            # small I3D / I3D-R50 inputs keep this CPU-cheap; C3D stays at its fixed 112x112
-            "--backbone-opt", "crop_size=64", "--backbone-opt", "resize=64"]
+            # small I3D / I3D-R50 inputs keep this CPU-cheap (both pool globally, so any size
+            # gives their feature); C3D stays at its fixed 112x112
+            "--backbone-opt", "crop_size=32", "--backbone-opt", "resize=32"]
     res = CliRunner().invoke(extract_cli, args)
     assert res.exit_code == 0, (res.output, res.exception)
     assert "1 extracted, 0 already complete, 0 failed" in res.output
@@ -460,14 +461,17 @@ def test_killed_extraction_resumes_without_redoing(synth_dir, tmp_path):
     import h5py
 
     out = tmp_path / "f.h5"
+    # a TV-L1 light enough for a short test, heavy enough (about 2 s a video here, the default
+    # takes 20) that the kill after the first commit lands seconds before the last video is done
+    flow = {"nscales": 3, "warps": 2, "outer_iterations": 3, "inner_iterations": 10}
     cmd = [sys.executable, "-m", "aqa.extract.cli", str(synth_dir), "--out", str(out), "--quiet",
            "--sampling", "c3d", "--sampling-opt", "length=8", "--sampling-opt", "stride=8",
-           "--flow", "tvl1-cpu"]  # OpenCV's default TV-L1: slow enough to be killed mid-run
+           "--flow", "tvl1-cpu", *sum((["--flow-opt", f"{k}={v}"] for k, v in flow.items()), [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     done = 0
     while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
         try:
             with h5py.File(out, "r") as f:
                 done = sum(g.attrs.get("status") == "complete" for g in f.get("videos", {}).values())
@@ -509,7 +513,7 @@ def test_shards_then_merge(synth_dir, tmp_path):
 
 TINY_I3D = dict(sampling="c3d", sampling_options={"length": 8, "stride": 8, "stop": 8},
                 flow="tvl1-cpu", flow_options=FAST_FLOW, backbones=("i3d",),
-                backbone_options={"crop_size": 64, "resize": 64, "clip_len": 8})
+                backbone_options={"crop_size": 32, "resize": 32, "clip_len": 8})
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def synth(tmp_path_factory):
     from aqa.data.synthetic import render_dataset
 
     d = tmp_path_factory.mktemp("synth")
-    rows = render_dataset(d, n=12, kind="single", seed=11, n_frames=32, size=(96, 72), progress=False)
+    rows = render_dataset(d, n=12, kind="single", seed=11, n_frames=32, size=(64, 48), progress=False)
     return rows, d
 
 
