@@ -16,6 +16,9 @@ values, the key ``O_key = FC_key(F_wl)`` comes from the whole-scene feature,
 is the sum of per-step regressions (two FCs, eq. 6). The multi-task variant (Sec. 4) adds
 ``S_ex = sum_t R_A(X_wl)`` and ``S_sn = sum_t R_B(Y_psi)`` trained with
 ``L = L_fn + theta L_ex + (1 - theta) L_sn`` (eq. 8, theta = 0.4).
+
+A one-person cache extracted without flow (``--flow none``) has no camera motion, so AIM cannot
+run on it (one clear error); docs/heads_vs_baseline.md measures it on two-person videos only.
 """
 from __future__ import annotations
 

@@ -22,6 +22,11 @@ With ``difficulty_mode="multiply"`` (the default, used only when ``difficulty=``
 regresses ``y / difficulty`` against exemplars of the same class and difficulty, and the prediction is
 multiplied back by the input's difficulty. ``"select"`` only uses difficulty to choose exemplars;
 ``"ignore"`` ignores it (the paper's "w/o DD" rows, marked *).
+
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): on the synthetic ``coordination`` kind this
+head cannot score, because it reads only the whole-scene steps and that kind's signal lives in the
+per-joint features: ``stats-ridge`` itself reaches 0.347 validation Spearman on the whole-scene
+steps alone against 0.847 on whole-scene and joints (``benchmarks/temporal_stats.py``).
 """
 from __future__ import annotations
 

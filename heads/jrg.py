@@ -21,6 +21,13 @@ padding) in D_p; N in eqs. (2)/(4) is the number of joints J; w_j starts at 1, a
 beta_i at 0; R_O is averaged over batch and steps and summed over the 10 unordered pairs.
 Eq. (1) is implemented literally (``H_1 = A_s . H_0``, i.e. row i of A_s aggregates into joint i),
 and so is eq. (3) (row i of A weights joint i's differences).
+
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): on the synthetic ``coordination`` kind with 80
+training videos JRG falls far behind because of model selection, not its input: trained for its
+full budget it reaches 0.683 Spearman on 80 held-out videos of a separate synthetic set (seeds
+0.622, 0.743), but the bench's early stopping on 16 validation videos stopped one seed at iteration
+38 of 600 (0.064), so 0.343 on average; its joint-averaged input carries the signal (0.828 for
+``stats-ridge`` on it, ``benchmarks/temporal_stats.py``).
 """
 from __future__ import annotations
 
