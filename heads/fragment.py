@@ -32,10 +32,10 @@ which retrains with one fragment kept): the contribution of fragment k is the pr
 prediction with fragment k set to zero.
 
 Against ``stats-ridge`` (docs/heads_vs_baseline.md): on the synthetic ``coordination`` kind this
-head cannot score, because it reads only the whole-scene steps and that kind's signal lives in the
-per-joint features: ``stats-ridge`` itself reaches 0.347 validation Spearman on the whole-scene
-steps alone against 0.847 on whole-scene and joints (``benchmarks/temporal_stats.py``); with 320 training videos it
-still gets 0.818 (seed 0), keeping each fragment's features apart.
+head reads only the whole-scene steps, and that kind's signal lives in the per-joint features:
+``stats-ridge`` itself reaches 0.347 validation Spearman on the whole-scene steps alone against
+0.847 on whole-scene and joints (``benchmarks/temporal_stats.py``). With 80 training videos it
+scores nothing; with 320 it gets close (it keeps each fragment's features apart).
 """
 from __future__ import annotations
 
