@@ -138,7 +138,7 @@ def run_cell(cache, rows, head: str, n_train: int, n_test: int, seed: int, featu
                         per_action=False, progress=False, params=params, fit_log=fit_log)
     runs = res.runs.get((head, "all"))
     if not runs:
-        return None, "; ".join(res.head_errors(head)) or "no run"
+        return None, "; ".join(dict.fromkeys(m for (h, _, _), m in res.errors.items() if h == head)) or "no run"
     return runs[0], res.setup["selection"][head]["runs"]
 
 
@@ -231,7 +231,14 @@ def to_markdown(results: dict, heads, kinds, n_trains, seeds, setup: str, errors
                 both = [s for s in seeds if s in mine and s in base and math.isfinite(mine[s])]
                 cells.append(f"{np.mean([mine[s] - base[s] for s in both]):+.3f}" if both else "")
             out.append(f"| {h} | " + " | ".join(cells) + " |")
-    notes = [f"- {h} on {k}: {m}" for h in heads for k in kinds for m in (errors or {}).get((h, k), [])]
+    notes = []
+    for h in heads:
+        for k in kinds:
+            msgs = (errors or {}).get((h, k), [])
+            failed = sum(not math.isfinite(g[0]) for n in n_trains for g in results.get((h, k, n), []))
+            if msgs:
+                notes.append(f"- {h} on {k} ({failed} failed fit(s)): {msgs[0]}"
+                             + (f" (and {len(msgs) - 1} other message(s))" if len(msgs) > 1 else ""))
     if notes:
         out += ["", "Failed cells:", ""] + notes
     return "\n".join(out) + "\n"

@@ -132,7 +132,7 @@ def test_the_table_puts_each_head_beside_the_baseline():
     assert "| jrg | +0.100 |" in text        # seed 0 only: the seed where both ran
     text = bench.to_markdown(results, ["stats-ridge", "jrg"], ["single"], [80], [0, 1], "setup",
                              {("jrg", "single"): ["ValueError: no camera motion"]})
-    assert text.endswith("Failed cells:\n\n- jrg on single: ValueError: no camera motion\n")
+    assert text.endswith("Failed cells:\n\n- jrg on single (1 failed fit(s)): ValueError: no camera motion\n")
 
 
 @pytest.mark.slow
