@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 DEMO_FLOW = {"nscales": 2, "warps": 1, "outer_iterations": 4, "inner_iterations": 10}
+PAPER_SETTINGS = "the papers' settings (preset 'paper')"
+DEFAULT_SETTINGS = "the heads' defaults"
 
 
 def main(argv=None) -> int:
@@ -107,11 +109,10 @@ def main(argv=None) -> int:
     from aqa.heads.presets import presets_for
     budget = presets_for(heads, "paper") if args.paper_defaults else {}
     print(f"[4/4] bench: heads={args.heads}, seeds={args.seeds}, feature={feature}, training "
-          f"settings: {'the papers' if args.paper_defaults else 'the heads defaults'}")
+          f"settings: {PAPER_SETTINGS if args.paper_defaults else DEFAULT_SETTINGS}")
     res = run_bench(cache, heads=heads, seeds=args.seeds, feature=feature,
                     per_action=False, params=budget)
-    res.setup["training_budget"] = ("the papers' settings (preset 'paper')" if args.paper_defaults
-                                    else "the heads' defaults")
+    res.setup["training_budget"] = PAPER_SETTINGS if args.paper_defaults else DEFAULT_SETTINGS
     paths = write_report(res, out / "bench")
     print()
     print(to_markdown(res))
