@@ -129,8 +129,8 @@ HEADS: list[HeadSpec] = [
     HeadSpec("aim", "aqa.heads.aim:AIMRegressor", "aqa.heads.aim:aim_inputs",
              "AIM: asymmetric interaction (primary/secondary difference + LSTM) with attention fusion",
              "Gao et al.: An Asymmetric Modeling for Action Assessment, ECCV 2020",
-             check_params={"hidden_dim": 8, "reg_hidden_dim": 8, "dropout": 0.0, "max_iter": 150,
-                           "learning_rate": 1e-2, "lr_schedule": "constant", "weight_decay": 0.0}),
+             check_params={"hidden_dim": 8, "reg_hidden_dim": 8, "dropout": 0.0, "max_iter": 50,
+                           "learning_rate": 3e-2, "lr_schedule": "constant", "weight_decay": 0.0}),
     HeadSpec("siamese", "aqa.heads.siamese:SiameseRegressor", "steps",
              "Siamese-LSTM metric learning, then scoring against an expert/worst/constant reference",
              "Jain, Harit, Sharma: Action Quality Assessment using Siamese Network-Based Deep Metric "
