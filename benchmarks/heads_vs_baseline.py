@@ -146,49 +146,63 @@ def _params_text(params) -> str:
     return json.dumps(params or {}, sort_keys=True)
 
 
+def _stored(store: Path, features: str):
+    """The well-formed records of ``store`` for ``features`` (a line cut short by a stop, or
+    anything else unreadable, is skipped: that cell runs again)."""
+    if not store.is_file():
+        return
+    for line in store.read_text().splitlines():
+        try:
+            c = json.loads(line)
+            if c["features"] == features:
+                yield c
+        except (ValueError, KeyError, TypeError):
+            continue
+
+
 def load_cells(store: Path, features: str, params=None) -> dict:
     """The cells a previous run finished: ``(head, kind, n_train, seed, n_test)`` -> (spearman,
     seconds, CPU seconds), for the same features and the same ``params[head]`` (a failed cell is
     kept as NaN and not run again)."""
     params = params or {}
     done = {}
-    if store.is_file():
-        for line in store.read_text().splitlines():
-            try:
-                c = json.loads(line)
-                if (c["features"] == features
-                        and c.get("params", "{}") == _params_text(params.get(c["head"]))):
-                    done[(c["head"], c["kind"], int(c["n_train"]), int(c["seed"]), int(c["n_test"]))] = (
-                        float(c["spearman"]), float(c["seconds"]), float(c.get("cpu_seconds", "nan")))
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by a stop: that cell runs again
+    for c in _stored(store, features):
+        try:
+            if c.get("params", "{}") == _params_text(params.get(c["head"])):
+                done[(c["head"], c["kind"], int(c["n_train"]), int(c["seed"]), int(c["n_test"]))] = (
+                    float(c["spearman"]), float(c["seconds"]), float(c.get("cpu_seconds", "nan")))
+        except (ValueError, KeyError, TypeError):
+            continue
     return done
 
 
 def load_errors(store: Path, features: str) -> dict:
     """``(head, kind)`` -> the distinct error messages of its failed cells (first 200 characters)."""
     out: dict = {}
-    if store.is_file():
-        for line in store.read_text().splitlines():
-            try:
-                c = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(c, dict) and c.get("features") == features and c.get("error"):
-                msgs = out.setdefault((c["head"], c["kind"]), [])
-                if c["error"][:200] not in msgs:
-                    msgs.append(c["error"][:200])
+    for c in _stored(store, features):
+        if c.get("error") and "head" in c and "kind" in c:
+            _add_error(out, (c["head"], c["kind"]), str(c["error"]))
     return out
+
+
+def _add_error(errors: dict, key: tuple, message: str) -> None:
+    msgs = errors.setdefault(key, [])
+    if message[:200] not in msgs:
+        msgs.append(message[:200])
 
 
 def save_cell(store: Path, key: tuple, features: str, got: tuple, params=None, error=None) -> None:
     head, kind, n, seed, n_test = key
-    torn = store.is_file() and store.stat().st_size and not store.read_bytes().endswith(b"\n")
+    torn = False
+    if store.is_file() and store.stat().st_size:
+        with open(store, "rb") as f:          # a line cut short by a stop: start on a line of its own
+            f.seek(-1, 2)
+            torn = f.read(1) != b"\n"
+    record = {"head": head, "kind": kind, "n_train": n, "seed": seed, "n_test": n_test,
+              "features": features, "spearman": got[0], "seconds": got[1], "cpu_seconds": got[2],
+              "params": _params_text(params), **({"error": str(error)} if error else {})}
     with open(store, "a") as f:
-        f.write(("\n" if torn else "") + json.dumps({"head": head, "kind": kind, "n_train": n, "seed": seed, "n_test": n_test,
-                            "features": features, "spearman": got[0], "seconds": got[1],
-                            "cpu_seconds": got[2], "params": _params_text(params),
-                            **({"error": str(error)} if error else {})}) + "\n")
+        f.write(("\n" if torn else "") + json.dumps(record) + "\n")
 
 
 def _cell(values, seconds, cpu=()) -> str:
@@ -314,6 +328,7 @@ def main(argv=None) -> int:
 
     store = out / "cells.jsonl"
     done = load_cells(store, args.features, params)
+    errors = load_errors(store, args.features)
     results: dict = {}
     t0 = time.perf_counter()
     # the classical heads (seconds each) first, then the neural ones seed-major and the smaller
@@ -342,9 +357,10 @@ def main(argv=None) -> int:
                   file=sys.stderr, flush=True)
         results.setdefault((head, kind, n), []).append(got)
         save_cell(store, key, args.features, got, params.get(head), error)
-        report.write_text(to_markdown(results, heads, kinds, n_trains, seeds, setup,
-                                      load_errors(store, args.features)))
-    text = to_markdown(results, heads, kinds, n_trains, seeds, setup, load_errors(store, args.features))
+        if error:
+            _add_error(errors, (head, kind), str(error))
+        report.write_text(to_markdown(results, heads, kinds, n_trains, seeds, setup, errors))
+    text = to_markdown(results, heads, kinds, n_trains, seeds, setup, errors)
     report.write_text(text)
     print(text)
     print(f"report: {report}", file=sys.stderr)

@@ -41,6 +41,7 @@ INPUTS = ("whole-scene and joints", "whole-scene only", "joints only", "joints a
 def input_parts(reader, ids, features: str) -> dict[str, np.ndarray]:
     """The (n, S, D) step inputs of :data:`INPUTS` over ``ids``, every family of ``features``
     side by side."""
+    from aqa.heads.baselines import stats_inputs
     from aqa.heads.inputs import families_with_joints
     whole, joints, pooled = [], [], []
     for fam in features.split("+"):
@@ -51,7 +52,7 @@ def input_parts(reader, ids, features: str) -> dict[str, np.ndarray]:
             with np.errstate(all="ignore"):
                 pooled.append(np.nanmean(j, axis=2))                       # a missing joint is skipped
     cat = lambda parts: np.concatenate(parts, axis=2).astype(np.float32)  # noqa: E731
-    out = {"whole-scene and joints": cat(whole + joints), "whole-scene only": cat(whole)}
+    out = {"whole-scene and joints": stats_inputs(reader, ids, features), "whole-scene only": cat(whole)}
     if joints:
         out["joints only"] = cat(joints)
         out["joints averaged over joints"] = cat(pooled)
