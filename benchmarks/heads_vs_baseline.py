@@ -81,14 +81,17 @@ def pose_only_cache(videos: Path, cache: Path, persons: int) -> Path:
     from aqa.extract.weightfree import kinematics
 
     rows = read_labels_csv(videos / "labels.csv")
-    done = set()
+    done, labelled = set(), False
     if cache.is_file():
         with CacheReader(cache) as r:
-            done = set(r.video_ids())
+            done, labelled = set(r.video_ids()), bool(r.labels())
+    todo = [x for x in rows if x.video_id not in done]
+    if not todo and labelled:
+        return cache                      # complete: no writer, so parallel runs can read it
     backend = FilePoseBackend()
     config = {"sampling": "jrg", "pose": "file", "persons": persons, "flow": "none (kin_pose only)"}
     with CacheWriter(cache, config=config) as w:
-        for row in tqdm([x for x in rows if x.video_id not in done], desc="kin_pose", unit="video"):
+        for row in tqdm(todo, desc="kin_pose", unit="video"):
             side = read_pose_sidecar(videos / f"{row.video_id}.pose.json")
             F, H, W = int(side["n_frames"]), int(side["height"]), int(side["width"])
             video = videos / f"{row.video_id}.mp4"

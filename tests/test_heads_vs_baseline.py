@@ -151,6 +151,8 @@ def test_the_pose_only_cache_holds_the_extractors_kin_pose(tmp_path):
                                  flow_options=dict(DEMO_FLOW), short_side=None),
                    labels=videos / "labels.csv", device="cpu", progress=False)
     bench.pose_only_cache(videos, tmp_path / "pose.h5", persons=1)
+    with CacheWriter(tmp_path / "pose.h5", config={}):      # another process writing it:
+        bench.pose_only_cache(videos, tmp_path / "pose.h5", persons=1)   # complete, so read only
     with CacheReader(tmp_path / "full.h5") as a, CacheReader(tmp_path / "pose.h5") as b:
         ids = a.video_ids()
         assert b.video_ids() == ids and b.families() == ["kin_pose"]
