@@ -158,9 +158,9 @@ class AIMRegressor(TorchRegressor):
     ``python benchmarks/neural_defaults.py CACHE --heads aim --n-train 80,320 --n-test 40 --seeds 1
     --evaluate dev --variant aim:it600:max_iter=600``): n_train 320, 0.926 Spearman in 83 CPU s
     at 1000 iterations, 0.928 in 53 CPU s at 600 (Ridge on temporal statistics 0.958); n_train
-    80, 0.909 in 50 CPU s at 600 (Ridge 0.897). Learning rate 1e-3: early stopping picks
-    iteration 14-64 instead of the budget's end, at the same accuracy in a third to a half of the
-    time: on 80 held-out videos of a separate synthetic set (``aqa-data synth`` seed 1, sync kind,
+    80, 0.909 in 50 CPU s at 600 (Ridge 0.897). Learning rate 1e-3: early stopping ends most fits
+    early (``make demo``'s report: best iteration median 20 of 600), at the same accuracy in a
+    third to a half of the time: on 80 held-out videos of a separate synthetic set (``aqa-data synth`` seed 1, sync kind,
     ``kin_pose``; never the benchmark's test rows), 2 seeds, 0.916 ± 0.006 Spearman at 80 training
     videos and 0.934 ± 0.004 at 320 in 33 and 19 CPU s, against 0.910 ± 0.007 and 0.930 ± 0.005 in
     51 and 56 CPU s at 1e-4 (``stats-ridge`` 0.932 and 0.960; ``python
