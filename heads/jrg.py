@@ -23,11 +23,12 @@ Eq. (1) is implemented literally (``H_1 = A_s . H_0``, i.e. row i of A_s aggrega
 and so is eq. (3) (row i of A weights joint i's differences).
 
 Against ``stats-ridge`` (docs/heads_vs_baseline.md): on the synthetic ``coordination`` kind with 80
-training videos JRG falls far behind because of model selection, not its input: trained for its
-full budget it reaches 0.683 Spearman on 80 held-out videos of a separate synthetic set (seeds
-0.622, 0.743), but the bench's early stopping on 16 validation videos stopped one seed at iteration
-38 of 600 (0.064), so 0.343 on average; its joint-averaged input carries the signal (0.828 for
-``stats-ridge`` on it, ``benchmarks/temporal_stats.py``).
+training videos JRG falls far behind, and the reason is not established. Its input is not it: the
+joint-averaged features it pools carry the signal (0.828 for ``stats-ridge`` on them,
+``benchmarks/temporal_stats.py``). Early stopping on 16 validation videos is only a small part:
+on a separate synthetic set (``heads_vs_baseline.py --synth-seed 1 --kinds coordination --n-train
+80 --seeds 2``) JRG gets 0.415 ± 0.095 with the bench's selection and 0.460 ± 0.032 trained for its
+full budget (``-p jrg.early_stopping=false``), against 0.726 for ``stats-ridge``.
 """
 from __future__ import annotations
 
