@@ -9,8 +9,8 @@ RidgeCV as in ``stats-ridge``. Reported: mean ± std over folds of the validatio
 
 A second table takes ``stats-ridge`` as it is over parts of its input, to measure where a kind's
 signal lives and so what a head that reads only that part can reach: the whole-scene steps alone
-(what ``mlp``, ``siamese``, ``core``, ``fragment``, ``c3d-svr`` and ``i3d-svr`` read), the joint
-steps alone, and the joint steps averaged over the joints first (what JRG's mean pooling over joints,
+(what ``mlp``, ``siamese``, ``core``, ``fragment``, ``c3d-svr`` and ``i3d-svr`` read), their mean
+over the steps (what ``core``, ``c3d-svr`` and ``i3d-svr`` keep of them), the joint steps alone, and the joint steps averaged over the joints first (what JRG's mean pooling over joints,
 its eqs. 2 and 4, keeps).
 
     python benchmarks/heads_vs_baseline.py --n-train 320 --seeds 1 --heads stats-ridge --out hvb_out
@@ -35,7 +35,8 @@ VARIANTS = {
 }
 
 
-INPUTS = ("whole-scene and joints", "whole-scene only", "joints only", "joints averaged over joints")
+INPUTS = ("whole-scene and joints", "whole-scene only", "whole-scene mean over steps", "joints only",
+          "joints averaged over joints")
 
 
 def input_parts(reader, ids, features: str) -> dict[str, np.ndarray]:
@@ -52,7 +53,8 @@ def input_parts(reader, ids, features: str) -> dict[str, np.ndarray]:
             with np.errstate(all="ignore"):
                 pooled.append(np.nanmean(j, axis=2))                       # a missing joint is skipped
     cat = lambda parts: np.concatenate(parts, axis=2).astype(np.float32)  # noqa: E731
-    out = {"whole-scene and joints": stats_inputs(reader, ids, features), "whole-scene only": cat(whole)}
+    out = {"whole-scene and joints": stats_inputs(reader, ids, features), "whole-scene only": cat(whole),
+           "whole-scene mean over steps": cat(whole).mean(axis=1)}    # (n, Dw): one step
     if joints:
         out["joints only"] = cat(joints)
         out["joints averaged over joints"] = cat(pooled)

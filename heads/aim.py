@@ -188,7 +188,7 @@ class AIMRegressor(TorchRegressor):
                  max_epochs=None, max_iter=600, batch_size=64, learning_rate=1e-3, lr_schedule="aim",
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.5, normalize_X=True, normalize_y=True,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
-                 ranking_weight=0.0, ranking_margin=None, reg_units="raw", device="cpu", random_state=None,
+                 ranking_weight=0.0, ranking_margin=None, reg_units="raw", stats_anchor=True, device="cpu", random_state=None,
                  verbose=False):
         self.dims = dims
         self.layout = layout
@@ -317,13 +317,13 @@ class AIMRegressor(TorchRegressor):
 
     # ------------------------------------------------------------------ outputs
     def explain(self, X) -> dict:
-        """Per-step scores (n, S) in target units (they sum to :meth:`predict`; the target mean is
-        spread evenly over steps) and attention weights (n, S, 2): column 0 whole-scene, 1 AIM."""
+        """Per-step scores (n, S) in target units (they sum to :meth:`predict`; the target mean and
+        the stats anchor's prediction are spread evenly over steps) and attention weights (n, S, 2): column 0 whole-scene, 1 AIM."""
         check_is_fitted(self, "module_")
         Xc = self._check_X(X, reset=False)
         steps = self._predict_normalised(Xc, {}, key="steps")
         att = self._predict_normalised(Xc, {}, key="attention")
-        return {"step_scores": steps * self.y_std_ + self.y_mean_ / steps.shape[1], "attention": att}
+        return {"step_scores": self._steps_in_target_units(steps, X), "attention": att}
 
     def predict_steps(self, X) -> np.ndarray:
         """Per-step scores (n, S) in target units; they sum to :meth:`predict`."""

@@ -76,7 +76,8 @@ BASE_PARAMS: dict[str, Any] = dict(
     max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant", lr_step=500,
     lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True,
     early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-    ranking_margin=None, reg_units="normalized", device="cpu", random_state=None, verbose=False,
+    ranking_margin=None, reg_units="normalized", stats_anchor=False, device="cpu", random_state=None,
+    verbose=False,
 )
 
 
@@ -154,6 +155,13 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         targets min-max mapped to 0-100, JRG's "normalized to 0-100"). The loss on standardised
         targets is k^2 times smaller than in those units (k: one training unit in stated units), so
         the regularisers are multiplied by ``reg_scale_ = 1 / k^2`` (``1 / k`` for ``loss="l1"``).
+    stats_anchor : bool
+        Predict ``anchor(X) + network(X)``, where the anchor is a ``stats-ridge`` (per-video mean,
+        std, max, min of each step column -> StandardScaler -> RidgeCV) fitted on the training rows
+        inside ``fit``, and the network learns the anchor's leave-one-out residuals
+        (:mod:`aqa.heads.anchor`; fitted as ``anchor_``, None when off). The network then only has to
+        learn what the linear baseline misses, and early stopping ends it where that stops helping on
+        the validation rows. Not in the papers (their preset: ``False``).
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
     random_state : int, RandomState or None
@@ -166,15 +174,15 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
     #: names of per-sample keyword arguments ``fit``/``predict`` accept (see module docstring).
     fit_extras: tuple[str, ...] = ()
     #: the paper's settings where the defaults depart from them (:mod:`aqa.heads.presets`)
-    paper_params: dict = {"normalize_X": False}
+    paper_params: dict = {"normalize_X": False, "stats_anchor": False}
     #: whether ``fit`` takes ``augmented_of=`` (rows that are augmented views of other rows)
     accepts_views: bool = True
 
     def __init__(self, *, max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True,
                  normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
-                 ranking_weight=0.0, ranking_margin=None, reg_units="normalized", device="cpu",
-                 random_state=None, verbose=False):
+                 ranking_weight=0.0, ranking_margin=None, reg_units="normalized", stats_anchor=False,
+                 device="cpu", random_state=None, verbose=False):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -192,6 +200,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.ranking_weight = ranking_weight
         self.ranking_margin = ranking_margin
         self.reg_units = reg_units
+        self.stats_anchor = stats_anchor
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -285,15 +294,17 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             loss = loss + self.reg_scale_ * reg
         return loss
 
-    def _reg_scale(self, y_raw: np.ndarray) -> float:
-        """``reg_scale_`` of ``reg_units`` for the raw training targets (``y_std_`` already set)."""
+    def _reg_scale(self, y_raw: np.ndarray, scores: np.ndarray | None = None) -> float:
+        """``reg_scale_`` of ``reg_units`` for the raw training targets ``y_raw`` (``y_std_`` already
+        set); ``scores`` are the targets as passed to ``fit`` when the network learns something
+        else (the stats anchor's residuals): "percent" maps the scores, not the residuals, to 0-100."""
         if self.reg_units == "normalized":
             std = float(y_raw.std())
             k = self.y_std_ / (std if std > 1e-12 else 1.0)      # exactly 1 with normalize_y
         elif self.reg_units == "raw":
             k = self.y_std_
         else:
-            span = float(np.ptp(y_raw))
+            span = float(np.ptp(y_raw if scores is None else scores))
             k = self.y_std_ * (100.0 / span if span > 1e-12 else 1.0)
         return 1.0 / k if self.loss == "l1" else 1.0 / k ** 2
 
@@ -325,6 +336,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"lr_schedule must be one of {_SCHEDULES}, got {self.lr_schedule!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+        if not isinstance(self.stats_anchor, (bool, np.bool_)):
+            raise ValueError(f"stats_anchor must be True or False, got {self.stats_anchor!r}")
         if self.reg_units not in _REG_UNITS:
             raise ValueError(f"reg_units must be one of {_REG_UNITS}, got {self.reg_units!r}")
         if not 0.0 < float(self.validation_fraction) < 1.0:
@@ -389,11 +402,16 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         seed = int(rng.randint(0, 2**31 - 1))
         self.device_ = str(self._resolve_device())
         self.n_augmented_ = int((~src).sum())
+        scores, self.anchor_ = y, None
+        if self.stats_anchor:
+            from .anchor import fit_anchor
+            self.anchor_, loo = fit_anchor(self._anchor_input(X), y, aug)
+            y = y - loo
         self.y_mean_ = float(y[src].mean()) if self.normalize_y else 0.0
         std = float(y[src].std()) if self.normalize_y else 1.0
         self.y_std_ = std if std > 1e-12 else 1.0
         yn = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
-        self.reg_scale_ = self._reg_scale(y[src])
+        self.reg_scale_ = self._reg_scale(y[src], scores[src])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module_config_ = self._module_config(Xc, yn, extras)
@@ -403,11 +421,11 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             self.best_loss_ = math.inf
             self.best_iteration_ = None
             self._validation_split = None
-            self._augmented_of = aug
+            self._augmented_of, self._scores = aug, scores
             try:
                 self._train(Xc, yn, extras, rng)
             finally:
-                del self._validation_split, self._augmented_of
+                del self._validation_split, self._augmented_of, self._scores
         self.module_.eval()
         return self
 
@@ -482,7 +500,29 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         Xc = self._check_X(X, reset=False)
         extras = self._check_extras(predict_params, len(Xc))
         pred = self._predict_normalised(Xc, extras)
-        return pred * self.y_std_ + self.y_mean_
+        return pred * self.y_std_ + self._offset(X)
+
+    def _offset(self, X) -> np.ndarray | float:
+        """What the network's de-standardised output is added to: the target mean, plus the stats
+        anchor's prediction for each row of X when the head has one."""
+        anchor = getattr(self, "anchor_", None)
+        if anchor is None:
+            return self.y_mean_
+        from .anchor import predict_anchor
+        return self.y_mean_ + predict_anchor(anchor, self._anchor_input(X))
+
+    def _anchor_input(self, X) -> np.ndarray:
+        """The head's input as the stats anchor reads it: X (float64) in the head's ``layout`` when
+        it has one and X is 2-D (axis 1 the steps); a head that reads a part of X narrows it."""
+        X = np.asarray(X, dtype=np.float64)
+        layout = getattr(self, "layout", None)
+        return apply_layout(X, layout) if layout is not None and X.ndim == 2 else X
+
+    def _steps_in_target_units(self, steps: np.ndarray, X) -> np.ndarray:
+        """Per-step outputs (n, S, ...) of the network in target units, the offset (target mean and
+        anchor) spread evenly over the steps, so that they sum over axis 1 to :meth:`predict`."""
+        offset = np.broadcast_to(np.asarray(self._offset(X), dtype=np.float64), (len(steps),))
+        return steps * self.y_std_ + offset.reshape((-1,) + (1,) * (steps.ndim - 1)) / steps.shape[1]
 
     # ------------------------------------------------------------------ training loop
     def _lr_at(self, step: int) -> float:

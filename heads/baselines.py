@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .inputs import default_feature, families_with_joints
 
-__all__ = ["TemporalStats", "STATS", "RIDGE_ALPHAS", "stats_ridge", "stats_gbr", "stats_inputs",
+__all__ = ["TemporalStats", "temporal_statistics", "STATS", "RIDGE_ALPHAS", "stats_ridge", "stats_gbr", "stats_inputs",
            "fitted_selection"]
 
 #: the statistics :class:`TemporalStats` can take over a column's steps
@@ -40,6 +40,24 @@ STATS = ("mean", "std", "max", "min")
 RIDGE_ALPHAS = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 4, 13))
 
 _REDUCERS = {"mean": np.nanmean, "std": np.nanstd, "max": np.nanmax, "min": np.nanmin}
+
+
+def temporal_statistics(X: np.ndarray, stats=STATS, n_dct: int = 0) -> np.ndarray:
+    """The statistics of :class:`TemporalStats` of (n, S, D) steps, before any filling: (n, K*D),
+    statistic-major, NaN where a column is NaN at every step of a video."""
+    blocks = []
+    with warnings.catch_warnings():   # all-NaN slices: the caller fills them
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for s in stats:
+            blocks.append(_REDUCERS[s](X, axis=1))
+        k = min(int(n_dct), X.shape[1] - 1)
+        if k > 0:
+            mean = np.nanmean(X, axis=1, keepdims=True)
+            filled = np.where(np.isnan(X), mean, X)
+            filled = np.nan_to_num(filled, nan=0.0)
+            C = dct(filled, type=2, norm="ortho", axis=1)[:, 1:k + 1]      # (n, k, D)
+            blocks.extend(C[:, i] for i in range(k))
+    return np.concatenate(blocks, axis=1)
 
 
 class TemporalStats(TransformerMixin, BaseEstimator):
@@ -87,19 +105,7 @@ class TemporalStats(TransformerMixin, BaseEstimator):
         return X
 
     def _raw(self, X, stats):
-        blocks = []
-        with warnings.catch_warnings():   # all-NaN slices: filled below, not worth a warning
-            warnings.simplefilter("ignore", RuntimeWarning)
-            for s in stats:
-                blocks.append(_REDUCERS[s](X, axis=1))
-            k = min(int(self.n_dct), X.shape[1] - 1)
-            if k > 0:
-                mean = np.nanmean(X, axis=1, keepdims=True)
-                filled = np.where(np.isnan(X), mean, X)
-                filled = np.nan_to_num(filled, nan=0.0)
-                C = dct(filled, type=2, norm="ortho", axis=1)[:, 1:k + 1]      # (n, k, D)
-                blocks.extend(C[:, i] for i in range(k))
-        return np.concatenate(blocks, axis=1)
+        return temporal_statistics(X, stats, int(self.n_dct))
 
     def fit(self, X, y=None):
         stats = self._check_params()

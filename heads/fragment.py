@@ -107,7 +107,7 @@ class FragmentRegressor(TorchRegressor):
                  fragment_lr_ratio=0.1, max_iter=400, batch_size=64, learning_rate=1e-3, lr_schedule="step",
                  lr_step=600, lr_decay=0.45, lr_cycles=3, weight_decay=1e-4, normalize_X=True,
                  normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 loss="mse", ranking_weight="balanced", ranking_margin=None, reg_units="normalized",
+                 loss="mse", ranking_weight="balanced", ranking_margin=None, reg_units="normalized", stats_anchor=True,
                  device="cpu", random_state=None, verbose=False):
         self.n_fragments = n_fragments
         self.fragments = fragments
@@ -189,17 +189,35 @@ class FragmentRegressor(TorchRegressor):
 
     def fragment_contributions(self, X) -> np.ndarray:
         """(n, K): prediction minus the prediction with kept fragment k (``fragment_index_[k]``)
-        occluded, in target units: set to zero after the input standardisation, i.e. to the
-        training rows' mean (to zero itself with ``normalize_X=False``)."""
+        occluded, in target units: set to the training rows' mean, i.e. to zero after the input
+        standardisation (to zero itself with ``normalize_X=False``); the stats anchor, when the
+        head has one, sees the same occluded input."""
         check_is_fitted(self, "module_")
-        Xc = self._check_X(X, reset=False)
-        full = self._predict_normalised(Xc, {})
-        out = np.empty(Xc.shape[:2])
-        for k in range(Xc.shape[1]):
-            Xk = Xc.copy()
-            Xk[:, k] = 0
-            out[:, k] = (full - self._predict_normalised(Xk, {})) * self.y_std_
+        self._check_X(X, reset=False)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        shape = self._fragments_of(X).shape
+        mean = getattr(self, "x_mean_", None)
+        fill = np.zeros(shape[1:]) if mean is None else mean.reshape(shape[1:]).astype(np.float64)
+        full = self.predict(X)
+        idx = getattr(self, "fragment_index_", None)
+        idx = range(shape[1]) if idx is None else idx
+        out = np.empty((len(X), len(idx)))
+        for k, f in enumerate(idx):
+            Xk = X.copy()
+            Xk.reshape(shape)[:, f] = fill[f]      # a view of the copy, in X's own shape
+            out[:, k] = full - self.predict(Xk)
         return out
+
+    def _fragments_of(self, X) -> np.ndarray:
+        """X as (n, N_fragments, D) float64, every fragment (2-D X split into ``n_fragments``)."""
+        X = np.asarray(X, dtype=np.float64)
+        return X.reshape(len(X), self.input_shape_[0], -1) if X.ndim == 2 else X
+
+    def _anchor_input(self, X) -> np.ndarray:
+        """The kept fragments only, as the network reads them."""
+        X = self._fragments_of(X)
+        idx = getattr(self, "fragment_index_", None)
+        return X if idx is None else X[:, np.asarray(idx)]
 
     def plot_explain(self, X, ids, out_dir, **extras) -> list[Path]:
         """See :func:`plot_explain`."""

@@ -270,7 +270,7 @@ class JRGRegressor(TorchRegressor):
                  batch_size=64, learning_rate=1e-3, lr_schedule="constant", lr_step=500, lr_decay=0.1,
                  lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-                 ranking_margin=None, reg_units="percent", device="cpu", random_state=None, verbose=False):
+                 ranking_margin=None, reg_units="percent", stats_anchor=True, device="cpu", random_state=None, verbose=False):
         self.layout = layout
         self.skeleton = skeleton
         self.encoder_dim = encoder_dim
@@ -408,10 +408,11 @@ class JRGRegressor(TorchRegressor):
 
     # ------------------------------------------------------------------ interpretation
     def predict_steps(self, X) -> np.ndarray:
-        """Per-time-step scores (n, S) in target units; summed over steps they give :meth:`predict`."""
+        """Per-time-step scores (n, S) in target units; summed over steps they give :meth:`predict`
+        (the target mean and the stats anchor's prediction are spread evenly over steps)."""
         check_is_fitted(self, "module_")
         steps = self._predict_normalised(self._check_X(X, reset=False), {}, key="steps")
-        return steps * self.y_std_ + self.y_mean_ / steps.shape[1]
+        return self._steps_in_target_units(steps, X)
 
     def predict_joints(self, X) -> np.ndarray:
         """Per-joint, per-step scores (n, S, J) in target units: the commonality and difference
@@ -420,7 +421,7 @@ class JRGRegressor(TorchRegressor):
         check_is_fitted(self, "module_")
         steps = self._predict_normalised(self._check_X(X, reset=False), {}, key="steps",
                                          call=lambda m, x, e: m(x, pool_joints=False))
-        return steps * self.y_std_ + self.y_mean_ / steps.shape[1]
+        return self._steps_in_target_units(steps, X)
 
     @property
     def spatial_graph_(self) -> np.ndarray:

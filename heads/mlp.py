@@ -40,7 +40,7 @@ class SceneMLPRegressor(TorchRegressor):
                  batch_size=64, learning_rate=1e-4, lr_schedule="cyclic", lr_step=500, lr_decay=0.1,
                  lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-                 ranking_margin=None, reg_units="normalized", device="cpu", random_state=None, verbose=False):
+                 ranking_margin=None, reg_units="normalized", stats_anchor=True, device="cpu", random_state=None, verbose=False):
         self.layout = layout
         self.encoder_dim = encoder_dim
         self.hidden_dim = hidden_dim
@@ -69,9 +69,10 @@ class SceneMLPRegressor(TorchRegressor):
         return {"pred": steps.sum(dim=1), "steps": steps}
 
     def predict_steps(self, X) -> np.ndarray:
-        """Per-step scores (n, S) in target units; they sum to :meth:`predict`."""
+        """Per-step scores (n, S) in target units; they sum to :meth:`predict` (the target mean and
+        the stats anchor's prediction are spread evenly over steps)."""
         from sklearn.utils.validation import check_is_fitted
         check_is_fitted(self, "module_")
         Xc = self._check_X(X, reset=False)
         steps = self._predict_normalised(Xc, {}, key="steps")
-        return steps * self.y_std_ + self.y_mean_ / steps.shape[1]
+        return self._steps_in_target_units(steps, X)

@@ -18,7 +18,7 @@ _CONSTANTS = {"true": True, "false": False, "none": None, "null": None}
 
 #: preset name -> what it is
 PRESETS = {"paper": "each head's published training setup (iterations, learning rates, regularisers, "
-                    "no input standardisation)"}
+                    "no input standardisation, no stats anchor)"}
 
 
 def preset_params(head: str, preset: str) -> dict:

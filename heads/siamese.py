@@ -127,7 +127,7 @@ class SiameseRegressor(TorchRegressor):
                  lr_schedule="constant", lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0,
                  normalize_X=True, normalize_y=True, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, loss="mse", ranking_weight=0.0, ranking_margin=None,
-                 reg_units="normalized", device="cpu", random_state=None, verbose=False):
+                 reg_units="normalized", stats_anchor=True, device="cpu", random_state=None, verbose=False):
         self.layout = layout
         self.lstm_dim = lstm_dim
         self.d1_dim = d1_dim
@@ -251,8 +251,8 @@ class SiameseRegressor(TorchRegressor):
         early stopping both phases leave out the same validation rows."""
         tr, _ = self._split_validation(len(y), rng, groups=self._group_keys(extras, len(y)))
         sources, _ = self._split_validation(len(y), rng, views=False)
-        self._choose_references(X, y * self.y_std_ + self.y_mean_, extras, sources)
-        self._train_dml(X[tr], y[tr], rng)
+        self._choose_references(X, self._scores, extras, sources)   # the scores, not anchor residuals
+        self._train_dml(X[tr], self._scores[tr], rng)
         m = self.module_
         for p in m.parameters():
             p.requires_grad_(False)
@@ -304,11 +304,11 @@ class SiameseRegressor(TorchRegressor):
             return ii, jj, sim[ii, jj].astype(np.float32)
         return draw
 
-    def _train_dml(self, X, y, rng):
+    def _train_dml(self, X, y_raw, rng):
+        """Phase 1 on ``X`` with the videos' scores ``y_raw`` (similar: closer than the threshold)."""
         from aqa.data.logs import progress_bar
         m = self.module_
         dev = self._module_device()
-        y_raw = y * self.y_std_ + self.y_mean_
         draw = self._pair_sampler(y_raw, rng)
         params = [p for n_, p in m.named_parameters() if not n_.startswith("regression")]
         opt = torch.optim.Adam(params, lr=self.dml_learning_rate)

@@ -24,7 +24,7 @@ def _data(n=40, S=3, D=4, seed=0):
 
 def test_fit_records_and_predict_shape():
     X, y = _data()
-    est = SceneMLPRegressor(**TINY, random_state=0)
+    est = SceneMLPRegressor(**TINY, stats_anchor=False, random_state=0)
     assert est.fit(X, y) is est
     assert est.predict(X).shape == (40,)
     assert est.n_iter_ == 60 and len(est.loss_curve_) == 60      # one batch per epoch (n < 64)
@@ -273,13 +273,14 @@ def test_reg_units_keep_a_papers_balance_between_loss_and_regularisers(monkeypat
     X = rng.normal(size=(20, 12)).astype(np.float32)
     std, span = y.std(), np.ptp(y)
     fits = {u: SceneMLPRegressor(layout=(3, 4), encoder_dim=4, hidden_dim=2, max_iter=1, reg_units=u,
-                                 random_state=0).fit(X, y) for u in ("normalized", "raw", "percent")}
+                                 stats_anchor=False, random_state=0).fit(X, y) for u in ("normalized", "raw", "percent")}
     assert fits["normalized"].reg_scale_ == 1.0                       # the old behaviour, exactly
     assert fits["raw"].reg_scale_ == pytest.approx(1 / std ** 2)
     assert fits["percent"].reg_scale_ == pytest.approx((span / (100 * std)) ** 2)
-    l1 = SceneMLPRegressor(layout=(3, 4), max_iter=1, loss="l1", reg_units="raw").fit(X, y)
+    l1 = SceneMLPRegressor(layout=(3, 4), max_iter=1, loss="l1", reg_units="raw", stats_anchor=False).fit(X, y)
     assert l1.reg_scale_ == pytest.approx(1 / std)
-    raw = SceneMLPRegressor(layout=(3, 4), max_iter=1, normalize_y=False, reg_units="normalized").fit(X, y)
+    raw = SceneMLPRegressor(layout=(3, 4), max_iter=1, normalize_y=False, reg_units="normalized",
+                            stats_anchor=False).fit(X, y)
     assert raw.reg_scale_ == pytest.approx(std ** 2)                  # the raw loss is std^2 larger
     m = fits["percent"]
     pred, target, reg = torch.tensor([0.1, 0.4]), torch.tensor([0.0, 1.0]), torch.tensor(3.0)
@@ -295,7 +296,7 @@ def test_reg_units_keep_a_papers_balance_between_loss_and_regularisers(monkeypat
         real(self, params, lr=lr, weight_decay=weight_decay, **kw)
 
     monkeypatch.setattr(torch.optim.Adam, "__init__", spy)
-    a = AIMRegressor(hidden_dim=4, reg_hidden_dim=4, max_iter=1, random_state=0).fit(
+    a = AIMRegressor(hidden_dim=4, reg_hidden_dim=4, max_iter=1, stats_anchor=False, random_state=0).fit(
         rng.normal(size=(20, 2, 6)).astype(np.float32), y)
     assert seen == [pytest.approx(0.5 / std ** 2)] and a.reg_scale_ == pytest.approx(1 / std ** 2)
     with pytest.raises(ValueError, match="reg_units must be one of"):

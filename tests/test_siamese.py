@@ -6,6 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from aqa.heads.anchor import predict_anchor  # noqa: E402
 from aqa.heads.siamese import SiameseNet, SiameseRegressor, similarity_labels, trimmed  # noqa: E402
 
 torch.set_num_threads(1)
@@ -81,7 +82,8 @@ def test_phase2_trains_only_the_regression_layer_and_averages_tied_references():
         else:
             assert torch.equal(v, final[k]), k             # LSTM, D1, D2, sigmoid layer frozen
     assert all(p.requires_grad for p in m.module_.parameters())
-    # prediction = mean over the type's references of w'' . D2(O_ref (+) O_video) + b
+    # prediction = mean over the type's references of w'' . D2(O_ref (+) O_video) + b, on top of
+    # the stats anchor (the network learns the anchor's residuals)
     net = m.module_
     xq = torch.tensor(X[:2], dtype=torch.float32)
     refs = torch.tensor(m.reference_X_[m.references_["fwd"]], dtype=torch.float32)
@@ -90,7 +92,8 @@ def test_phase2_trains_only_the_regression_layer_and_averages_tied_references():
         s = torch.stack([net.regression(net.pair_embedding(o_r[k:k + 1].expand(2, -1), o_q)).squeeze(-1)
                          for k in range(len(refs))]).mean(0)
     np.testing.assert_allclose(m.predict(X[:2], groups=["fwd", "fwd"]),
-                               s.numpy() * m.y_std_ + m.y_mean_, rtol=1e-5)
+                               s.numpy() * m.y_std_ + m.y_mean_ + predict_anchor(m.anchor_, X[:2]),
+                               rtol=1e-5)
     assert 0.0 <= m.dml_accuracy_ <= 1.0 and len(m.dml_loss_curve_) == 3
     # the training loss has one term per (reference, video) pair, not one per video's mean
     out = m._forward(net, xq, {"groups": np.array(["fwd", "fwd"], dtype=object)}, True)

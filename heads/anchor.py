@@ -1,0 +1,65 @@
+"""The stats anchor of the neural heads: a ``stats-ridge`` fitted inside the head, whose residual
+the network learns (``stats_anchor=True``).
+
+A neural head's prediction is ``anchor(X) + network(X)``: the anchor is the classical baseline
+(:func:`aqa.heads.baselines.stats_ridge`: per-video mean, std, max, min of every step column ->
+StandardScaler -> RidgeCV) fitted on the head's own input, and the network is trained on what the
+anchor leaves unexplained. The training residuals are the anchor's *leave-one-out* residuals
+(RidgeCV's efficient leave-one-out predictions at the chosen penalty), so the network, and its
+early stopping, see the errors the anchor makes on videos it has not seen, not its in-sample fit.
+Why and with what effect: ``docs/heads_vs_baseline.md``.
+
+The fitted anchor is stored as plain arrays (the head file format keeps numpy arrays only):
+the statistics' fill values, the scaler's mean and scale, the ridge weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import RidgeCV
+
+from .baselines import RIDGE_ALPHAS, STATS, TemporalStats, temporal_statistics
+
+__all__ = ["anchor_steps", "fit_anchor", "predict_anchor"]
+
+
+def anchor_steps(X) -> np.ndarray:
+    """The anchor's view of a head's input as (n, S, F) step columns: axis 1 is the steps and the
+    remaining axes are flattened; a 2-D X is one step per video."""
+    X = np.asarray(X, dtype=np.float64)
+    return X[:, None, :] if X.ndim == 2 else X.reshape(X.shape[0], X.shape[1], -1)
+
+
+def fit_anchor(X, y, sources: np.ndarray, alphas=RIDGE_ALPHAS) -> tuple[dict, np.ndarray]:
+    """Fit the anchor on the ``sources`` rows of (X, y) (augmented views excluded: a view would
+    leak its source into the source's leave-one-out prediction). Returns the anchor as a dict of
+    plain values and each row's leave-one-out prediction (a view takes its source's, passed as
+    ``sources`` < 0 entries: ``sources[i]`` is the source row of row i, or -1 for a source)."""
+    steps = anchor_steps(X)
+    src = np.flatnonzero(sources < 0)
+    stats = TemporalStats(stats=STATS).fit(steps[src])
+    Z = stats.transform(steps[src])
+    mean, std = Z.mean(axis=0), Z.std(axis=0)
+    scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    ridge = RidgeCV(alphas=alphas, store_cv_results=True, scoring="neg_mean_squared_error")
+    ridge.fit((Z - mean) / scale, y[src])
+    k = int(np.flatnonzero(np.isclose(ridge.alphas, ridge.alpha_))[0])
+    loo_src = np.empty(len(sources))
+    loo_src[src] = ridge.cv_results_[:, k]                   # leave-one-out predictions
+    loo = np.where(sources < 0, loo_src, loo_src[np.maximum(sources, 0)])
+    anchor = {"fill": stats.fill_, "mean": mean, "scale": scale, "coef": ridge.coef_,
+              "intercept": float(ridge.intercept_), "alpha": float(ridge.alpha_),
+              "n_columns": int(steps.shape[2])}
+    return anchor, loo
+
+
+def predict_anchor(anchor: dict, X) -> np.ndarray:
+    """The anchor's predictions (n,) for a head input X."""
+    steps = anchor_steps(X)
+    if steps.shape[2] != anchor["n_columns"]:
+        raise ValueError(f"X has {steps.shape[2]} columns per step, but the stats anchor was fitted "
+                         f"with {anchor['n_columns']}")
+    Z = temporal_statistics(steps, STATS)
+    nan = np.isnan(Z)
+    if nan.any():
+        Z[nan] = np.broadcast_to(anchor["fill"], Z.shape)[nan]
+    return ((Z - anchor["mean"]) / anchor["scale"]) @ anchor["coef"] + anchor["intercept"]

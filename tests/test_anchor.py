@@ -1,0 +1,82 @@
+"""The stats anchor of the neural heads (``stats_anchor=True``): a stats-ridge inside the head whose
+leave-one-out residuals the network learns."""
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+from aqa.heads.anchor import fit_anchor, predict_anchor
+from aqa.heads.baselines import TemporalStats, stats_ridge
+from aqa.heads.base import load_head
+from aqa.heads.core import CoReRegressor
+from aqa.heads.mlp import SceneMLPRegressor
+
+
+def _data(n=50, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, 8, 5)).astype(np.float32)
+    y = 3 * X[:, :, 0].std(axis=1) + X[:, :, 1].max(axis=1) + 0.1 * rng.normal(size=n)
+    return X, y
+
+
+def test_anchor_predicts_what_stats_ridge_predicts():
+    X, y = _data()
+    anchor, _ = fit_anchor(X[:40], y[:40], np.full(40, -1))
+    ref = stats_ridge().fit(X[:40], y[:40])
+    assert anchor["alpha"] == pytest.approx(ref.named_steps["ridge"].alpha_)
+    np.testing.assert_allclose(predict_anchor(anchor, X[40:]), ref.predict(X[40:]), rtol=1e-7, atol=1e-7)
+
+
+def test_training_residuals_are_leave_one_out_and_views_take_their_sources():
+    X, y = _data(30)
+    Xv = np.concatenate([X, X[:5] * 1.01])                       # 5 views of rows 0..4
+    yv = np.concatenate([y, y[:5]])
+    sources = np.concatenate([np.full(30, -1), np.arange(5)])
+    anchor, loo = fit_anchor(Xv, yv, sources)
+    Z = TemporalStats().fit(X).transform(X)
+    Z = (Z - anchor["mean"]) / anchor["scale"]
+    ref = cross_val_predict(Ridge(alpha=anchor["alpha"]), Z, y, cv=LeaveOneOut())
+    np.testing.assert_allclose(loo[:30], ref, rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(loo[30:], loo[:5])
+    # leave-one-out, not in-sample: the in-sample fit is closer to y
+    assert np.mean((loo[:30] - y) ** 2) > np.mean((predict_anchor(anchor, X) - y) ** 2)
+
+
+def test_anchored_head_adds_its_network_to_the_anchor_and_survives_a_file(tmp_path):
+    X, y = _data(60)
+    est = SceneMLPRegressor(stats_anchor=True, max_iter=60, random_state=0).fit(X[:45], y[:45])
+    net = est._predict_normalised(est._check_X(X[45:], reset=False), {}) * est.y_std_ + est.y_mean_
+    np.testing.assert_allclose(est.predict(X[45:]), predict_anchor(est.anchor_, X[45:]) + net, rtol=1e-6)
+    np.testing.assert_allclose(est.predict_steps(X[45:]).sum(axis=1), est.predict(X[45:]), rtol=1e-6)
+    # the network learned the residual: its targets are centred on the anchor's LOO errors
+    _, loo = fit_anchor(X[:45], y[:45], np.full(45, -1))
+    assert est.y_mean_ == pytest.approx(np.mean(y[:45] - loo))
+    back = load_head(est.save(tmp_path / "h.pt"))
+    np.testing.assert_array_equal(back.predict(X[45:]), est.predict(X[45:]))
+    off = SceneMLPRegressor(stats_anchor=False, max_iter=60, random_state=0).fit(X[:45], y[:45])
+    assert off.anchor_ is None
+
+
+def test_anchor_beats_the_bare_network_where_the_signal_is_in_temporal_statistics():
+    X, y = _data(120, seed=1)
+    kw = dict(max_iter=150, random_state=0, early_stopping=True)
+    bare = SceneMLPRegressor(stats_anchor=False, **kw).fit(X[:80], y[:80]).score(X[80:], y[80:])
+    anchored = SceneMLPRegressor(stats_anchor=True, **kw).fit(X[:80], y[:80]).score(X[80:], y[80:])
+    assert anchored > 0.8 and anchored > bare + 0.2, (anchored, bare)
+
+
+def test_under_a_multiplying_difficulty_the_anchor_scores_the_quality_and_bad_values_refused():
+    X, y = _data(40)
+    d = np.linspace(2.0, 3.5, 40)
+    est = CoReRegressor(stats_anchor=True, depth=2, hidden_dim=8, n_exemplars=3, max_iter=5,
+                        random_state=0).fit(X, y * d, difficulty=d)
+    _, loo = fit_anchor(X, y, np.full(40, -1))            # fitted on the quality y = score / d
+    assert est.y_mean_ == pytest.approx(np.mean(y - loo))
+    net = est._predict_normalised(est._check_X(X, reset=False), {"difficulty": d}) * est.y_std_
+    np.testing.assert_allclose(est.predict(X, difficulty=d),
+                               (predict_anchor(est.anchor_, X) + est.y_mean_ + net) * d, rtol=1e-6)
+    with pytest.raises(ValueError, match="stats_anchor must be True or False"):
+        SceneMLPRegressor(stats_anchor="yes").fit(X, y)
+    est = SceneMLPRegressor(stats_anchor=True, max_iter=5).fit(X, y)
+    with pytest.raises(ValueError, match="columns per step"):
+        predict_anchor(est.anchor_, X[:, :, :3])
