@@ -76,8 +76,8 @@ BASE_PARAMS: dict[str, Any] = dict(
     max_iter=1000, batch_size=64, learning_rate=1e-3, lr_schedule="constant", lr_step=500,
     lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True,
     early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-    ranking_margin=None, reg_units="normalized", stats_anchor=False, device="cpu", random_state=None,
-    verbose=False,
+    ranking_margin=None, reg_units="normalized", stats_anchor=False, network_weight="auto", device="cpu",
+    random_state=None, verbose=False,
 )
 
 
@@ -162,6 +162,11 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         (:mod:`aqa.heads.anchor`; fitted as ``anchor_``, None when off). The network then only has to
         learn what the linear baseline misses, and early stopping ends it where that stops helping on
         the validation rows. Not in the papers (their preset: ``False``).
+    network_weight : "auto" or float in [0, 1]
+        With the stats anchor, the weight of the network's output added to it (``network_weight_``):
+        ``"auto"`` fits it on early stopping's validation rows (least squares of their residuals on
+        the network's predictions, clipped to [0, 1]; 1 without validation rows), so that a network
+        that does worse on unseen rows than the anchor alone is shrunk towards it, down to 0.
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
     random_state : int, RandomState or None
@@ -182,7 +187,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True,
                  normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
                  ranking_weight=0.0, ranking_margin=None, reg_units="normalized", stats_anchor=False,
-                 device="cpu", random_state=None, verbose=False):
+                 network_weight="auto", device="cpu", random_state=None, verbose=False):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -201,6 +206,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         self.ranking_margin = ranking_margin
         self.reg_units = reg_units
         self.stats_anchor = stats_anchor
+        self.network_weight = network_weight
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -262,7 +268,11 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         if self.best_iteration_ is None:
             raise ValueError(f"{type(self).__name__} held out no validation rows in its fit "
                              f"(early_stopping={self.early_stopping}): no early-stopped length to repeat")
-        return {"early_stopping": False, "max_iter": int(self.best_iteration_)}
+        return {"early_stopping": False, "max_iter": int(self.best_iteration_), **self._refit_weight()}
+
+    def _refit_weight(self) -> dict:
+        """The network weight this fit chose on its validation rows, for a refit that has none."""
+        return {} if getattr(self, "anchor_", None) is None else {"network_weight": self.network_weight_}
 
     def _ranking_margin_normalised(self) -> float:
         """The hinge margin in normalised target units (``None``: delta = 2 raw points / ``y_std_``)."""
@@ -338,6 +348,10 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
         if not isinstance(self.stats_anchor, (bool, np.bool_)):
             raise ValueError(f"stats_anchor must be True or False, got {self.stats_anchor!r}")
+        w = self.network_weight
+        if not (w == "auto" if isinstance(w, str) else isinstance(w, (int, float, np.integer, np.floating))
+                and not isinstance(w, bool) and 0.0 <= w <= 1.0):
+            raise ValueError(f"network_weight must be 'auto' or a float in [0, 1], got {w!r}")
         if self.reg_units not in _REG_UNITS:
             raise ValueError(f"reg_units must be one of {_REG_UNITS}, got {self.reg_units!r}")
         if not 0.0 < float(self.validation_fraction) < 1.0:
@@ -422,12 +436,29 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             self.best_iteration_ = None
             self._validation_split = None
             self._augmented_of, self._scores = aug, scores
+            self.validation_index_ = np.arange(0)
             try:
                 self._train(Xc, yn, extras, rng)
             finally:
                 del self._validation_split, self._augmented_of, self._scores
         self.module_.eval()
+        self.network_weight_ = self._fit_network_weight(Xc, yn, extras)
         return self
+
+    def _fit_network_weight(self, Xc, yn, extras) -> float:
+        """``network_weight_``: 1 without a stats anchor; else ``network_weight``, or with "auto"
+        the least-squares weight of the network's predictions for early stopping's validation rows
+        (taken with the restored best weights, never trained on) against their targets, in [0, 1]."""
+        if self.anchor_ is None:
+            return 1.0
+        if self.network_weight != "auto":
+            return float(self.network_weight)
+        va = self.validation_index_
+        if not len(va):
+            return 1.0
+        pv = self._predict_normalised(Xc[va], {k: v[va] for k, v in extras.items()})
+        den = float(pv @ pv)
+        return float(np.clip(float(yn[va] @ pv) / den, 0.0, 1.0)) if den > 1e-12 else 0.0
 
     def _check_augmented_of(self, augmented_of, y) -> np.ndarray:
         """``augmented_of`` as (n,) int64 (all -1 when None); each entry -1 or a source row's index,
@@ -500,7 +531,11 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         Xc = self._check_X(X, reset=False)
         extras = self._check_extras(predict_params, len(Xc))
         pred = self._predict_normalised(Xc, extras)
-        return pred * self.y_std_ + self._offset(X)
+        return pred * self._output_scale() + self._offset(X)
+
+    def _output_scale(self) -> float:
+        """Target units per unit of the network's output: ``y_std_`` times ``network_weight_``."""
+        return self.y_std_ * getattr(self, "network_weight_", 1.0)
 
     def _offset(self, X) -> np.ndarray | float:
         """What the network's de-standardised output is added to: the target mean, plus the stats
@@ -522,7 +557,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         """Per-step outputs (n, S, ...) of the network in target units, the offset (target mean and
         anchor) spread evenly over the steps, so that they sum over axis 1 to :meth:`predict`."""
         offset = np.broadcast_to(np.asarray(self._offset(X), dtype=np.float64), (len(steps),))
-        return steps * self.y_std_ + offset.reshape((-1,) + (1,) * (steps.ndim - 1)) / steps.shape[1]
+        return steps * self._output_scale() + offset.reshape((-1,) + (1,) * (steps.ndim - 1)) / steps.shape[1]
 
     # ------------------------------------------------------------------ training loop
     def _lr_at(self, step: int) -> float:

@@ -80,3 +80,27 @@ def test_under_a_multiplying_difficulty_the_anchor_scores_the_quality_and_bad_va
     est = SceneMLPRegressor(stats_anchor=True, max_iter=5).fit(X, y)
     with pytest.raises(ValueError, match="columns per step"):
         predict_anchor(est.anchor_, X[:, :, :3])
+
+
+def test_network_weight_is_fitted_on_the_validation_rows_and_repeated_by_a_refit():
+    X, y = _data(80, seed=2)
+    kw = dict(stats_anchor=True, max_iter=40, random_state=0, early_stopping=True,
+              validation_fraction=0.25)
+    est = SceneMLPRegressor(**kw).fit(X, y)
+    va = est.validation_index_
+    assert len(va) == 20 and 0.0 <= est.network_weight_ <= 1.0
+    Xc = est._check_X(X, reset=False)
+    pv = est._predict_normalised(Xc[va], {})
+    yv = (y[va] - fit_anchor(X, y, np.full(80, -1))[1][va] - est.y_mean_) / est.y_std_
+    want = np.clip(yv @ pv / (pv @ pv), 0, 1)
+    assert est.network_weight_ == pytest.approx(want, rel=1e-5, abs=1e-7)
+    assert est.refit_params()["network_weight"] == est.network_weight_
+    np.testing.assert_allclose(est.predict(X), predict_anchor(est.anchor_, X) + est.y_mean_
+                               + est.network_weight_ * est.y_std_ * est._predict_normalised(Xc, {}),
+                               rtol=1e-6)
+    zero = SceneMLPRegressor(**{**kw, "network_weight": 0.0}).fit(X, y)
+    np.testing.assert_allclose(zero.predict(X), predict_anchor(zero.anchor_, X) + zero.y_mean_)
+    assert SceneMLPRegressor(stats_anchor=False, max_iter=5).fit(X, y).network_weight_ == 1.0
+    for bad in (1.5, -0.1, "half", True):
+        with pytest.raises(ValueError, match="network_weight must be 'auto' or a float in"):
+            SceneMLPRegressor(network_weight=bad, max_iter=5).fit(X, y)

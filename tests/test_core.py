@@ -145,7 +145,8 @@ def _data(n=60, seed=0):
 
 def test_core_pair_feature_is_eq4_and_bounds_from_eligible_pairs():
     X, y, act, _ = _data()
-    m = CoReRegressor(depth=2, hidden_dim=8, max_iter=3, n_exemplars=4, random_state=0).fit(X, y, groups=act)
+    m = CoReRegressor(depth=2, hidden_dim=8, max_iter=3, n_exemplars=4, stats_anchor=False,   # the paper's
+                      random_state=0).fit(X, y, groups=act)                                  # targets
     fin, fex = torch.randn(2, 4), torch.randn(2, 4)
     s = torch.tensor([0.5, -1.0])
     got = m._pair_features(fin, fex, s)
@@ -159,7 +160,7 @@ def test_core_pair_feature_is_eq4_and_bounds_from_eligible_pairs():
 
 def test_core_early_stopping_keeps_validation_rows_out_of_exemplars_and_bounds():
     X, y, act, _ = _data()
-    kw = dict(depth=2, hidden_dim=8, max_iter=20, n_exemplars=40, random_state=0)
+    kw = dict(depth=2, hidden_dim=8, max_iter=20, n_exemplars=40, stats_anchor=False, random_state=0)
     m = CoReRegressor(early_stopping=True, validation_fraction=0.25, **kw).fit(X, y, groups=act)
     va = m.validation_index_
     tr = np.setdiff1d(np.arange(len(y)), va)
@@ -176,8 +177,8 @@ def test_core_early_stopping_keeps_validation_rows_out_of_exemplars_and_bounds()
 
 def test_core_voting_is_eq8_9_and_exemplars_match_class_and_difficulty():
     X, y, act, dd = _data()
-    m = CoReRegressor(depth=2, hidden_dim=8, max_iter=20, n_exemplars=3, random_state=0)
-    m.fit(X, y, groups=act, difficulty=dd)
+    m = CoReRegressor(depth=2, hidden_dim=8, max_iter=20, n_exemplars=3, stats_anchor=False, random_state=0)
+    m.fit(X, y, groups=act, difficulty=dd)                   # eqs. 8-9 on the scores, without an anchor
     assert m.difficulty_used_ == "multiply"
     tp = m.tree_path(X[:10], groups=act[:10], difficulty=dd[:10])
     assert tp["leaf"].shape == (10, 3)
@@ -196,7 +197,7 @@ def test_core_voting_is_eq8_9_and_exemplars_match_class_and_difficulty():
 def test_core_nearest_difficulty_and_select_mode():
     X, y, act, dd = _data()
     m = CoReRegressor(depth=2, hidden_dim=8, max_iter=5, n_exemplars=3, difficulty_mode="select",
-                      random_state=0).fit(X, y, groups=act, difficulty=dd)
+                      stats_anchor=False, random_state=0).fit(X, y, groups=act, difficulty=dd)
     tp = m.tree_path(X[:4], groups=act[:4], difficulty=np.full(4, 2.9))   # unseen DD -> nearest, 3.0
     assert np.all(dd[tp["exemplar_index"]] == 3.0)
     np.testing.assert_allclose(tp["pred"], (tp["exemplar_score"] + tp["delta"]).mean(1), rtol=1e-6)
