@@ -135,7 +135,7 @@ HEADS: list[HeadSpec] = [
              "Siamese-LSTM metric learning, then scoring against an expert/worst/constant reference",
              "Jain, Harit, Sharma: Action Quality Assessment using Siamese Network-Based Deep Metric "
              "Learning",
-             check_params={"lstm_dim": 8, "d1_dim": 16, "d2_dim": 16, "dml_max_iter": 60, "max_iter": 150,
+             check_params={"lstm_dim": 8, "d1_dim": 16, "d2_dim": 16, "dml_max_iter": 60, "max_iter": 100,
                            "learning_rate": 3e-2, "dml_learning_rate": 1e-2,
                            "similarity_threshold": 1.5},
              paper_views=("zoom:1.2", "bright:0.8", "bright:1.2", "histeq", "mask",
@@ -143,7 +143,7 @@ HEADS: list[HeadSpec] = [
     HeadSpec("core", "aqa.heads.core:CoReRegressor", "steps",
              "CoRe: contrastive regression against exemplars with the group-aware regression tree",
              "Yu et al.: Group-aware Contrastive Regression for Action Quality Assessment, ICCV 2021",
-             check_params={"depth": 2, "hidden_dim": 16, "n_exemplars": 3, "max_iter": 150,
+             check_params={"depth": 2, "hidden_dim": 16, "n_exemplars": 3, "max_iter": 75,
                            "learning_rate": 1e-2}),
     HeadSpec("fragment", "aqa.heads.fragment:FragmentRegressor", "steps",
              "Fragment network (unshared per-fragment layers) with MSE + gradient-balanced ranking loss",
