@@ -148,7 +148,7 @@ HEADS: list[HeadSpec] = [
     HeadSpec("fragment", "aqa.heads.fragment:FragmentRegressor", "steps",
              "Fragment network (unshared per-fragment layers) with MSE + gradient-balanced ranking loss",
              "Li, Chai, Chen: End-to-End Learning for Action Quality Assessment, PCM 2018",
-             check_params={"fragment_dim": 8, "hidden": (16, 8), "dropout": 0.0, "max_iter": 100,
+             check_params={"fragment_dim": 8, "hidden": (16, 8), "dropout": 0.0, "max_iter": 60,
                            "learning_rate": 1e-2},
              paper_views=("shift:1-5",)),
 ]
