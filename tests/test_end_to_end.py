@@ -14,7 +14,7 @@ def test_videos_to_scores_through_the_clis(tmp_path):
     run = CliRunner()
     vids = tmp_path / "videos"
     res = run.invoke(data_cli, ["synth", str(vids), "--n", "12", "--seed", "2", "--frames", "32",
-                                "--size", "96x72"])
+                                "--size", "64x48"])
     assert res.exit_code == 0, res.output
     cache = tmp_path / "feats.h5"
     res = run.invoke(extract_cli, [str(vids), "--out", str(cache), "--labels", str(vids / "labels.csv"),

@@ -64,7 +64,18 @@ def _png_ok(path):
     from matplotlib.image import imread
     img = imread(path)
     assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
-    assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 20, f"{path} is (nearly) one colour"
+    assert len(np.unique(_colour_keys(img))) > 20, f"{path} is (nearly) one colour"
+
+
+def _colour_keys(img):
+    """One integer per pixel, equal exactly when the colours are: imread's [0, 1] channels of an 8-
+    or 16-bit PNG times 65535 are integers, packed 16 bits each (np.unique on these is ~20x faster
+    than on the pixel rows with axis=0)."""
+    q = np.rint(img.reshape(-1, img.shape[-1]).astype(np.float64) * 65535).astype(np.uint64)
+    key = np.zeros(len(q), np.uint64)
+    for c in range(q.shape[1]):
+        key = (key << np.uint64(16)) | q[:, c]
+    return key
 
 
 def test_list():
