@@ -7,7 +7,10 @@ StandardScaler -> RidgeCV) fitted on the head's own input, and the network is tr
 anchor leaves unexplained. The training residuals are the anchor's *leave-one-out* residuals
 (RidgeCV's efficient leave-one-out predictions at the chosen penalty), so the network, and its
 early stopping, see the errors the anchor makes on videos it has not seen, not its in-sample fit.
-Why and with what effect: ``docs/heads_vs_baseline.md``.
+The network's output is then added with a weight fitted on early stopping's validation rows
+(``network_weight``, :class:`aqa.heads.base.TorchRegressor`), so a network that does worse than the
+anchor alone on unseen rows is shrunk towards it. Why and with what effect:
+``docs/heads_vs_baseline.md``.
 
 The fitted anchor is stored as plain arrays (the head file format keeps numpy arrays only):
 the statistics' fill values, the scaler's mean and scale, the ridge weights.

@@ -251,10 +251,10 @@ class CoReRegressor(TorchRegressor):
     to 1.16 in standardised units, where predicting no residual scores 1.0) and fell to 0.872 on one
     seed. On 80 held-out videos of a separate synthetic set (``aqa-data synth`` seed 1,
     ``kin_pose``; never the benchmark's test rows), 2 seeds, at 80 / 320 training videos: single
-    0.943 / 0.967 against 0.944 / 0.953 without the anchor (``stats-ridge`` 0.958 / 0.975), sync
-    0.941 / 0.963 against 0.894 / 0.949 (0.932 / 0.960) (``python benchmarks/heads_vs_baseline.py
+    0.943 / 0.966 against 0.944 / 0.953 without the anchor (``stats-ridge`` 0.958 / 0.975), sync
+    0.940 / 0.963 against 0.894 / 0.949 (0.932 / 0.960) (``python benchmarks/heads_vs_baseline.py
     --out dev --synth-seed 1 --features kin_pose --kinds single --n-train 80,320 --seeds 2 --heads
-    core -p core.stats_anchor=true -p core.network_weight=auto``, and ``-p core.stats_anchor=false``).
+    core``, and ``-p core.stats_anchor=false``).
     With the anchor, :meth:`tree_path`'s ``delta`` and ``exemplar_score`` are in units of the
     anchor's residual.
     """
