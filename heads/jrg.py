@@ -22,13 +22,15 @@ beta_i at 0; R_O is averaged over batch and steps and summed over the 10 unorder
 Eq. (1) is implemented literally (``H_1 = A_s . H_0``, i.e. row i of A_s aggregates into joint i),
 and so is eq. (3) (row i of A weights joint i's differences).
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): on the synthetic ``coordination`` kind with 80
-training videos JRG falls far behind, and the reason is not established. Its input is not it: the
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): without its stats anchor (``stats_anchor``,
+see :class:`JRGRegressor`), JRG fell far behind on the synthetic ``coordination`` kind with 80
+training videos (0.250 against 0.806 test Spearman). Its input was not the reason: the
 joint-averaged features it pools carry the signal (0.828 for ``stats-ridge`` on them,
-``benchmarks/temporal_stats.py``). Early stopping on 16 validation videos is only a small part:
-on a separate synthetic set (``heads_vs_baseline.py --synth-seed 1 --kinds coordination --n-train
-80 --seeds 2``) JRG gets 0.415 ± 0.095 with the bench's selection and 0.460 ± 0.032 trained for its
-full budget (``-p jrg.early_stopping=false``), against 0.726 for ``stats-ridge``.
+``benchmarks/temporal_stats.py``); early stopping on 16 validation videos was only a small part
+(on a separate synthetic set, 0.415 ± 0.095 with the bench's selection and 0.460 ± 0.032 at its
+full budget, ``stats-ridge`` 0.726). With the anchor JRG is level with ``stats-ridge`` there
+(-0.005 at 80 videos, +0.000 at 320): its network adds nothing to the Ridge that holds beyond the
+training rows on that kind.
 """
 from __future__ import annotations
 
