@@ -201,3 +201,6 @@ def test_temporal_stats_input_parts_are_the_heads_inputs(tmp_path):
         joints = r.load("kin_pose", ids, part="joints")
     assert set(parts) == set(ts.INPUTS)
     np.testing.assert_allclose(parts["joints averaged over joints"], joints.mean(axis=2), rtol=1e-6)
+    # CoRe's input: the whole-scene steps averaged over the steps (CoReRegressor._check_X)
+    np.testing.assert_allclose(parts["whole-scene mean over steps"],
+                               parts["whole-scene only"].mean(axis=1), rtol=1e-6)
