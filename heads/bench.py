@@ -157,7 +157,9 @@ def _early_stopping_record(est, n_train: int, user: dict) -> dict:
             "best_val_mse": float(min(scores)), "steps_run": int(getattr(est, "n_iter_", 0)),
             "max_iter": p.get("max_iter"),
             # one run's best iteration, or each stage's (a staged head)
-            "best_iteration": refit.get("max_iter", refit.get("stage_iter")), "refit_params": refit}
+            "best_iteration": refit.get("max_iter", refit.get("stage_iter")), "refit_params": refit,
+            # the weight of the network's output on the stats anchor (None: no anchor)
+            "network_weight": refit.get("network_weight")}
 
 
 #: how a neural head's training length is chosen (``run_bench(selection=...)``)
@@ -285,6 +287,11 @@ def selection_summary(records: list[dict]) -> str:
                      f"of max_iter {r0['max_iter']}")
         if any("refit_iterations" in r for r in es):
             text += ", then refit on all training rows for that many iterations"
+        weights = [r["network_weight"] for r in es if r.get("network_weight") is not None]
+        if weights:
+            text += (f"; the network's output weighs {np.median(weights):.2f} (median; range "
+                     f"{min(weights):.2f}-{max(weights):.2f}) on top of the stats anchor, fitted on "
+                     f"the validation rows")
         parts.append(text)
     internal = [r for r in records if r["kind"] == "internal"]
     if internal:

@@ -172,10 +172,15 @@ def test_selection_never_sees_test_rows_and_is_reported(tmp_path, monkeypatch):
     assert mlp_rec["kind"] == "early_stopping"
     assert 1 <= mlp_rec["best_iteration"] <= mlp_rec["steps_run"] <= 200
     assert refit[3]["max_iter"] == mlp_rec["refit_iterations"] == mlp_rec["best_iteration"]
+    # the anchored mlp's network weight is fitted on the validation rows and repeated by the refit
+    assert 0.0 <= mlp_rec["network_weight"] <= 1.0
+    assert refit[3]["network_weight"] == mlp_rec["network_weight"]
     md = to_markdown(res)
     assert f"selection, c3d-svr: C chosen by Spearman" in md and f"{svr_rec['chosen']:g} (x1)" in md
     assert "selection, mlp: early stopping on 20% of the training rows" in md
     assert "then refit on all training rows for that many iterations" in md
+    w = f"{mlp_rec['network_weight']:.2f}"
+    assert f"the network's output weighs {w} (median; range {w}-{w}) on top of the stats anchor" in md
     assert "model selection on a validation split" not in md   # no blanket sentence
 
 
