@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.linear_model import RidgeCV
+from sklearn.preprocessing import StandardScaler
 
 from .baselines import RIDGE_ALPHAS, STATS, TemporalStats, temporal_statistics
 
-__all__ = ["anchor_steps", "fit_anchor", "predict_anchor"]
+__all__ = ["anchor_steps", "fit_anchor", "predict_anchor", "check_anchor"]
 
 
 def anchor_steps(X) -> np.ndarray:
@@ -40,19 +41,35 @@ def fit_anchor(X, y, sources: np.ndarray, alphas=RIDGE_ALPHAS) -> tuple[dict, np
     steps = anchor_steps(X)
     src = np.flatnonzero(sources < 0)
     stats = TemporalStats(stats=STATS).fit(steps[src])
-    Z = stats.transform(steps[src])
-    mean, std = Z.mean(axis=0), Z.std(axis=0)
-    scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    scaler = StandardScaler()
+    Z = scaler.fit_transform(stats.transform(steps[src]))
     ridge = RidgeCV(alphas=alphas, store_cv_results=True, scoring="neg_mean_squared_error")
-    ridge.fit((Z - mean) / scale, y[src])
+    ridge.fit(Z, y[src])
     k = int(np.flatnonzero(np.isclose(ridge.alphas, ridge.alpha_))[0])
     loo_src = np.empty(len(sources))
     loo_src[src] = ridge.cv_results_[:, k]                   # leave-one-out predictions
     loo = np.where(sources < 0, loo_src, loo_src[np.maximum(sources, 0)])
-    anchor = {"fill": stats.fill_, "mean": mean, "scale": scale, "coef": ridge.coef_,
+    anchor = {"fill": stats.fill_, "mean": scaler.mean_, "scale": scaler.scale_, "coef": ridge.coef_,
               "intercept": float(ridge.intercept_), "alpha": float(ridge.alpha_),
               "n_columns": int(steps.shape[2])}
     return anchor, loo
+
+
+def check_anchor(anchor) -> None:
+    """Raise ValueError unless ``anchor`` is what :func:`fit_anchor` returns (a head file is read
+    from someone else): finite 1-D arrays of one length, 4 statistics per step column."""
+    keys = ("fill", "mean", "scale", "coef", "intercept", "alpha", "n_columns")
+    if not isinstance(anchor, dict) or sorted(anchor) != sorted(keys):
+        raise ValueError(f"the stats anchor must be a dict of {keys}")
+    arrays = [np.asarray(anchor[k]) for k in keys[:4]]
+    n = anchor["n_columns"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or any(
+            a.shape != (len(STATS) * n,) or a.dtype.kind not in "fi" or not np.isfinite(a).all()
+            for a in arrays):
+        raise ValueError(f"the stats anchor's arrays must be {len(STATS)} x n_columns finite numbers")
+    if not all(isinstance(anchor[k], (int, float)) and np.isfinite(anchor[k])
+               for k in ("intercept", "alpha")) or (arrays[2] <= 0).any():
+        raise ValueError("the stats anchor's intercept and alpha must be finite, its scale positive")
 
 
 def predict_anchor(anchor: dict, X) -> np.ndarray:

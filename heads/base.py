@@ -546,6 +546,17 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         from .anchor import predict_anchor
         return self.y_mean_ + predict_anchor(anchor, self._anchor_input(X))
 
+    def _check_loaded(self) -> None:
+        """Validate the fitted attributes a head file set that predict computes with directly (the
+        stats anchor and the network weight); a head saved before them has neither."""
+        anchor = getattr(self, "anchor_", None)
+        if anchor is not None:
+            from .anchor import check_anchor
+            check_anchor(anchor)
+        w = getattr(self, "network_weight_", 1.0)
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise ValueError(f"network_weight_ must be a number in [0, 1], got {w!r:.40}")
+
     def _anchor_input(self, X) -> np.ndarray:
         """The head's input as the stats anchor reads it: X (float64) in the head's ``layout`` when
         it has one and X is 2-D (axis 1 the steps); a head that reads a part of X narrows it."""
@@ -887,6 +898,7 @@ def _load_torch_head(payload: dict, path, device: str):
         est = cls(**params)
         for k, v in fitted.items():
             setattr(est, k, v)
+        est._check_loaded()
         est._restore_module(state)
     except Exception as e:  # noqa: BLE001 - a damaged file fails while rebuilding in many ways
         raise HeadFormatError(f"{path}: the {cls.__name__} in this head file cannot be rebuilt "

@@ -104,3 +104,26 @@ def test_network_weight_is_fitted_on_the_validation_rows_and_repeated_by_a_refit
     for bad in (1.5, -0.1, "half", True):
         with pytest.raises(ValueError, match="network_weight must be 'auto' or a float in"):
             SceneMLPRegressor(network_weight=bad, max_iter=5).fit(X, y)
+
+
+@pytest.mark.parametrize("change", [
+    {"anchor_": "not a dict"},
+    {"anchor_": {"fill": [1.0], "mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0,
+                 "alpha": 1.0, "n_columns": 5}},                      # arrays of the wrong length
+    {"network_weight_": 5.0},
+    {"network_weight_": "1"},
+])
+def test_a_head_file_with_a_damaged_anchor_is_refused_in_one_line(tmp_path, change):
+    import json
+    import torch
+    from aqa.heads.base import HeadFormatError
+    X, y = _data(30)
+    path = SceneMLPRegressor(stats_anchor=True, max_iter=5, random_state=0).fit(X, y).save(tmp_path / "h.pt")
+    payload = torch.load(path, weights_only=True)
+    fitted = json.loads(payload["fitted_json"])
+    fitted.update(change)
+    payload["fitted_json"] = json.dumps(fitted)
+    torch.save(payload, path)
+    with pytest.raises(HeadFormatError, match="cannot be rebuilt") as e:
+        load_head(path)
+    assert "\n" not in str(e.value) and ("anchor" in str(e.value) or "network_weight_" in str(e.value))
