@@ -167,15 +167,11 @@ class AIMRegressor(TorchRegressor):
     benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose
     --kinds sync
     --n-train 80,320 --seeds 2 --heads aim -p aim.learning_rate=1e-4``, and without ``-p``).
-    Stats anchor (``stats_anchor=True``; not in the paper, off in its preset): the network learns
-    the leave-one-out residuals of a ``stats-ridge`` fitted on the head's own input, and its
-    output is added with a weight fitted on early stopping's validation rows
-    (``network_weight``; :mod:`aqa.heads.anchor`). On 80 held-out videos of a separate synthetic
-    set (``aqa-data synth`` seed 1, ``kin_pose``; never the benchmark's test rows), 2 seeds, mean
-    test Spearman at 80 / 320 training videos, with the anchor against without it (``stats-ridge``
-    alone in brackets): sync 0.942 / 0.959 against 0.916 / 0.934 (0.932 / 0.960)
-    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose
-    --kinds sync --n-train 80,320 --seeds 2 --heads aim``, and ``-p aim.stats_anchor=false``).
+    Stats anchor (on by default, see ``stats_anchor`` in :class:`~aqa.heads.base.TorchRegressor`):
+    on the seed-1 synthetic set, 2 seeds, 80 / 320 training videos, with / without it
+    (``stats-ridge`` in brackets): sync 0.942 / 0.959 against 0.916 / 0.934 (0.932 / 0.960)
+    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose --kinds sync
+    --n-train 80,320 --seeds 2 --heads aim``, and ``-p aim.stats_anchor=false``).
 
     The paper's: LSTM and encoder width 512, regression FCs 512 -> 128 -> 1, dropout 0.2,
     theta 0.4, Adam with weight decay 0.5 (against the MSE on the scores as given, which the

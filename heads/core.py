@@ -242,21 +242,16 @@ class CoReRegressor(TorchRegressor):
     kin_pose --kinds single --n-train 80,320 --seeds 2 --heads core -p core.hidden_dim=256``,
     and the same without ``-p``).
 
-    Stats anchor (``stats_anchor=True``; not in the paper, off in its preset): the network learns
-    the leave-one-out residuals of a ``stats-ridge`` fitted on the head's own input (the quality
-    ``y / difficulty`` when the difficulty multiplies; :mod:`aqa.heads.anchor`), and its output is
-    added with the weight fitted on early stopping's validation rows (``network_weight="auto"``).
-    On residuals an exemplar's own residual is noise the learned difference has to undo: without
-    that weight the anchored CoRe did worse than the anchor alone on the validation rows (MSE 1.10
-    to 1.16 in standardised units, where predicting no residual scores 1.0) and fell to 0.872 on one
-    seed. On 80 held-out videos of a separate synthetic set (``aqa-data synth`` seed 1,
-    ``kin_pose``; never the benchmark's test rows), 2 seeds, at 80 / 320 training videos: single
-    0.943 / 0.966 against 0.944 / 0.953 without the anchor (``stats-ridge`` 0.958 / 0.975), sync
+    Stats anchor (on by default, see ``stats_anchor`` in :class:`~aqa.heads.base.TorchRegressor`):
+    on the seed-1 synthetic set, 2 seeds, 80 / 320 training videos, with / without it
+    (``stats-ridge`` in brackets): single 0.943 / 0.966 against 0.944 / 0.953 (0.958 / 0.975), sync
     0.940 / 0.963 against 0.894 / 0.949 (0.932 / 0.960) (``python benchmarks/heads_vs_baseline.py
     --out dev --synth-seed 1 --features kin_pose --kinds single --n-train 80,320 --seeds 2 --heads
-    core``, and ``-p core.stats_anchor=false``).
-    With the anchor, :meth:`tree_path`'s ``delta`` and ``exemplar_score`` are in units of the
-    anchor's residual.
+    core``, and ``-p core.stats_anchor=false``). CoRe anchors the quality ``y / difficulty`` when
+    the difficulty multiplies. The fitted network weight matters most here: an exemplar's own
+    residual is noise the learned difference has to undo, and at weight 1 (``-p
+    core.network_weight=1.0``) single fell to 0.934 / 0.915, one seed to 0.872. With the anchor,
+    :meth:`tree_path`'s ``delta`` and ``exemplar_score`` are in units of the anchor's residual.
     """
 
     paper_params = {**TorchRegressor.paper_params, "max_iter": 2000, "hidden_dim": 256}

@@ -100,15 +100,11 @@ class FragmentRegressor(TorchRegressor):
     Ridge 0.962: short of it by 0.05 there, with early stopping at iterations 56 and 16 (a
     seed-to-seed spread that points at the stopping point; not yet measured further).
 
-    Stats anchor (``stats_anchor=True``; not in the paper, off in its preset): the network learns
-    the leave-one-out residuals of a ``stats-ridge`` fitted on the head's own input, and its
-    output is added with a weight fitted on early stopping's validation rows
-    (``network_weight``; :mod:`aqa.heads.anchor`). On 80 held-out videos of a separate synthetic
-    set (``aqa-data synth`` seed 1, ``kin_pose``; never the benchmark's test rows), 2 seeds, mean
-    test Spearman at 80 / 320 training videos, with the anchor against without it (``stats-ridge``
-    alone in brackets): sync 0.947 / 0.962 against 0.930 / 0.956 (0.932 / 0.960)
-    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose
-    --kinds sync --n-train 80,320 --seeds 2 --heads fragment``, and ``-p fragment.stats_anchor=false``).
+    Stats anchor (on by default, see ``stats_anchor`` in :class:`~aqa.heads.base.TorchRegressor`):
+    on the seed-1 synthetic set, 2 seeds, 80 / 320 training videos, with / without it
+    (``stats-ridge`` in brackets): sync 0.947 / 0.962 against 0.930 / 0.956 (0.932 / 0.960)
+    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose --kinds sync
+    --n-train 80,320 --seeds 2 --heads fragment``, and ``-p fragment.stats_anchor=false``).
     """
 
     paper_params = {**TorchRegressor.paper_params, "max_iter": 3000}

@@ -257,16 +257,12 @@ class JRGRegressor(TorchRegressor):
     iterations 0.951 in 64 CPU s (the same best iteration, 588; Ridge 0.958). Other parameters: see
     :class:`~aqa.heads.base.TorchRegressor`.
 
-    Stats anchor (``stats_anchor=True``; not in the paper, off in its preset): the network learns
-    the leave-one-out residuals of a ``stats-ridge`` fitted on the head's own input, and its
-    output is added with a weight fitted on early stopping's validation rows
-    (``network_weight``; :mod:`aqa.heads.anchor`). On 80 held-out videos of a separate synthetic
-    set (``aqa-data synth`` seed 1, ``kin_pose``; never the benchmark's test rows), 2 seeds, mean
-    test Spearman at 80 / 320 training videos, with the anchor against without it (``stats-ridge``
-    alone in brackets): coordination 0.726 / 0.854 against 0.415 / 0.825 (0.726 / 0.854), in 11 / 16 CPU s a fit
-    against 42 / 59; single 0.957 / 0.975 against 0.956 / 0.970 (0.958 / 0.975)
-    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose
-    --kinds coordination --n-train 80,320 --seeds 2 --heads jrg``, and ``-p jrg.stats_anchor=false``).
+    Stats anchor (on by default, see ``stats_anchor`` in :class:`~aqa.heads.base.TorchRegressor`):
+    on the seed-1 synthetic set, 2 seeds, 80 / 320 training videos, with / without it
+    (``stats-ridge`` in brackets): coordination 0.726 / 0.854 against 0.415 / 0.825 (0.726 / 0.854), in
+    11 / 16 CPU s a fit against 42 / 59; single 0.957 / 0.975 against 0.956 / 0.970 (0.958 / 0.975)
+    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose --kinds coordination
+    --n-train 80,320 --seeds 2 --heads jrg``, and ``-p jrg.stats_anchor=false``).
 
     Interpretation: :meth:`predict_steps` (n, S) per-step scores, :meth:`predict_joints` (n, S, J)
     per-joint scores (only that joint's row kept instead of the mean pooling of eqs. 2/4, as in the

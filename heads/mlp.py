@@ -33,15 +33,11 @@ class SceneMLPRegressor(TorchRegressor):
     standardised head early-stops at 44-400 iterations with 0.87 validation Spearman against 0.73
     unscaled, at 4-12 CPU seconds a fit.
 
-    Stats anchor (``stats_anchor=True``; not in the paper, off in its preset): the network learns
-    the leave-one-out residuals of a ``stats-ridge`` fitted on the head's own input, and its
-    output is added with a weight fitted on early stopping's validation rows
-    (``network_weight``; :mod:`aqa.heads.anchor`). On 80 held-out videos of a separate synthetic
-    set (``aqa-data synth`` seed 1, ``kin_pose``; never the benchmark's test rows), 2 seeds, mean
-    test Spearman at 80 / 320 training videos, with the anchor against without it (``stats-ridge``
-    alone in brackets): single 0.947 / 0.965 against 0.940 / 0.951 (0.958 / 0.975)
-    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose
-    --kinds single --n-train 80,320 --seeds 2 --heads mlp``, and ``-p mlp.stats_anchor=false``).
+    Stats anchor (on by default, see ``stats_anchor`` in :class:`~aqa.heads.base.TorchRegressor`):
+    on the seed-1 synthetic set, 2 seeds, 80 / 320 training videos, with / without it
+    (``stats-ridge`` in brackets): single 0.947 / 0.965 against 0.940 / 0.951 (0.958 / 0.975)
+    (``python benchmarks/heads_vs_baseline.py --out dev --synth-seed 1 --features kin_pose --kinds single
+    --n-train 80,320 --seeds 2 --heads mlp``, and ``-p mlp.stats_anchor=false``).
     """
 
     paper_params = {**TorchRegressor.paper_params, "max_iter": 4500}
