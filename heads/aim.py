@@ -195,7 +195,8 @@ class AIMRegressor(TorchRegressor):
                  max_epochs=None, max_iter=600, batch_size=64, learning_rate=1e-3, lr_schedule="aim",
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.5, normalize_X=True, normalize_y=True,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
-                 ranking_weight=0.0, ranking_margin=None, reg_units="raw", stats_anchor=True, network_weight="auto", device="cpu", random_state=None,
+                 ranking_weight=0.0, ranking_margin=None, reg_units="raw",
+                 stats_anchor=True, network_weight="auto", device="cpu", random_state=None,
                  verbose=False):
         self.dims = dims
         self.layout = layout

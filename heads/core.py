@@ -265,7 +265,8 @@ class CoReRegressor(TorchRegressor):
                  score_scale=None, max_iter=400, batch_size=64, learning_rate=1e-3, lr_schedule="constant",
                  lr_step=500, lr_decay=0.1, lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, loss="mse",
-                 ranking_weight=0.0, ranking_margin=None, reg_units="normalized", stats_anchor=True, network_weight="auto", device="cpu",
+                 ranking_weight=0.0, ranking_margin=None, reg_units="normalized",
+                 stats_anchor=True, network_weight="auto", device="cpu",
                  random_state=None, verbose=False):
         self.depth = depth
         self.hidden_dim = hidden_dim

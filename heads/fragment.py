@@ -113,7 +113,8 @@ class FragmentRegressor(TorchRegressor):
                  fragment_lr_ratio=0.1, max_iter=400, batch_size=64, learning_rate=1e-3, lr_schedule="step",
                  lr_step=600, lr_decay=0.45, lr_cycles=3, weight_decay=1e-4, normalize_X=True,
                  normalize_y=True, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 loss="mse", ranking_weight="balanced", ranking_margin=None, reg_units="normalized", stats_anchor=True, network_weight="auto",
+                 loss="mse", ranking_weight="balanced", ranking_margin=None, reg_units="normalized",
+                 stats_anchor=True, network_weight="auto",
                  device="cpu", random_state=None, verbose=False):
         self.n_fragments = n_fragments
         self.fragments = fragments

@@ -46,7 +46,8 @@ class SceneMLPRegressor(TorchRegressor):
                  batch_size=64, learning_rate=1e-4, lr_schedule="cyclic", lr_step=500, lr_decay=0.1,
                  lr_cycles=3, weight_decay=0.0, normalize_X=True, normalize_y=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, loss="mse", ranking_weight=0.0,
-                 ranking_margin=None, reg_units="normalized", stats_anchor=True, network_weight="auto", device="cpu", random_state=None, verbose=False):
+                 ranking_margin=None, reg_units="normalized",
+                 stats_anchor=True, network_weight="auto", device="cpu", random_state=None, verbose=False):
         self.layout = layout
         self.encoder_dim = encoder_dim
         self.hidden_dim = hidden_dim
