@@ -1,7 +1,7 @@
 """Readers for the published annotation files of the AQA benchmarks -> the common labels table.
 
-Each reader takes the folder holding one benchmark's released label/split files (the layout of
-``../shared/datasets/<name>/``) and returns ``list[LabelRow]`` with the protocol's split in ``split``:
+Each reader takes the folder holding one benchmark's released label/split files, named as the
+authors released them (the table below), and returns ``list[LabelRow]`` with the protocol's split in ``split``:
 
 ==========  ===================================================  ===========================  ==========
 name        files                                                split                        video_id
@@ -14,7 +14,7 @@ jigsaws     label.pkl, splits.pkl                                fold0..fold3 (4
 finediving  fine-grained_annotation_aqa.pkl, {train,test}_split   train/test                   ``<event>_<clip>``
 ==========  ===================================================  ===========================  ==========
 
-Facts about the real files that these readers encode (checked against ../shared/datasets):
+Facts about the released files that these readers encode (each checked against the real files):
 
 - AQA-7: the third column is ``score * 100`` (diving 29.70..102.60 points is stored as 2970..10260); the
   readers divide by 100 and round to 6 decimals to drop float noise (1667.0000000000002 -> 16.67).

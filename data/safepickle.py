@@ -10,7 +10,7 @@ is imported or called. Python 2 era names (``__builtin__.xrange``, ``__builtin__
 their Python 3 types, and ``_codecs.encode`` (how Python 3 writes ``bytes`` at protocol 2) is allowed
 for the latin-1 codec only.
 
-The benchmark files in ``../shared/datasets`` are all protocol 3 (written by Python 3); the ones holding
+The released label files of MTL-AQA, UNLV-Dive, JIGSAWS and FineDiving are all protocol 3 (written by Python 3); the ones holding
 numpy values use ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype`` and
 ``numpy.core.multiarray.scalar``.
 

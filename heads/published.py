@@ -1,8 +1,8 @@
 """Published Spearman correlations of the seed papers' methods, to print beside our numbers.
 
-Every figure is copied from one of the seed papers (``source`` says where; ``paper`` names the
-text in ../shared/papers it can be checked against, where the figure appears either as a decimal
-or in percent); a report shows it only for the benchmark and action it was published for, and only
+Every figure is copied from one of the seed papers (``source`` says where; ``paper`` is a key of
+:data:`PAPERS`, the paper it can be checked against, where the figure appears either as a decimal or
+in percent); a report shows it only for the benchmark and action it was published for, and only
 beside the head that is that method. Keys: benchmark -> head name -> {action or "avg": rho,
 "source", "paper"[, "differs"]}; ``differs`` says how the published run's protocol differs from
 the benchmark's recipe here (reports mark such figures: beside ours, not comparable to it). Head names are the registry's; methods we have no head for are left out.
@@ -101,8 +101,8 @@ def protocol_difference(benchmark: str | None, head: str) -> str | None:
     return PUBLISHED.get(benchmark or "", {}).get(head, {}).get("differs")
 
 
-#: ``paper`` key of an entry -> the file stem of that paper's text in ../shared/papers
-PAPERS = {"core": "core_group_aware_contrastive_regression_iccv2021",
-          "jrg": "jrg_joint_relation_graphs_iccv2019",
-          "aim": "aim_asymmetric_interaction_eccv2020",
-          "li": "li_end_to_end_c3d_ranking_pcm2018"}
+#: ``paper`` key of an entry -> the paper's citation
+PAPERS = {"core": "Yu et al., Group-aware Contrastive Regression for Action Quality Assessment, ICCV 2021",
+          "jrg": "Pan et al., Action Assessment by Joint Relation Graphs, ICCV 2019",
+          "aim": "Gao et al., An Asymmetric Modeling for Action Assessment, ECCV 2020",
+          "li": "Li et al., End-to-End Learning for Action Quality Assessment, PCM 2018"}

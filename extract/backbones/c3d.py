@@ -10,16 +10,16 @@ model), keys ``conv1.weight``, ``conv1.bias``, ``conv2.*``, ``conv3a.*``, ``conv
 ``conv4b.*``, ``conv5a.*``, ``conv5b.*``, ``fc6.*``, ``fc7.*``, ``fc8.*``; loaded strictly.
 
 Feature: ``fc6`` by default (4096-d, after ReLU). Parmar & Morris' C3D-SVR/C3D-LSTM and the
-Siamese DML paper (Jain et al.: "clip-level C3D FC-6 layer features", see
-../shared/papers/siamese_dml_jain_harit_sharma.txt) use fc6; ``feature_layer="fc7"`` gives fc7
+Siamese DML paper (Jain, Harit and Sharma, "Action Quality Assessment using Siamese Network-Based
+Deep Metric Learning": "clip-level C3D FC-6 layer features") use fc6; ``feature_layer="fc7"`` gives fc7
 (4096-d, after ReLU) and ``"pool5"`` the flattened 8192-d pool5 output. Li et al. fine-tune C3D
 end to end, so their network is not a frozen-feature choice.
 
 Preprocessing, following the Caffe C3D release: frames resized to exactly 128x171, centre crop
 112x112 (joint patches: resized directly to 112x112), 16-frame clips, channels in BGR order,
 minus the Sports-1M mean. We subtract a per-channel mean (B, G, R) = ``SPORTS1M_BGR_MEAN``, the
-channel average of the Sports-1M mean cube as supplied by the project lead (not re-derived here
-from ``sport1m_train16_128_mean.binaryproto``, which is not available offline). Pass
+channel average of the Sports-1M mean cube (a value this project took over, not re-derived here from
+``sport1m_train16_128_mean.binaryproto``, which it does not ship). Pass
 ``mean=...`` (in the network's channel order) to override it; the value used is recorded in ``Backbone.config()``. No
 scaling to [0, 1]: the Caffe model takes 0..255 values.
 """
