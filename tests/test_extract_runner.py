@@ -376,19 +376,21 @@ def test_backbone_without_weights_is_refused_or_marked(synth_dir, tmp_path, monk
 
     with pytest.raises(MissingWeightsError, match="c3d.pickle"):
         run_extraction([synth_dir], tmp_path / "f.h5", cfg, device="cpu", progress=False)
+    # one 16-frame clip of the whole frame (C3D costs ~2 CPU s a clip, so not its 17 joint
+    # patches here: test_real_footage_vtest_blazepose_every_family runs untrained C3D on them)
     one = sorted(synth_dir.glob("*.mp4"))[:1]
-    cfg = ExtractConfig(backbones=("c3d",), streams=("rgb",),  # one 16-frame clip: CPU-cheap
+    cfg = ExtractConfig(backbones=("c3d",), streams=("rgb",), joints=False,
                         **dict(fast16, sampling_options={"length": 16, "stride": 16, "stop": 16}))
     s = run_extraction(one, tmp_path / "u.h5", cfg, device="cpu", untrained=True, progress=False)
     assert not s.failed, s.failed
     rep = verify(tmp_path / "u.h5")
     assert rep.ok and rep.untrained and "c3d_rgb" in rep.families
-    assert rep.families["c3d_rgb"]["whole"] == ["S", 4096]
-    assert rep.families["c3d_rgb"]["joints"] == ["S", 17, 4096]
+    assert rep.families["c3d_rgb"] == {"whole": ["S", 4096]}
     with CacheReader(tmp_path / "u.h5") as r:
-        j = r.load("c3d_rgb", part="joints")[0]
-        assert j.shape == (1, 17, 4096) and np.isfinite(j).all()
-        assert not np.allclose(j[0, 0], j[0, 16])  # nose and ankle patches differ
+        w = r.load("c3d_rgb")[0]
+        assert w.shape == (1, 4096) and np.isfinite(w).all() and (w >= 0).all()  # fc6 after ReLU
+        assert (w > 0).any()
+        assert r.provenance()["untrained"] is True
 
 
 def test_discovery_shards_and_errors(tmp_path):
