@@ -20,6 +20,16 @@ def test_cited_documents_exist_and_none_is_outside_the_repository():
     assert not outside, f"cite a file outside the repository: {outside}"
 
 
+def test_library_code_cites_no_folder_outside_the_repository():
+    """The library's docstrings name papers and released files, never the folder a development
+    machine keeps them in (tests and benchmarks may read ../shared, and skip without it)."""
+    library = [p for d in ("data", "extract", "heads", "pipelines") for p in (ROOT / d).rglob("*.py")]
+    cites = [f"{p.relative_to(ROOT)}:{i}" for p in library
+             for i, line in enumerate(p.read_text().splitlines(), 1) if "../shared" in line]
+    assert len(library) > 50
+    assert not cites, f"library code cites ../shared: {cites}"
+
+
 def test_architecture_names_the_registries_that_exist():
     from aqa.data.registry import load
 
