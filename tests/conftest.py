@@ -13,11 +13,19 @@ except ImportError:  # pragma: no cover
 
 
 def pytest_collection_modifyitems(items):
-    """JRG's generated tests (scikit-learn's checks train it dozens of times, the per-head tests
-    once) take several seconds each (its four training stages): marked slow, so `make test-fast`
-    leaves them to `make test`."""
+    """Generated tests marked slow, so `make test-fast` leaves them to `make test`: scikit-learn's
+    checks of the neural heads (they train each head dozens of times: about 50 s together, most of
+    the edit loop's budget), and JRG's per-head tests (its graphs over every joint make each fit
+    the slowest of the heads')."""
     import pytest
 
+    try:
+        from aqa.heads.base import TorchRegressor
+    except ImportError:  # pragma: no cover - without torch the neural heads' tests skip anyway
+        TorchRegressor = ()
     for item in items:
-        if item.name.startswith("test_sklearn_compatible[JRGRegressor") or item.name.endswith("[jrg]"):
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        neural_check = (item.name.startswith("test_sklearn_compatible[")
+                        and isinstance(params.get("estimator"), TorchRegressor))
+        if neural_check or item.name.endswith("[jrg]"):
             item.add_marker(pytest.mark.slow)

@@ -42,6 +42,7 @@ def test_training_residuals_are_leave_one_out_and_views_take_their_sources():
     assert np.mean((loo[:30] - y) ** 2) > np.mean((predict_anchor(anchor, X) - y) ** 2)
 
 
+@pytest.mark.slow
 def test_anchored_head_adds_its_network_to_the_anchor_and_survives_a_file(tmp_path):
     X, y = _data(60)
     est = SceneMLPRegressor(stats_anchor=True, max_iter=60, random_state=0).fit(X[:45], y[:45])

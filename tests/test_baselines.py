@@ -79,6 +79,7 @@ def test_stats_inputs_put_whole_then_joints_per_step(tmp_path):
     np.testing.assert_array_equal(X[:, :, 6 + 6 * 3: 6 + 6 * 4], joints[:, :, 3])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["stats-ridge", "stats-gbr"])
 def test_baseline_learns_and_round_trips_through_a_head_file(tmp_path, head):
     from aqa.data.cache import CacheReader
@@ -116,6 +117,7 @@ def test_aqa_heads_list_marks_the_baselines_first():
     assert [i["name"] for i in items if i["baseline"]] == ["stats-ridge", "stats-gbr"]
 
 
+@pytest.mark.slow
 def test_bench_reports_what_the_baselines_chose_on_their_training_rows(tmp_path):
     from aqa.heads.bench import run_bench
     from aqa.heads.report import to_markdown

@@ -315,6 +315,7 @@ def test_r_l2_uses_each_actions_range_over_all_labelled_scores(tmp_path):
     assert res.runs[("c3d-svr", "diving")][0]["r_l2"] < relative_l2(y, p)   # not the test rows' range
 
 
+@pytest.mark.slow
 def test_failed_seed_is_recorded_per_run_and_keeps_fisher_z_aligned(tmp_path, monkeypatch):
     cache = _learnable_cache(tmp_path / "c.h5")
 

@@ -366,6 +366,7 @@ def test_merge_labels_nan_equal_but_conflicts_refused(tmp_path):
         merge([a, b], tmp_path / "m2.h5", progress=False)
 
 
+@pytest.mark.slow
 def test_writer_waits_for_a_reader_to_close(tmp_path):
     p = _write(tmp_path / "c.h5", ["a"])
     proc = _hold(p, "r", 1.0)  # a reader has the file open: HDF5 refuses "a" (errno 11) meanwhile
@@ -377,6 +378,7 @@ def test_writer_waits_for_a_reader_to_close(tmp_path):
     assert verify(p).ok and verify(p).n_videos == 2
 
 
+@pytest.mark.slow
 def test_locked_file_is_a_clear_error_and_verify_says_busy(tmp_path, monkeypatch):
     from aqa.data import cache as cache_mod
 

@@ -118,6 +118,7 @@ def _extract(videos, out, **kw):
     return run_extraction([videos], out, ExtractConfig(**FAST), device="cpu", progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_the_run_stops_at_the_first_full_disk_and_resumes(synth3, tmp_path, monkeypatch):
     out = tmp_path / "f.h5"
     real = shutil.disk_usage

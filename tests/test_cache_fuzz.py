@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 import fuzzkit as fk
 from cachekit import learnable_cache
 
@@ -31,6 +33,7 @@ def damaged(blob: bytes, case: int) -> tuple[bytes, str]:
     return bytes(data), f"{kind} at {off}"
 
 
+@pytest.mark.slow
 def test_corrupted_caches_end_in_success_or_one_line_errors(tmp_path):
     blob = learnable_cache(tmp_path / "clean.h5", n=4).read_bytes()
     cases = []

@@ -100,6 +100,7 @@ def _manual_tree(tree, f):
     return leaf_p, sig, levels
 
 
+@pytest.mark.slow
 def test_tree_matches_node_by_node_reference():
     torch.manual_seed(0)
     tree = GroupAwareRegressionTree(7, depth=3, hidden=5)
@@ -143,6 +144,7 @@ def _data(n=60, seed=0):
     return X, y, act, dd
 
 
+@pytest.mark.slow
 def test_core_pair_feature_is_eq4_and_bounds_from_eligible_pairs():
     X, y, act, _ = _data()
     m = CoReRegressor(depth=2, hidden_dim=8, max_iter=3, n_exemplars=4, stats_anchor=False,   # the paper's
@@ -158,6 +160,7 @@ def test_core_pair_feature_is_eq4_and_bounds_from_eligible_pairs():
     np.testing.assert_allclose(m.bounds_, group_bounds(diffs, 4), atol=1e-5)   # y is float32
 
 
+@pytest.mark.slow
 def test_core_early_stopping_keeps_validation_rows_out_of_exemplars_and_bounds():
     X, y, act, _ = _data()
     kw = dict(depth=2, hidden_dim=8, max_iter=20, n_exemplars=40, stats_anchor=False, random_state=0)
@@ -175,6 +178,7 @@ def test_core_early_stopping_keeps_validation_rows_out_of_exemplars_and_bounds()
     assert len(CoReRegressor(**kw).fit(X, y, groups=act).validation_index_) == 0
 
 
+@pytest.mark.slow
 def test_core_voting_is_eq8_9_and_exemplars_match_class_and_difficulty():
     X, y, act, dd = _data()
     m = CoReRegressor(depth=2, hidden_dim=8, max_iter=20, n_exemplars=3, stats_anchor=False, random_state=0)

@@ -153,6 +153,7 @@ def test_features_refuse_flow_their_sampling_reads_but_was_not_computed(long_vid
         ex.features(path, info, replace(data, flow_pairs=holes), {})
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_compares_read_and_all_pairs(long_video, capsys):
     """benchmarks/extract_throughput.py --all-flow-pairs runs both ways on the same videos and
     finds their caches the same."""

@@ -59,6 +59,7 @@ def test_loss_is_eq3_with_balanced_alpha_and_paper_margin():
         float(l1) + 0.5 * float(pairwise_ranking_loss(s, g, 0.3, reduction="mean").detach()), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fragment_contributions_are_occlusion_differences(tmp_path):
     X, y = _data()
     m = FragmentRegressor(fragments="all", fragment_dim=4, hidden=(8, 4), max_iter=30,

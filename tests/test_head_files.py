@@ -109,6 +109,7 @@ def _fitted_sklearn_heads():
     return out
 
 
+@pytest.mark.slow
 def test_sklearn_heads_round_trip_bit_identical_without_trust(tmp_path):
     heads = _fitted_sklearn_heads()
     assert {n for n, _, _ in heads} == {"stats-ridge", "stats-gbr", "c3d-svr", "i3d-svr", "pose-dct-svr"}
@@ -121,6 +122,7 @@ def test_sklearn_heads_round_trip_bit_identical_without_trust(tmp_path):
         assert got.train_config_ == {"head": name}
 
 
+@pytest.mark.slow
 def test_trusted_types_cover_every_sklearn_head_and_nothing_more():
     import skops.io as sio
 

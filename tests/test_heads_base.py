@@ -154,6 +154,7 @@ def test_extras_are_sliced_per_batch():
         est.predict(X, groups=np.zeros(3))
 
 
+@pytest.mark.slow
 def test_sklearn_tools():
     X, y = _data(n=30, S=1)
     X2 = X.reshape(30, -1)
@@ -303,6 +304,7 @@ def test_reg_units_keep_a_papers_balance_between_loss_and_regularisers(monkeypat
         SceneMLPRegressor(reg_units="percentage", max_iter=1).fit(X, y)
 
 
+@pytest.mark.slow
 def test_normalize_X_makes_a_fit_blind_to_each_columns_units(tmp_path):
     X, y = _data()
     a = np.array([1e3, 1e-2, 1.0, 300.0], np.float32)     # pixels, radians, pixels per second

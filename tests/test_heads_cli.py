@@ -240,6 +240,7 @@ def test_train_refuses_videos_of_another_config(tmp_path):
     assert "not the file's root config" in r.output and "vid" in r.output, r.output
 
 
+@pytest.mark.slow
 def test_a_model_refuses_a_cache_of_other_features(tmp_path):
     """Scores of a head applied to features extracted otherwise mean nothing: refused, unless
     --allow-other-features (then warned); a cache that only adds families is fine."""

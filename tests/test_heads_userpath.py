@@ -103,6 +103,7 @@ def test_predict_writes_action_true_score_and_split(cache, tmp_path):
         assert (g["action"], float(g["true_score"]), g["split"]) == (x.action, pytest.approx(x.score), "test")
 
 
+@pytest.mark.slow
 def test_bench_keeps_finished_fits_resumes_them_and_writes_a_partial_table_on_ctrl_c(
         cache, tmp_path, monkeypatch):
     from aqa.heads import bench as bench_mod
@@ -158,6 +159,7 @@ def test_label_columns_name_what_each_head_trains_on(cache):
     assert label_columns("aim", rows) == ["score", "execution (empty)", "sync (empty)"]
 
 
+@pytest.mark.slow
 def test_explain_defaults_to_test_rows_and_states_predicted_and_true_scores(cache, tmp_path, monkeypatch):
     import aqa.heads.plots as plots
     from aqa.heads.train import load_model, predict_model

@@ -75,6 +75,7 @@ def _run(bench, cache, heads, monkeypatch):
     return made, out
 
 
+@pytest.mark.slow
 def test_no_default_choice_reads_the_test_rows(tmp_path, monkeypatch):
     """Corrupting the test rows' features, poses and labels leaves every fitted model (its
     predictions on the training inputs, bit for bit) and every selection record unchanged."""

@@ -5,6 +5,8 @@ import ast
 import functools
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("data", "extract", "heads", "pipelines")
 
@@ -87,6 +89,7 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_graph_sees_module_and_function_level_and_relative_imports():
     g = import_graph()
     assert "aqa.data.registry" in g["aqa.extract.registry"]           # module level, absolute
@@ -100,6 +103,7 @@ def test_cycle_finder_finds_a_cycle_through_function_imports():
     assert cycles(g) == [{"a", "b", "c"}]
 
 
+@pytest.mark.slow
 def test_no_import_cycle():
     found = [sorted(c) for c in cycles(import_graph())]
     assert not found, f"import cycles: {found}"

@@ -140,6 +140,7 @@ def test_training_regularisers_in_loss():
     assert "reg" not in est._forward(m, torch.as_tensor(X), {}, False)
 
 
+@pytest.mark.slow
 def test_fit_learns_and_graphs_stay_masked_nonnegative():
     X, y = _data(n=60, S=3)
     est = JRGRegressor(**{**TINY, "max_iter": 150}, random_state=0).fit(X[:45], y[:45])
@@ -152,6 +153,7 @@ def test_fit_learns_and_graphs_stay_masked_nonnegative():
         assert A.min() >= 0 and np.all(A[mask == 0] == 0) and A.shape == (17, 17)
 
 
+@pytest.mark.slow
 def test_deterministic_and_layout_equivalent():
     X, y = _data(n=12, S=2, D=3)
     a = JRGRegressor(**TINY, random_state=3).fit(X, y).predict(X)
@@ -212,6 +214,7 @@ def test_bad_input_errors():
         JRGRegressor(**TINY).fit(X.reshape(8, -1), y)
 
 
+@pytest.mark.slow
 def test_staged_paper_preset_and_stage_iter_repeats_an_early_stopped_fit():
     p = JRGRegressor(**JRGRegressor.paper_params).get_params()
     assert p["staged"] and (p["whole_iter"], p["branch_iter"], p["final_iter"], p["freeze_iter"]) \

@@ -243,6 +243,7 @@ def test_aqa7_gives_aim_its_published_weight_decay():
     assert recipe_head_params(RECIPES["jigsaws"], ["aim"], None) == {"aim": preset_params("aim", "paper")}
 
 
+@pytest.mark.slow
 def test_recipe_views_are_extracted_for_training_videos_only(synth, tmp_path):
     from aqa.data.cache import CacheReader
     from aqa.pipelines.recipes import recipe_views
@@ -266,6 +267,7 @@ def test_recipe_views_are_extracted_for_training_videos_only(synth, tmp_path):
     assert "augmented views added to the training rows" in res["paths"]["md"].read_text()
 
 
+@pytest.mark.slow
 def test_jigsaws_both_cameras_are_samples_of_their_own(synth, tmp_path):
     import shutil
 

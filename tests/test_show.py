@@ -34,6 +34,7 @@ def extracted(tmp_path_factory):
     return out, vids, ids
 
 
+@pytest.mark.slow
 def test_source_sheet_is_the_decoded_frames_under_the_cached_poses(extracted):
     out, vids, ids = extracted
     d = sheet_frames(out, ids[0], root=vids, n=5)
@@ -49,6 +50,7 @@ def test_source_sheet_is_the_decoded_frames_under_the_cached_poses(extracted):
     assert sheet_frames(out, ids[0], root=vids, n=100)["frames"].shape[0] == 32  # no repeats
 
 
+@pytest.mark.slow
 def test_view_sheets_show_the_view_s_pixels(extracted):
     out, vids, ids = extracted
     src = sheet_frames(out, ids[1], root=vids, n=4)
@@ -97,6 +99,7 @@ def test_cli_writes_a_png_and_refuses_what_it_cannot_draw(extracted, tmp_path):
         assert res.exit_code == 2 and msg in res.output, res.output
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_the_extracted_one_is_warned_about_or_refused(extracted, tmp_path):
     out, vids, ids = extracted
     other = tmp_path / "other.mp4"

@@ -327,6 +327,7 @@ def _body_relative(kp):
     return (kp - mid_hip[:, None]) / torso[:, None, None]
 
 
+@pytest.mark.slow
 def test_coordination_kind_is_scored_on_the_timing_between_limbs():
     """The label follows the arms' lag behind the legs; the statistics of each joint's motion
     (mean/std/max/min of its body-relative position) barely predict it."""

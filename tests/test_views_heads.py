@@ -152,6 +152,7 @@ def vcache(tmp_path_factory):
     return learnable_cache(tmp_path_factory.mktemp("views") / "c.h5", views=("flip", "shift2"))
 
 
+@pytest.mark.slow
 def test_training_set_appends_each_view_after_the_sources(vcache):
     with CacheReader(vcache) as r:
         rows = [x for x in r.labels() if x.split == "train"][:5]
@@ -186,6 +187,7 @@ def test_resolve_views_paper_specs_and_refusals(vcache):
         assert resolve_views(r, "core", "paper") == []
 
 
+@pytest.mark.slow
 def test_run_train_eval_adds_views_to_training_rows_only(vcache, tmp_path):
     res = run_train_eval(vcache, head="mlp", feature="kin_pose", params=dict(MLP), views="flip",
                          out=tmp_path / "m.pt")
@@ -231,6 +233,7 @@ def test_bench_trains_on_views_and_reports_them(vcache):
                   views={"jrg": "flip"})
 
 
+@pytest.mark.slow
 def test_bench_cli_views_option(vcache, tmp_path):
     run = CliRunner().invoke(main, ["bench", str(vcache), "--heads", "mlp,c3d-svr", "--seeds", "1",
                                     "--feature", "kin_pose", "-p", "mlp.max_iter=20", "--views",
@@ -263,6 +266,7 @@ def test_a_view_of_another_shape_is_a_clear_error(tmp_path):
             training_set("mlp", r, rows, "kin_pose", ["shift5"])
 
 
+@pytest.mark.slow
 def test_report_says_when_a_published_figure_had_augmentation_this_run_lacked(vcache):
     from aqa.heads.report import to_markdown
 
