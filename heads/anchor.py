@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from .baselines import RIDGE_ALPHAS, STATS, TemporalStats, temporal_statistics
+from .baselines import RIDGE_ALPHAS, STATS, TemporalStats, fill_missing, temporal_statistics
 
 __all__ = ["anchor_steps", "fit_anchor", "predict_anchor", "check_anchor"]
 
@@ -78,8 +78,5 @@ def predict_anchor(anchor: dict, X) -> np.ndarray:
     if steps.shape[2] != anchor["n_columns"]:
         raise ValueError(f"X has {steps.shape[2]} columns per step, but the stats anchor was fitted "
                          f"with {anchor['n_columns']}")
-    Z = temporal_statistics(steps, STATS)
-    nan = np.isnan(Z)
-    if nan.any():
-        Z[nan] = np.broadcast_to(anchor["fill"], Z.shape)[nan]
+    Z = fill_missing(temporal_statistics(steps, STATS), anchor["fill"])
     return ((Z - anchor["mean"]) / anchor["scale"]) @ anchor["coef"] + anchor["intercept"]

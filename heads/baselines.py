@@ -31,8 +31,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .inputs import default_feature, families_with_joints
 
-__all__ = ["TemporalStats", "temporal_statistics", "STATS", "RIDGE_ALPHAS", "stats_ridge", "stats_gbr", "stats_inputs",
-           "fitted_selection"]
+__all__ = ["TemporalStats", "temporal_statistics", "fill_missing", "STATS", "RIDGE_ALPHAS",
+           "stats_ridge", "stats_gbr", "stats_inputs", "fitted_selection"]
 
 #: the statistics :class:`TemporalStats` can take over a column's steps
 STATS = ("mean", "std", "max", "min")
@@ -40,6 +40,15 @@ STATS = ("mean", "std", "max", "min")
 RIDGE_ALPHAS = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 4, 13))
 
 _REDUCERS = {"mean": np.nanmean, "std": np.nanstd, "max": np.nanmax, "min": np.nanmin}
+
+
+def fill_missing(Z: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """``Z`` (n, K) with each NaN replaced, in place, by its column's ``fill`` value (a statistic
+    of a column that is missing at every step of a video: :attr:`TemporalStats.fill_`)."""
+    nan = np.isnan(Z)
+    if nan.any():
+        Z[nan] = np.broadcast_to(fill, Z.shape)[nan]
+    return Z
 
 
 def temporal_statistics(X: np.ndarray, stats=STATS, n_dct: int = 0) -> np.ndarray:
@@ -127,10 +136,7 @@ class TemporalStats(TransformerMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} steps, which gives {Z.shape[1]} statistics; "
                              f"TemporalStats was fitted on {self.n_steps_} steps "
                              f"({self.fill_.shape[0]} statistics)")
-        nan = np.isnan(Z)
-        if nan.any():
-            Z[nan] = np.broadcast_to(self.fill_, Z.shape)[nan]
-        return Z
+        return fill_missing(Z, self.fill_)
 
     def get_feature_names_out(self, input_features=None):
         """``"<column>_<stat>"`` (``"<column>_dct<k>"``); columns named ``x0..`` unless
