@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .inputs import default_feature, families_with_joints
+from .inputs import default_feature, step_columns
 
 __all__ = ["TemporalStats", "temporal_statistics", "fill_missing", "STATS", "RIDGE_ALPHAS",
            "stats_ridge", "stats_gbr", "stats_inputs", "fitted_selection"]
@@ -184,21 +184,8 @@ def stats_gbr(*, stats=STATS, n_dct=0, learning_rate=0.05, max_iter=500, max_lea
 def stats_inputs(reader, ids, feature=None) -> np.ndarray:
     """(n, S, Dw + J*Dj): each step's whole-scene feature followed by its J joint features
     (flattened joint-major), for every family of ``feature`` (``"a+b"``) side by side; a family
-    without joint features gives its whole-scene feature only. NaN (a missing joint) is kept."""
-    feature = feature or default_feature(reader)
-    parts = []
-    for fam in feature.split("+"):
-        whole = reader.load(fam, ids, part="whole")
-        parts.append(whole)
-        if families_with_joints(reader, [fam]):
-            joints = reader.load(fam, ids, part="joints")
-            if joints.shape[:2] != whole.shape[:2]:
-                raise ValueError(f"{fam}: whole {whole.shape} and joints {joints.shape} differ in steps")
-            parts.append(joints.reshape(joints.shape[0], joints.shape[1], -1))
-    steps = {p.shape[1] for p in parts}
-    if len(steps) != 1:
-        raise ValueError(f"feature families of {feature!r} differ in steps: {sorted(steps)}")
-    return np.concatenate(parts, axis=2).astype(np.float32, copy=False)
+    without joint features gives its whole-scene feature only."""
+    return step_columns(reader, ids, feature or default_feature(reader))
 
 
 def fitted_selection(est) -> dict | None:

@@ -8,8 +8,11 @@ A builder is ``build(reader, ids, feature) -> np.ndarray`` (``reader``: an open
 ``jrg``        (n, S, 1+J, D): node 0 = whole-scene feature of each step, nodes 1..J = joint features;
                the smaller of whole/joint dims is zero-padded to D (exactly equivalent for the first
                linear layer, see :class:`aqa.heads.jrg.JRGRegressor`).
-``steps``      (n, S, D): whole-scene features per step (MLP baseline; C3D-/I3D-SVR average them).
-``clip_mean``  (n, D): whole-scene features averaged over steps.
+``steps``      (n, S, D): each step's feature vector (MLP, Siamese, CoRe, fragment network; C3D-/I3D-SVR
+               average them): a backbone family's whole-scene clip feature, as the papers read it; a
+               weight-free family's whole-scene part followed by its joint features (see
+               :data:`JOINTS_IN_STEPS`).
+``clip_mean``  (n, D): the ``steps`` features averaged over steps.
 ``pose_traj``  (n, L, 17, 2): the primary athlete's joint trajectories, x/width and y/height,
                missing frames linearly interpolated, resampled to L=64 frames (Pose+DCT-SVR).
 
@@ -23,11 +26,22 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["default_feature", "families_with_joints",
+__all__ = ["default_feature", "families_with_joints", "step_columns", "JOINTS_IN_STEPS",
            "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
 
 #: families tried in order when no --feature is given (learned backbones first, weight-free last).
 FEATURE_PREFERENCE = ("i3d_rgb", "i3dr50_rgb", "i3d_flow", "c3d_rgb", "kin_pose", "hof_flow")
+
+#: families whose step features for the ``steps`` heads include the joints part: the weight-free
+#: families (docs/architecture.md, "Feature families"). A backbone's whole-scene part is the clip
+#: descriptor the papers regress from; a weight-free family's whole-scene part holds only the scene
+#: (the body centre's motion, torso orientation and extent; whole-frame flow), and the body's pose
+#: and the motion of its limbs are in the joints part. Read whole-scene only, a head cannot see the
+#: pose: on ``aqa-data synth`` seed 1 (``kin_pose``, 80 test videos, 3 seeds; never the table's test
+#: rows) MLP, CoRe and the fragment network were 0.35-0.55 Spearman behind ``stats-ridge`` on the
+#: coordination kind and 0.02-0.04 behind on single at 40 training videos; with the joints they are
+#: within 0.02 of it on every kind (docs/heads_vs_baseline.md, "Step features").
+JOINTS_IN_STEPS = ("kin_pose", "hof_flow")
 
 
 def default_feature(reader, prefer: Iterable[str] = (), part: str = "whole") -> str:
@@ -70,8 +84,27 @@ def jrg_inputs(reader, ids, feature=None) -> np.ndarray:
     return X
 
 
+def step_columns(reader, ids, feature: str, joint_families=None) -> np.ndarray:
+    """(n, S, D) float32: per step, each family of ``feature`` (``"a+b"``) side by side, its
+    whole-scene feature followed by its J joint features flattened joint-major when the family is
+    among ``joint_families`` (None: every family) and every video has its joints part."""
+    parts = []
+    for fam in feature.split("+"):
+        whole = reader.load(fam, ids, part="whole")
+        parts.append(whole)
+        if (joint_families is None or fam in joint_families) and families_with_joints(reader, [fam]):
+            joints = reader.load(fam, ids, part="joints")
+            if joints.shape[:2] != whole.shape[:2]:
+                raise ValueError(f"{fam}: whole {whole.shape} and joints {joints.shape} differ in steps")
+            parts.append(joints.reshape(joints.shape[0], joints.shape[1], -1))
+    steps = {p.shape[1] for p in parts}
+    if len(steps) != 1:
+        raise ValueError(f"feature families of {feature!r} differ in steps: {sorted(steps)}")
+    return np.concatenate(parts, axis=2).astype(np.float32, copy=False)
+
+
 def step_inputs(reader, ids, feature=None) -> np.ndarray:
-    return reader.load(feature or default_feature(reader), ids, part="whole")
+    return step_columns(reader, ids, feature or default_feature(reader), JOINTS_IN_STEPS)
 
 
 def clip_mean_inputs(reader, ids, feature=None) -> np.ndarray:

@@ -133,3 +133,30 @@ def test_bench_reports_what_the_baselines_chose_on_their_training_rows(tmp_path)
         "trees chosen by early stopping on 20% of the training rows in 2 fit(s): ")
     md = to_markdown(res)
     assert md.index("| stats-ridge |") < md.index("| stats-gbr |")
+
+
+def test_step_heads_read_a_weight_free_familys_joints_and_a_backbones_whole_scene_only(tmp_path):
+    """The 'steps' input (MLP, Siamese, CoRe, fragment, the SVRs): a backbone family's whole-scene
+    clip feature as the papers read it; a weight-free family's whole-scene part followed by its
+    joints, where the pose is (aqa.heads.inputs.JOINTS_IN_STEPS); families side by side."""
+    from aqa.data.cache import CacheReader, CacheWriter
+    from aqa.heads.dataset import build_inputs
+    from aqa.heads.inputs import JOINTS_IN_STEPS, clip_mean_inputs
+    from cachekit import VIDEO_ATTRS, video_arrays
+
+    assert set(JOINTS_IN_STEPS) == {"kin_pose", "hof_flow"}
+    path, ids = tmp_path / "c.h5", ["v0", "v1", "v2"]
+    with CacheWriter(path, config={"sampling": "c3d", "pose": "file"}) as w:
+        for i, vid in enumerate(ids):
+            w.write_video(vid, VIDEO_ATTRS, video_arrays(i, families=("kin_pose", "i3d_rgb")))
+    with CacheReader(path) as r:
+        whole = {f: r.load(f, ids, part="whole") for f in ("kin_pose", "i3d_rgb")}
+        joints = r.load("kin_pose", ids, part="joints").reshape(3, 4, 17 * 6)
+        for head in ("mlp", "core", "fragment", "siamese", "c3d-svr"):
+            np.testing.assert_array_equal(build_inputs(head, r, ids, "i3d_rgb"), whole["i3d_rgb"])
+            np.testing.assert_array_equal(build_inputs(head, r, ids, "kin_pose"),
+                                          np.concatenate([whole["kin_pose"], joints], axis=2))
+        np.testing.assert_array_equal(build_inputs("mlp", r, ids, "i3d_rgb+kin_pose"),
+                                      np.concatenate([whole["i3d_rgb"], whole["kin_pose"], joints], axis=2))
+        np.testing.assert_allclose(clip_mean_inputs(r, ids, "kin_pose"),
+                                   build_inputs("mlp", r, ids, "kin_pose").mean(axis=1), rtol=1e-6)

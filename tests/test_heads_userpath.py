@@ -60,7 +60,7 @@ def test_load_xy_gives_a_heads_inputs_scores_and_actions(cache):
 
     X, y, groups = aqa.heads.load_xy(cache, "c3d-svr", split="train")
     train = [x for x in _labels(cache) if x.split == "train"]
-    assert X.shape == (32, 4, 6) and len(y) == len(groups) == 32
+    assert X.shape == (32, 4, 6 + 17 * 6) and len(y) == len(groups) == 32  # kin_pose: whole + joints
     np.testing.assert_array_equal(y, [x.score for x in train])
     assert list(groups) == [x.action for x in train]
     with CacheReader(cache) as r:

@@ -185,8 +185,9 @@ def test_finished_cells_are_kept_and_a_torn_line_runs_again(tmp_path):
 
 
 def test_temporal_stats_input_parts_are_the_heads_inputs(tmp_path):
-    """benchmarks/temporal_stats.py's parts: whole-scene alone is what the 'steps' heads read,
-    whole + joints is stats-ridge's input, the joint average is the mean over the joints."""
+    """benchmarks/temporal_stats.py's parts: whole + joints is stats-ridge's input and, for a
+    weight-free family, what the 'steps' heads read; whole-scene alone is the part a backbone family
+    gives them; the joint average is the mean over the joints."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "temporal_stats.py"
     spec = importlib.util.spec_from_file_location("temporal_stats", path)
     ts = importlib.util.module_from_spec(spec)
@@ -196,12 +197,13 @@ def test_temporal_stats_input_parts_are_the_heads_inputs(tmp_path):
     ids = [f"v{i:02d}" for i in range(4)]
     with CacheReader(cache) as r:
         parts = ts.input_parts(r, ids, "kin_pose")
-        np.testing.assert_array_equal(parts["whole-scene only"], build_inputs("mlp", r, ids, "kin_pose"))
-        np.testing.assert_array_equal(parts["whole-scene and joints"],
-                                      build_inputs("stats-ridge", r, ids, "kin_pose"))
+        np.testing.assert_array_equal(parts["whole-scene only"], r.load("kin_pose", ids, part="whole"))
+        for head in ("stats-ridge", "mlp"):
+            np.testing.assert_array_equal(parts["whole-scene and joints"],
+                                          build_inputs(head, r, ids, "kin_pose"))
         joints = r.load("kin_pose", ids, part="joints")
     assert set(parts) == set(ts.INPUTS)
     np.testing.assert_allclose(parts["joints averaged over joints"], joints.mean(axis=2), rtol=1e-6)
-    # CoRe's input: the whole-scene steps averaged over the steps (CoReRegressor._check_X)
+    # CoRe's input of a backbone family: the whole-scene steps averaged over the steps (CoReRegressor._check_X)
     np.testing.assert_allclose(parts["whole-scene mean over steps"],
                                parts["whole-scene only"].mean(axis=1), rtol=1e-6)
