@@ -31,11 +31,9 @@ Explanation: fragment contributions by occlusion of a trained model (ours, not t
 which retrains with one fragment kept): the contribution of fragment k is the prediction minus the
 prediction with fragment k set to zero.
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): on the synthetic ``coordination`` kind this
-head reads only the whole-scene steps, and that kind's signal lives in the per-joint features:
-``stats-ridge`` itself reaches 0.347 validation Spearman on the whole-scene steps alone against
-0.847 on whole-scene and joints (``benchmarks/temporal_stats.py``). With 80 training videos it
-scores nothing; with 320 it gets close (it keeps each fragment's features apart).
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): of a weight-free family this head reads each
+step's whole-scene part and joints (:data:`aqa.heads.inputs.JOINTS_IN_STEPS`); read whole-scene
+only, it could not score the synthetic ``coordination`` kind, whose signal lives in the joints.
 """
 from __future__ import annotations
 

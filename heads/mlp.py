@@ -4,10 +4,9 @@ Per time step t the whole-scene feature q^t goes through a feature encoder C (FC
 the Scoring Module S (FC 512->128 + ReLU, FC 128->1); the video score is ``sum_t S(C(q^t))``
 (eq. (8)). This is JRG's baseline branch alone, with the paper's training defaults.
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): on the synthetic ``coordination`` kind this
-head cannot score, because it reads only the whole-scene steps and that kind's signal lives in the
-per-joint features: ``stats-ridge`` itself reaches 0.347 validation Spearman on the whole-scene
-steps alone against 0.847 on whole-scene and joints (``benchmarks/temporal_stats.py``).
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): of a weight-free family this head reads each
+step's whole-scene part and joints (:data:`aqa.heads.inputs.JOINTS_IN_STEPS`); read whole-scene
+only, it could not score the synthetic ``coordination`` kind, whose signal lives in the joints.
 """
 from __future__ import annotations
 
