@@ -10,7 +10,7 @@ RidgeCV as in ``stats-ridge``. Reported: mean ± std over folds of the validatio
 A second table takes ``stats-ridge`` as it is over parts of its input, to measure where a kind's
 signal lives and so what a head that reads only that part can reach: the whole-scene steps alone
 (what ``mlp``, ``siamese``, ``core``, ``fragment``, ``c3d-svr`` and ``i3d-svr`` read of a backbone
-family; of a weight-free family they read whole-scene and joints, as ``stats-ridge``:
+family; of ``kin_pose`` they read whole-scene and joints, as ``stats-ridge``:
 :data:`aqa.heads.inputs.JOINTS_IN_STEPS`), their mean over the steps (what ``core``, ``c3d-svr``
 and ``i3d-svr`` keep of them), the joint steps alone, and the joint steps averaged over the joints
 first (what JRG's mean pooling over joints, its eqs. 2 and 4, keeps).

@@ -23,7 +23,7 @@ regresses ``y / difficulty`` against exemplars of the same class and difficulty,
 multiplied back by the input's difficulty. ``"select"`` only uses difficulty to choose exemplars;
 ``"ignore"`` ignores it (the paper's "w/o DD" rows, marked *).
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): of a weight-free family this head reads each
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): of ``kin_pose`` this head reads each
 step's whole-scene part and joints (:data:`aqa.heads.inputs.JOINTS_IN_STEPS`); read whole-scene
 only, it could not score the synthetic ``coordination`` kind, whose signal lives in the joints.
 """

@@ -31,7 +31,7 @@ Explanation: fragment contributions by occlusion of a trained model (ours, not t
 which retrains with one fragment kept): the contribution of fragment k is the prediction minus the
 prediction with fragment k set to zero.
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): of a weight-free family this head reads each
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): of ``kin_pose`` this head reads each
 step's whole-scene part and joints (:data:`aqa.heads.inputs.JOINTS_IN_STEPS`); read whole-scene
 only, it could not score the synthetic ``coordination`` kind, whose signal lives in the joints.
 """

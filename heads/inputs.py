@@ -9,9 +9,9 @@ A builder is ``build(reader, ids, feature) -> np.ndarray`` (``reader``: an open
                the smaller of whole/joint dims is zero-padded to D (exactly equivalent for the first
                linear layer, see :class:`aqa.heads.jrg.JRGRegressor`).
 ``steps``      (n, S, D): each step's feature vector (MLP, Siamese, CoRe, fragment network; C3D-/I3D-SVR
-               average them): a backbone family's whole-scene clip feature, as the papers read it; a
-               weight-free family's whole-scene part followed by its joint features (see
-               :data:`JOINTS_IN_STEPS`).
+               average them): a backbone family's whole-scene clip feature, as the papers read it;
+               ``kin_pose``'s whole-scene part followed by its joint features, where the pose is
+               (see :data:`JOINTS_IN_STEPS`).
 ``clip_mean``  (n, D): the ``steps`` features averaged over steps.
 ``pose_traj``  (n, L, 17, 2): the primary athlete's joint trajectories, x/width and y/height,
                missing frames linearly interpolated, resampled to L=64 frames (Pose+DCT-SVR).
@@ -32,16 +32,20 @@ __all__ = ["default_feature", "families_with_joints", "step_columns", "JOINTS_IN
 #: families tried in order when no --feature is given (learned backbones first, weight-free last).
 FEATURE_PREFERENCE = ("i3d_rgb", "i3dr50_rgb", "i3d_flow", "c3d_rgb", "kin_pose", "hof_flow")
 
-#: families whose step features for the ``steps`` heads include the joints part: the weight-free
-#: families (docs/architecture.md, "Feature families"). A backbone's whole-scene part is the clip
-#: descriptor the papers regress from; a weight-free family's whole-scene part holds only the scene
-#: (the body centre's motion, torso orientation and extent; whole-frame flow), and the body's pose
-#: and the motion of its limbs are in the joints part. Read whole-scene only, a head cannot see the
-#: pose: on ``aqa-data synth`` seed 1 (``kin_pose``, 80 test videos, 3 seeds; never the table's test
-#: rows) MLP, CoRe and the fragment network were 0.35-0.55 Spearman behind ``stats-ridge`` on the
-#: coordination kind and 0.02-0.04 behind on single at 40 training videos; with the joints they are
-#: within 0.02 of it on every kind (docs/heads_vs_baseline.md, "Step features").
-JOINTS_IN_STEPS = ("kin_pose", "hof_flow")
+#: families whose step features for the ``steps`` heads include the joints part: ``kin_pose``
+#: (docs/architecture.md, "Feature families"). A backbone's whole-scene part is the clip descriptor
+#: the papers regress from; ``kin_pose``'s whole-scene part holds only the body centre's motion, the
+#: torso orientation and extent, and the body's pose and limb motion are in its joints. Read
+#: whole-scene only, a head cannot see the pose: on ``aqa-data synth`` seed 1 (``kin_pose``, 80 test
+#: videos, 3 seeds; never the table's test rows) MLP, CoRe and the fragment network were 0.35-0.55
+#: Spearman behind ``stats-ridge`` on the coordination kind and 0.02-0.04 behind on single at 40
+#: training videos; with the joints they are within 0.02 of it on every kind. ``hof_flow``'s joints
+#: (flow histograms in 17 small patches) are left out: with them as well, on ``kin_pose+hof_flow``
+#: (synth seed 3, 60 training and 60 test videos, 2 seeds) MLP / CoRe / fragment were +0.002 /
+#: +0.007 / +0.016 (single) and -0.001 / -0.015 / +0.000 (sync) from ``stats-ridge``, against
+#: +0.017 / +0.014 / +0.018 and +0.038 / -0.009 / +0.063 with ``kin_pose``'s joints only
+#: (docs/heads_vs_baseline.md, "Step features").
+JOINTS_IN_STEPS = ("kin_pose",)
 
 
 def default_feature(reader, prefer: Iterable[str] = (), part: str = "whole") -> str:

@@ -4,7 +4,7 @@ Per time step t the whole-scene feature q^t goes through a feature encoder C (FC
 the Scoring Module S (FC 512->128 + ReLU, FC 128->1); the video score is ``sum_t S(C(q^t))``
 (eq. (8)). This is JRG's baseline branch alone, with the paper's training defaults.
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): of a weight-free family this head reads each
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): of ``kin_pose`` this head reads each
 step's whole-scene part and joints (:data:`aqa.heads.inputs.JOINTS_IN_STEPS`); read whole-scene
 only, it could not score the synthetic ``coordination`` kind, whose signal lives in the joints.
 """

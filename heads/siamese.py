@@ -31,7 +31,7 @@ Clip-level feedback (Sec. IV): the similarity of clip ``j`` of a video to clip `
 is the DML sigmoid on the LSTM's hidden states at the end of clip ``j`` of the *trimmed* sequences
 (clips before ``j`` zeroed, clips after ``j`` removed); below 0.5 marks a faulty clip.
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): of a weight-free family this head reads each
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): of ``kin_pose`` this head reads each
 step's whole-scene part and joints (:data:`aqa.heads.inputs.JOINTS_IN_STEPS`); read whole-scene
 only, it could not score the synthetic ``coordination`` kind, whose signal lives in the joints.
 """

@@ -12,7 +12,7 @@ Inputs: the clip-feature pipelines take (n, S, D) arrays (averaged over S by :cl
 2-D (n, L*J*C) read as ``(L, J, C)`` with ``n_joints=J`` and ``n_channels=C`` (see
 :func:`aqa.heads.inputs.pose_trajectories`).
 
-Against ``stats-ridge`` (docs/heads_vs_baseline.md): of a weight-free family :func:`c3d_svr` and
+Against ``stats-ridge`` (docs/heads_vs_baseline.md): of ``kin_pose`` :func:`c3d_svr` and
 :func:`i3d_svr` read each step's whole-scene part and joints (:data:`aqa.heads.inputs.JOINTS_IN_STEPS`);
 read whole-scene only, they could not score the synthetic ``coordination`` kind, whose signal lives
 in the joints (their time mean still loses its timing).

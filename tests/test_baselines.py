@@ -135,28 +135,36 @@ def test_bench_reports_what_the_baselines_chose_on_their_training_rows(tmp_path)
     assert md.index("| stats-ridge |") < md.index("| stats-gbr |")
 
 
-def test_step_heads_read_a_weight_free_familys_joints_and_a_backbones_whole_scene_only(tmp_path):
+def test_step_heads_read_kin_pose_joints_and_the_whole_scene_of_other_families(tmp_path):
     """The 'steps' input (MLP, Siamese, CoRe, fragment, the SVRs): a backbone family's whole-scene
-    clip feature as the papers read it; a weight-free family's whole-scene part followed by its
-    joints, where the pose is (aqa.heads.inputs.JOINTS_IN_STEPS); families side by side."""
+    clip feature as the papers read it, hof_flow's whole-frame histogram; kin_pose's whole-scene part
+    followed by its joints, where the pose is (aqa.heads.inputs.JOINTS_IN_STEPS); families side by
+    side. stats-ridge reads every family's joints."""
     from aqa.data.cache import CacheReader, CacheWriter
     from aqa.heads.dataset import build_inputs
     from aqa.heads.inputs import JOINTS_IN_STEPS, clip_mean_inputs
     from cachekit import VIDEO_ATTRS, video_arrays
 
-    assert set(JOINTS_IN_STEPS) == {"kin_pose", "hof_flow"}
+    assert JOINTS_IN_STEPS == ("kin_pose",)
+    fams = ("kin_pose", "hof_flow", "i3d_rgb")
     path, ids = tmp_path / "c.h5", ["v0", "v1", "v2"]
     with CacheWriter(path, config={"sampling": "c3d", "pose": "file"}) as w:
         for i, vid in enumerate(ids):
-            w.write_video(vid, VIDEO_ATTRS, video_arrays(i, families=("kin_pose", "i3d_rgb")))
+            w.write_video(vid, VIDEO_ATTRS, video_arrays(i, families=fams))
     with CacheReader(path) as r:
-        whole = {f: r.load(f, ids, part="whole") for f in ("kin_pose", "i3d_rgb")}
-        joints = r.load("kin_pose", ids, part="joints").reshape(3, 4, 17 * 6)
+        whole = {f: r.load(f, ids, part="whole") for f in fams}
+        joints = {f: r.load(f, ids, part="joints").reshape(3, 4, 17 * 6) for f in fams}
         for head in ("mlp", "core", "fragment", "siamese", "c3d-svr"):
-            np.testing.assert_array_equal(build_inputs(head, r, ids, "i3d_rgb"), whole["i3d_rgb"])
+            for fam in ("i3d_rgb", "hof_flow"):
+                np.testing.assert_array_equal(build_inputs(head, r, ids, fam), whole[fam])
             np.testing.assert_array_equal(build_inputs(head, r, ids, "kin_pose"),
-                                          np.concatenate([whole["kin_pose"], joints], axis=2))
-        np.testing.assert_array_equal(build_inputs("mlp", r, ids, "i3d_rgb+kin_pose"),
-                                      np.concatenate([whole["i3d_rgb"], whole["kin_pose"], joints], axis=2))
+                                          np.concatenate([whole["kin_pose"], joints["kin_pose"]], axis=2))
+        np.testing.assert_array_equal(
+            build_inputs("mlp", r, ids, "kin_pose+hof_flow"),
+            np.concatenate([whole["kin_pose"], joints["kin_pose"], whole["hof_flow"]], axis=2))
+        np.testing.assert_array_equal(
+            build_inputs("stats-ridge", r, ids, "kin_pose+hof_flow"),
+            np.concatenate([whole["kin_pose"], joints["kin_pose"], whole["hof_flow"], joints["hof_flow"]],
+                           axis=2))
         np.testing.assert_allclose(clip_mean_inputs(r, ids, "kin_pose"),
                                    build_inputs("mlp", r, ids, "kin_pose").mean(axis=1), rtol=1e-6)

@@ -186,7 +186,7 @@ def test_finished_cells_are_kept_and_a_torn_line_runs_again(tmp_path):
 
 def test_temporal_stats_input_parts_are_the_heads_inputs(tmp_path):
     """benchmarks/temporal_stats.py's parts: whole + joints is stats-ridge's input and, for a
-    weight-free family, what the 'steps' heads read; whole-scene alone is the part a backbone family
+    kin_pose, what the 'steps' heads read; whole-scene alone is the part a backbone family
     gives them; the joint average is the mean over the joints."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "temporal_stats.py"
     spec = importlib.util.spec_from_file_location("temporal_stats", path)
