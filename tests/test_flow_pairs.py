@@ -172,14 +172,8 @@ def test_throughput_benchmark_compares_read_and_all_pairs(long_video, capsys):
 
 
 def _throughput_benchmark():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "extract_throughput.py"
-    spec = importlib.util.spec_from_file_location("extract_throughput", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    from scriptkit import load_benchmark
+    return load_benchmark("extract_throughput")
 
 
 def test_the_benchmarks_cache_comparison_takes_nan_for_nan_and_sees_a_difference(tmp_path):

@@ -1,20 +1,17 @@
 """benchmarks/gpu_prepare.py: what it carries to an offline GPU machine is what the project pins and
 what the tests read."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scriptkit import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def prep():
-    spec = importlib.util.spec_from_file_location("gpu_prepare", ROOT / "benchmarks" / "gpu_prepare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("gpu_prepare")
 
 
 def test_the_wheel_is_the_pinned_opencv_that_runs_here(prep):

@@ -1,7 +1,5 @@
 """benchmarks/heads_vs_baseline.py: no default choice reads the test rows, and its table."""
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +9,11 @@ torch = pytest.importorskip("torch")
 from aqa.data.cache import CacheReader, CacheWriter  # noqa: E402
 from aqa.data.labels import LabelRow  # noqa: E402
 from cachekit import VIDEO_ATTRS, video_arrays  # noqa: E402
+from scriptkit import load_benchmark  # noqa: E402
 
 
 def _benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "heads_vs_baseline.py"
-    spec = importlib.util.spec_from_file_location("heads_vs_baseline", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("heads_vs_baseline")
 
 
 N, N_TRAIN, N_TEST, SEED = 30, 16, 8, 1
@@ -188,10 +183,7 @@ def test_temporal_stats_input_parts_are_the_heads_inputs(tmp_path):
     """benchmarks/temporal_stats.py's parts: whole + joints is stats-ridge's input and, for a
     kin_pose, what the 'steps' heads read; whole-scene alone is the part a backbone family
     gives them; the joint average is the mean over the joints."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "temporal_stats.py"
-    spec = importlib.util.spec_from_file_location("temporal_stats", path)
-    ts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ts)
+    ts = load_benchmark("temporal_stats")
     from aqa.heads.dataset import build_inputs
     cache = _cache(tmp_path / "c.h5", set())
     ids = [f"v{i:02d}" for i in range(4)]

@@ -64,14 +64,10 @@ def test_check_settings_leave_the_training_check_a_margin():
     """Each head's check settings are small to keep the suite short; benchmarks/check_budgets.py
     measures what they leave: R² well above the 0.5 that check_regressors_train needs, so a small
     numerical change cannot flip that check."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "check_budgets.py"
-    spec = importlib.util.spec_from_file_location("check_budgets", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     from aqa.heads.base import TorchRegressor
+    from scriptkit import load_benchmark
+
+    mod = load_benchmark("check_budgets")
 
     neural = [h for h in registry.HEADS if issubclass(registry.estimator_class(h.name), TorchRegressor)]
     assert len(neural) >= 6

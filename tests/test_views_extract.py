@@ -246,20 +246,16 @@ def test_chaining_beats_tvl1_across_the_gap_against_the_true_motion():
     the opposite flow does not), composing its true pair flows gives its 0->3 flow, and against
     that truth chaining TV-L1's pair flows is far closer than TV-L1 run across the gap
     (measured: 0.30 px against 2.08 px mean error on 6 px of motion)."""
-    import importlib.util
-
     import cv2
 
     from aqa.extract.flow import get_flow_backend
+    from scriptkit import load_benchmark
     try:
         from tests.media import opencv_sample
     except ModuleNotFoundError:
         from media import opencv_sample
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "chain_flow.py"
-    spec = importlib.util.spec_from_file_location("chain_flow_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("chain_flow", "chain_flow_benchmark")
 
     def gray(name):
         return cv2.cvtColor(cv2.imread(str(opencv_sample(name))), cv2.COLOR_BGR2GRAY)
