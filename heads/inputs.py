@@ -26,7 +26,8 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["default_feature", "families_with_joints", "step_columns", "JOINTS_IN_STEPS",
+__all__ = ["default_feature", "families_with_joints", "step_columns", "JOINTS_IN_STEPS", "INPUT_LAYOUTS",
+           "input_layout",
            "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
 
 #: families tried in order when no --feature is given (learned backbones first, weight-free last).
@@ -46,6 +47,20 @@ FEATURE_PREFERENCE = ("i3d_rgb", "i3dr50_rgb", "i3d_flow", "c3d_rgb", "kin_pose"
 #: +0.017 / +0.014 / +0.018 and +0.038 / -0.009 / +0.063 with ``kin_pose``'s joints only
 #: (docs/heads_vs_baseline.md, "Step features").
 JOINTS_IN_STEPS = ("kin_pose",)
+
+#: builder -> {version: what its X holds}, newest last. A model file records the version it was
+#: trained on (``train_config_["input_layout"]``), so that applying it to X of another layout fails
+#: with the reason instead of a bare width mismatch. A builder not listed has kept version 1.
+INPUT_LAYOUTS: dict[str, dict[int, str]] = {
+    "steps": {1: "each family's whole-scene feature only",
+              2: "the whole-scene feature, then kin_pose's joint features: JOINTS_IN_STEPS"},
+}
+INPUT_LAYOUTS["clip_mean"] = INPUT_LAYOUTS["steps"]
+
+
+def input_layout(builder: str) -> int:
+    """The current layout version of input builder ``builder`` (a short name or ``"module:function"``)."""
+    return max(INPUT_LAYOUTS.get(builder, {1: ""}))
 
 
 def default_feature(reader, prefer: Iterable[str] = (), part: str = "whole") -> str:

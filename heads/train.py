@@ -9,6 +9,7 @@ settings than the model's training cache.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from .dataset import (build_inputs, has_splits, head_feature, label_extras, load_rows, score_ranges_of, select_rows,
                       warn_unmatched)
 
-__all__ = ["run_train_eval", "check_comparable", "load_model", "model_inputs", "evaluate_model",
+__all__ = ["run_train_eval", "check_comparable", "layout_hint", "load_model", "model_inputs", "evaluate_model",
            "predict_model", "explain_model"]
 
 
@@ -39,6 +40,7 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
     from . import registry
     from .augment import resolve_views, training_set
     from .base import save_head
+    from .inputs import input_layout
     from .metrics import evaluate
     params = dict(params or {})
     registry.get(head)                   # an unknown head fails before the cache is read
@@ -85,7 +87,8 @@ def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = 
         config = {"head": head, "feature": feature, "cache": str(Path(cache).resolve()),
                   "labels": str(labels) if isinstance(labels, (str, Path)) else None,
                   "train_split": train_split, "seed": seed, "params": params, "views": views,
-                  "train_ids": [x.video_id for x in tr]}
+                  "train_ids": [x.video_id for x in tr],
+                  "input_layout": input_layout(registry.get(head).inputs)}
         result["model_path"] = str(save_head(est, out, provenance=prov, config=config))
     return result
 
@@ -113,6 +116,30 @@ def check_comparable(est, reader, allow: bool = False) -> None:
         raise ValueError(msg + ". Re-extract with the training settings, or pass "
                                "--allow-other-features to score anyway")
     warnings.warn(msg + " (--allow-other-features: scoring anyway)", UserWarning, stacklevel=2)
+
+
+@contextmanager
+def layout_hint(est):
+    """Add to a ValueError raised while applying the loaded head ``est`` the reason when its model
+    file was trained on an older layout of its input builder than this version builds
+    (:data:`aqa.heads.inputs.INPUT_LAYOUTS`; a file without ``input_layout`` predates them: 1)."""
+    from . import registry
+    from .inputs import INPUT_LAYOUTS, input_layout
+    try:
+        yield
+    except ValueError as e:
+        cfg = getattr(est, "train_config_", {}) or {}
+        head = cfg.get("head")
+        builder = registry.get(head).inputs if head in registry.names() else None
+        trained, now = cfg.get("input_layout", 1), input_layout(builder) if builder else 1
+        if builder is None or trained >= now:
+            raise
+        notes = INPUT_LAYOUTS[builder]
+        feature = f" --feature {cfg['feature']}" if cfg.get("feature") else ""
+        raise ValueError(f"{e}. This model file was trained on layout {trained} of the {builder!r} "
+                         f"input ({notes.get(trained, 'unknown')}), saved by an older aqa-pipeline; "
+                         f"this version builds layout {now} ({notes[now]}). Retrain the head: "
+                         f"aqa-heads train {head} CACHE{feature} --out MODEL") from None
 
 
 def model_inputs(est, cache, labels, split, allow_other=False):
@@ -148,7 +175,8 @@ def evaluate_model(est, cache, labels=None, split: str = "test", allow_other: bo
     of each action."""
     from .metrics import evaluate
     head, feature, vids, sel, rows, X, untrained = model_inputs(est, cache, labels, split, allow_other)
-    pred = est.predict(X, **label_extras(est, sel, predict=True))
+    with layout_hint(est):
+        pred = est.predict(X, **label_extras(est, sel, predict=True))
     groups = [x.action for x in sel]
     m = evaluate([x.score for x in sel], pred, groups=groups if any(groups) else None,
                  score_ranges=score_ranges_of(rows))
@@ -164,7 +192,8 @@ def predict_model(est, cache, labels=None, split: str | None = None, allow_other
     needed = label_extras(est, [], predict=True).keys() if hasattr(est, "fit_extras") else ()
     if needed and not extras:
         raise ValueError(f"{head} needs labels columns {sorted(needed)} to predict; pass --labels")
-    pred = est.predict(X, **extras)
+    with layout_hint(est):
+        pred = est.predict(X, **extras)
     rows = [{"video_id": v, "pred_score": float(p)} for v, p in zip(vids, pred)]
     by_id = {x.video_id: x for x in sel}
     for col, key, given in (("action", "action", bool), ("true_score", "score", math.isfinite),
@@ -213,4 +242,5 @@ def explain_model(est, cache, out_dir, videos=(), split: str = "test", labels=No
                 raise ValueError(f"no label rows (action/difficulty) for {missing[:3]}")
             extras = label_extras(est, [by_id[v] for v in ids], predict=True)
     true = [by_id[v].score if v in by_id else None for v in ids]
-    return explain(est, X, ids, out_dir, true_scores=true, **extras), ids, chosen
+    with layout_hint(est):
+        return explain(est, X, ids, out_dir, true_scores=true, **extras), ids, chosen

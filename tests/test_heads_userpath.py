@@ -199,3 +199,34 @@ def test_explain_defaults_to_test_rows_and_states_predicted_and_true_scores(cach
     train = [v for v in sorted(labels) if labels[v].split == "train"][:3]
     assert r.exit_code == 0
     assert r.output.splitlines()[0] == f"explained: {', '.join(train)} (first of split 'train')"
+
+
+def test_a_head_trained_on_an_older_input_layout_is_refused_with_the_reason_and_the_retrain_command(
+        cache, tmp_path, monkeypatch):
+    """A model file saved when ``steps`` held the whole-scene feature only (layout 1, no
+    ``input_layout`` recorded) meets this version's kin_pose joints: the error names both layouts
+    and the command that retrains it, on every command that applies a head."""
+    import aqa.heads.inputs as inputs
+    model = tmp_path / "old.pt"
+    with monkeypatch.context() as m:       # what the older version built and recorded
+        m.setattr(inputs, "step_inputs", lambda r, ids, feature=None: inputs.step_columns(
+            r, ids, feature or inputs.default_feature(r), ()))
+        m.setitem(inputs.INPUT_LAYOUTS, "steps", {1: inputs.INPUT_LAYOUTS["steps"][1]})
+        r = CliRunner().invoke(main, ["train", "mlp", str(cache), "--feature", "kin_pose", "-p", "max_iter=2",
+                                      "--out", str(model)])
+        assert r.exit_code == 0, r.output
+    from aqa.heads.train import load_model
+    assert load_model(model).train_config_["input_layout"] == 1
+    for cmd in (["predict", str(model), str(cache)], ["evaluate", str(model), str(cache)],
+                ["explain", str(model), str(cache), "--out", str(tmp_path / "plots")]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code == 1, (cmd, r.output)
+        assert "features per step" in r.output and "layout 1 of the 'steps' input" in r.output, r.output
+        assert "this version builds layout 2" in r.output, r.output
+        assert "aqa-heads train mlp CACHE --feature kin_pose --out MODEL" in r.output, r.output
+    fresh = tmp_path / "new.pt"                 # trained now: recorded as the current layout, applies
+    r = CliRunner().invoke(main, ["train", "mlp", str(cache), "--feature", "kin_pose", "-p", "max_iter=2",
+                                  "--out", str(fresh)])
+    assert r.exit_code == 0, r.output
+    assert load_model(fresh).train_config_["input_layout"] == inputs.input_layout("steps") == 2
+    assert CliRunner().invoke(main, ["predict", str(fresh), str(cache)]).exit_code == 0
