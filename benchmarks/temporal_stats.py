@@ -15,8 +15,14 @@ family; of ``kin_pose`` they read whole-scene and joints, as ``stats-ridge``:
 and ``i3d-svr`` keep of them), the joint steps alone, and the joint steps averaged over the joints
 first (what JRG's mean pooling over joints, its eqs. 2 and 4, keeps).
 
+``--n-fit 40,80,160`` measures the variants at small training sizes instead of the folds: for each
+size, ``--draws`` seeded draws of that many videos from the pool are fitted and the rest of the pool
+is the validation set (the neural heads' stats anchor takes its DCT coefficients from this:
+:data:`aqa.heads.anchor.ANCHOR_DCT`).
+
     python benchmarks/heads_vs_baseline.py --n-train 320 --seeds 1 --heads stats-ridge --out hvb_out
     python benchmarks/temporal_stats.py --out hvb_out
+    python benchmarks/temporal_stats.py --out dev --features kin_pose --n-fit 40,80,160
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ VARIANTS = {
     "mean, std": {"stats": ("mean", "std")},
     "mean, std, max, min": {},
     "mean, std, max, min + dct 2": {"n_dct": 2},
+    "mean, std, max, min + dct 3": {"n_dct": 3},
     "mean, std, max, min + dct 4": {"n_dct": 4},
     "mean, std, max, min + dct 8": {"n_dct": 8},
 }
@@ -70,7 +77,11 @@ def main(argv=None) -> int:
     ap.add_argument("--features", default="kin_pose+hof_flow")
     ap.add_argument("--n-test", type=int, default=80, help="the test draw to set aside (as there)")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--n-fit", default="", help="comma-separated training sizes: seeded draws of the "
+                                                "pool instead of the folds (variants only)")
+    ap.add_argument("--draws", type=int, default=5, help="draws per --n-fit size")
     args = ap.parse_args(argv)
+    n_fit = [int(v) for v in args.n_fit.split(",") if v]
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from heads_vs_baseline import split_rows
@@ -97,6 +108,22 @@ def main(argv=None) -> int:
             X = build_inputs("stats-ridge", r, [x.video_id for x in pool], args.features)
             parts = input_parts(r, [x.video_id for x in pool], args.features)
         y = np.array([x.score for x in pool])
+        if n_fit:
+            for n in n_fit:
+                if n >= len(pool):
+                    print(f"{kind}: --n-fit {n} leaves no validation rows in a pool of {len(pool)}",
+                          file=sys.stderr)
+                    return 1
+                for label, params in VARIANTS.items():
+                    scores = []
+                    for seed in range(args.draws):
+                        order = np.random.default_rng(seed).permutation(len(pool))
+                        fit, val = order[:n], order[n:]
+                        est = registry.make("stats-ridge", **params).fit(X[fit], y[fit])
+                        scores.append(spearman(y[val], est.predict(X[val])))
+                    table[(label, kind, n)] = (float(np.mean(scores)), float(np.std(scores, ddof=1)))
+                print(f"{kind} n={n} done", file=sys.stderr, flush=True)
+            continue
         for label, part in parts.items():
             est = registry.make("stats-ridge")
             scores = [spearman(y[val], est.fit(part[fit], y[fit]).predict(part[val]))
@@ -110,6 +137,18 @@ def main(argv=None) -> int:
                 scores.append(spearman(y[val], est.predict(X[val])))
             table[(label, kind)] = (float(np.mean(scores)), float(np.std(scores, ddof=1)))
             print(f"{kind} {label}: {table[(label, kind)][0]:.3f}", file=sys.stderr, flush=True)
+    if n_fit:
+        cols = [(k, n) for k in kinds for n in n_fit]
+        lines = [f"# TemporalStats variants in stats-ridge: validation Spearman over {args.draws} draws of "
+                 f"n training videos from the pool, the rest of the pool validating ({args.features}; "
+                 f"the {args.n_test} test videos set aside)", "",
+                 "| statistics | " + " | ".join(f"{k} n={n}" for k, n in cols) + " |",
+                 "|---|" + "---|" * len(cols)]
+        for label in VARIANTS:
+            lines.append(f"| {label} | " + " | ".join(
+                "{:.3f} ± {:.3f}".format(*table[(label, k, n)]) for k, n in cols) + " |")
+        print("\n".join(lines))
+        return 0
     lines = [f"# TemporalStats variants in stats-ridge: {args.folds}-fold validation Spearman on the "
              f"training pool ({args.features}; the {args.n_test} test videos set aside)", "",
              "| statistics | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]

@@ -157,7 +157,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         the regularisers are multiplied by ``reg_scale_ = 1 / k^2`` (``1 / k`` for ``loss="l1"``).
     stats_anchor : bool
         Predict ``anchor(X) + network(X)``, where the anchor is a ``stats-ridge`` (per-video mean,
-        std, max, min of each step column -> StandardScaler -> RidgeCV) fitted on the training rows
+        std, max, min and the first ``ANCHOR_DCT`` DCT coefficients of each step column ->
+        StandardScaler -> RidgeCV) fitted on the training rows
         inside ``fit``, and the network learns the anchor's leave-one-out residuals
         (:mod:`aqa.heads.anchor`; fitted as ``anchor_``, None when off). The network then only has to
         learn what the linear baseline misses, and early stopping ends it where that stops helping on

@@ -8,9 +8,11 @@ feature, :func:`stats_inputs`) and summarise each column over the steps:
 - :class:`TemporalStats` -- per video and column: mean, std, max, min over the steps (NaN-safe: a
   missing joint's NaN steps are skipped), optionally the low-frequency DCT coefficients of the
   column's step series;
-  ``n_dct`` is off by default: on ``aqa-data synth`` training rows (``benchmarks/temporal_stats.py``,
-  5-fold validation, ``kin_pose``) 2-8 coefficients moved the validation Spearman by -0.007..+0.027,
-  within about one fold-to-fold standard deviation, helping the coordination kind and hurting sync;
+  ``n_dct`` is off in ``stats-ridge``, the plain baseline: on ``aqa-data synth`` training rows
+  (``benchmarks/temporal_stats.py``, 5-fold validation, ``kin_pose``) 2-8 coefficients moved the
+  validation Spearman by -0.007..+0.027, within about one fold-to-fold standard deviation, helping
+  the coordination kind and hurting sync. At 40-160 training videos 4 coefficients helped on most
+  kinds, and the neural heads' stats anchor takes them (:data:`aqa.heads.anchor.ANCHOR_DCT`);
 - :func:`stats_ridge` -- TemporalStats -> StandardScaler -> RidgeCV, the ridge penalty chosen by
   leave-one-out error on the training rows (RidgeCV's efficient generalised cross-validation);
 - :func:`stats_gbr` -- TemporalStats -> HistGradientBoostingRegressor, its number of trees chosen

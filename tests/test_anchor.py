@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
-from aqa.heads.anchor import fit_anchor, predict_anchor
+from aqa.heads.anchor import ANCHOR_DCT, fit_anchor, predict_anchor
 from aqa.heads.baselines import TemporalStats, stats_ridge
 from aqa.heads.base import load_head
 from aqa.heads.core import CoReRegressor
@@ -22,7 +22,8 @@ def _data(n=50, seed=0):
 def test_anchor_predicts_what_stats_ridge_predicts():
     X, y = _data()
     anchor, _ = fit_anchor(X[:40], y[:40], np.full(40, -1))
-    ref = stats_ridge().fit(X[:40], y[:40])
+    ref = stats_ridge(n_dct=ANCHOR_DCT).fit(X[:40], y[:40])
+    assert anchor["n_dct"] == ANCHOR_DCT == 4
     assert anchor["alpha"] == pytest.approx(ref.named_steps["ridge"].alpha_)
     np.testing.assert_allclose(predict_anchor(anchor, X[40:]), ref.predict(X[40:]), rtol=1e-7, atol=1e-7)
 
@@ -33,13 +34,35 @@ def test_training_residuals_are_leave_one_out_and_views_take_their_sources():
     yv = np.concatenate([y, y[:5]])
     sources = np.concatenate([np.full(30, -1), np.arange(5)])
     anchor, loo = fit_anchor(Xv, yv, sources)
-    Z = TemporalStats().fit(X).transform(X)
+    Z = TemporalStats(n_dct=ANCHOR_DCT).fit(X).transform(X)
     Z = (Z - anchor["mean"]) / anchor["scale"]
     ref = cross_val_predict(Ridge(alpha=anchor["alpha"]), Z, y, cv=LeaveOneOut())
     np.testing.assert_allclose(loo[:30], ref, rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(loo[30:], loo[:5])
     # leave-one-out, not in-sample: the in-sample fit is closer to y
     assert np.mean((loo[:30] - y) ** 2) > np.mean((predict_anchor(anchor, X) - y) ** 2)
+
+
+def test_anchor_reads_the_order_of_the_steps_that_the_four_statistics_lose():
+    """Each video beside its time reverse, scored by the opposite trend: mean, std, max and min
+    cannot tell them apart, the anchor's DCT coefficients can (the slow shape of a column)."""
+    rng = np.random.RandomState(1)
+    t = np.linspace(-1, 1, 10)
+    slope = rng.uniform(-1, 1, size=60)
+    X = (slope[:, None, None] * t[None, :, None] + 0.3 * rng.normal(size=(60, 10, 3))).astype(np.float32)
+    X, y = np.concatenate([X, X[:, ::-1]]), np.concatenate([slope, -slope])
+    tr, te = np.r_[0:40, 60:100], np.r_[40:60, 100:120]
+    anchor, _ = fit_anchor(X[tr], y[tr], np.full(len(tr), -1))
+    assert np.corrcoef(predict_anchor(anchor, X[te]), y[te])[0, 1] > 0.9
+    four = stats_ridge().fit(X[tr], y[tr]).predict(X[te])
+    assert abs(np.corrcoef(four, y[te])[0, 1]) < 0.3
+    # a head file saved before the anchor took DCT coefficients (no n_dct) still predicts
+    old, _ = fit_anchor(X[tr, :1], y[tr], np.full(len(tr), -1))        # one step: no DCT
+    assert old.pop("n_dct") == 0
+    np.testing.assert_allclose(predict_anchor(old, X[te, :1]), stats_ridge().fit(X[tr, :1], y[tr]).predict(
+        X[te, :1]), rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="needs 5 steps"):
+        predict_anchor(anchor, X[te, :3])
 
 
 @pytest.mark.slow
