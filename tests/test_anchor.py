@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
-from aqa.heads.anchor import ANCHOR_DCT, fit_anchor, predict_anchor
+from aqa.heads.anchor import ANCHOR_DCT, check_anchor, fit_anchor, predict_anchor
 from aqa.heads.baselines import TemporalStats, stats_ridge
 from aqa.heads.base import load_head
 from aqa.heads.core import CoReRegressor
@@ -59,6 +59,10 @@ def test_anchor_reads_the_order_of_the_steps_that_the_four_statistics_lose():
     # a head file saved before the anchor took DCT coefficients (no n_dct) still predicts
     old, _ = fit_anchor(X[tr, :1], y[tr], np.full(len(tr), -1))        # one step: no DCT
     assert old.pop("n_dct") == 0
+    check_anchor(old)
+    check_anchor(anchor)
+    with pytest.raises(ValueError, match=r"\(4 \+ n_dct\) x n_columns"):
+        check_anchor({**anchor, "n_dct": 2})
     np.testing.assert_allclose(predict_anchor(old, X[te, :1]), stats_ridge().fit(X[tr, :1], y[tr]).predict(
         X[te, :1]), rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="needs 5 steps"):
