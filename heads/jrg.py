@@ -28,9 +28,9 @@ training videos (0.250 against 0.806 test Spearman). Its input was not the reaso
 joint-averaged features it pools carry the signal (0.828 for ``stats-ridge`` on them,
 ``benchmarks/temporal_stats.py``); early stopping on 16 validation videos was only a small part
 (on a separate synthetic set, 0.415 ± 0.095 with the bench's selection and 0.460 ± 0.032 at its
-full budget, ``stats-ridge`` 0.726). With the anchor JRG is level with ``stats-ridge`` there
-(-0.005 at 80 videos, +0.000 at 320): its network adds nothing to the Ridge that holds beyond the
-training rows on that kind.
+full budget, ``stats-ridge`` 0.726). With the anchor, which also reads each column's slow shape
+(:data:`aqa.heads.anchor.ANCHOR_DCT`), JRG is level with ``stats-ridge`` there at 80 videos
+(-0.000) and above it at 320 (+0.020).
 """
 from __future__ import annotations
 
