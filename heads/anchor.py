@@ -3,8 +3,8 @@ the network learns (``stats_anchor=True``).
 
 A neural head's prediction is ``anchor(X) + network(X)``: the anchor is the classical baseline
 (:func:`aqa.heads.baselines.stats_ridge`: per-video mean, std, max, min of every step column ->
-StandardScaler -> RidgeCV) with the columns' slow shape added (below), fitted on the head's own input, and the network is trained on what the
-anchor leaves unexplained. The training residuals are the anchor's *leave-one-out* residuals
+StandardScaler -> RidgeCV) with the columns' slow shape added (below), fitted on the head's own
+input, and the network is trained on what the anchor leaves unexplained. The training residuals are the anchor's *leave-one-out* residuals
 (RidgeCV's efficient leave-one-out predictions at the chosen penalty), so the network, and its
 early stopping, see the errors the anchor makes on videos it has not seen, not its in-sample fit.
 The network's output is then added with a weight fitted on early stopping's validation rows

@@ -27,8 +27,8 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["default_feature", "families_with_joints", "step_columns", "JOINTS_IN_STEPS", "INPUT_LAYOUTS",
-           "input_layout",
-           "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories", "FEATURE_PREFERENCE"]
+           "input_layout", "jrg_inputs", "step_inputs", "clip_mean_inputs", "pose_trajectories",
+           "FEATURE_PREFERENCE"]
 
 #: families tried in order when no --feature is given (learned backbones first, weight-free last).
 FEATURE_PREFERENCE = ("i3d_rgb", "i3dr50_rgb", "i3d_flow", "c3d_rgb", "kin_pose", "hof_flow")

@@ -17,8 +17,8 @@ import numpy as np
 from .dataset import (build_inputs, has_splits, head_feature, label_extras, load_rows, score_ranges_of, select_rows,
                       warn_unmatched)
 
-__all__ = ["run_train_eval", "check_comparable", "layout_hint", "load_model", "model_inputs", "evaluate_model",
-           "predict_model", "explain_model"]
+__all__ = ["run_train_eval", "check_comparable", "layout_hint", "load_model", "model_inputs",
+           "evaluate_model", "predict_model", "explain_model"]
 
 
 def run_train_eval(cache, labels=None, head: str = "jrg", feature: str | None = None, seed: int = 0,

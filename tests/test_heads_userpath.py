@@ -212,8 +212,8 @@ def test_a_head_trained_on_an_older_input_layout_is_refused_with_the_reason_and_
         m.setattr(inputs, "step_inputs", lambda r, ids, feature=None: inputs.step_columns(
             r, ids, feature or inputs.default_feature(r), ()))
         m.setitem(inputs.INPUT_LAYOUTS, "steps", {1: inputs.INPUT_LAYOUTS["steps"][1]})
-        r = CliRunner().invoke(main, ["train", "mlp", str(cache), "--feature", "kin_pose", "-p", "max_iter=2",
-                                      "--out", str(model)])
+        r = CliRunner().invoke(main, ["train", "mlp", str(cache), "--feature", "kin_pose",
+                                      "-p", "max_iter=2", "--out", str(model)])
         assert r.exit_code == 0, r.output
     from aqa.heads.train import load_model
     assert load_model(model).train_config_["input_layout"] == 1
