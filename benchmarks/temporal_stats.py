@@ -70,6 +70,16 @@ def input_parts(reader, ids, features: str) -> dict[str, np.ndarray]:
     return out
 
 
+def splits(n_rows: int, n_fit: int | None, folds: int, draws: int) -> list:
+    """(fit, validation) row indices: ``folds`` seeded folds, or with ``n_fit`` ``draws`` seeded
+    draws of ``n_fit`` fitting rows, the other rows validating."""
+    from sklearn.model_selection import KFold
+    if n_fit is None:
+        return list(KFold(folds, shuffle=True, random_state=0).split(np.arange(n_rows)))
+    orders = (np.random.default_rng(seed).permutation(n_rows) for seed in range(draws))
+    return [(o[:n_fit], o[n_fit:]) for o in orders]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="heads_vs_baseline_out", help="heads_vs_baseline.py's work folder")
@@ -81,18 +91,23 @@ def main(argv=None) -> int:
                                                 "pool instead of the folds (variants only)")
     ap.add_argument("--draws", type=int, default=5, help="draws per --n-fit size")
     args = ap.parse_args(argv)
-    n_fit = [int(v) for v in args.n_fit.split(",") if v]
+    sizes = [int(v) for v in args.n_fit.split(",") if v] or [None]
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from heads_vs_baseline import split_rows
-    from sklearn.model_selection import KFold
 
     from aqa.data.cache import CacheReader
     from aqa.heads import registry
     from aqa.heads.dataset import build_inputs
     from aqa.heads.metrics import spearman
 
+    def validation(X, y, parts, params) -> tuple[float, float]:
+        scores = [spearman(y[val], registry.make("stats-ridge", **params).fit(X[fit], y[fit]).predict(X[val]))
+                  for fit, val in parts]
+        return float(np.mean(scores)), float(np.std(scores, ddof=1))
+
     kinds = [k for k in args.kinds.split(",") if k]
+    cols = [(k, n) for k in kinds for n in sizes]
     table = {}
     for kind in kinds:
         name = "kin_pose.h5" if args.features == "kin_pose" else "feats.h5"
@@ -106,60 +121,36 @@ def main(argv=None) -> int:
             pool = [x for x in split_rows(rows, len(rows) - args.n_test, args.n_test, 0)
                     if x.split == "train"]
             X = build_inputs("stats-ridge", r, [x.video_id for x in pool], args.features)
-            parts = input_parts(r, [x.video_id for x in pool], args.features)
+            inputs = input_parts(r, [x.video_id for x in pool], args.features) if sizes == [None] else {}
         y = np.array([x.score for x in pool])
-        if n_fit:
-            for n in n_fit:
-                if n >= len(pool):
-                    print(f"{kind}: --n-fit {n} leaves no validation rows in a pool of {len(pool)}",
-                          file=sys.stderr)
-                    return 1
-                for label, params in VARIANTS.items():
-                    scores = []
-                    for seed in range(args.draws):
-                        order = np.random.default_rng(seed).permutation(len(pool))
-                        fit, val = order[:n], order[n:]
-                        est = registry.make("stats-ridge", **params).fit(X[fit], y[fit])
-                        scores.append(spearman(y[val], est.predict(X[val])))
-                    table[(label, kind, n)] = (float(np.mean(scores)), float(np.std(scores, ddof=1)))
-                print(f"{kind} n={n} done", file=sys.stderr, flush=True)
-            continue
-        for label, part in parts.items():
-            est = registry.make("stats-ridge")
-            scores = [spearman(y[val], est.fit(part[fit], y[fit]).predict(part[val]))
-                      for fit, val in KFold(args.folds, shuffle=True, random_state=0).split(part)]
-            table[(label, kind)] = (float(np.mean(scores)), float(np.std(scores, ddof=1)))
-            print(f"{kind} input {label}: {table[(label, kind)][0]:.3f}", file=sys.stderr, flush=True)
-        for label, params in VARIANTS.items():
-            scores = []
-            for fit, val in KFold(args.folds, shuffle=True, random_state=0).split(X):
-                est = registry.make("stats-ridge", **params).fit(X[fit], y[fit])
-                scores.append(spearman(y[val], est.predict(X[val])))
-            table[(label, kind)] = (float(np.mean(scores)), float(np.std(scores, ddof=1)))
-            print(f"{kind} {label}: {table[(label, kind)][0]:.3f}", file=sys.stderr, flush=True)
-    if n_fit:
-        cols = [(k, n) for k in kinds for n in n_fit]
-        lines = [f"# TemporalStats variants in stats-ridge: validation Spearman over {args.draws} draws of "
-                 f"n training videos from the pool, the rest of the pool validating ({args.features}; "
-                 f"the {args.n_test} test videos set aside)", "",
-                 "| statistics | " + " | ".join(f"{k} n={n}" for k, n in cols) + " |",
-                 "|---|" + "---|" * len(cols)]
-        for label in VARIANTS:
-            lines.append(f"| {label} | " + " | ".join(
-                "{:.3f} ± {:.3f}".format(*table[(label, k, n)]) for k, n in cols) + " |")
-        print("\n".join(lines))
-        return 0
-    lines = [f"# TemporalStats variants in stats-ridge: {args.folds}-fold validation Spearman on the "
-             f"training pool ({args.features}; the {args.n_test} test videos set aside)", "",
-             "| statistics | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-    for label in VARIANTS:
-        lines.append(f"| {label} | " + " | ".join(
-            "{:.3f} ± {:.3f}".format(*table[(label, k)]) for k in kinds) + " |")
-    lines += ["", "stats-ridge over a part of its input (same folds):", "",
-              "| input | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-    for label in INPUTS:
-        lines.append(f"| {label} | " + " | ".join(
-            "{:.3f} ± {:.3f}".format(*table[(label, k)]) for k in kinds) + " |")
+        for n in sizes:
+            if n is not None and n >= len(pool):
+                print(f"{kind}: --n-fit {n} leaves no validation rows in a pool of {len(pool)}",
+                      file=sys.stderr)
+                return 1
+            parts = splits(len(pool), n, args.folds, args.draws)
+            for label, part in inputs.items():
+                table[(label, kind, n)] = validation(part, y, parts, {})
+            for label, params in VARIANTS.items():
+                table[(label, kind, n)] = validation(X, y, parts, params)
+                print(f"{kind}{'' if n is None else f' n={n}'} {label}: {table[(label, kind, n)][0]:.3f}",
+                      file=sys.stderr, flush=True)
+    how = (f"{args.folds}-fold validation Spearman on the training pool" if sizes == [None] else
+           f"validation Spearman over {args.draws} draws of n training videos from the pool, the rest "
+           "of the pool validating")
+    head = " | ".join(k if n is None else f"{k} n={n}" for k, n in cols)
+
+    def rows_of(labels) -> list[str]:
+        cell = "{:.3f} ± {:.3f}".format
+        return [f"| {label} | " + " | ".join(cell(*table[(label, k, n)]) for k, n in cols) + " |"
+                for label in labels]
+
+    lines = [f"# TemporalStats variants in stats-ridge: {how} ({args.features}; the {args.n_test} test "
+             "videos set aside)", "", f"| statistics | {head} |", "|---|" + "---|" * len(cols),
+             *rows_of(VARIANTS)]
+    if sizes == [None]:
+        lines += ["", "stats-ridge over a part of its input (same folds):", "",
+                  f"| input | {head} |", "|---|" + "---|" * len(cols), *rows_of(INPUTS)]
     print("\n".join(lines))
     return 0
 

@@ -199,3 +199,17 @@ def test_temporal_stats_input_parts_are_the_heads_inputs(tmp_path):
     # CoRe's input of a backbone family: the whole-scene steps averaged over the steps (CoReRegressor._check_X)
     np.testing.assert_allclose(parts["whole-scene mean over steps"],
                                parts["whole-scene only"].mean(axis=1), rtol=1e-6)
+
+
+def test_temporal_stats_splits_are_seeded_folds_or_draws_of_n_fitting_rows():
+    """benchmarks/temporal_stats.py: the folds partition the pool; an --n-fit draw fits n rows and
+    validates on all the others; the same seeds give the same splits."""
+    ts = load_benchmark("temporal_stats")
+    folds = ts.splits(23, None, 5, 3)
+    assert len(folds) == 5
+    assert sorted(np.concatenate([val for _, val in folds]).tolist()) == list(range(23))
+    draws = ts.splits(23, 8, 5, 3)
+    assert len(draws) == 3 and len({tuple(fit) for fit, _ in draws}) == 3
+    for fit, val in draws:
+        assert len(fit) == 8 and sorted(np.concatenate([fit, val]).tolist()) == list(range(23))
+    assert all((a[0] == b[0]).all() for a, b in zip(draws, ts.splits(23, 8, 5, 3)))
