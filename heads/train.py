@@ -132,7 +132,7 @@ def layout_hint(est):
         head = cfg.get("head")
         builder = registry.get(head).inputs if head in registry.names() else None
         trained, now = cfg.get("input_layout", 1), input_layout(builder) if builder else 1
-        if builder is None or trained >= now:
+        if builder is None or type(trained) is not int or trained >= now:   # a file is someone else's
             raise
         notes = INPUT_LAYOUTS[builder]
         feature = f" --feature {cfg['feature']}" if cfg.get("feature") else ""

@@ -230,3 +230,20 @@ def test_a_head_trained_on_an_older_input_layout_is_refused_with_the_reason_and_
     assert r.exit_code == 0, r.output
     assert load_model(fresh).train_config_["input_layout"] == inputs.input_layout("steps") == 2
     assert CliRunner().invoke(main, ["predict", str(fresh), str(cache)]).exit_code == 0
+
+
+def test_a_head_files_recorded_input_layout_of_any_type_leaves_the_error_as_it_was():
+    """``input_layout`` comes from the head file: a value that is not a layout number (a crafted
+    or damaged file) adds no hint and raises nothing else than the original error."""
+    from types import SimpleNamespace
+
+    from aqa.heads.train import layout_hint
+    for recorded in ("1", None, [1], 1.5, True):
+        est = SimpleNamespace(train_config_={"head": "mlp", "feature": "kin_pose", "input_layout": recorded})
+        with pytest.raises(ValueError, match=r"^X has 108 features per step$"):
+            with layout_hint(est):
+                raise ValueError("X has 108 features per step")
+    est = SimpleNamespace(train_config_={"head": "mlp", "feature": "kin_pose", "input_layout": 1})
+    with pytest.raises(ValueError, match="layout 1 of the 'steps' input"):
+        with layout_hint(est):
+            raise ValueError("X has 108 features per step")
